@@ -1,0 +1,1 @@
+"""Private helpers of :mod:`dopt_core` (namespace compat, validation, typing)."""

@@ -1,0 +1,86 @@
+"""Input validation shared by every public function.
+
+Each check raises ``TypeError`` (wrong kind of object or dtype) or ``ValueError``
+(wrong value or shape) with a message that names the offending argument.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+from ..backend import backend_for
+
+__all__ = ["check_flag", "check_int", "check_same_device", "check_scores"]
+
+
+def check_scores(
+    theta: Any,
+    *,
+    name: str = "theta",
+    min_ndim: int = 1,
+    check_finite: bool = True,
+) -> tuple[Any, Any, Any]:
+    """Validate a floating-point score array.
+
+    Returns ``(theta_compute, xp, out_dtype)``: float16/bfloat16 inputs are promoted to
+    float32 for the computation and ``out_dtype`` records the dtype to cast back to
+    (``None`` when no cast is needed). NaN or infinite entries raise unless
+    ``check_finite=False``; the check is skipped for lazy (traced) arrays, where values
+    are unknown.
+    """
+    backend = backend_for(theta, name=name)
+    xp = backend.namespace(theta)
+    dtype = theta.dtype
+    if not xp.isdtype(dtype, "real floating"):
+        raise TypeError(f"{name} must have a real floating dtype (float32 or float64), got {dtype}")
+    out_dtype = None
+    if dtype not in (xp.float32, xp.float64):
+        out_dtype = dtype
+        theta = xp.astype(theta, xp.float32)
+    if theta.ndim < min_ndim:
+        raise ValueError(
+            f"{name} must have at least {min_ndim} dimension(s) (batch dims first), got shape "
+            f"{tuple(theta.shape)}"
+        )
+    if min_ndim and theta.shape[-1] == 0:
+        raise ValueError(f"{name} must have a non-empty last dimension, got shape {tuple(theta.shape)}")
+    if check_finite and not backend.is_traced(theta) and not bool(xp.all(xp.isfinite(theta))):
+        raise ValueError(f"{name} contains NaN or infinite values (pass check_finite=False to skip this check)")
+    return theta, xp, out_dtype
+
+
+def check_int(value: Any, *, name: str, low: int, high: int | None = None) -> int:
+    """An integer in ``[low, high]`` (``high=None``: no upper bound)."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer, got bool")
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None
+    if value < low or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f">= {low}"
+        raise ValueError(f"{name} must be {bound}, got {value}")
+    return value
+
+
+def check_flag(value: Any, *, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+def check_same_device(arrays: dict[str, Any]) -> None:
+    """All arrays belong to the same backend and live on the same device."""
+    items = list(arrays.items())
+    first_name, first = items[0]
+    b0 = backend_for(first, name=first_name)
+    d0 = b0.device(first)
+    for name, a in items[1:]:
+        b = backend_for(a, name=name)
+        if b is not b0:
+            raise TypeError(f"{name} is a {b.name} array but {first_name} is a {b0.name} array")
+        if b0.is_traced(a) or b0.is_traced(first):
+            continue
+        if not b0.same_device(d0, b.device(a)):
+            raise ValueError(f"{name} is on device {b.device(a)} but {first_name} is on {d0}")

@@ -1,0 +1,45 @@
+"""The one module that imports from array-api-compat.
+
+Everything else in :mod:`dopt_core` takes namespace helpers from here, so that
+swapping or vendoring array-api-compat is a one-file change.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from array_api_compat import (
+    array_namespace,
+    is_array_api_obj,
+    is_array_api_strict_namespace,
+    is_cupy_array,
+    is_jax_array,
+    is_lazy_array,
+    is_numpy_array,
+    is_torch_array,
+)
+from array_api_compat import device as _device
+
+__all__ = [
+    "array_namespace",
+    "device",
+    "is_array_api_obj",
+    "is_array_api_strict_namespace",
+    "is_cupy_array",
+    "is_jax_array",
+    "is_lazy_array",
+    "is_numpy_array",
+    "is_torch_array",
+]
+
+
+def device(x: Any) -> Any:
+    """Device of ``x``, or ``None`` where it cannot be read (a JAX tracer under ``jit``).
+
+    Creation functions accept ``device=None`` as "the default device", which is what
+    JAX uses while tracing.
+    """
+    try:
+        return _device(x)
+    except Exception:  # noqa: BLE001 - tracers refuse to report a device
+        return None

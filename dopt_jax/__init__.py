@@ -1,0 +1,19 @@
+"""dopt for JAX: the core's public names as pure functions with ``jax.custom_vjp``.
+
+Importing this module registers the JAX adapter with :mod:`dopt_core`; the core also
+imports it by itself the first time it sees a JAX array. Everything composes with
+``jax.jit``, ``jax.vmap`` and ``jax.grad``; host code runs through
+``jax.pure_callback``. Randomness takes explicit keys (``rng=jax.random.key(0)``).
+"""
+
+from dopt_core import *  # noqa: F403 - the plugin exports the core's public names
+from dopt_core import __all__ as _core_all
+from dopt_core import __version__, register_backend, solvers, testing, value_and_vjp  # noqa: F401
+
+from ._backend import JaxBackend
+from ._callback import host_call
+from ._vjp import apply_op
+
+register_backend(JaxBackend())
+
+__all__ = [*_core_all, "JaxBackend", "apply_op", "host_call"]

@@ -1,0 +1,19 @@
+"""dopt for PyTorch: the core's public names, with torch autograd wired to the core's VJPs.
+
+Importing this module registers the torch adapter with :mod:`dopt_core`; the core
+also imports it by itself the first time it sees a ``torch.Tensor``. Functions take
+and return tensors on the input's device; gradients come from the core's explicit
+vector-Jacobian products through one generic ``torch.autograd.Function``.
+"""
+
+from dopt_core import *  # noqa: F403 - the plugin exports the core's public names
+from dopt_core import __all__ as _core_all
+from dopt_core import __version__, register_backend, solvers, testing, value_and_vjp  # noqa: F401
+
+from ._autograd import OpFunction as AutogradOp
+from ._autograd import apply_op
+from ._backend import TorchBackend
+
+register_backend(TorchBackend())
+
+__all__ = [*_core_all, "AutogradOp", "TorchBackend", "apply_op"]

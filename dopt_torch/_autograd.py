@@ -1,0 +1,50 @@
+"""One generic bridge from a core Op to ``torch.autograd.Function``.
+
+The forward runs ``op.forward`` on torch tensors (on their device); the backward runs
+``op.vjp`` — the core's explicit VJP — on the saved residuals. Nothing of the Op's
+math lives here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from array_api_compat import torch as torch_xp
+
+
+def _fresh(t: Any, inputs: tuple[Any, ...]) -> Any:
+    # An autograd.Function must not hand back one of its inputs as-is.
+    return t.detach() if any(t is x for x in inputs) else t
+
+
+class OpFunction(torch.autograd.Function):
+    """``OpFunction.apply(op, *inputs) -> (y, *residuals)``; use :func:`apply_op`."""
+
+    @staticmethod
+    def forward(op: Any, *inputs: Any) -> Any:  # type: ignore[override]
+        y, residuals = op.forward(*inputs, xp=torch_xp)
+        return (_fresh(y, inputs), *(_fresh(r, inputs) for r in residuals))
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        op = inputs[0]
+        residuals = output[1:]
+        ctx.op = op
+        if residuals:
+            ctx.mark_non_differentiable(*residuals)
+        ctx.save_for_backward(*residuals)
+
+    @staticmethod
+    def backward(ctx: Any, g: Any, *unused: Any) -> Any:
+        residuals = tuple(ctx.saved_tensors)
+        grads = ctx.op.vjp(residuals, g, xp=torch_xp)
+        needs = ctx.needs_input_grad[1:]
+        if len(grads) != len(needs):
+            raise RuntimeError(f"{ctx.op.name}.vjp returned {len(grads)} gradients for {len(needs)} inputs")
+        return (None, *(gr if need else None for gr, need in zip(grads, needs, strict=True)))
+
+
+def apply_op(op: Any, *inputs: Any) -> Any:
+    """Run a core Op with torch autograd wired to its explicit VJP."""
+    return OpFunction.apply(op, *inputs)[0]

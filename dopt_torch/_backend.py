@@ -1,0 +1,84 @@
+"""The PyTorch adapter: devices, ``torch.Generator`` draws, host transfers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from array_api_compat import torch as torch_xp
+
+from dopt_core.backend import Backend
+
+from ._autograd import apply_op
+
+
+def _generator(rng: Any, device: torch.device) -> torch.Generator | None:
+    if isinstance(rng, torch.Generator):
+        if torch.device(rng.device).type != device.type:
+            raise ValueError(
+                f"rng is a torch.Generator on {rng.device}, but the arrays are on {device}"
+            )
+        return rng
+    if rng is None:
+        return None  # torch's default generator for that device
+    if isinstance(rng, int | np.integer) and not isinstance(rng, bool):
+        return torch.Generator(device=device).manual_seed(int(rng))
+    raise TypeError(
+        "rng must be a torch.Generator, a numpy.random.Generator, an int seed or None for "
+        f"torch tensors, got {type(rng).__name__}"
+    )
+
+
+class TorchBackend(Backend):
+    name = "torch"
+    extra = "torch"
+
+    def owns(self, x: Any) -> bool:
+        return isinstance(x, torch.Tensor)
+
+    def namespace(self, x: Any) -> Any:
+        return torch_xp
+
+    def device(self, x: Any) -> Any:
+        return x.device
+
+    def same_device(self, a: Any, b: Any) -> bool:
+        return torch.device(a) == torch.device(b)
+
+    def is_traced(self, x: Any) -> bool:
+        return False
+
+    def to_numpy(self, x: Any) -> np.ndarray:
+        x = x.detach()
+        if x.dtype in (torch.float16, torch.bfloat16):
+            x = x.float()
+        return x.cpu().numpy()
+
+    def from_numpy(self, a: np.ndarray, *, like: Any) -> Any:
+        return torch.from_numpy(np.ascontiguousarray(a)).to(like.device)
+
+    def draw(self, rng: Any, kind: str, shape: Sequence[int], *, like: Any) -> Any:
+        if isinstance(rng, np.random.Generator):
+            return super().draw(rng, kind, shape, like=like)
+        shape = tuple(shape)
+        gen = _generator(rng, like.device)
+        kw: dict[str, Any] = {"dtype": like.dtype, "device": like.device}
+        if kind == "normal":
+            return torch.randn(shape, generator=gen, **kw)
+        if kind == "uniform":
+            return torch.rand(shape, generator=gen, **kw)
+        if kind in ("exponential", "gumbel"):
+            e = torch.empty(shape, **kw).exponential_(generator=gen)
+            return e if kind == "exponential" else -torch.log(e)
+        return super().draw(rng, kind, shape, like=like)  # raises the unknown-kind error
+
+    def apply_op(self, op: Any, *inputs: Any) -> Any:
+        return apply_op(op, *inputs)
+
+    def info(self) -> dict[str, Any]:
+        devices = ["cpu"]
+        if torch.cuda.is_available():
+            devices += [f"cuda:{i} ({torch.cuda.get_device_name(i)})" for i in range(torch.cuda.device_count())]
+        return {"name": self.name, "version": torch.__version__, "devices": devices}
