@@ -1,0 +1,29 @@
+"""dopt's cross-backend conformance suite (installed as ``dopt_conformance``).
+
+One registry of cases (:data:`CASES`, extended with :func:`register_case`), one list
+of backends (:data:`BACKEND_NAMES`, each set up by :func:`setup` or skipped with a
+reason) and one set of checks (:data:`CHECKS`). Run it with ``dopt conformance`` or
+through pytest (``tests/test_conformance.py``); both call the same check functions.
+"""
+
+from ._backends import BACKEND_NAMES, Env, Skip, setup
+from ._cases import CASES, Case, register_case, tied_scores
+from ._checks import CHECKS
+from ._runner import DTYPES, Result, format_table, run, run_one
+
+__all__ = [
+    "BACKEND_NAMES",
+    "CASES",
+    "CHECKS",
+    "DTYPES",
+    "Case",
+    "Env",
+    "Result",
+    "Skip",
+    "format_table",
+    "register_case",
+    "run",
+    "run_one",
+    "setup",
+    "tied_scores",
+]

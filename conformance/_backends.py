@@ -1,0 +1,194 @@
+"""Every backend the conformance suite knows, as small environments.
+
+An environment turns NumPy test data into arrays of its backend on its device
+(:meth:`Env.asarray`), brings results back (:meth:`Env.to_numpy`) and computes a
+vector-Jacobian product the way a user of that framework would (:meth:`Env.vjp`:
+``loss.backward()`` in torch, ``jax.vjp`` in JAX, the core's explicit
+``value_and_vjp`` elsewhere). :func:`setup` raises :class:`Skip` with a short reason
+when a backend is missing ("no CUDA device", "torch not installed").
+
+The array-API-strict environment uses the non-default device ``device1`` so that a
+forgotten ``device=`` shows up on a CPU-only machine; the read-only NumPy environment
+catches in-place writes.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+import dopt_core as dc
+
+__all__ = ["BACKEND_NAMES", "Env", "Skip", "setup"]
+
+BACKEND_NAMES = (
+    "numpy",
+    "numpy_readonly",
+    "array_api_strict",
+    "torch",
+    "torch_cuda",
+    "jax",
+    "jax_gpu",
+    "cupy",
+)
+
+
+class Skip(Exception):
+    """A check or backend that does not apply here; the message is the reason."""
+
+
+def _require(module: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise Skip(f"{module} not installed") from None
+
+
+class Env:
+    """A backend under test (see the module docstring)."""
+
+    name: str = "?"
+    autodiff: str | None = None  # "torch", "jax" or None (explicit VJP only)
+    device: Any = None
+
+    def asarray(self, a: np.ndarray) -> Any:
+        raise NotImplementedError
+
+    def to_numpy(self, x: Any) -> np.ndarray:
+        return dc.testing.to_numpy(x)
+
+    def device_of(self, x: Any) -> Any:
+        return dc.backend_for(x).device(x)
+
+    def same_device(self, a: Any, b: Any) -> bool:
+        return dc.backend_for(self.asarray(np.zeros(1))).same_device(a, b)
+
+    def vjp(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], g: Any) -> Any:
+        """Gradient of ``<fn(*args, **kwargs), g>`` with respect to ``args[0]``."""
+        _, vjp = dc.value_and_vjp(fn, *args, **kwargs)
+        return vjp(g)
+
+
+class NumpyEnv(Env):
+    name = "numpy"
+    device = "cpu"
+
+    def asarray(self, a: np.ndarray) -> Any:
+        return np.array(a, copy=True)
+
+
+class NumpyReadOnlyEnv(NumpyEnv):
+    name = "numpy_readonly"
+
+    def asarray(self, a: np.ndarray) -> Any:
+        out = np.array(a, copy=True)
+        out.flags.writeable = False
+        return out
+
+
+class StrictEnv(Env):
+    name = "array_api_strict"
+
+    def __init__(self) -> None:
+        self.xp = _require("array_api_strict")
+        self.device = self.xp.Device("device1")
+
+    def asarray(self, a: np.ndarray) -> Any:
+        return self.xp.asarray(a, device=self.device)
+
+
+class TorchEnv(Env):
+    autodiff = "torch"
+
+    def __init__(self, cuda: bool) -> None:
+        self.torch = _require("torch")
+        if cuda and not self.torch.cuda.is_available():
+            raise Skip("no CUDA device")
+        self.name = "torch_cuda" if cuda else "torch"
+        self.device = self.torch.device("cuda" if cuda else "cpu")
+
+    def asarray(self, a: np.ndarray) -> Any:
+        return self.torch.asarray(np.ascontiguousarray(a), device=self.device)
+
+    def vjp(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], g: Any) -> Any:
+        theta = args[0].detach().clone().requires_grad_(True)
+        y = fn(theta, *args[1:], **kwargs)
+        (grad,) = self.torch.autograd.grad(y, theta, grad_outputs=g, allow_unused=True)
+        return self.torch.zeros_like(theta) if grad is None else grad
+
+
+class JaxEnv(Env):
+    autodiff = "jax"
+
+    def __init__(self, gpu: bool) -> None:
+        self.jax = _require("jax")
+        self.jax.config.update("jax_enable_x64", True)
+        platform = "gpu" if gpu else "cpu"
+        try:
+            devices = self.jax.devices(platform)
+        except RuntimeError:
+            raise Skip(f"no JAX {platform.upper()} device") from None
+        self.name = "jax_gpu" if gpu else "jax"
+        self.device = devices[0]
+
+    def asarray(self, a: np.ndarray) -> Any:
+        return self.jax.device_put(self.jax.numpy.asarray(a), self.device)
+
+    def same_device(self, a: Any, b: Any) -> bool:
+        return a == b
+
+    def vjp(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], g: Any) -> Any:
+        _, pullback = self.jax.vjp(lambda t: fn(t, *args[1:], **kwargs), args[0])
+        return pullback(g)[0]
+
+
+class CupyEnv(Env):
+    name = "cupy"
+
+    def __init__(self) -> None:
+        try:
+            self.cupy = importlib.import_module("cupy")
+        except Exception:  # noqa: BLE001 - CuPy fails to import in many ways without CUDA
+            raise Skip("no CUDA device (cupy not importable)") from None
+        try:
+            count = self.cupy.cuda.runtime.getDeviceCount()
+        except Exception:  # noqa: BLE001
+            count = 0
+        if count == 0:
+            raise Skip("no CUDA device")
+        self.device = self.cupy.cuda.Device(0)
+
+    def asarray(self, a: np.ndarray) -> Any:
+        with self.device:
+            return self.cupy.asarray(a)
+
+
+_FACTORIES: dict[str, Callable[[], Env]] = {
+    "numpy": NumpyEnv,
+    "numpy_readonly": NumpyReadOnlyEnv,
+    "array_api_strict": StrictEnv,
+    "torch": lambda: TorchEnv(cuda=False),
+    "torch_cuda": lambda: TorchEnv(cuda=True),
+    "jax": lambda: JaxEnv(gpu=False),
+    "jax_gpu": lambda: JaxEnv(gpu=True),
+    "cupy": CupyEnv,
+}
+_CACHE: dict[str, Env | Skip] = {}
+
+
+def setup(name: str) -> Env:
+    """The environment of backend ``name``, or :class:`Skip` with the reason it is absent."""
+    if name not in _FACTORIES:
+        raise ValueError(f"unknown backend {name!r}; known: {', '.join(BACKEND_NAMES)}")
+    if name not in _CACHE:
+        try:
+            _CACHE[name] = _FACTORIES[name]()
+        except Skip as exc:
+            _CACHE[name] = exc
+    env = _CACHE[name]
+    if isinstance(env, Skip):
+        raise env
+    return env

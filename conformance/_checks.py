@@ -1,0 +1,151 @@
+"""The checks run for every (backend, case, dtype).
+
+Each check computes the NumPy reference first, then the backend's result, compares
+them on the host, and returns the largest absolute error. It raises
+``AssertionError`` on a disagreement and :class:`~._backends.Skip` when it does not
+apply (with the reason).
+
+* ``forward`` — values equal the NumPy reference; the result is an array of the
+  input's library, on the input's device, with its dtype and batch shape.
+* ``vjp`` — the framework's own gradient call (``backward``, ``jax.vjp``; the explicit
+  ``value_and_vjp`` for libraries without autodiff) equals the core's reference VJP
+  computed with NumPy.
+* ``autodiff`` — where the forward is made of differentiable array operations, the
+  framework's native autodiff *through the forward* equals the explicit VJP.
+* ``jit`` / ``vmap`` — under JAX, ``jax.jit`` and ``jax.vmap`` give the same numbers.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+import dopt_core as dc
+from dopt_core.testing import assert_close
+
+from ._backends import Env, Skip
+from ._cases import Case
+
+__all__ = ["CHECKS", "Prepared", "prepare"]
+
+
+class Prepared:
+    """Inputs of one (case, dtype) in NumPy and in the backend, with the references."""
+
+    def __init__(self, env: Env, case: Case, dtype: str) -> None:
+        if dtype not in case.dtypes:
+            raise Skip(f"{case.name} is not defined for {dtype}")
+        rng = np.random.default_rng(zlib.crc32(f"{case.name}/{dtype}".encode()))
+        self.arrays, self.kwargs = case.make_inputs(rng, np.dtype(dtype))
+        self.reference = case.fn(*self.arrays, **self.kwargs)
+        self.cotangent = rng.normal(size=np.shape(self.reference)).astype(dtype)
+        self.inputs = tuple(env.asarray(a) for a in self.arrays)
+        self.env, self.case, self.dtype = env, case, dtype
+
+    def reference_vjp(self) -> np.ndarray:
+        _, vjp = dc.value_and_vjp(self.case.fn, *self.arrays, **self.kwargs)
+        return vjp(self.cotangent)
+
+    def call(self, *inputs: Any) -> Any:
+        return self.case.fn(*inputs, **self.kwargs)
+
+
+def prepare(env: Env, case: Case, dtype: str) -> Prepared:
+    return Prepared(env, case, dtype)
+
+
+def _assert_like_input(p: Prepared, out: Any, what: str) -> None:
+    theta = p.inputs[0]
+    b_in, b_out = dc.backend_for(theta), dc.backend_for(out, name=what)
+    if b_out is not b_in:
+        raise AssertionError(f"{what} is a {b_out.name} array for a {b_in.name} input")
+    if not b_in.is_traced(out):
+        d_in, d_out = b_in.device(theta), b_in.device(out)
+        if not b_in.same_device(d_in, d_out):
+            raise AssertionError(f"{what} is on {d_out}, the input on {d_in}")
+
+
+def check_forward(env: Env, case: Case, dtype: str) -> float:
+    p = prepare(env, case, dtype)
+    y = p.call(*p.inputs)
+    _assert_like_input(p, y, "output")
+    return assert_close(env.to_numpy(y), p.reference, kind=case.tolerance, err_msg=f"{case.name} forward:")
+
+
+def check_vjp(env: Env, case: Case, dtype: str) -> float:
+    if not case.differentiable:
+        raise Skip("zero gradient")
+    p = prepare(env, case, dtype)
+    expected = p.reference_vjp()
+    grad = env.vjp(case.fn, p.inputs, p.kwargs, env.asarray(p.cotangent))
+    _assert_like_input(p, grad, "gradient")
+    return assert_close(env.to_numpy(grad), expected, kind=case.tolerance, err_msg=f"{case.name} vjp:")
+
+
+def check_autodiff(env: Env, case: Case, dtype: str) -> float:
+    if not case.native_autodiff:
+        raise Skip("forward not differentiable")
+    if env.autodiff is None:
+        raise Skip("no autodiff")
+    p = prepare(env, case, dtype)
+    bound = case.fn.bind(*p.inputs, **p.kwargs)  # type: ignore[attr-defined]
+    op, inputs = bound.op, bound.inputs
+    g = env.asarray(p.cotangent)
+    if env.autodiff == "torch":
+        import torch
+        from array_api_compat import torch as torch_xp
+
+        theta = inputs[0].detach().clone().requires_grad_(True)
+        y, _ = op.forward(theta, *inputs[1:], xp=torch_xp)
+        (native,) = torch.autograd.grad(y, theta, grad_outputs=g)
+    else:
+        import jax
+        import jax.numpy as jnp
+
+        _, pull = jax.vjp(lambda t: op.forward(t, *inputs[1:], xp=jnp)[0], inputs[0])
+        native = pull(g)[0]
+    explicit = env.vjp(case.fn, p.inputs, p.kwargs, g)
+    return assert_close(env.to_numpy(explicit), env.to_numpy(native), kind=case.tolerance,
+                        err_msg=f"{case.name} explicit vs native VJP:")
+
+
+def _require_jax(env: Env) -> Any:
+    if env.autodiff != "jax":
+        raise Skip("JAX only")
+    import jax
+
+    return jax
+
+
+def check_jit(env: Env, case: Case, dtype: str) -> float:
+    jax = _require_jax(env)
+    p = prepare(env, case, dtype)
+    y = jax.jit(p.call)(*p.inputs)
+    err = assert_close(env.to_numpy(y), p.reference, kind=case.tolerance, err_msg=f"{case.name} jit:")
+    if case.differentiable:
+        g = env.asarray(p.cotangent)
+        grad = jax.jit(lambda *a: env.vjp(case.fn, a, p.kwargs, g))(*p.inputs)
+        err = max(err, assert_close(env.to_numpy(grad), p.reference_vjp(), kind=case.tolerance,
+                                    err_msg=f"{case.name} jit vjp:"))
+    return err
+
+
+def check_vmap(env: Env, case: Case, dtype: str) -> float:
+    jax = _require_jax(env)
+    p = prepare(env, case, dtype)
+    if p.arrays[0].ndim < 2:
+        raise Skip("unbatched case")
+    y = jax.vmap(p.call)(*p.inputs)
+    return assert_close(env.to_numpy(y), p.reference, kind=case.tolerance, err_msg=f"{case.name} vmap:")
+
+
+CHECKS: dict[str, Callable[[Env, Case, str], float]] = {
+    "forward": check_forward,
+    "vjp": check_vjp,
+    "autodiff": check_autodiff,
+    "jit": check_jit,
+    "vmap": check_vmap,
+}
