@@ -8,7 +8,7 @@ through pytest (``tests/test_conformance.py``); both call the same check functio
 
 from ._backends import BACKEND_NAMES, Env, Skip, setup
 from ._cases import CASES, Case, register_case, tied_scores
-from ._checks import CHECKS
+from ._checks import CHECKS, applies
 from ._runner import DTYPES, Result, format_table, run, run_one
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "Env",
     "Result",
     "Skip",
+    "applies",
     "format_table",
     "register_case",
     "run",

@@ -29,7 +29,7 @@ from dopt_core.testing import assert_close
 from ._backends import Env, Skip
 from ._cases import Case
 
-__all__ = ["CHECKS", "Prepared", "prepare"]
+__all__ = ["CHECKS", "Prepared", "applies", "prepare"]
 
 
 class Prepared:
@@ -149,3 +149,12 @@ CHECKS: dict[str, Callable[[Env, Case, str], float]] = {
     "jit": check_jit,
     "vmap": check_vmap,
 }
+
+
+def applies(case: Case, check: str) -> bool:
+    """Whether ``check`` is meaningful for ``case`` on some backend (static filter)."""
+    if check == "vjp":
+        return case.differentiable
+    if check == "autodiff":
+        return case.native_autodiff
+    return True

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from ._backends import BACKEND_NAMES, Skip, setup
 from ._cases import CASES
-from ._checks import CHECKS
+from ._checks import CHECKS, applies
 
 __all__ = ["Result", "format_table", "run"]
 
@@ -57,6 +57,8 @@ def run(
         for c in cases or CASES:
             for d in dtypes:
                 for k in checks or CHECKS:
+                    if not applies(CASES[c], k):
+                        continue
                     out.append(run_one(b, c, d, k))
     return out
 

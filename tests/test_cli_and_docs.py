@@ -1,0 +1,28 @@
+"""The ``dopt`` command and the runnable examples in docstrings."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+from dopt_core.cli import main
+
+
+def test_info(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "dopt 0." in out and "numpy" in out and "backends:" in out
+
+
+def test_conformance_command(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["conformance", "--backend", "numpy", "--backend", "array_api_strict", "--case", "sort"]) == 0
+    out = capsys.readouterr().out
+    assert "sort" in out and "0 failed" in out and "array_api_strict" in out
+
+
+@pytest.mark.parametrize("module", ["dopt_core.solvers._basic", "dopt_core.op"])
+def test_docstring_examples(module: str) -> None:
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0
