@@ -28,3 +28,5 @@ __all__ = [
     "setup",
     "tied_scores",
 ]
+
+from . import cases_perturbed  # noqa: E402,F401 - registers the perturbed-optimizer cases

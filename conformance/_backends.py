@@ -111,7 +111,7 @@ class TorchEnv(Env):
         self.device = self.torch.device("cuda" if cuda else "cpu")
 
     def asarray(self, a: np.ndarray) -> Any:
-        return self.torch.asarray(np.ascontiguousarray(a), device=self.device)
+        return self.torch.asarray(np.array(a, order="C", copy=True), device=self.device)
 
     def vjp(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], g: Any) -> Any:
         theta = args[0].detach().clone().requires_grad_(True)

@@ -28,8 +28,12 @@ class Case:
 
     ``make_inputs(rng, dtype)`` returns ``(arrays, kwargs)``: NumPy arrays converted to
     each backend (the first is θ, the input gradients are taken with respect to) and
-    static keyword arguments passed unchanged. ``tolerance`` is a kind of
-    :func:`dopt_core.testing.tolerance` ("exact" for solvers).
+    keyword arguments; keyword values that are NumPy arrays (e.g. pre-drawn
+    ``noise=``) are converted to the backend too, the others passed unchanged.
+    ``tolerance`` is a kind of :func:`dopt_core.testing.tolerance` ("exact" for
+    solvers). ``vmap_axes`` gives the batch axis of each array keyword under
+    ``jax.vmap`` (default 0; 1 for noise shaped ``(num_samples, *theta.shape)``);
+    ``vmap=False`` skips the vmap check (e.g. for losses reduced over the batch).
     """
 
     name: str
@@ -39,6 +43,8 @@ class Case:
     native_autodiff: bool = False
     tolerance: str = "exact"
     dtypes: tuple[str, ...] = ("float32", "float64")
+    vmap_axes: dict[str, int] = field(default_factory=dict)
+    vmap: bool = True
     tags: frozenset[str] = field(default_factory=frozenset)
 
 

@@ -41,16 +41,31 @@ class Prepared:
         rng = np.random.default_rng(zlib.crc32(f"{case.name}/{dtype}".encode()))
         self.arrays, self.kwargs = case.make_inputs(rng, np.dtype(dtype))
         self.reference = case.fn(*self.arrays, **self.kwargs)
-        self.cotangent = rng.normal(size=np.shape(self.reference)).astype(dtype)
+        self.cotangent = np.asarray(rng.normal(size=np.shape(self.reference)), dtype=dtype)
         self.inputs = tuple(env.asarray(a) for a in self.arrays)
+        self.array_kw = {k: env.asarray(v) for k, v in self.kwargs.items() if isinstance(v, np.ndarray)}
+        self.static_kw = {k: v for k, v in self.kwargs.items() if k not in self.array_kw}
         self.env, self.case, self.dtype = env, case, dtype
+
+    @property
+    def backend_kwargs(self) -> dict[str, Any]:
+        return {**self.static_kw, **self.array_kw}
+
+    def traceable(self) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+        """``(g, args)`` with every array (positional and keyword) a positional argument of g."""
+        n, names = len(self.inputs), list(self.array_kw)
+
+        def g(*args: Any) -> Any:
+            return self.case.fn(*args[:n], **dict(zip(names, args[n:], strict=True)), **self.static_kw)
+
+        return g, (*self.inputs, *self.array_kw.values())
 
     def reference_vjp(self) -> np.ndarray:
         _, vjp = dc.value_and_vjp(self.case.fn, *self.arrays, **self.kwargs)
         return vjp(self.cotangent)
 
     def call(self, *inputs: Any) -> Any:
-        return self.case.fn(*inputs, **self.kwargs)
+        return self.case.fn(*inputs, **self.backend_kwargs)
 
 
 def prepare(env: Env, case: Case, dtype: str) -> Prepared:
@@ -80,7 +95,7 @@ def check_vjp(env: Env, case: Case, dtype: str) -> float:
         raise Skip("zero gradient")
     p = prepare(env, case, dtype)
     expected = p.reference_vjp()
-    grad = env.vjp(case.fn, p.inputs, p.kwargs, env.asarray(p.cotangent))
+    grad = env.vjp(case.fn, p.inputs, p.backend_kwargs, env.asarray(p.cotangent))
     _assert_like_input(p, grad, "gradient")
     return assert_close(env.to_numpy(grad), expected, kind=case.tolerance, err_msg=f"{case.name} vjp:")
 
@@ -91,7 +106,7 @@ def check_autodiff(env: Env, case: Case, dtype: str) -> float:
     if env.autodiff is None:
         raise Skip("no autodiff")
     p = prepare(env, case, dtype)
-    bound = case.fn.bind(*p.inputs, **p.kwargs)  # type: ignore[attr-defined]
+    bound = case.fn.bind(*p.inputs, **p.backend_kwargs)  # type: ignore[attr-defined]
     op, inputs = bound.op, bound.inputs
     g = env.asarray(p.cotangent)
     if env.autodiff == "torch":
@@ -107,7 +122,7 @@ def check_autodiff(env: Env, case: Case, dtype: str) -> float:
 
         _, pull = jax.vjp(lambda t: op.forward(t, *inputs[1:], xp=jnp)[0], inputs[0])
         native = pull(g)[0]
-    explicit = env.vjp(case.fn, p.inputs, p.kwargs, g)
+    explicit = env.vjp(case.fn, p.inputs, p.backend_kwargs, g)
     return assert_close(env.to_numpy(explicit), env.to_numpy(native), kind=case.tolerance,
                         err_msg=f"{case.name} explicit vs native VJP:")
 
@@ -123,11 +138,16 @@ def _require_jax(env: Env) -> Any:
 def check_jit(env: Env, case: Case, dtype: str) -> float:
     jax = _require_jax(env)
     p = prepare(env, case, dtype)
-    y = jax.jit(p.call)(*p.inputs)
+    fn, args = p.traceable()
+    y = jax.jit(fn)(*args)
     err = assert_close(env.to_numpy(y), p.reference, kind=case.tolerance, err_msg=f"{case.name} jit:")
     if case.differentiable:
         g = env.asarray(p.cotangent)
-        grad = jax.jit(lambda *a: env.vjp(case.fn, a, p.kwargs, g))(*p.inputs)
+
+        def pulled(*a: Any) -> Any:
+            return jax.vjp(lambda t: fn(t, *a[1:]), a[0])[1](g)[0]
+
+        grad = jax.jit(pulled)(*args)
         err = max(err, assert_close(env.to_numpy(grad), p.reference_vjp(), kind=case.tolerance,
                                     err_msg=f"{case.name} jit vjp:"))
     return err
@@ -135,10 +155,14 @@ def check_jit(env: Env, case: Case, dtype: str) -> float:
 
 def check_vmap(env: Env, case: Case, dtype: str) -> float:
     jax = _require_jax(env)
+    if not case.vmap:
+        raise Skip("not batch-separable")
     p = prepare(env, case, dtype)
     if p.arrays[0].ndim < 2:
         raise Skip("unbatched case")
-    y = jax.vmap(p.call)(*p.inputs)
+    fn, args = p.traceable()
+    axes = (0,) * len(p.inputs) + tuple(case.vmap_axes.get(k, 0) for k in p.array_kw)
+    y = jax.vmap(fn, in_axes=axes)(*args)
     return assert_close(env.to_numpy(y), p.reference, kind=case.tolerance, err_msg=f"{case.name} vmap:")
 
 
@@ -157,4 +181,6 @@ def applies(case: Case, check: str) -> bool:
         return case.differentiable
     if check == "autodiff":
         return case.native_autodiff
+    if check == "vmap":
+        return case.vmap
     return True

@@ -5,9 +5,11 @@ the plugins ``dopt_torch``, ``dopt_jax`` and ``dopt_cupy``, found lazily when su
 array is first seen. This module never imports a framework.
 """
 
-from . import backend, solvers, testing
+from . import backend, noise, solvers, testing
 from .backend import Backend, backend_for, register_backend
+from .losses import fenchel_young_loss
 from .op import Bound, Op, OpFunction, op_function, value_and_vjp
+from .perturbed import perturbed, perturbed_max
 
 __version__ = "0.1.0.dev0"
 
@@ -19,7 +21,11 @@ __all__ = [
     "__version__",
     "backend",
     "backend_for",
+    "fenchel_young_loss",
+    "noise",
     "op_function",
+    "perturbed",
+    "perturbed_max",
     "register_backend",
     "solvers",
     "testing",

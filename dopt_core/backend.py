@@ -95,7 +95,7 @@ class Backend:
 
     def from_numpy(self, a: np.ndarray, *, like: Any) -> Any:
         xp = self.namespace(like)
-        return xp.asarray(np.ascontiguousarray(a), device=self.device(like))
+        return xp.asarray(np.asarray(a, order="C"), device=self.device(like))
 
     # -- random numbers ------------------------------------------------------------
     def _numpy_draw(self, rng: Any, kind: str, shape: tuple[int, ...], dtype: Any, like: Any) -> Any:

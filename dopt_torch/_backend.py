@@ -57,7 +57,7 @@ class TorchBackend(Backend):
         return x.cpu().numpy()
 
     def from_numpy(self, a: np.ndarray, *, like: Any) -> Any:
-        return torch.from_numpy(np.ascontiguousarray(a)).to(like.device)
+        return torch.from_numpy(np.asarray(a, order="C")).to(like.device)
 
     def draw(self, rng: Any, kind: str, shape: Sequence[int], *, like: Any) -> Any:
         if isinstance(rng, np.random.Generator):
