@@ -137,8 +137,10 @@ class Perturbation:
                 raise ValueError(f"noise must have shape (num_samples, *theta.shape) = {shape}, got {tuple(z.shape)}")
             check_same_device({"theta": theta, "noise": z})
             z = xp.astype(z, theta.dtype)
-        if self.multiplicative and not backend.is_traced(theta) and bool(xp.any(theta == 0)):
-            raise ValueError("theta must be non-zero everywhere for multiplicative perturbation")
+        if self.multiplicative and not backend.is_traced(theta):
+            zero = xp.any(theta == 0)
+            if not backend.is_traced(zero) and bool(zero):
+                raise ValueError("theta must be non-zero everywhere for multiplicative perturbation")
         return theta, z, out_dtype
 
 

@@ -10,10 +10,11 @@ from dopt_core import *  # noqa: F403 - the plugin exports the core's public nam
 from dopt_core import __all__ as _core_all
 from dopt_core import __version__, register_backend, solvers, testing, value_and_vjp  # noqa: F401
 
+from . import nn
 from ._autograd import OpFunction as AutogradOp
 from ._autograd import apply_op
 from ._backend import TorchBackend
 
 register_backend(TorchBackend())
 
-__all__ = [*_core_all, "AutogradOp", "TorchBackend", "apply_op"]
+__all__ = [*_core_all, "AutogradOp", "TorchBackend", "apply_op", "nn"]
