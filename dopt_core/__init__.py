@@ -5,9 +5,10 @@ the plugins ``dopt_torch``, ``dopt_jax`` and ``dopt_cupy``, found lazily when su
 array is first seen. This module never imports a framework.
 """
 
-from . import backend, noise, solvers, testing
+from . import backend, data, metrics, noise, solvers, testing
 from .backend import Backend, backend_for, register_backend
 from .losses import fenchel_young_loss
+from .metrics import normalized_regret, regret
 from .op import Bound, Op, OpFunction, op_function, value_and_vjp
 from .perturbed import perturbed, perturbed_max
 
@@ -21,12 +22,16 @@ __all__ = [
     "__version__",
     "backend",
     "backend_for",
+    "data",
     "fenchel_young_loss",
+    "metrics",
     "noise",
+    "normalized_regret",
     "op_function",
     "perturbed",
     "perturbed_max",
     "register_backend",
+    "regret",
     "solvers",
     "testing",
     "value_and_vjp",
