@@ -5,12 +5,13 @@ the plugins ``dopt_torch``, ``dopt_jax`` and ``dopt_cupy``, found lazily when su
 array is first seen. This module never imports a framework.
 """
 
-from . import backend, data, metrics, noise, solvers, testing
+from . import backend, data, metrics, noise, projections, solvers, testing
 from .backend import Backend, backend_for, register_backend
-from .losses import fenchel_young_loss
+from .losses import fenchel_young_loss, spo_plus_loss
 from .metrics import normalized_regret, regret
 from .op import Bound, Op, OpFunction, op_function, value_and_vjp
 from .perturbed import perturbed, perturbed_max
+from .replacements import identity, imle, interpolation, straight_through
 
 __version__ = "0.1.0.dev0"
 
@@ -24,15 +25,21 @@ __all__ = [
     "backend_for",
     "data",
     "fenchel_young_loss",
+    "identity",
+    "imle",
+    "interpolation",
     "metrics",
     "noise",
     "normalized_regret",
     "op_function",
     "perturbed",
     "perturbed_max",
+    "projections",
     "register_backend",
     "regret",
     "solvers",
+    "spo_plus_loss",
+    "straight_through",
     "testing",
     "value_and_vjp",
 ]

@@ -112,6 +112,12 @@ class Backend:
         _check_kind(kind)
         return self._numpy_draw(rng, kind, tuple(shape), like.dtype, like)
 
+    def standard_gamma(self, rng: Any, concentration: float, shape: Sequence[int], *, like: Any) -> Any:
+        """``Gamma(concentration, scale=1)`` draws (default: NumPy on the host, one transfer)."""
+        gen = _numpy_generator(rng)
+        a = gen.standard_gamma(float(concentration), tuple(shape))
+        return self.from_numpy(a.astype(_numpy_dtype(like.dtype), copy=False), like=like)
+
     def standard_normal(self, rng: Any, shape: Sequence[int], *, like: Any) -> Any:
         """``N(0, 1)`` draws."""
         return self.draw(rng, "normal", shape, like=like)

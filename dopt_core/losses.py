@@ -40,9 +40,16 @@ from typing import Any, ClassVar
 from ._lib._checks import check_same_device, check_scores
 from .noise import Noise
 from .op import Bound, Op, OpFunction
-from .perturbed import Perturbation, _check_linear_output, _public, _solver_name, make_perturbation
+from .perturbed import (
+    Perturbation,
+    _check_linear_output,
+    _public,
+    _solver_event_ndim,
+    _solver_name,
+    make_perturbation,
+)
 
-__all__ = ["fenchel_young_loss"]
+__all__ = ["fenchel_young_loss", "spo_plus_loss"]
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -138,3 +145,93 @@ def fenchel_young_loss(
     f = _public(bind, f"fenchel_young_loss({_solver_name(solver)})", fenchel_young_loss.__doc__)
     f.perturbation = p  # type: ignore[attr-defined]
     return f
+
+
+# ---------------------------------------------------------------------------------
+# SPO+
+# ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SPOPlusOp(Op):
+    """``(θ̂, θ, y) -> SPO+`` (reduced), gradient ``2 (y*(2θ̂ - θ) - y)``."""
+
+    solver: Callable[..., Any]
+    reduction: str = "mean"
+    event_ndim: int = 1
+    name: ClassVar[str] = "spo_plus_loss"
+    nondiff: ClassVar[tuple[int, ...]] = (1, 2)
+
+    def forward(self, theta_hat: Any, theta: Any, y: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
+        a = 2.0 * theta_hat - theta
+        ya = xp.astype(self.solver(a), a.dtype)
+        _check_linear_output(xp.expand_dims(ya, axis=0), xp.expand_dims(a, axis=0))
+        ev = tuple(range(a.ndim - self.event_ndim, a.ndim))
+        per = xp.sum(a * ya, axis=ev) - 2.0 * xp.sum(theta_hat * y, axis=ev) + xp.sum(theta * y, axis=ev)
+        grad = 2.0 * (ya - y)
+        if self.reduction == "sum":
+            return xp.sum(per), (grad,)
+        if self.reduction == "mean":
+            return xp.mean(per), (grad / _count(per),)
+        return per, (grad,)
+
+    def vjp(self, residuals: tuple[Any, ...], g: Any, *, xp: Any) -> tuple[Any | None, ...]:
+        (grad,) = residuals
+        if self.reduction != "none":
+            return g * grad, None, None
+        return xp.reshape(g, (*g.shape, *([1] * self.event_ndim))) * grad, None, None
+
+
+def spo_plus_loss(solver: Callable[..., Any], *, reduction: str = "mean", event_ndim: int | None = None) -> OpFunction:
+    r"""The SPO+ loss of Elmachtoub & Grigas, in score form.
+
+    Returns ``loss(theta_hat, theta_true, y_true=None)`` with predicted scores
+    :math:`\hat\theta`, true scores :math:`\theta` and an optimal decision
+    :math:`y^* = y^*(\theta)` (computed when ``y_true`` is not given):
+
+    .. math::
+
+        \ell_{\mathrm{SPO+}}(\hat\theta, \theta) = \max_{y}\, \langle 2\hat\theta - \theta, y\rangle
+            - 2\langle \hat\theta, y^*\rangle + \langle \theta, y^*\rangle,
+        \qquad \nabla_{\hat\theta} = 2\bigl(y^*(2\hat\theta - \theta) - y^*\bigr).
+
+    With costs :math:`c = -\theta`, :math:`\hat c = -\hat\theta` this is the paper's
+    :math:`\max_w (c - 2\hat c)^\top w + 2\hat c^\top w^*(c) - z^*(c)` and its
+    subgradient :math:`2(w^*(c) - w^*(2\hat c - c))` with respect to :math:`\hat c`
+    (PyEPO's ``SPOPlus`` for a minimisation model). SPO+ is convex in
+    :math:`\hat\theta`, non-negative, zero at :math:`\hat\theta = \theta`, and bounds
+    the regret :math:`\langle\theta, y^*\rangle - \langle\theta, y^*(\hat\theta)\rangle`
+    from above. ``reduction``: ``"mean"``, ``"sum"`` or ``"none"`` over the batch.
+
+    Example
+    -------
+    >>> import numpy as np, dopt_core as dc
+    >>> loss = dc.spo_plus_loss(dc.solvers.argmax)
+    >>> theta = np.array([[1.0, 2.0, 0.0]])
+    >>> float(loss(theta, theta)), float(loss(np.array([[2.0, 1.0, 0.0]]), theta))
+    (0.0, 3.0)
+    """
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    if not callable(solver):
+        raise TypeError(f"solver must be callable, got {type(solver).__name__}")
+    nd = _solver_event_ndim(solver) if event_ndim is None else int(event_ndim)
+    op = SPOPlusOp(solver, reduction, nd)
+
+    def bind(theta_hat: Any, theta_true: Any, y_true: Any = None) -> Bound:
+        theta_hat, xp, out_dtype = check_scores(theta_hat, name="theta_hat", min_ndim=nd)
+        theta, _, _ = check_scores(theta_true, name="theta_true", min_ndim=nd)
+        if tuple(theta.shape) != tuple(theta_hat.shape):
+            raise ValueError(
+                f"theta_true must have theta_hat's shape {tuple(theta_hat.shape)}, got {tuple(theta.shape)}"
+            )
+        check_same_device({"theta_hat": theta_hat, "theta_true": theta})
+        if y_true is None:
+            y = solver(theta)
+        else:
+            y, _, _ = check_scores(y_true, name="y_true", min_ndim=nd)
+            if tuple(y.shape) != tuple(theta.shape):
+                raise ValueError(f"y_true must have theta_true's shape {tuple(theta.shape)}, got {tuple(y.shape)}")
+            check_same_device({"theta_hat": theta_hat, "y_true": y})
+        dtype = theta_hat.dtype
+        return Bound(op, (theta_hat, xp.astype(theta, dtype), xp.astype(y, dtype)), out_dtype)
+
+    return _public(bind, f"spo_plus_loss({_solver_name(solver)})", spo_plus_loss.__doc__)

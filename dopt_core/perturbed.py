@@ -126,7 +126,7 @@ class Perturbation:
         shape = (self.num_samples, *theta.shape)
         if noise is None:
             m = self.num_samples // 2 if self.antithetic else self.num_samples
-            z = backend.draw(rng, self.noise.kind, (m, *theta.shape), like=theta)
+            z = self.noise.sample(backend, rng, (m, *theta.shape), like=theta)
             if self.antithetic:
                 z = xp.concat([z, -z], axis=0)
         else:
@@ -240,6 +240,7 @@ def make_perturbation(
     antithetic: bool,
     chunk_size: int | None,
     event_ndim: int | None,
+    require_score: bool = True,
 ) -> Perturbation:
     """Validate the static configuration shared by the perturbed ops and losses."""
     if not callable(solver):
@@ -250,6 +251,11 @@ def make_perturbation(
     law = get_noise(noise)
     multiplicative = check_flag(multiplicative, name="multiplicative")
     antithetic = check_flag(antithetic, name="antithetic")
+    if require_score and not law.has_score:
+        raise ValueError(
+            f"noise={law.name!r} has no closed-form score, which the perturbed estimators need "
+            "(use dopt_core.imle for sum-of-gamma noise)"
+        )
     if multiplicative and law.name != "normal":
         raise ValueError(f"multiplicative perturbation needs noise='normal', got noise={law.name!r}")
     if antithetic and not law.symmetric:

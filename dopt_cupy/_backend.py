@@ -69,6 +69,12 @@ class CupyBackend(Backend):
                 return e if kind == "exponential" else -cupy.log(e)
         return super().draw(rng, kind, shape, like=like)
 
+    def standard_gamma(self, rng: Any, concentration: float, shape: Sequence[int], *, like: Any) -> Any:
+        if isinstance(rng, np.random.Generator):
+            return super().standard_gamma(rng, concentration, shape, like=like)
+        with like.device:
+            return _generator(rng).standard_gamma(float(concentration), size=tuple(shape), dtype=like.dtype)
+
     def info(self) -> dict[str, Any]:
         n = cupy.cuda.runtime.getDeviceCount()
         return {"name": self.name, "version": cupy.__version__, "devices": [f"cuda:{i}" for i in range(n)]}

@@ -64,6 +64,11 @@ class JaxBackend(Backend):
             return -jnp.log(jax.random.exponential(key, shape, dtype))
         return super().draw(rng, kind, shape, like=like)
 
+    def standard_gamma(self, rng: Any, concentration: float, shape: Sequence[int], *, like: Any) -> Any:
+        if isinstance(rng, np.random.Generator):
+            return super().standard_gamma(rng, concentration, shape, like=like)
+        return jax.random.gamma(_key(rng), concentration, tuple(shape), like.dtype)
+
     def apply_op(self, op: Any, *inputs: Any) -> Any:
         return apply_op(op, *inputs)
 

@@ -74,6 +74,15 @@ class TorchBackend(Backend):
             return e if kind == "exponential" else -torch.log(e)
         return super().draw(rng, kind, shape, like=like)  # raises the unknown-kind error
 
+    def standard_gamma(self, rng: Any, concentration: float, shape: Sequence[int], *, like: Any) -> Any:
+        # torch's gamma sampler takes no generator: seed a NumPy draw from the torch
+        # generator instead, so that results still follow ``rng``.
+        if isinstance(rng, torch.Generator) or rng is None:
+            gen = _generator(rng, torch.device("cpu") if rng is None else torch.device(rng.device))
+            seed = int(torch.randint(0, 2**62, (1,), generator=gen, device=gen.device if gen is not None else "cpu"))
+            rng = np.random.default_rng(seed)
+        return super().standard_gamma(rng, concentration, shape, like=like)
+
     def apply_op(self, op: Any, *inputs: Any) -> Any:
         return apply_op(op, *inputs)
 

@@ -1,0 +1,109 @@
+r"""Score projections for identity-style backward passes (Sahoo et al., 2023).
+
+A projection :math:`P` removes what the solver ignores, so that a gradient that
+treats the solver as the identity cannot push θ along those directions forever
+(cost collapse, exploding scales). Over the event axes of θ (one instance):
+
+============  ==========================================================  =======================================
+projection    :math:`P(\theta)`                                           VJP :math:`J_P^\top g`
+============  ==========================================================  =======================================
+``mean``      :math:`\theta - \bar\theta\,\mathbf 1`                      :math:`g - \bar g\,\mathbf 1`
+``norm``      :math:`u = \theta / \lVert\theta\rVert_2`                   :math:`(g - u\langle u, g\rangle)/\lVert\theta\rVert_2`
+``standardize`` ``norm`` after ``mean``                                   the two VJPs composed
+============  ==========================================================  =======================================
+
+``mean`` suits solvers invariant to adding a constant to every score (argmax,
+top-k, ranking, sorting's order, paths with a fixed number of arcs such as the grid
+DAG); ``norm`` suits solvers invariant to positive rescaling (all linear oracles).
+A zero-norm instance is left at zero (its VJP is zero).
+
+Reference: S. S. Sahoo, A. Paulus, M. Vlastelica, V. Musil, V. Kuleshov, G. Martius.
+*Backpropagation through combinatorial algorithms: identity with projection works.*
+ICLR 2023. https://arxiv.org/abs/2205.15213
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from ._lib._checks import check_int, check_scores
+from .op import Bound, Op, op_function
+
+__all__ = ["PROJECTIONS", "project", "project_forward", "project_vjp"]
+
+PROJECTIONS = ("mean", "norm", "standardize")
+
+
+def check_projection(projection: str | None) -> str | None:
+    if projection is not None and projection not in PROJECTIONS:
+        raise ValueError(f"projection must be None or one of {PROJECTIONS}, got {projection!r}")
+    return projection
+
+
+def _axes(x: Any, event_ndim: int) -> tuple[int, ...]:
+    return tuple(range(x.ndim - event_ndim, x.ndim))
+
+
+def _center(x: Any, axes: tuple[int, ...], xp: Any) -> Any:
+    return x - xp.mean(x, axis=axes, keepdims=True)
+
+
+def project_forward(
+    theta: Any, projection: str | None, *, event_ndim: int = 1, xp: Any
+) -> tuple[Any, tuple[Any, ...]]:
+    """``(P(θ), residuals)`` for :func:`project_vjp`."""
+    if projection is None:
+        return theta, ()
+    axes = _axes(theta, event_ndim)
+    x = _center(theta, axes, xp) if projection in ("mean", "standardize") else theta
+    if projection == "mean":
+        return x, ()
+    norm = xp.sqrt(xp.sum(x * x, axis=axes, keepdims=True))
+    safe = xp.where(norm > 0, norm, xp.ones_like(norm))
+    u = x / safe
+    return u, (u, safe, xp.astype(norm > 0, x.dtype))
+
+
+def project_vjp(
+    residuals: tuple[Any, ...], g: Any, projection: str | None, *, event_ndim: int = 1, xp: Any
+) -> Any:
+    """``J_P(θ)^T g`` from the residuals of :func:`project_forward`."""
+    if projection is None:
+        return g
+    axes = _axes(g, event_ndim)
+    if projection == "mean":
+        return _center(g, axes, xp)
+    u, norm, nonzero = residuals
+    out = (g - u * xp.sum(u * g, axis=axes, keepdims=True)) / norm * nonzero
+    return _center(out, axes, xp) if projection == "standardize" else out
+
+
+@dataclass(frozen=True)
+class ProjectionOp(Op):
+    projection: str
+    event_ndim: int = 1
+    name: ClassVar[str] = "project"
+
+    def forward(self, theta: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
+        return project_forward(theta, self.projection, event_ndim=self.event_ndim, xp=xp)
+
+    def vjp(self, residuals: tuple[Any, ...], g: Any, *, xp: Any) -> tuple[Any | None, ...]:
+        return (project_vjp(residuals, g, self.projection, event_ndim=self.event_ndim, xp=xp),)
+
+
+@op_function
+def project(theta: Any, /, projection: str, *, event_ndim: int = 1, check_finite: bool = True) -> Bound:
+    """Apply a projection (table in the module docstring) as a differentiable layer.
+
+    Example
+    -------
+    >>> import numpy as np, dopt_core as dc
+    >>> dc.projections.project(np.array([3.0, 1.0, 2.0]), "standardize").round(4)
+    array([ 0.7071, -0.7071,  0.    ])
+    """
+    if check_projection(projection) is None:
+        raise ValueError("projection must be one of " + str(PROJECTIONS))
+    event_ndim = check_int(event_ndim, name="event_ndim", low=1)
+    theta, _, out_dtype = check_scores(theta, min_ndim=event_ndim, check_finite=check_finite)
+    return Bound(ProjectionOp(projection, event_ndim), (theta,), out_dtype)

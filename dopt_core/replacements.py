@@ -1,0 +1,330 @@
+r"""Gradient replacements: exact solvers forward, a surrogate Jacobian backward.
+
+All in score form (θ is maximised; ``θ = -cost``). With ``g = ∂L/∂y`` the cotangent
+of the solver's output:
+
+* :func:`identity` (Sahoo et al., 2023) — forward :math:`y^*(P(\theta) + \xi)`,
+  backward :math:`J_P^\top g`: the solver is treated as the identity. In cost form
+  this is the paper's "negative identity" :math:`-g`.
+* :func:`interpolation` (Vlastelica et al., 2020) — forward :math:`y^*(\theta)`,
+  backward :math:`\bigl(y^*(\theta) - y^*(\theta - \lambda g)\bigr)/\lambda`, the
+  gradient of the piecewise-affine interpolation :math:`f_\lambda` of the loss. (Cost
+  form: :math:`-(y(\omega) - y(\omega + \lambda g))/\lambda`; PyEPO's ``blackboxOpt``
+  for a maximisation model uses the same perturbation direction after its sign fix.)
+* :func:`straight_through` — forward :math:`y^*(\theta)`, backward the VJP of a chosen
+  smooth relaxation at θ (softmax for argmax, a sorting network for sorting, a
+  perturbed optimizer with fixed noise, …).
+* :func:`imle` (Niepert et al., 2021) — forward the perturb-and-MAP average
+  :math:`\frac1M\sum_m y^*(\theta + \sigma\varepsilon_m)`; backward the finite
+  difference towards the target distribution :math:`\theta' = \theta - \lambda g`,
+  :math:`\frac1M\sum_m \bigl(y^*(\theta + \sigma\varepsilon_m) - y^*(\theta' +
+  \sigma\varepsilon_m)\bigr)/\lambda` with the same noise in both solves, or the two-sided
+  :math:`\frac1M\sum_m\bigl(y^*(\theta + \lambda g + \sigma\varepsilon_m) -
+  y^*(\theta - \lambda g + \sigma\varepsilon_m)\bigr)/(2\lambda)`. Default noise:
+  sum-of-Gamma (:class:`dopt_core.noise.SumOfGamma`).
+
+Every estimator here passes the sign check (``tests/test_replacements.py``): on a toy
+instance whose decision is wrong, a small step along minus the estimated gradient
+lowers the downstream loss.
+
+References
+----------
+S. S. Sahoo et al. *Backpropagation through combinatorial algorithms: identity with
+projection works.* ICLR 2023. M. Vlastelica, A. Paulus, V. Musil, G. Martius, M.
+Rolínek. *Differentiation of blackbox combinatorial solvers.* ICLR 2020. M. Niepert,
+P. Minervini, L. Franceschi. *Implicit MLE: backpropagating through discrete
+exponential family distributions.* NeurIPS 2021.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from ._lib._checks import check_flag, check_same_device, check_scores
+from .backend import backend_for
+from .noise import Noise, SumOfGamma, get_noise
+from .op import Bound, Op, OpFunction
+from .perturbed import Perturbation, _public, _solver_event_ndim, _solver_name, make_perturbation
+from .projections import check_projection, project_forward, project_vjp
+
+__all__ = ["identity", "imle", "interpolation", "straight_through"]
+
+
+def _positive(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite positive number, got {value!r}")
+    return float(value)
+
+
+def _check_same_shape(y: Any, theta: Any, what: str) -> None:
+    if tuple(y.shape) != tuple(theta.shape):
+        raise ValueError(
+            f"{what} needs a solver whose output has theta's shape {tuple(theta.shape)}, "
+            f"got {tuple(y.shape)}"
+        )
+
+
+# ---------------------------------------------------------------------------------
+# identity with projection
+# ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class IdentityOp(Op):
+    solver: Callable[..., Any]
+    projection: str | None = None
+    noise_sigma: float = 0.0
+    event_ndim: int = 1
+    name: ClassVar[str] = "identity"
+    nondiff: ClassVar[tuple[int, ...]] = (1,)
+
+    def forward(self, theta: Any, *noise: Any, xp: Any) -> tuple[Any, tuple[Any, ...]]:
+        p, residuals = project_forward(theta, self.projection, event_ndim=self.event_ndim, xp=xp)
+        if noise:
+            p = p + self.noise_sigma * noise[0]
+        y = xp.astype(self.solver(p), theta.dtype)
+        _check_same_shape(y, theta, "identity")
+        return y, residuals
+
+    def vjp(self, residuals: tuple[Any, ...], g: Any, *, xp: Any) -> tuple[Any | None, ...]:
+        grad = project_vjp(residuals, g, self.projection, event_ndim=self.event_ndim, xp=xp)
+        return (grad, None)
+
+
+def identity(
+    solver: Callable[..., Any],
+    *,
+    projection: str | None = None,
+    noise: str | Noise | None = None,
+    noise_sigma: float = 0.0,
+    event_ndim: int | None = None,
+) -> OpFunction:
+    r"""Identity backward pass with an optional projection and optional noise.
+
+    Returns ``f(theta, *, rng=None, noise=None)`` computing :math:`y^*(P(\theta) + \xi)`
+    with :math:`\xi` = ``noise_sigma`` × a draw of the ``noise`` law — only when ``rng``
+    or a pre-drawn ``noise`` array (shaped like θ) is given, i.e. while training;
+    without them the layer is deterministic (evaluation). The backward pass is
+    :math:`J_P(\theta)^\top g` (:mod:`dopt_core.projections`). The solver must be a
+    linear oracle (output shaped like θ).
+
+    Example
+    -------
+    >>> import numpy as np, dopt_core as dc
+    >>> f = dc.identity(dc.solvers.argmax, projection="mean")
+    >>> y, vjp = dc.value_and_vjp(f, np.array([1.0, 3.0, 2.0]))
+    >>> y, vjp(np.array([1.0, 0.0, -4.0]))
+    (array([0., 1., 0.]), array([ 2.,  1., -3.]))
+    """
+    projection = check_projection(projection)
+    law = None if noise is None else get_noise(noise)
+    noise_sigma = 0.0 if noise_sigma == 0 else _positive(noise_sigma, "noise_sigma")
+    if noise_sigma > 0 and law is None:
+        raise ValueError("noise_sigma > 0 needs a noise law (noise='normal', 'gumbel' or 'sum_of_gamma')")
+    nd = _solver_event_ndim(solver) if event_ndim is None else int(event_ndim)
+    op = IdentityOp(solver, projection, noise_sigma, nd)
+
+    def bind(theta: Any, *, rng: Any = None, noise: Any = None) -> Bound:
+        theta, xp, out_dtype = check_scores(theta, min_ndim=nd)
+        if noise is not None and rng is not None:
+            raise ValueError("pass either rng or noise, not both")
+        if law is None or noise_sigma == 0 or (rng is None and noise is None):
+            return Bound(op, (theta,), out_dtype)
+        if noise is None:
+            xi = law.sample(backend_for(theta), rng, tuple(theta.shape), like=theta)
+        else:
+            xi, _, _ = check_scores(noise, name="noise", min_ndim=0)
+            if tuple(xi.shape) != tuple(theta.shape):
+                raise ValueError(f"noise must have theta's shape {tuple(theta.shape)}, got {tuple(xi.shape)}")
+            check_same_device({"theta": theta, "noise": xi})
+            xi = xp.astype(xi, theta.dtype)
+        return Bound(op, (theta, xi), out_dtype)
+
+    return _public(bind, f"identity({_solver_name(solver)})", identity.__doc__)
+
+
+# ---------------------------------------------------------------------------------
+# blackbox interpolation
+# ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class InterpolationOp(Op):
+    solver: Callable[..., Any]
+    lam: float = 10.0
+    name: ClassVar[str] = "interpolation"
+
+    def forward(self, theta: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
+        y = xp.astype(self.solver(theta), theta.dtype)
+        _check_same_shape(y, theta, "interpolation")
+        return y, (theta, y)
+
+    def vjp(self, residuals: tuple[Any, ...], g: Any, *, xp: Any) -> tuple[Any | None, ...]:
+        theta, y = residuals
+        y_lam = xp.astype(self.solver(theta - self.lam * g), theta.dtype)  # one extra batched solve
+        return ((y - y_lam) / self.lam,)
+
+
+def interpolation(solver: Callable[..., Any], *, lam: float = 10.0) -> OpFunction:
+    r"""Blackbox differentiation: :math:`\nabla_\theta \approx (y^*(\theta) - y^*(\theta - \lambda g))/\lambda`.
+
+    ``lam`` (λ > 0) trades faithfulness (small λ: the true, a.e. zero gradient) for
+    informativeness (large λ). One extra solver call per backward pass, batched.
+
+    Example
+    -------
+    >>> import numpy as np, dopt_core as dc
+    >>> f = dc.interpolation(dc.solvers.argmax, lam=10.0)
+    >>> y, vjp = dc.value_and_vjp(f, np.array([1.0, 0.0, 0.0]))
+    >>> vjp(np.array([2.0, -2.0, 0.0]))      # L = |y - e_2|^2: move mass from item 0 to 1
+    array([ 0.1, -0.1,  0. ])
+    """
+    op = InterpolationOp(solver, _positive(lam, "lam"))
+
+    def bind(theta: Any) -> Bound:
+        theta, _, out_dtype = check_scores(theta)
+        return Bound(op, (theta,), out_dtype)
+
+    return _public(bind, f"interpolation({_solver_name(solver)})", interpolation.__doc__)
+
+
+# ---------------------------------------------------------------------------------
+# straight-through
+# ---------------------------------------------------------------------------------
+def _bind_relaxation(relaxation: Callable[..., Any], theta: Any) -> Bound:
+    """Bind a dopt function (or a ``functools.partial`` of one) to ``theta``."""
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = {}
+    f = relaxation
+    while isinstance(f, functools.partial):
+        args, kwargs = f.args + args, {**f.keywords, **kwargs}
+        f = f.func
+    if not isinstance(f, OpFunction):
+        raise TypeError(
+            "relaxation must be a dopt function (e.g. dopt_core.relax.softmax) or a functools.partial "
+            f"of one, got {type(relaxation).__name__}"
+        )
+    return f.bind(theta, *args, **kwargs)
+
+
+@dataclass(frozen=True)
+class StraightThroughOp(Op):
+    solver: Callable[..., Any]
+    relaxation: Callable[..., Any]
+    name: ClassVar[str] = "straight_through"
+
+    def forward(self, theta: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
+        y = xp.astype(self.solver(theta), theta.dtype)
+        bound = _bind_relaxation(self.relaxation, theta)
+        soft, residuals = bound.op.forward(*bound.inputs, xp=xp)
+        if tuple(soft.shape) != tuple(y.shape):
+            raise ValueError(
+                f"the relaxation's output shape {tuple(soft.shape)} differs from the solver's {tuple(y.shape)}"
+            )
+        return y, (theta, *residuals)
+
+    def vjp(self, residuals: tuple[Any, ...], g: Any, *, xp: Any) -> tuple[Any | None, ...]:
+        theta, rest = residuals[0], residuals[1:]
+        op = _bind_relaxation(self.relaxation, theta).op  # the same (static) op as in forward
+        return (op.vjp(tuple(rest), g, xp=xp)[0],)
+
+
+def straight_through(solver: Callable[..., Any], relaxation: Callable[..., Any]) -> OpFunction:
+    """Exact solver forward, the relaxation's VJP backward.
+
+    ``relaxation`` is a dopt function with the solver's output shape, or a
+    ``functools.partial`` binding its parameters (e.g.
+    ``functools.partial(dc.relax.softmax, ...)``).
+
+    Example
+    -------
+    >>> import functools, numpy as np, dopt_core as dc
+    >>> Z = np.random.default_rng(0).gumbel(size=(1000, 3))
+    >>> soft = functools.partial(dc.perturbed(dc.solvers.argmax, num_samples=1000, noise="gumbel"), noise=Z)
+    >>> f = dc.straight_through(dc.solvers.argmax, soft)
+    >>> f(np.array([0.0, 2.0, 1.0]))                       # exact forward
+    array([0., 1., 0.])
+    """
+    if not callable(solver):
+        raise TypeError(f"solver must be callable, got {type(solver).__name__}")
+    op = StraightThroughOp(solver, relaxation)
+
+    def bind(theta: Any) -> Bound:
+        theta, _, out_dtype = check_scores(theta)
+        _bind_relaxation(relaxation, theta)  # validates the relaxation eagerly
+        return Bound(op, (theta,), out_dtype)
+
+    return _public(bind, f"straight_through({_solver_name(solver)})", straight_through.__doc__)
+
+
+# ---------------------------------------------------------------------------------
+# I-MLE
+# ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class IMLEOp(Op):
+    p: Perturbation
+    lam: float = 10.0
+    two_sided: bool = False
+    name: ClassVar[str] = "imle"
+    nondiff: ClassVar[tuple[int, ...]] = (1,)
+
+    def forward(self, theta: Any, z: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
+        eta, _ = self.p.perturb(theta, z, xp=xp)
+        ys = xp.astype(self.p.solve(eta, xp=xp), theta.dtype)
+        _check_same_shape(ys, eta, "imle")
+        return xp.mean(ys, axis=0), (theta, z, ys)
+
+    def vjp(self, residuals: tuple[Any, ...], g: Any, *, xp: Any) -> tuple[Any | None, ...]:
+        theta, z, ys = residuals
+        m, step = z.shape[0], self.lam * xp.expand_dims(g, axis=0)
+        eta, _ = self.p.perturb(theta, z, xp=xp)
+        if self.two_sided:  # both targets in one batched call
+            both = xp.astype(self.p.solve(xp.concat([eta + step, eta - step], axis=0), xp=xp), theta.dtype)
+            diff = both[:m, ...] - both[m:, ...]
+            return xp.mean(diff, axis=0) / (2 * self.lam), None
+        target = xp.astype(self.p.solve(eta - step, xp=xp), theta.dtype)
+        return xp.mean(ys - target, axis=0) / self.lam, None
+
+
+def imle(
+    solver: Callable[..., Any],
+    *,
+    lam: float = 10.0,
+    num_samples: int = 1,
+    noise: str | Noise = "sum_of_gamma",
+    kappa: float = 5.0,
+    num_terms: int = 10,
+    sigma: float = 1.0,
+    two_sided: bool = False,
+    chunk_size: int | None = None,
+    event_ndim: int | None = None,
+) -> OpFunction:
+    r"""Implicit maximum-likelihood estimation (module docstring for the math).
+
+    Returns ``f(theta, *, rng=None, noise=None)``. ``noise`` (factory argument) is the
+    law: ``"sum_of_gamma"`` (default, with ``kappa`` — set it to k for k-subset
+    problems — and ``num_terms``), ``"gumbel"`` or ``"normal"``; ``sigma`` scales it
+    (the temperature τ). ``noise=`` at call time takes pre-drawn standard noise of
+    shape ``(num_samples, *theta.shape)``. ``lam`` is λ; ``two_sided`` uses the
+    central difference. The solver must be a linear oracle.
+
+    Example
+    -------
+    >>> import numpy as np, dopt_core as dc
+    >>> f = dc.imle(dc.solvers.argmax, lam=10.0, num_samples=1)
+    >>> y, vjp = dc.value_and_vjp(f, np.array([5.0, 0.0, 0.0]), rng=0)
+    >>> y, vjp(np.array([2.0, -2.0, 0.0]))      # the target moves the mass to item 1
+    (array([1., 0., 0.]), array([ 0.1, -0.1,  0. ]))
+    """
+    law = SumOfGamma(kappa, num_terms) if noise == "sum_of_gamma" else get_noise(noise)
+    p = make_perturbation(
+        solver, sigma=sigma, num_samples=num_samples, noise=law, multiplicative=False,
+        antithetic=False, chunk_size=chunk_size, event_ndim=event_ndim, require_score=False,
+    )
+    op = IMLEOp(p, _positive(lam, "lam"), check_flag(two_sided, name="two_sided"))
+
+    def bind(theta: Any, *, rng: Any = None, noise: Any = None) -> Bound:
+        theta, z, out_dtype = p.bind_theta_noise(theta, rng, noise)
+        return Bound(op, (theta, z), out_dtype)
+
+    return _public(bind, f"imle({_solver_name(solver)})", imle.__doc__)
