@@ -22,7 +22,7 @@ gumbel     :math:`z + e^{-z}`          :math:`1 - e^{-z}`    γ ≈ 0.5772   no
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from typing import Any
 
 __all__ = ["NOISES", "Gumbel", "Noise", "Normal", "SumOfGamma", "get_noise"]
@@ -34,6 +34,7 @@ EULER_GAMMA = 0.5772156649015329
 class Noise:
     """Base class; see the module docstring."""
 
+    _: KW_ONLY
     name: str = "noise"
     kind: str = "normal"
     mean: float = 0.0
@@ -56,6 +57,7 @@ class Noise:
 class Normal(Noise):
     """Standard normal noise, :math:`\\nu(z) = z^2/2`, :math:`\\nabla\\nu(z) = z`."""
 
+    _: KW_ONLY
     name: str = "normal"
     kind: str = "normal"
     mean: float = 0.0
@@ -72,6 +74,7 @@ class Normal(Noise):
 class Gumbel(Noise):
     """Standard Gumbel noise, :math:`\\nu(z) = z + e^{-z}`, :math:`\\nabla\\nu(z) = 1 - e^{-z}`."""
 
+    _: KW_ONLY
     name: str = "gumbel"
     kind: str = "gumbel"
     mean: float = EULER_GAMMA
@@ -105,6 +108,7 @@ class SumOfGamma(Noise):
 
     kappa: float = 5.0
     num_terms: int = 10
+    _: KW_ONLY
     name: str = "sum_of_gamma"
     kind: str = "sum_of_gamma"
     mean: float = float("nan")  # (H_s - log s) / κ; see expected_mean
