@@ -30,3 +30,4 @@ __all__ = [
 ]
 
 from . import cases_perturbed  # noqa: E402,F401 - registers the perturbed-optimizer cases
+from . import cases_replacements  # noqa: E402,F401 - registers the gradient-replacement cases

@@ -77,6 +77,7 @@ class IdentityOp(Op):
     projection: str | None = None
     noise_sigma: float = 0.0
     event_ndim: int = 1
+    noisy: bool = False  # inputs (θ, ξ) rather than (θ,)
     name: ClassVar[str] = "identity"
     nondiff: ClassVar[tuple[int, ...]] = (1,)
 
@@ -90,7 +91,7 @@ class IdentityOp(Op):
 
     def vjp(self, residuals: tuple[Any, ...], g: Any, *, xp: Any) -> tuple[Any | None, ...]:
         grad = project_vjp(residuals, g, self.projection, event_ndim=self.event_ndim, xp=xp)
-        return (grad, None)
+        return (grad, None) if self.noisy else (grad,)
 
 
 def identity(
@@ -125,6 +126,7 @@ def identity(
         raise ValueError("noise_sigma > 0 needs a noise law (noise='normal', 'gumbel' or 'sum_of_gamma')")
     nd = _solver_event_ndim(solver) if event_ndim is None else int(event_ndim)
     op = IdentityOp(solver, projection, noise_sigma, nd)
+    noisy_op = IdentityOp(solver, projection, noise_sigma, nd, noisy=True)
 
     def bind(theta: Any, *, rng: Any = None, noise: Any = None) -> Bound:
         theta, xp, out_dtype = check_scores(theta, min_ndim=nd)
@@ -140,7 +142,7 @@ def identity(
                 raise ValueError(f"noise must have theta's shape {tuple(theta.shape)}, got {tuple(xi.shape)}")
             check_same_device({"theta": theta, "noise": xi})
             xi = xp.astype(xi, theta.dtype)
-        return Bound(op, (theta, xi), out_dtype)
+        return Bound(noisy_op, (theta, xi), out_dtype)
 
     return _public(bind, f"identity({_solver_name(solver)})", identity.__doc__)
 

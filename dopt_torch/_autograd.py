@@ -13,9 +13,11 @@ import torch
 from array_api_compat import torch as torch_xp
 
 
-def _fresh(t: Any, inputs: tuple[Any, ...]) -> Any:
-    # An autograd.Function must not hand back one of its inputs as-is.
-    return t.detach() if any(t is x for x in inputs) else t
+def _fresh(t: Any, taken: tuple[Any, ...]) -> Any:
+    # An autograd.Function must not hand back one of its inputs as-is, and a residual
+    # must not be the output tensor itself (marking it non-differentiable would mark
+    # the output): give such tensors a new identity sharing the same storage.
+    return t.detach() if any(t is x for x in taken) else t
 
 
 class OpFunction(torch.autograd.Function):
@@ -24,7 +26,11 @@ class OpFunction(torch.autograd.Function):
     @staticmethod
     def forward(op: Any, *inputs: Any) -> Any:  # type: ignore[override]
         y, residuals = op.forward(*inputs, xp=torch_xp)
-        return (_fresh(y, inputs), *(_fresh(r, inputs) for r in residuals))
+        y = _fresh(y, inputs)
+        out = [y]
+        for r in residuals:
+            out.append(_fresh(r, (*inputs, *out)))
+        return tuple(out)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
