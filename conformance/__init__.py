@@ -28,3 +28,4 @@ __all__ = [
     "setup",
     "tied_scores",
 ]
+from . import cases_solvers  # noqa: E402,F401  (registers the solver cases)

@@ -5,5 +5,17 @@ Every solver maximises a score; solvers users think of as minimising take
 """
 
 from ._basic import argmax, permutation, rank, sort, top_k
+from ._host import SolverError
+from ._paths import grid_dag_arcs, shortest_path_dag, shortest_path_grid
 
-__all__ = ["argmax", "permutation", "rank", "sort", "top_k"]
+__all__ = [
+    "SolverError",
+    "argmax",
+    "grid_dag_arcs",
+    "permutation",
+    "rank",
+    "shortest_path_dag",
+    "shortest_path_grid",
+    "sort",
+    "top_k",
+]
