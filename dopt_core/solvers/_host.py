@@ -273,7 +273,7 @@ class HostSolverOp:
         executor = getattr(self, "executor", None)
         nan_on_error = bool(getattr(self, "nan_on_error", False))
         chunk_size = getattr(self, "chunk_size", None)
-        name = getattr(self, "name", "solver")
+        name = getattr(self, "label", None) or getattr(self, "name", "solver")
         batched = self.batched_kernel
         event_ndim = self.event_ndim
 
