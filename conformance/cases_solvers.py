@@ -14,7 +14,25 @@ import dopt_core as dc
 
 from ._cases import Case, Inputs, register_case
 
-__all__: list[str] = []
+__all__ = ["oracle_dies_on_7", "oracle_fails_on_7"]
+
+
+# Oracles for the executor tests: module-level, so that spawned worker processes and
+# cluster workers can import them.
+def oracle_fails_on_7(t: np.ndarray) -> np.ndarray:
+    """The identity, except that an instance whose first entry is 7 raises."""
+    if t[0] == 7.0:
+        raise ArithmeticError("bad instance")
+    return t
+
+
+def oracle_dies_on_7(t: np.ndarray) -> np.ndarray:
+    """The identity, except that the worker process dies on an instance starting with 7."""
+    if t[0] == 7.0:
+        import os
+
+        os._exit(3)
+    return t
 
 _S = dc.solvers
 
