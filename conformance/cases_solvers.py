@@ -58,3 +58,38 @@ register_case(Case("shortest_path_dag[unbatched]", _S.shortest_path_dag, _scores
 register_case(Case("shortest_path_dag[1xW]", _S.shortest_path_dag, _scores((3, 4), grid=(1, 5))))
 register_case(Case("shortest_path_grid", _S.shortest_path_grid, _costs((3, 4, 5))))
 register_case(Case("shortest_path_grid[device]", _S.shortest_path_grid, _costs((3, 4, 5), method="device")))
+
+
+def _pair_oracle(t: np.ndarray) -> np.ndarray:
+    """A user oracle: the best two adjacent entries (the first such pair on ties)."""
+    k = int(np.argmax(t[:-1] + t[1:]))
+    y = np.zeros(t.shape)
+    y[k : k + 2] = 1.0
+    return y
+
+
+_EDGES = [(0, 1), (1, 2), (2, 3), (3, 0), (0, 2), (1, 4), (4, 3), (2, 4)]
+
+register_case(Case("linear_assignment", _S.linear_assignment, _scores((2, 3, 4, 4))))
+register_case(Case("spanning_tree", _S.spanning_tree, _scores((3, 2, len(_EDGES)), edges=_EDGES, num_nodes=5)))
+register_case(
+    Case(
+        "spanning_tree[forest]",
+        _S.spanning_tree,
+        _scores((4, 3), edges=[(0, 1), (2, 3), (3, 4)], num_nodes=6, forest=True),
+    )
+)
+register_case(Case("arborescence", _S.arborescence, _scores((3, 2, 5, 5))))
+register_case(Case("arborescence[root=2]", _S.arborescence, _scores((4, 4, 4), root=2)))
+register_case(Case("knapsack", _S.knapsack, _scores((3, 2, 6), weights=[3, 1, 4, 1, 5, 0], capacity=7)))
+register_case(Case("knapsack[unbatched]", _S.knapsack, _scores((5,), weights=[2, 2, 3, 9, 1], capacity=5)))
+register_case(
+    Case(
+        "linear_program",
+        _S.linear_program,
+        _scores((3, 4), A_ub=[[1.0, 1.0, 1.0, 1.0], [2.0, 0.0, 1.0, 0.0]], b_ub=[2.0, 2.0], bounds=(0, 1)),
+    )
+)
+register_case(Case("milp", _S.milp, _scores((2, 2, 3), A_ub=[[2.0, 3.0, 1.0]], b_ub=[5.0], bounds=(0, 2))))
+register_case(Case("solver[host]", _S.solver(_pair_oracle), _scores((3, 2, 6))))
+register_case(Case("solver[device]", _S.solver(_S.argmax, host=False, batched=True), _scores((3, 7))))
