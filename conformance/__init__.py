@@ -28,6 +28,6 @@ __all__ = [
     "setup",
     "tied_scores",
 ]
-
 from . import cases_perturbed  # noqa: E402,F401 - registers the perturbed-optimizer cases
 from . import cases_replacements  # noqa: E402,F401 - registers the gradient-replacement cases
+from . import cases_solvers  # noqa: E402,F401 - registers the solver cases

@@ -1,0 +1,483 @@
+"""Shortest paths of the two standard predict-then-optimise benchmarks.
+
+* :func:`shortest_path_dag` — the H×W grid DAG of Elmachtoub & Grigas (2022) and
+  PyEPO: arcs point right and down, one score per arc; solved on the array's device
+  by dynamic programming over the anti-diagonals of the grid.
+* :func:`shortest_path_grid` — the Warcraft maps of Vlastelica et al. (2020): one cost
+  per cell, 8-neighbour moves; Dijkstra on the host or a min-plus relaxation on the
+  device, with the same tie rule so that both return the same path.
+
+Both maximise a score, so costs enter as ``θ = -cost``.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .._lib._checks import check_scores
+from .._lib._compat import device
+from ..backend import backend_for
+from ..op import Bound, Op, op_function
+from ._host import StaticArray, check_executor
+
+__all__ = ["grid_dag_arcs", "shortest_path_dag", "shortest_path_grid"]
+
+
+# ---------------------------------------------------------------------------------
+# The grid DAG (PyEPO's shortest-path benchmark)
+# ---------------------------------------------------------------------------------
+def grid_dag_arcs(grid: tuple[int, int]) -> np.ndarray:
+    """The arcs of the H×W grid DAG in PyEPO's order, shape ``(m, 2)`` (tail, head).
+
+    Nodes are numbered row-major, ``v = i·W + j``. Row by row (``i = 0, …, H-1``): first
+    the ``W-1`` arcs pointing right in that row, ``(v, v+1)`` for ``j = 0, …, W-2``, then
+    (except in the last row) the ``W`` arcs pointing down from that row, ``(v, v+W)``
+    for ``j = 0, …, W-1``. There are ``m = H(W-1) + (H-1)W`` arcs (40 for 5×5). This is
+    the order of PyEPO's ``shortestPathModel(grid).arcs`` and of the costs its
+    ``pyepo.data.shortestpath.genData`` generates.
+
+    Example
+    -------
+    >>> import dopt_core as dc
+    >>> dc.solvers.grid_dag_arcs((2, 3)).tolist()
+    [[0, 1], [1, 2], [0, 3], [1, 4], [2, 5], [3, 4], [4, 5]]
+    """
+    h, w = _check_grid(grid)
+    return _dag_tables(h, w)[0].copy()
+
+
+def _check_grid(grid: Any) -> tuple[int, int]:
+    try:
+        h, w = grid
+        h, w = int(h), int(w)
+        ok = (h, w) == tuple(grid) and h >= 1 and w >= 1 and h * w >= 2
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"grid must be a pair (H, W) of positive integers with H·W >= 2, got {grid!r}")
+    return h, w
+
+
+@functools.lru_cache(maxsize=64)
+def _dag_tables(h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Arc list, and for anti-diagonal d and row r the arc entering node (r, d-r)
+    from the left (``into_h``) and from above (``into_v``); ``m`` (a padding slot)
+    where there is none."""
+    arcs = []
+    right = np.full((h, w), -1)
+    down = np.full((h, w), -1)
+    for i in range(h):
+        for j in range(w - 1):
+            right[i, j] = len(arcs)
+            arcs.append((i * w + j, i * w + j + 1))
+        if i < h - 1:
+            for j in range(w):
+                down[i, j] = len(arcs)
+                arcs.append((i * w + j, (i + 1) * w + j))
+    m = len(arcs)
+    nd = h + w - 1
+    into_h = np.full((nd, h), m)
+    into_v = np.full((nd, h), m)
+    for d in range(nd):
+        for r in range(h):
+            c = d - r
+            if 1 <= c <= w - 1:
+                into_h[d, r] = right[r, c - 1]
+            if r >= 1 and 0 <= c <= w - 1:
+                into_v[d, r] = down[r - 1, c]
+    # position of every arc in the walk-back tables: kind (right, down) × diagonal d
+    # (stored for d = D-1 down to 1) × row
+    arc_slot = np.empty(m, dtype=np.int64)
+    for d in range(1, nd):
+        for r in range(h):
+            k = (nd - 1 - d) * h + r
+            if into_h[d, r] < m:
+                arc_slot[into_h[d, r]] = k
+            if into_v[d, r] < m:
+                arc_slot[into_v[d, r]] = (nd - 1) * h + k
+    # (left writeable: torch.asarray warns on read-only NumPy arrays; never mutated)
+    return np.array(arcs, dtype=np.int64).reshape(m, 2), into_h, into_v, arc_slot
+
+
+@dataclass(frozen=True)
+class ShortestPathDagOp(Op):
+    grid: tuple[int, int]
+    name: ClassVar[str] = "shortest_path_dag"
+
+    def forward(self, theta: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
+        h, w = self.grid
+        _, into_h, into_v, arc_slot = _dag_tables(h, w)
+        nd = h + w - 1
+        dev = device(theta)
+        batch = tuple(theta.shape[:-1])
+        k = len(batch)
+        dt = theta.dtype
+        neg = -xp.inf
+        # Layout (row, *batch): every per-diagonal slice below is contiguous.
+        # θ with a -inf slot at index m, gathered into (2, diagonal, row, *batch) tables
+        theta_t = xp.permute_dims(theta, (k, *range(k))) if k else theta
+        pad = xp.concat([theta_t, xp.full((1, *batch), neg, dtype=dt, device=dev)], axis=0)
+        index = xp.asarray(np.concatenate([into_h.ravel(), into_v.ravel()]), device=dev)
+        tables = xp.reshape(xp.take(pad, index, axis=0), (2, nd, h, *batch))
+        minus = xp.full((1, *batch), neg, dtype=dt, device=dev)
+        # value[r] = best score of a path from (0, 0) to node (r, d - r); -inf off the grid
+        value = xp.concat(
+            [xp.zeros((1, *batch), dtype=dt, device=dev), xp.full((h - 1, *batch), neg, dtype=dt, device=dev)],
+            axis=0,
+        )
+        took_down = []
+        for d in range(1, nd):
+            left = value + tables[0, d, ...]
+            up = xp.concat([minus, value[:-1, ...]], axis=0) + tables[1, d, ...]
+            took_down.append(up > left)  # ties: the arc from the left
+            value = xp.maximum(left, up)
+        # walk back from (H-1, W-1), diagonal by diagonal: `on` marks the path's node
+        false = xp.zeros((1, *batch), dtype=xp.bool, device=dev)
+        on = xp.concat([xp.zeros((h - 1, *batch), dtype=xp.bool, device=dev), ~false], axis=0)
+        used_h, used_v = [], []
+        for d in range(nd - 1, 0, -1):
+            down = on & took_down[d - 1]
+            left = on ^ down
+            used_h.append(left)
+            used_v.append(down)
+            on = left | xp.concat([down[1:, ...], false], axis=0)
+        # slots (kind, d, row) for d = D-1, …, 1, then one gather of every arc's slot
+        used = xp.concat(used_h + used_v, axis=0)
+        y = xp.astype(xp.take(used, xp.asarray(arc_slot, device=dev), axis=0), dt)
+        if k:  # back to (*batch, m) (a transposed view where the library has views)
+            y = xp.permute_dims(y, (*range(1, k + 1), 0))
+        return y, ()
+
+    def vjp(self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any) -> tuple[Any | None, ...]:
+        return (None,)
+
+
+@op_function
+def shortest_path_dag(theta: Any, /, grid: tuple[int, int], *, check_finite: bool = True) -> Bound:
+    r"""Best monotone path on an H×W grid DAG (PyEPO's shortest-path benchmark).
+
+    Nodes ``(i, j)`` of an ``H × W`` grid, arcs pointing right and down, paths from
+    ``(0, 0)`` to ``(H-1, W-1)``. With one score per arc (``θ = -cost``),
+
+    .. math::
+
+        y^*(\theta) = \operatorname*{argmax}_{y \in \mathcal P} \langle \theta, y \rangle,
+
+    ``𝒫`` the arc indicators of the paths (each uses ``H + W - 2`` arcs). Arcs are in
+    PyEPO's order (:func:`grid_dag_arcs`: row by row, the right arcs of the row, then
+    the down arcs leaving it), so ``shortest_path_dag(-c, grid)`` is the solution of
+    PyEPO's ``shortestPathModel(grid)`` for costs ``c`` (Elmachtoub & Grigas, "Smart
+    'Predict, then Optimize'", 2022; Tang & Khalil, PyEPO, 2022).
+
+    Algorithm: dynamic programming over the ``H + W - 1`` anti-diagonals of the grid
+    (every node of a diagonal is updated at once, for the whole batch), then a walk
+    back of ``H + W - 2`` vectorised steps; everything stays on ``theta``'s device and
+    traces under ``jax.jit``. Ties: a node reached equally well from the left and
+    from above is reached from the left.
+
+    Parameters
+    ----------
+    theta : array, shape ``(..., m)``, ``m = H(W-1) + (H-1)W``
+        Arc scores (negated costs); leading axes are batch axes.
+    grid : (int, int)
+        ``(H, W)``.
+    check_finite : bool
+        Raise ``ValueError`` on NaN or infinite scores.
+
+    Returns
+    -------
+    array, shape ``(..., m)``, ``theta``'s dtype and device
+        Arc indicator of the best path. Zero derivative almost everywhere.
+
+    Example
+    -------
+    >>> import numpy as np, dopt_core as dc
+    >>> cost = np.array([1.0, 5.0, 2.0, 1.0, 5.0, 1.0, 1.0])  # grid (2, 3), arcs as above
+    >>> dc.solvers.shortest_path_dag(-cost, grid=(2, 3))
+    array([1., 0., 0., 1., 0., 0., 1.])
+    """
+    h, w = _check_grid(grid)
+    theta, _, out_dtype = check_scores(theta, check_finite=check_finite)
+    m = h * (w - 1) + (h - 1) * w
+    if theta.shape[-1] != m:
+        raise ValueError(
+            f"theta must have {m} arc scores on its last axis for grid {(h, w)} "
+            f"(H(W-1) + (H-1)W), got shape {tuple(theta.shape)}"
+        )
+    return Bound(ShortestPathDagOp((h, w)), (theta,), out_dtype)
+
+
+# ---------------------------------------------------------------------------------
+# Warcraft grid: vertex costs, 8 neighbours
+# ---------------------------------------------------------------------------------
+#: Neighbour offsets in tie-breaking order (first wins).
+_MOVES = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
+
+
+@functools.lru_cache(maxsize=64)
+def _grid_neighbours(h: int, w: int) -> np.ndarray:
+    """``nb[v, k]`` = the neighbour of cell ``v`` in direction ``_MOVES[k]``, or ``h*w``."""
+    nb = np.full((h * w, len(_MOVES)), h * w, dtype=np.int64)
+    for i in range(h):
+        for j in range(w):
+            for k, (di, dj) in enumerate(_MOVES):
+                a, b = i + di, j + dj
+                if 0 <= a < h and 0 <= b < w:
+                    nb[i * w + j, k] = a * w + b
+    return nb
+
+
+def _backtrack_host(dist: np.ndarray, hops: np.ndarray, nb: np.ndarray) -> np.ndarray:
+    """Vertex indicator of the path ending at the last cell (shared tie rule)."""
+    n = dist.shape[0]
+    dpad = np.append(dist, np.inf)
+    hpad = np.append(hops, np.inf)
+    y = np.zeros(n)
+    cur = n - 1
+    y[cur] = 1.0
+    for _ in range(n - 1):
+        if cur == 0:
+            break
+        cand = nb[cur]
+        d = dpad[cand]
+        hk = np.where(d == d.min(), hpad[cand], np.inf)
+        cur = int(cand[int(np.argmin(hk))])
+        y[cur] = 1.0
+    return y
+
+
+def _dijkstra_one(theta: np.ndarray, *, shape: tuple[int, int]) -> np.ndarray:
+    """Host kernel: Dijkstra (scipy.sparse.csgraph) on one ``(H, W)`` score map."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import dijkstra
+
+    h, w = shape
+    n = h * w
+    nb = _grid_neighbours(h, w)
+    cost = -np.asarray(theta, dtype=np.float64).reshape(n)
+    tail = np.repeat(np.arange(n), nb.shape[1])
+    head = nb.reshape(-1)
+    keep = head < n
+    tail, head = tail[keep], head[keep]
+    # arc u -> v costs c(v); explicit zeros are arcs for csgraph's Dijkstra
+    graph = csr_matrix((cost[head], (tail, head)), shape=(n, n))
+    # cost of reaching each cell, the source's own cost left out (it is on every path)
+    dist = dijkstra(graph, directed=True, indices=0)
+    # fewest vertices among the optimal paths: BFS over the tight arcs
+    tight = dist[tail] + cost[head] == dist[head]
+    tgraph = csr_matrix((np.ones(int(tight.sum())), (tail[tight], head[tight])), shape=(n, n))
+    hops = dijkstra(tgraph, directed=True, indices=0, unweighted=True)
+    return _backtrack_host(dist, hops, nb).reshape(h, w)
+
+
+@dataclass(frozen=True)
+class GridDijkstraOp(Op):
+    executor: Any = field(default=None, compare=True)
+    nan_on_error: bool = False
+    chunk_size: Any = None
+    name: ClassVar[str] = "shortest_path_grid"
+    host: ClassVar[bool] = True
+
+    def forward(self, theta: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
+        from ..backend import host_call
+        from ._host import solve_instances
+
+        h, w = theta.shape[-2], theta.shape[-1]
+        kernel = functools.partial(_dijkstra_one, shape=(h, w))
+        op = self
+
+        def host(t: np.ndarray) -> np.ndarray:
+            out = solve_instances(
+                kernel, t, event_ndim=2, out_event=(h, w), name=op.name, executor=op.executor,
+                nan_on_error=op.nan_on_error, chunk_size=op.chunk_size,
+            )
+            return out.astype(t.dtype, copy=False)
+
+        return host_call(host, theta, shape=tuple(theta.shape), dtype=theta.dtype), ()
+
+    def vjp(self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any) -> tuple[Any | None, ...]:
+        return (None,)
+
+
+def _shifted_minima(dist: Any, hops: Any, h: int, w: int, *, xp: Any) -> tuple[Any, Any]:
+    """Per cell: the least neighbour ``dist`` and the least ``hops`` among the neighbours
+    attaining it (the same numbers as the gather in the traced branch)."""
+    batch = tuple(dist.shape[:-1])
+    dev = device(dist)
+    inf = xp.inf
+
+    def pad(a: Any) -> Any:
+        a = xp.reshape(a, (*batch, h, w))
+        col = xp.full((*batch, h, 1), inf, dtype=a.dtype, device=dev)
+        a = xp.concat([col, a, col], axis=-1)
+        row = xp.full((*batch, 1, w + 2), inf, dtype=a.dtype, device=dev)
+        return xp.concat([row, a, row], axis=-2)
+
+    pd, ph = pad(dist), pad(hops)
+    nd = [pd[..., 1 + di : 1 + di + h, 1 + dj : 1 + dj + w] for di, dj in _MOVES]
+    nh = [ph[..., 1 + di : 1 + di + h, 1 + dj : 1 + dj + w] for di, dj in _MOVES]
+    best = nd[0]
+    for a in nd[1:]:
+        best = xp.minimum(best, a)
+    fewest = xp.where(nd[0] == best, nh[0], inf)
+    for a, b in zip(nd[1:], nh[1:], strict=True):
+        fewest = xp.minimum(fewest, xp.where(a == best, b, inf))
+    n = h * w
+    return xp.reshape(best, (*batch, n)), xp.reshape(fewest, (*batch, n))
+
+
+@dataclass(frozen=True)
+class GridRelaxationOp(Op):
+    traced: bool = False
+    name: ClassVar[str] = "shortest_path_grid"
+
+    def forward(self, theta: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
+        h, w = theta.shape[-2], theta.shape[-1]
+        n = h * w
+        batch = tuple(theta.shape[:-2])
+        dev = device(theta)
+        dt = theta.dtype
+        inf = xp.inf
+        cost = xp.reshape(-theta, (*batch, n))
+        cells = xp.arange(n, device=dev)
+        source = cells == 0
+        nb_np = _grid_neighbours(h, w)
+        nb = xp.asarray(nb_np, device=dev)
+        nb_flat = xp.reshape(nb, (-1,))
+        inf_col = xp.full((*batch, 1), inf, dtype=dt, device=dev)
+        # dist: cost of reaching each cell, the source's own cost left out (as in the host
+        # kernel, so that both sum in the same order); hops: cells on that path
+        dist = xp.where(source, xp.zeros((*batch, n), dtype=dt, device=dev), inf)
+        hops = xp.where(source, xp.ones((*batch, n), dtype=dt, device=dev), inf)
+        moves = (*batch, n, len(_MOVES))
+        sweeps = 0
+        while True:
+            # Jacobi sweep of the lexicographic (cost, number of cells) relaxation
+            if self.traced:  # one gather of the 8 neighbours' labels per cell: small graphs to compile
+                nd = xp.reshape(xp.take(xp.concat([dist, inf_col], axis=-1), nb_flat, axis=-1), moves)
+                nh = xp.reshape(xp.take(xp.concat([hops, inf_col], axis=-1), nb_flat, axis=-1), moves)
+                best = xp.min(nd, axis=-1)
+                fewest = xp.min(xp.where(nd == xp.expand_dims(best, axis=-1), nh, inf), axis=-1)
+            else:  # 8 shifted views of the padded map: faster in eager libraries
+                best, fewest = _shifted_minima(dist, hops, h, w, xp=xp)
+            cand = best + cost
+            better = ((cand < dist) | ((cand == dist) & (fewest + 1 < hops))) & ~source
+            new_dist = xp.where(better, cand, dist)
+            new_hops = xp.where(better, fewest + 1, hops)
+            sweeps += 1
+            if self.traced:
+                dist, hops = new_dist, new_hops
+                if sweeps >= n - 1:
+                    break
+                continue
+            done = not bool(xp.any(better))
+            dist, hops = new_dist, new_hops
+            if done or sweeps >= n:
+                break
+        # walk back from the last cell with the host's tie rule
+        dpad = xp.concat([dist, inf_col], axis=-1)
+        hpad = xp.concat([hops, inf_col], axis=-1)
+        cur = xp.full(batch, n - 1, dtype=xp.int64, device=dev)
+        on_path = xp.expand_dims(cur, axis=-1) == cells
+        for _ in range(n - 1):
+            cand = xp.reshape(xp.take(nb, xp.reshape(cur, (-1,)), axis=0), (*batch, len(_MOVES)))
+            d = xp.take_along_axis(dpad, cand, axis=-1)
+            hk = xp.where(d == xp.min(d, axis=-1, keepdims=True), xp.take_along_axis(hpad, cand, axis=-1), inf)
+            k = xp.argmin(hk, axis=-1, keepdims=True)
+            nxt = xp.take_along_axis(cand, k, axis=-1)[..., 0]
+            cur = xp.where(cur == 0, cur, nxt)
+            on_path = on_path | (xp.expand_dims(cur, axis=-1) == cells)
+            if not self.traced and not bool(xp.any(cur != 0)):
+                break
+        return xp.reshape(xp.astype(on_path, dt), theta.shape), ()
+
+    def vjp(self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any) -> tuple[Any | None, ...]:
+        return (None,)
+
+
+@op_function
+def shortest_path_grid(
+    theta: Any,
+    /,
+    *,
+    method: str = "dijkstra",
+    executor: Any = None,
+    check_finite: bool = True,
+) -> Bound:
+    r"""Cheapest 8-neighbour path across a grid of vertex costs (Warcraft maps).
+
+    Cells ``(i, j)`` of an ``H × W`` map with costs ``c = -θ ≥ 0``; a path goes from
+    the top-left cell to the bottom-right cell through cells adjacent horizontally,
+    vertically or diagonally, and costs the sum of the costs of **all** the cells it
+    visits, both ends included (the convention of Vlastelica et al., "Differentiation
+    of Blackbox Combinatorial Solvers", ICLR 2020, and their Warcraft dataset):
+
+    .. math::
+
+        y^*(\theta) = \operatorname*{argmax}_{y \in \mathcal P} \langle \theta, y \rangle
+        = \operatorname*{argmin}_{y \in \mathcal P} \langle c, y \rangle ,
+
+    ``𝒫`` the vertex indicators of the paths. Among optimal paths the one with the
+    fewest cells is returned; among those, walking back from the bottom-right cell,
+    the predecessor is the first neighbour in the order up-left, up, up-right, left,
+    right, down-left, down, down-right. Both methods apply this rule, so they return
+    the same path (exactly so when path costs are computed without rounding, e.g. for
+    integer costs; float rounding can only change the choice among near-ties).
+
+    Parameters
+    ----------
+    theta : array, shape ``(..., H, W)``, all entries ``<= 0``
+        Cell scores, the negated non-negative cell costs; leading axes are batch axes.
+    method : {"dijkstra", "device"}
+        ``"dijkstra"``: ``scipy.sparse.csgraph.dijkstra`` on the host, one transfer each
+        way, instances optionally spread over ``executor``. ``"device"``: Bellman-Ford
+        style min-plus relaxation on ``theta``'s device (8 shifted minima per sweep,
+        until nothing changes, at most ``H·W`` sweeps); under ``jax.jit`` it always
+        runs ``H·W - 1`` sweeps (no data-dependent stopping), which is exact but slow to
+        compile for large maps.
+    executor : concurrent.futures.Executor, optional
+        Spread the instances over it (``method="dijkstra"`` only).
+    check_finite : bool
+        Raise ``ValueError`` on NaN or infinite scores.
+
+    Returns
+    -------
+    array, shape ``(..., H, W)``, ``theta``'s dtype and device
+        Indicator of the cells on the path. Zero derivative almost everywhere.
+
+    Raises
+    ------
+    ValueError
+        If a score is positive (a negative cost; checked outside ``jax.jit`` only —
+        under ``jit`` positive scores give an unspecified path).
+
+    Example
+    -------
+    >>> import numpy as np, dopt_core as dc
+    >>> cost = np.array([[1.0, 9.0, 9.0], [9.0, 1.0, 9.0], [1.0, 1.0, 1.0]])
+    >>> dc.solvers.shortest_path_grid(-cost)
+    array([[1., 0., 0.],
+           [0., 1., 0.],
+           [0., 0., 1.]])
+    """
+    theta, xp, out_dtype = check_scores(theta, min_ndim=2, check_finite=check_finite)
+    if method not in ("dijkstra", "device"):
+        raise ValueError(f'method must be "dijkstra" or "device", got {method!r}')
+    if theta.shape[-2] == 0:
+        raise ValueError(f"theta must have a non-empty (H, W) map, got shape {tuple(theta.shape)}")
+    executor = check_executor(executor)
+    traced = backend_for(theta).is_traced(theta)
+    if not traced and bool(xp.any(theta > 0)):
+        raise ValueError(
+            "theta must be <= 0 everywhere: shortest_path_grid takes scores theta = -cost "
+            "with non-negative cell costs"
+        )
+    if method == "device":
+        if executor is not None:
+            raise ValueError('executor applies to method="dijkstra" only')
+        return Bound(GridRelaxationOp(traced=traced), (theta,), out_dtype)
+    return Bound(GridDijkstraOp(executor=executor, nan_on_error=traced), (theta,), out_dtype)
