@@ -66,9 +66,9 @@ def bench_jax(batch: int = 128, dim: int = 100, samples: int = 100, sigma: float
     row("dopt", ours, None)
 
     @jax.jit
-    def floor(t: Any, k: Any) -> Any:
+    def floor(t: Any, k: Any) -> Any:  # the least any estimator must do: draw, perturb, argmax
         z = jax.random.gumbel(k, (samples, *t.shape), t.dtype)
-        return jax.nn.one_hot(jnp.argmax(t + sigma * z, axis=-1), t.shape[-1]).mean(0)
+        return jnp.argmax(t + sigma * z, axis=-1)
 
     row("floor: noise + one argmax over (M, B, n)", timeit(lambda: jax.block_until_ready(floor(theta, key))), ours)
 

@@ -179,6 +179,8 @@ def run(frameworks: list[str], epochs: int = 10, lr: float = 0.05, batch_size: i
     before = test_regret(problem, *init_params(seed))
     results = {}
     for name in frameworks:
+        if name != "numpy":
+            importlib.import_module(f"dopt_{name}")  # import time is not training time
         start = time.perf_counter()
         W, b = TRAINERS[name](problem, epochs, lr, batch_size, seed, progress)
         results[name] = (before, test_regret(problem, W, b), time.perf_counter() - start)
