@@ -28,3 +28,4 @@ __all__ = [
     "setup",
     "tied_scores",
 ]
+from . import cases_relax  # noqa: E402,F401  (registers the relaxations' cases)

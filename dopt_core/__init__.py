@@ -5,7 +5,7 @@ the plugins ``dopt_torch``, ``dopt_jax`` and ``dopt_cupy``, found lazily when su
 array is first seen. This module never imports a framework.
 """
 
-from . import backend, solvers, testing
+from . import backend, relax, solvers, testing
 from .backend import Backend, backend_for, register_backend
 from .op import Bound, Op, OpFunction, op_function, value_and_vjp
 
@@ -21,6 +21,7 @@ __all__ = [
     "backend_for",
     "op_function",
     "register_backend",
+    "relax",
     "solvers",
     "testing",
     "value_and_vjp",
