@@ -57,3 +57,13 @@ def _gumbel_inputs(hard: bool) -> Callable[[np.random.Generator, np.dtype], Inpu
 _smooth("relax.gumbel_softmax", _gumbel_softmax_with_noise, _gumbel_inputs(False))
 # hard=True: straight-through, so the explicit VJP is not the derivative of the forward
 _smooth("relax.gumbel_softmax[hard]", _gumbel_softmax_with_noise, _gumbel_inputs(True), native=False)
+
+# --- sorting networks ------------------------------------------------------------------
+_smooth("relax.network_sort[odd_even,cauchy]", R.network_sort, _normal(_B, steepness=3.0))
+_smooth("relax.network_sort[bitonic,logistic_phi]", R.network_sort,
+        _normal(_B, network="bitonic", sigmoid="logistic_phi", steepness=3.0))
+_smooth("relax.network_permutation[odd_even,gaussian]", R.network_permutation,
+        _normal((2, 5), network="odd_even", sigmoid="gaussian", steepness=3.0))
+_smooth("relax.network_permutation[bitonic,optimal]", R.network_permutation,
+        _normal((3, 6), network="bitonic", sigmoid="optimal", steepness=3.0))
+_smooth("relax.soft_top_k[bitonic,cauchy]", R.soft_top_k, _normal((2, 6), k=2, steepness=3.0))

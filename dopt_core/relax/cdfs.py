@@ -176,7 +176,7 @@ class CDF:
     ``F(v, p, xp)`` and ``f(v, p, xp)`` take the standardised argument ``v = x/s`` and a
     dict ``p`` of parameters (``shift``, ``shape``); :meth:`cdf` and :meth:`pdf` apply
     the scale. ``raw`` entries (``logistic_phi``) receive the unscaled ``x`` and the
-    scale themselves.
+    steepness ``1/s`` themselves.
     """
 
     name: str
@@ -188,15 +188,23 @@ class CDF:
     raw: bool = field(default=False)
 
     def cdf(self, x: Any, scale: float, p: dict[str, Any], *, xp: Any) -> Any:
-        if self.raw:
-            return self.F(x, scale, p, xp)
-        return self.F(x / scale, p, xp)
+        return self.cdf_steep(x, 1.0 / scale, p, xp=xp)
 
     def pdf(self, x: Any, scale: float, p: dict[str, Any], *, xp: Any) -> Any:
         """dF/dx at ``x`` (the density of ``s·ε``)."""
+        return self.pdf_steep(x, 1.0 / scale, p, xp=xp)
+
+    def cdf_steep(self, x: Any, steepness: float, p: dict[str, Any], *, xp: Any) -> Any:
+        """``F(steepness · x)`` — diffsort's parametrisation, same rounding as diffsort."""
         if self.raw:
-            return self.f(x, scale, p, xp)
-        return self.f(x / scale, p, xp) / scale
+            return self.F(x, steepness, p, xp)
+        return self.F(x * steepness, p, xp)
+
+    def pdf_steep(self, x: Any, steepness: float, p: dict[str, Any], *, xp: Any) -> Any:
+        """``d/dx F(steepness · x)``."""
+        if self.raw:
+            return self.f(x, steepness, p, xp)
+        return self.f(x * steepness, p, xp) * steepness
 
 
 _REGISTRY: dict[str, CDF] = {}
@@ -306,17 +314,17 @@ def _levy_pdf(u: Any, xp: Any) -> Any:
     return xp.where(pos, d, xp.zeros_like(u))
 
 
-def _art_cdf(x: Any, scale: float, p: dict[str, Any], xp: Any) -> Any:
+def _art_cdf(x: Any, steep: float, p: dict[str, Any], xp: Any) -> Any:
     lam = float(p.get("art_lambda", 0.25))
-    return _sigmoid(x / scale / (xp.abs(x) + 1e-10) ** lam, xp)
+    return _sigmoid(x * steep / (xp.abs(x) + 1e-10) ** lam, xp)
 
 
-def _art_pdf(x: Any, scale: float, p: dict[str, Any], xp: Any) -> Any:
-    # u = x/(s (|x|+ε)^λ);  du/dx = (|x| + ε - λ|x|) / (s (|x|+ε)^{λ+1})
+def _art_pdf(x: Any, steep: float, p: dict[str, Any], xp: Any) -> Any:
+    # u = β x/(|x|+ε)^λ;  du/dx = β (|x| + ε - λ|x|) / (|x|+ε)^{λ+1}
     lam = float(p.get("art_lambda", 0.25))
     a = xp.abs(x) + 1e-10
-    u = x / scale / a**lam
-    du = (a - lam * xp.abs(x)) / (scale * a ** (lam + 1))
+    u = x * steep / a**lam
+    du = steep * (a - lam * xp.abs(x)) / a ** (lam + 1)
     return _sigmoid_pdf(u, xp) * du
 
 
