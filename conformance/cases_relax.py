@@ -64,3 +64,8 @@ _smooth("relax.network_sort[bitonic,logistic_phi]", R.network_sort,
 _smooth("relax.network_permutation[odd_even,cauchy]", R.network_permutation,
         _normal(_B, network="odd_even", sigmoid="cauchy", steepness=3.0))
 _smooth("relax.soft_top_k[bitonic,cauchy]", R.soft_top_k, _normal(_B, k=2, steepness=3.0))
+
+# --- soft sort / rank (host PAV forward: no native autodiff through it) ----------------
+_smooth("relax.soft_sort[l2]", R.soft_sort, _normal(_B, 2.0, regularization_strength=0.5), native=False)
+_smooth("relax.soft_rank[kl,descending]", R.soft_rank,
+        _normal(_B, 2.0, regularization="kl", descending=True), native=False)
