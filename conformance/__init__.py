@@ -31,3 +31,4 @@ __all__ = [
 from . import cases_perturbed  # noqa: E402,F401 - registers the perturbed-optimizer cases
 from . import cases_replacements  # noqa: E402,F401 - registers the gradient-replacement cases
 from . import cases_solvers  # noqa: E402,F401 - registers the solver cases
+from . import cases_relax  # noqa: E402,F401 - registers the relaxation cases

@@ -5,7 +5,7 @@ the plugins ``dopt_torch``, ``dopt_jax`` and ``dopt_cupy``, found lazily when su
 array is first seen. This module never imports a framework.
 """
 
-from . import backend, data, metrics, noise, projections, solvers, testing
+from . import backend, data, metrics, noise, projections, relax, solvers, testing
 from .backend import Backend, backend_for, register_backend
 from .losses import fenchel_young_loss, spo_plus_loss
 from .metrics import normalized_regret, regret
@@ -37,6 +37,7 @@ __all__ = [
     "projections",
     "register_backend",
     "regret",
+    "relax",
     "solvers",
     "spo_plus_loss",
     "straight_through",

@@ -1,0 +1,71 @@
+"""Conformance cases of :mod:`dopt_core.relax` (imported by the package ``__init__``).
+
+Continuous inputs (no ties) so that every smooth op is compared in the "float"
+tolerance class; ops whose forward is made of differentiable array operations are also
+checked against native autodiff through the forward.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+import dopt_core as dc
+from dopt_core.op import Bound, op_function
+
+from ._cases import Case, Inputs, register_case
+
+R = dc.relax
+
+
+def _normal(shape: tuple[int, ...], scale: float = 1.0, **kwargs: Any) -> Callable[[np.random.Generator, np.dtype], Inputs]:
+    def make(rng: np.random.Generator, dtype: np.dtype) -> Inputs:
+        return (rng.normal(size=shape).astype(dtype) * np.asarray(scale, dtype),), dict(kwargs)
+
+    return make
+
+
+def _smooth(name: str, fn: Any, make: Any, *, native: bool = True, dtypes: tuple[str, ...] = ("float32", "float64")) -> None:
+    register_case(Case(name, fn, make, differentiable=True, native_autodiff=native, tolerance="float",
+                       dtypes=dtypes))
+
+
+# one small batched shape for every case: JAX compiles each primitive once per shape
+_B = (2, 5)
+
+# --- simplex ---------------------------------------------------------------------------
+_smooth("relax.softmax", R.softmax, _normal(_B, tau=0.7))
+_smooth("relax.sparsemax", R.sparsemax, _normal(_B, 2.0, tau=1.5))
+
+
+@op_function
+def _gumbel_softmax_with_noise(theta: Any, noise: Any, /, **kwargs: Any) -> Bound:
+    return R.gumbel_softmax.bind(theta, noise=noise, **kwargs)
+
+
+def _gumbel_inputs(hard: bool) -> Callable[[np.random.Generator, np.dtype], Inputs]:
+    def make(rng: np.random.Generator, dtype: np.dtype) -> Inputs:
+        theta = rng.normal(size=_B).astype(dtype)
+        noise = -np.log(rng.exponential(size=_B)).astype(dtype)
+        return (theta, noise), {"tau": 0.5, "hard": hard}
+
+    return make
+
+
+_smooth("relax.gumbel_softmax", _gumbel_softmax_with_noise, _gumbel_inputs(False))
+# hard=True: straight-through, so the explicit VJP is not the derivative of the forward
+_smooth("relax.gumbel_softmax[hard]", _gumbel_softmax_with_noise, _gumbel_inputs(True), native=False)
+
+# --- sorting networks (n = 5: bitonic drops 3 of 8 wires) ------------------------------
+_smooth("relax.network_sort[bitonic,logistic_phi]", R.network_sort,
+        _normal(_B, network="bitonic", sigmoid="logistic_phi", steepness=3.0))
+_smooth("relax.network_permutation[odd_even,cauchy]", R.network_permutation,
+        _normal(_B, network="odd_even", sigmoid="cauchy", steepness=3.0))
+_smooth("relax.soft_top_k[bitonic,cauchy]", R.soft_top_k, _normal(_B, k=2, steepness=3.0))
+
+# --- soft sort / rank (host PAV forward: no native autodiff through it) ----------------
+_smooth("relax.soft_sort[l2]", R.soft_sort, _normal(_B, 2.0, regularization_strength=0.5), native=False)
+_smooth("relax.soft_rank[kl,descending]", R.soft_rank,
+        _normal(_B, 2.0, regularization="kl", descending=True), native=False)

@@ -1,0 +1,37 @@
+"""Smooth relaxations of discrete decisions (DESIGN.md section 7).
+
+* simplex: :func:`softmax`, :func:`sparsemax`, :func:`gumbel_softmax`;
+* :mod:`dopt_core.relax.cdfs`: the registry of perturbation CDFs and their densities,
+  shared by the sorting networks and the relaxed comparisons;
+* sorting networks: :func:`sorting_network` (values :func:`network_sort` and relaxed
+  permutation :func:`network_permutation`), :func:`soft_top_k`;
+* permutahedron projections: :func:`soft_sort`, :func:`soft_rank` (L2 and KL).
+
+Every function acts on the last axis (leading axes are batch axes), keeps the
+input's dtype and device, and carries an explicit array-API VJP.
+"""
+
+from . import cdfs
+from ._network import (
+    network_permutation,
+    network_sort,
+    soft_top_k,
+    sorting_network,
+    sorting_network_layers,
+)
+from ._simplex import gumbel_softmax, softmax, sparsemax
+from ._softsort import soft_rank, soft_sort
+
+__all__ = [
+    "cdfs",
+    "gumbel_softmax",
+    "network_permutation",
+    "network_sort",
+    "soft_rank",
+    "soft_sort",
+    "soft_top_k",
+    "softmax",
+    "sorting_network",
+    "sorting_network_layers",
+    "sparsemax",
+]

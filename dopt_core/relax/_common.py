@@ -1,0 +1,42 @@
+"""Validation and array helpers shared by the relaxations (private)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+__all__ = ["check_choice", "check_positive", "check_real"]
+
+
+def check_real(value: Any, *, name: str) -> float:
+    """A finite Python float (ints accepted; bools and arrays are not)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        try:
+            import numpy as np
+
+            if isinstance(value, np.floating | np.integer) and not isinstance(value, np.bool_):
+                value = float(value)
+            else:
+                raise TypeError
+        except TypeError:
+            raise TypeError(f"{name} must be a real number, got {type(value).__name__}") from None
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    return value
+
+
+def check_positive(value: Any, *, name: str) -> float:
+    """A finite float ``> 0``."""
+    value = check_real(value, name=name)
+    if value <= 0:
+        raise ValueError(f"{name} must be > 0, got {value}")
+    return value
+
+
+def check_choice(value: Any, *, name: str, choices: tuple[str, ...]) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a string, one of {choices}, got {type(value).__name__}")
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+    return value

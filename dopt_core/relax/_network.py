@@ -1,0 +1,526 @@
+"""Differentiable sorting networks (Petersen et al., ICML 2021 / ICLR 2022) and soft top-k.
+
+A sorting network is a fixed sequence of layers; each layer is a set of disjoint
+comparators ``(a, b)`` on wires ``a < b``. The relaxed comparator with
+``α = F(β (x_b - x_a))`` (``F`` a CDF of :mod:`dopt_core.relax.cdfs`, ``β`` the
+steepness) writes
+
+.. math::
+
+    \\min{}_\\alpha(x_a, x_b) = \\alpha x_a + (1 - \\alpha) x_b, \\qquad
+    \\max{}_\\alpha(x_a, x_b) = (1 - \\alpha) x_a + \\alpha x_b
+
+to the wire that receives the minimum (``a``, or ``b`` in a descending block of the
+bitonic network) and to the other one. Every layer is applied with gathers over index
+arrays (O(n) work per layer on values, O(n²) on the permutation matrix, never a dense
+n×n layer matrix); the explicit VJPs run the layers backwards with the same gathers.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .._lib._checks import check_flag, check_int, check_scores
+from .._lib._compat import device
+from ..op import Bound, Op, op_function
+from . import cdfs
+from ._common import check_choice, check_positive, check_real
+
+__all__ = ["network_permutation", "network_sort", "soft_top_k", "sorting_network", "sorting_network_layers"]
+
+NETWORKS = ("odd_even", "bitonic")
+
+
+# ---------------------------------------------------------------------------------
+# network construction (host, cached; static index arrays)
+# ---------------------------------------------------------------------------------
+def _bitonic_comparators(n: int) -> list[list[tuple[int, int, int, int]]]:
+    """Bitonic network for any n, as diffsort builds it.
+
+    The network is built on ``N = 2^ceil(log2 n)`` wires and the lowest ``N - n`` wires
+    are discarded; a comparator touching a discarded wire is dropped (its real wire
+    passes through, what diffsort's 0.5/0.5 identity comparator computes).
+    Comparators are ``(a, b, wire_min, wire_max)``.
+    """
+    if n <= 1:
+        return []
+    blocks = math.ceil(math.log2(n))
+    big = 2**blocks
+    off = big - n
+    layers = []
+    for block in range(blocks):
+        for layer in range(block + 1):
+            m = 2 ** (block - layer)
+            comps = []
+            for i in range(0, big, 2 * m):
+                for j in range(m):
+                    ix = i + j
+                    a, b = ix, ix + m
+                    if a >= off and b >= off:
+                        descending = (ix // 2 ** (block + 1)) % 2 == 1
+                        a_, b_ = a - off, b - off
+                        comps.append((a_, b_, b_, a_) if descending else (a_, b_, a_, b_))
+            layers.append(comps)
+    return layers
+
+
+def _odd_even_comparators(n: int) -> list[list[tuple[int, int, int, int]]]:
+    """Odd-even transposition network: n layers of neighbours (i, i+1), i even then odd."""
+    return [[(i, i + 1, i, i + 1) for i in range(t % 2, n - 1, 2)] for t in range(n)]
+
+
+@dataclass(frozen=True)
+class _Layers:
+    """Stacked static index arrays of a network (L layers, C comparator slots each).
+
+    ``ia``/``ib``: the compared wires; ``dmn``/``dmx``: the wires receiving min/max;
+    ``src[w]``: where wire w reads from in ``concat([x, mins, maxs])``; ``back[w]``:
+    where its cotangent comes from in ``concat([g, g_a, g_b])``. Layers with fewer
+    than C comparators are padded with dummies on wire 0 that nothing reads.
+    """
+
+    n: int
+    ia: np.ndarray
+    ib: np.ndarray
+    dmn: np.ndarray
+    dmx: np.ndarray
+    src: np.ndarray
+    back: np.ndarray
+    counts: tuple[int, ...]
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.counts)
+
+    @property
+    def width(self) -> int:
+        return int(self.ia.shape[1]) if self.ia.ndim == 2 else 0
+
+
+@functools.lru_cache(maxsize=64)
+def _layers(network: str, n: int) -> _Layers:
+    comps = _bitonic_comparators(n) if network == "bitonic" else _odd_even_comparators(n)
+    comps = [c for c in comps if c]
+    L = len(comps)
+    C = max((len(c) for c in comps), default=0)
+    ia = np.zeros((L, C), np.int64)
+    ib, dmn, dmx = ia.copy(), ia.copy(), ia.copy()
+    src = np.tile(np.arange(n, dtype=np.int64), (L, 1))
+    back = src.copy()
+    for l, layer in enumerate(comps):
+        for c, (a, b, wmin, wmax) in enumerate(layer):
+            ia[l, c], ib[l, c], dmn[l, c], dmx[l, c] = a, b, wmin, wmax
+            src[l, wmin], src[l, wmax] = n + c, n + C + c
+            back[l, a], back[l, b] = n + c, n + C + c
+    return _Layers(n, ia, ib, dmn, dmx, src, back, tuple(len(c) for c in comps))
+
+
+def sorting_network_layers(network: str, n: int) -> list[list[tuple[int, int, int, int]]]:
+    """The comparators of a network, layer by layer: ``(a, b, wire_min, wire_max)``.
+
+    ``a < b`` are the compared wires (``α = F(β (x_b - x_a))``); ``wire_min`` receives
+    the relaxed minimum. Every layer's comparators touch disjoint wires; wires in no
+    comparator pass through. Layers without comparators are omitted.
+
+    >>> from dopt_core.relax import sorting_network_layers
+    >>> sorting_network_layers("odd_even", 3)
+    [[(0, 1, 0, 1)], [(1, 2, 1, 2)], [(0, 1, 0, 1)]]
+    """
+    check_choice(network, name="network", choices=NETWORKS)
+    n = check_int(n, name="n", low=1)
+    comps = _bitonic_comparators(n) if network == "bitonic" else _odd_even_comparators(n)
+    return [c for c in comps if c]
+
+
+class _Idx:
+    """The static index arrays of one network on the arrays' device."""
+
+    def __init__(self, lay: _Layers, like: Any, xp: Any) -> None:
+        dev = device(like)
+
+        def conv(a: np.ndarray) -> list[Any]:
+            return [xp.asarray(row, device=dev) for row in a]
+
+        self.ia, self.ib = conv(lay.ia), conv(lay.ib)
+        self.dmn, self.dmx = conv(lay.dmn), conv(lay.dmx)
+        self.src, self.back = conv(lay.src), conv(lay.back)
+        self.L, self.C, self.n = lay.num_layers, lay.width, lay.n
+
+
+# ---------------------------------------------------------------------------------
+# the layer maps, on any axis (values: last; P: last = columns; top-k: rows)
+# ---------------------------------------------------------------------------------
+def _mix(v: Any, alpha: Any, ia: Any, ib: Any, src: Any, axis: int, *, xp: Any) -> Any:
+    """One relaxed layer: compared entries along ``axis`` mixed by ``alpha``."""
+    a = xp.take(v, ia, axis=axis)
+    b = xp.take(v, ib, axis=axis)
+    mn = alpha * a + (1 - alpha) * b
+    mx = (1 - alpha) * a + alpha * b
+    return xp.take(xp.concat([v, mn, mx], axis=axis), src, axis=axis)
+
+
+def _mix_t(h: Any, alpha: Any, dmn: Any, dmx: Any, back: Any, axis: int, *, xp: Any) -> tuple[Any, Any, Any]:
+    """The transpose of :func:`_mix` (fixed ``alpha``); also returns ``(h_min, h_max)``."""
+    h_mn = xp.take(h, dmn, axis=axis)
+    h_mx = xp.take(h, dmx, axis=axis)
+    h_a = alpha * h_mn + (1 - alpha) * h_mx
+    h_b = (1 - alpha) * h_mn + alpha * h_mx
+    return xp.take(xp.concat([h, h_a, h_b], axis=axis), back, axis=axis), h_mn, h_mx
+
+
+@dataclass(frozen=True)
+class _Spec:
+    network: str
+    steepness: float
+    sigmoid: str
+    art_lambda: float
+
+    def alpha(self, delta: Any, *, xp: Any) -> tuple[Any, Any]:
+        entry = cdfs.get(self.sigmoid)
+        p = {"art_lambda": self.art_lambda}
+        return (entry.cdf_steep(delta, self.steepness, p, xp=xp),
+                entry.pdf_steep(delta, self.steepness, p, xp=xp))
+
+
+def _values_forward(x: Any, spec: _Spec, idx: _Idx, *, xp: Any) -> tuple[Any, list[Any], list[Any], list[Any]]:
+    ax = x.ndim - 1
+    alphas, dalphas, deltas = [], [], []
+    for l in range(idx.L):
+        a = xp.take(x, idx.ia[l], axis=ax)
+        b = xp.take(x, idx.ib[l], axis=ax)
+        delta = b - a
+        alpha, dalpha = spec.alpha(delta, xp=xp)
+        mn = alpha * a + (1 - alpha) * b
+        mx = (1 - alpha) * a + alpha * b
+        x = xp.take(xp.concat([x, mn, mx], axis=ax), idx.src[l], axis=ax)
+        alphas.append(alpha)
+        dalphas.append(dalpha)
+        deltas.append(delta)
+    return x, alphas, dalphas, deltas
+
+
+def _values_backward_step(g: Any, l: int, alpha: Any, dalpha: Any, delta: Any, g_alpha_extra: Any,
+                          idx: _Idx, *, xp: Any) -> Any:
+    """Cotangent of layer l's input from its output's cotangent ``g`` (+ a cotangent on α)."""
+    ax = g.ndim - 1
+    g_mn = xp.take(g, idx.dmn[l], axis=ax)
+    g_mx = xp.take(g, idx.dmx[l], axis=ax)
+    g_alpha = (g_mx - g_mn) * delta
+    if g_alpha_extra is not None:
+        g_alpha = g_alpha + g_alpha_extra
+    g_delta = g_alpha * dalpha
+    g_a = alpha * g_mn + (1 - alpha) * g_mx - g_delta
+    g_b = (1 - alpha) * g_mn + alpha * g_mx + g_delta
+    return xp.take(xp.concat([g, g_a, g_b], axis=ax), idx.back[l], axis=ax)
+
+
+def _stack(items: list[Any], like: Any, C: int, *, xp: Any) -> Any:
+    if items:
+        return xp.stack(items, axis=-2)
+    return xp.zeros((*like.shape[:-1], 0, C), dtype=like.dtype, device=device(like))
+
+
+def _unstack(a: Any, L: int) -> list[Any]:
+    return [a[..., l, :] for l in range(L)]
+
+
+def _values_vjp(residuals: tuple[Any, ...], g: Any, idx: _Idx, g_alpha: list[Any] | None, *, xp: Any) -> Any:
+    alpha, dalpha, delta = (_unstack(r, idx.L) for r in residuals[:3])
+    for l in range(idx.L - 1, -1, -1):
+        extra = None if g_alpha is None else g_alpha[l]
+        g = _values_backward_step(g, l, alpha[l], dalpha[l], delta[l], extra, idx, xp=xp)
+    return g
+
+
+@dataclass(frozen=True)
+class NetworkSortOp(Op):
+    spec: _Spec
+    n: int
+    name: ClassVar[str] = "network_sort"
+
+    def forward(self, x: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
+        idx = _Idx(_layers(self.spec.network, self.n), x, xp)
+        y, alphas, dalphas, deltas = _values_forward(x, self.spec, idx, xp=xp)
+        res = tuple(_stack(r, x, idx.C, xp=xp) for r in (alphas, dalphas, deltas))
+        if idx.L == 0:
+            y = y * 1  # a fresh array, not the input
+        return y, res
+
+    def vjp(self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any) -> tuple[Any | None, ...]:
+        idx = _Idx(_layers(self.spec.network, self.n), cotangent, xp)
+        return (_values_vjp(residuals, cotangent, idx, None, xp=xp),)
+
+
+def _eye_batch(x: Any, n: int, *, xp: Any) -> Any:
+    eye = xp.eye(n, dtype=x.dtype, device=device(x))
+    return xp.broadcast_to(eye, (*x.shape[:-1], n, n))
+
+
+@dataclass(frozen=True)
+class NetworkPermutationOp(Op):
+    spec: _Spec
+    n: int
+    name: ClassVar[str] = "network_permutation"
+
+    def forward(self, x: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
+        idx = _Idx(_layers(self.spec.network, self.n), x, xp)
+        _, alphas, dalphas, deltas = _values_forward(x, self.spec, idx, xp=xp)
+        X = _eye_batch(x, self.n, xp=xp)
+        ax = X.ndim - 1
+        diffs = []
+        for l in range(idx.L):
+            al = xp.expand_dims(alphas[l], axis=-2)
+            aX = xp.take(X, idx.ia[l], axis=ax)
+            bX = xp.take(X, idx.ib[l], axis=ax)
+            w_min = al * aX + (1 - al) * bX
+            w_max = (1 - al) * aX + al * bX
+            X = xp.take(xp.concat([X, w_min, w_max], axis=ax), idx.src[l], axis=ax)
+            diffs.append(aX - bX)
+        res = tuple(_stack(r, x, idx.C, xp=xp) for r in (alphas, dalphas, deltas))
+        D = xp.stack(diffs, axis=-3) if diffs else xp.zeros((*x.shape[:-1], 0, self.n, 0), dtype=x.dtype,
+                                                             device=device(x))
+        return X * 1 if idx.L == 0 else X, (*res, D)
+
+    def vjp(self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any) -> tuple[Any | None, ...]:
+        idx = _Idx(_layers(self.spec.network, self.n), cotangent, xp)
+        alpha, dalpha, delta = (_unstack(r, idx.L) for r in residuals[:3])
+        D = residuals[3]
+        H = cotangent
+        ax = H.ndim - 1
+        g = xp.zeros(cotangent.shape[:-1], dtype=cotangent.dtype, device=device(cotangent))
+        for l in range(idx.L - 1, -1, -1):
+            al = xp.expand_dims(alpha[l], axis=-2)
+            H_new, H_mn, H_mx = _mix_t(H, al, idx.dmn[l], idx.dmx[l], idx.back[l], ax, xp=xp)
+            g_alpha = xp.sum(D[..., l, :, :] * (H_mn - H_mx), axis=-2)
+            H = H_new
+            g = _values_backward_step(g, l, alpha[l], dalpha[l], delta[l], g_alpha, idx, xp=xp)
+        return (g,)
+
+
+@dataclass(frozen=True)
+class SoftTopKOp(Op):
+    spec: _Spec
+    n: int
+    k: int
+    name: ClassVar[str] = "soft_top_k"
+
+    def forward(self, x: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
+        idx = _Idx(_layers(self.spec.network, self.n), x, xp)
+        _, alphas, dalphas, deltas = _values_forward(x, self.spec, idx, xp=xp)
+        # Y_L = last k columns of I;  Y_{l-1} = M_l Y_l  (rows mixed by the transposed layer)
+        Y = _eye_batch(x, self.n, xp=xp)[..., self.n - self.k:]
+        ax = Y.ndim - 2
+        diffs: list[Any] = [None] * idx.L
+        for l in range(idx.L - 1, -1, -1):
+            al = xp.expand_dims(alphas[l], axis=-1)
+            Y, Y_mn, Y_mx = _mix_t(Y, al, idx.dmn[l], idx.dmx[l], idx.back[l], ax, xp=xp)
+            diffs[l] = Y_mn - Y_mx
+        res = tuple(_stack(r, x, idx.C, xp=xp) for r in (alphas, dalphas, deltas))
+        E = xp.stack(diffs, axis=-3) if diffs else xp.zeros((*x.shape[:-1], 0, 0, self.k), dtype=x.dtype,
+                                                            device=device(x))
+        return Y * 1 if idx.L == 0 else Y, (*res, E)
+
+    def vjp(self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any) -> tuple[Any | None, ...]:
+        idx = _Idx(_layers(self.spec.network, self.n), cotangent, xp)
+        alpha, dalpha, delta = (_unstack(r, idx.L) for r in residuals[:3])
+        E = residuals[3]
+        G = cotangent  # cotangent of Y_0
+        ax = G.ndim - 2
+        g_alpha = []
+        for l in range(idx.L):
+            # Y_{l-1}[a] = Y_l[min] - (1-α) E_l... : d/dα of row a is +E_l, of row b is -E_l
+            G_a = xp.take(G, idx.ia[l], axis=ax)
+            G_b = xp.take(G, idx.ib[l], axis=ax)
+            g_alpha.append(xp.sum((G_a - G_b) * E[..., l, :, :], axis=-1))
+            al = xp.expand_dims(alpha[l], axis=-1)
+            G = _mix(G, al, idx.ia[l], idx.ib[l], idx.src[l], ax, xp=xp)
+        g = xp.zeros((*cotangent.shape[:-2], self.n), dtype=cotangent.dtype, device=device(cotangent))
+        for l in range(idx.L - 1, -1, -1):
+            g = _values_backward_step(g, l, alpha[l], dalpha[l], delta[l], g_alpha[l], idx, xp=xp)
+        return (g,)
+
+
+# ---------------------------------------------------------------------------------
+# public functions
+# ---------------------------------------------------------------------------------
+def _spec(network: Any, steepness: Any, sigmoid: Any, art_lambda: Any) -> _Spec:
+    network = check_choice(network, name="network", choices=NETWORKS)
+    steepness = check_positive(steepness, name="steepness")
+    sigmoid = check_choice(sigmoid, name="sigmoid", choices=cdfs.NAMES)
+    art_lambda = check_real(art_lambda, name="art_lambda")
+    if not 0 <= art_lambda < 1:
+        raise ValueError(f"art_lambda must be in [0, 1), got {art_lambda}")
+    return _Spec(network, steepness, sigmoid, art_lambda)
+
+
+_PARAMS_DOC = """
+    Parameters
+    ----------
+    x : array, shape ``(..., n)``, float32 or float64
+        Values to sort along the last axis (leading axes are batch axes); any ``n >= 1``.
+    network : {"odd_even", "bitonic"}
+        ``odd_even``: n layers of neighbour comparators; ``bitonic``: ⌈log₂n⌉(⌈log₂n⌉+1)/2
+        layers, built on the next power of two with the lowest surplus wires dropped
+        (as diffsort does).
+    steepness : float > 0
+        Inverse temperature β (``α = F(β Δ)``).
+    sigmoid : str
+        Any name of :mod:`dopt_core.relax.cdfs` (default ``"cauchy"``, monotone);
+        diffsort's six (``logistic``, ``logistic_phi``, ``gaussian``, ``reciprocal``,
+        ``cauchy``, ``optimal``) use diffsort's formulas. GenDR entries use their
+        default parameters (``shift=0``, ``shape=2``).
+    art_lambda : float in [0, 1)
+        Exponent λ of the activation replacement trick (``logistic_phi`` only).
+"""
+
+
+@op_function
+def network_sort(
+    x: Any, /, *, network: str = "odd_even", steepness: float = 10.0, sigmoid: str = "cauchy",
+    art_lambda: float = 0.25, check_finite: bool = True,
+) -> Bound:
+    x, _, out_dtype = check_scores(x, name="x", check_finite=check_finite)
+    return Bound(NetworkSortOp(_spec(network, steepness, sigmoid, art_lambda), int(x.shape[-1])), (x,),
+                 out_dtype)
+
+
+@op_function
+def network_permutation(
+    x: Any, /, *, network: str = "odd_even", steepness: float = 10.0, sigmoid: str = "cauchy",
+    art_lambda: float = 0.25, check_finite: bool = True,
+) -> Bound:
+    x, _, out_dtype = check_scores(x, name="x", check_finite=check_finite)
+    return Bound(NetworkPermutationOp(_spec(network, steepness, sigmoid, art_lambda), int(x.shape[-1])),
+                 (x,), out_dtype)
+
+
+network_sort.__doc__ = """Sorted values of a differentiable sorting network (ascending).
+
+    The first output of :func:`sorting_network`, as its own op: O(n) work per layer,
+    residuals ``α``, ``F'`` and ``Δ`` per comparator (O(n · layers) memory).
+    """ + _PARAMS_DOC
+network_permutation.__doc__ = """Relaxed permutation matrix of a differentiable sorting network.
+
+    The second output of :func:`sorting_network`, as its own op: ``P[..., i, j]`` is the
+    weight of input ``i`` in ascending slot ``j`` (``network_sort(x) = x @ P`` up to
+    rounding; rows and columns sum to 1). O(n²) work per layer; the VJP keeps the
+    layers' column differences (O(n² · layers / 2) memory, as diffsort's autograd).
+    """ + _PARAMS_DOC
+
+
+def sorting_network(
+    x: Any,
+    /,
+    *,
+    network: str = "odd_even",
+    steepness: float = 10.0,
+    sigmoid: str = "cauchy",
+    art_lambda: float = 0.25,
+    return_permutation: bool = True,
+    check_finite: bool = True,
+) -> Any:
+    r"""Differentiable sorting network: relaxed ascending sort and permutation matrix.
+
+    Runs ``x`` through the layers of an odd-even transposition or bitonic network whose
+    comparators are relaxed with a CDF ``F``: for compared wires ``a < b`` and
+    :math:`\Delta = x_b - x_a`, :math:`\alpha = F(\beta\Delta)`, the minimum slot
+    receives :math:`\alpha x_a + (1-\alpha) x_b` and the maximum slot
+    :math:`(1-\alpha) x_a + \alpha x_b`. The relaxed permutation is the product of the
+    layers' doubly-stochastic matrices, :math:`P = M_1 M_2 \cdots M_L`.
+
+    Conventions: ascending; ``P[..., i, j]`` is the weight of input ``i`` in sorted slot
+    ``j``, so ``sorted = x @ P`` — the convention of diffsort's code (its README calls
+    this the transpose of the paper's P) and of :func:`dopt_core.solvers.permutation`.
+    The numbers equal diffsort's ``DiffSortNet`` for the same network, steepness,
+    sigmoid and ``art_lambda``. As ``steepness → ∞`` the outputs tend to the exact sort
+    and permutation matrix (distinct inputs; odd-even and bitonic networks sort). With
+    ``sigmoid`` in ``{"cauchy", "reciprocal", "optimal"}`` the network is monotonic: every
+    sorted output is non-decreasing in every input (ICLR 2022), ``logistic`` is not.
+
+    Two outputs are two ops: the sorted values come from :func:`network_sort` (O(n) per
+    layer) and ``P`` from :func:`network_permutation` (O(n²) per layer); each has its own
+    explicit VJP. With ``return_permutation=False`` only the values are computed.
+    """ + _PARAMS_DOC.replace("    Parameters\n    ----------\n", "") + r"""
+    return_permutation : bool
+        Return ``(sorted, P)`` (default) or only ``sorted``.
+
+    Returns
+    -------
+    sorted : array ``(..., n)``, and ``P`` : array ``(..., n, n)`` (if requested)
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> from dopt_core.relax import sorting_network
+    >>> y, P = sorting_network(np.array([3.0, 1.0, 2.0]), steepness=1e9)
+    >>> np.round(y, 6), np.round(P, 6)
+    (array([1., 2., 3.]), array([[0., 0., 1.],
+           [1., 0., 0.],
+           [0., 1., 0.]]))
+
+    References
+    ----------
+    Petersen, Borgelt, Kuehne, Deussen, "Differentiable sorting networks for scalable
+    sorting and ranking supervision", ICML 2021 (arXiv:2105.04019); "Monotonic
+    differentiable sorting networks", ICLR 2022 (arXiv:2203.09630).
+    """
+    kwargs = dict(network=network, steepness=steepness, sigmoid=sigmoid, art_lambda=art_lambda,
+                  check_finite=check_finite)
+    if not check_flag(return_permutation, name="return_permutation"):
+        return network_sort(x, **kwargs)
+    y = network_sort(x, **kwargs)
+    kwargs["check_finite"] = False  # checked once
+    return y, network_permutation(x, **kwargs)
+
+
+@op_function
+def soft_top_k(
+    x: Any,
+    /,
+    k: int,
+    *,
+    network: str = "bitonic",
+    steepness: float = 10.0,
+    sigmoid: str = "cauchy",
+    art_lambda: float = 0.25,
+    check_finite: bool = True,
+) -> Bound:
+    r"""Relaxed top-k matrix of a sorting network, without forming the n×n permutation.
+
+    Returns the last ``k`` columns of the relaxed permutation
+    :math:`P = M_1 \cdots M_L` of :func:`sorting_network`, computed as in difftopk by
+    back-multiplying :math:`P_{:, n-k:} = M_1(M_2(\cdots(M_L E_k)))` from
+    :math:`E_k = I_{:, n-k:}`: O(n k) work per layer and O(n k · layers) memory.
+    ``out[..., i, j]`` is the weight of input ``i`` in the ``j``-th of the top ``k``
+    ascending slots (``j = k - 1`` is the maximum); ``out.sum(-1)`` is a relaxed
+    top-k indicator summing to ``k`` and tends to :func:`dopt_core.solvers.top_k` as
+    ``steepness → ∞``.
+
+    Parameters
+    ----------
+    x : array ``(..., n)``
+    k : int, ``1 <= k <= n``
+    network, steepness, sigmoid, art_lambda
+        As in :func:`sorting_network` (default network ``"bitonic"``).
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> from dopt_core.relax import soft_top_k
+    >>> np.round(soft_top_k(np.array([0.5, 3.0, -1.0, 2.0]), 2, steepness=1e9).sum(-1), 6)
+    array([0., 1., 0., 1.])
+
+    References
+    ----------
+    Petersen, Kuehne, Borgelt, Deussen, "Differentiable top-k classification learning",
+    ICML 2022 (arXiv:2206.07290).
+    """
+    x, _, out_dtype = check_scores(x, name="x", check_finite=check_finite)
+    n = int(x.shape[-1])
+    k = check_int(k, name="k", low=1, high=n)
+    return Bound(SoftTopKOp(_spec(network, steepness, sigmoid, art_lambda), n, k), (x,), out_dtype)

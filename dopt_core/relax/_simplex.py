@@ -1,0 +1,221 @@
+"""Relaxed argmax over the simplex: softmax, sparsemax and Gumbel-softmax.
+
+All three act on the last axis (leading axes are batch axes), return ``theta``'s dtype
+and device, and have closed-form VJPs written below in the array API.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from .._lib._checks import check_flag, check_same_device, check_scores
+from .._lib._compat import device
+from ..backend import backend_for
+from ..op import Bound, Op, op_function
+from ._common import check_positive
+
+__all__ = ["gumbel_softmax", "softmax", "sparsemax"]
+
+
+def _softmax(z: Any, *, xp: Any) -> Any:
+    z = z - xp.max(z, axis=-1, keepdims=True)
+    e = xp.exp(z)
+    return e / xp.sum(e, axis=-1, keepdims=True)
+
+
+def _softmax_vjp(y: Any, g: Any, tau: float, *, xp: Any) -> Any:
+    # J = (diag(y) - y yᵀ)/τ is symmetric: Jᵀg = y ⊙ (g - <g, y>)/τ
+    return y * (g - xp.sum(g * y, axis=-1, keepdims=True)) / tau
+
+
+def _one_hot_argmax(y: Any, *, xp: Any) -> Any:
+    cols = xp.arange(y.shape[-1], device=device(y))
+    idx = xp.argmax(y, axis=-1, keepdims=True)
+    return xp.astype(idx == cols, y.dtype)
+
+
+@dataclass(frozen=True)
+class SoftmaxOp(Op):
+    tau: float = 1.0
+    name: ClassVar[str] = "softmax"
+
+    def forward(self, theta: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
+        # the residual is θ, not y: an autograd output must not double as a residual
+        return _softmax(theta / self.tau, xp=xp), (theta,)
+
+    def vjp(self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any) -> tuple[Any | None, ...]:
+        (theta,) = residuals
+        y = _softmax(theta / self.tau, xp=xp)
+        return (_softmax_vjp(y, cotangent, self.tau, xp=xp),)
+
+
+@dataclass(frozen=True)
+class SparsemaxOp(Op):
+    tau: float = 1.0
+    name: ClassVar[str] = "sparsemax"
+
+    def forward(self, theta: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
+        z = theta / self.tau
+        n = z.shape[-1]
+        zs = xp.sort(z, axis=-1, descending=True)
+        cs = xp.cumulative_sum(zs, axis=-1)
+        ks = xp.arange(1, n + 1, dtype=z.dtype, device=device(z))
+        # the support is a prefix of the sorted order: {k : 1 + k z_(k) > Σ_{j≤k} z_(j)}
+        support = xp.astype(1 + ks * zs > cs, xp.int64)
+        k = xp.sum(support, axis=-1, keepdims=True)  # >= 1 always (k = 1 holds)
+        csk = xp.take_along_axis(cs, k - 1, axis=-1)
+        thr = (csk - 1) / xp.astype(k, z.dtype)
+        y = xp.maximum(z - thr, xp.zeros_like(z))
+        mask = xp.astype(z > thr, z.dtype)
+        return y, (mask,)
+
+    def vjp(self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any) -> tuple[Any | None, ...]:
+        (mask,) = residuals
+        g = cotangent * mask
+        mean = xp.sum(g, axis=-1, keepdims=True) / xp.sum(mask, axis=-1, keepdims=True)
+        return ((g - mask * mean) / self.tau,)
+
+
+@dataclass(frozen=True)
+class GumbelSoftmaxOp(Op):
+    tau: float = 1.0
+    hard: bool = False
+    name: ClassVar[str] = "gumbel_softmax"
+    nondiff: ClassVar[tuple[int, ...]] = (1,)
+
+    def forward(self, theta: Any, noise: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
+        z = theta + noise
+        soft = _softmax(z / self.tau, xp=xp)
+        y = _one_hot_argmax(soft, xp=xp) if self.hard else soft
+        return y, (z,)
+
+    def vjp(self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any) -> tuple[Any | None, ...]:
+        (z,) = residuals
+        soft = _softmax(z / self.tau, xp=xp)
+        return (_softmax_vjp(soft, cotangent, self.tau, xp=xp), None)
+
+
+@op_function
+def softmax(theta: Any, /, *, tau: float = 1.0, check_finite: bool = True) -> Bound:
+    r"""Softmax along the last axis, at temperature ``tau``.
+
+    .. math::
+
+        y(\theta) = \frac{\exp(\theta/\tau)}{\sum_j \exp(\theta_j/\tau)}
+        = \operatorname*{argmax}_{y \in \Delta^{n}} \langle \theta, y\rangle + \tau H(y),
+
+    the entropy-regularised argmax. As ``tau → 0`` it tends to the one-hot argmax
+    (for distinct scores). VJP: :math:`J^\top g = y \odot (g - \langle g, y\rangle)/\tau`.
+
+    Parameters
+    ----------
+    theta : array, shape ``(..., n)``, float32 or float64
+    tau : float > 0
+        Temperature.
+
+    Example
+    -------
+    >>> import numpy as np, dopt_core as dc
+    >>> dc.relax.softmax(np.log(np.array([1.0, 3.0])))
+    array([0.25, 0.75])
+    """
+    theta, _, out_dtype = check_scores(theta, check_finite=check_finite)
+    return Bound(SoftmaxOp(check_positive(tau, name="tau")), (theta,), out_dtype)
+
+
+@op_function
+def sparsemax(theta: Any, /, *, tau: float = 1.0, check_finite: bool = True) -> Bound:
+    r"""Sparsemax (Martins & Astudillo, ICML 2016): Euclidean projection onto the simplex.
+
+    .. math::
+
+        y(\theta) = \operatorname*{argmin}_{y \in \Delta^{n}} \|y - \theta/\tau\|^2
+        = \max(\theta/\tau - t(\theta), 0),
+
+    where, with :math:`z_{(1)} \ge \dots \ge z_{(n)}` the sorted entries of
+    :math:`z = \theta/\tau`, :math:`k = \max\{k : 1 + k z_{(k)} > \sum_{j \le k} z_{(j)}\}`
+    and :math:`t = (\sum_{j\le k} z_{(j)} - 1)/k`. With :math:`s = 1[y > 0]` its
+    Jacobian is :math:`(\operatorname{diag}(s) - s s^\top/|s|)/\tau`, so
+    :math:`J^\top g = s \odot (g - \langle s, g\rangle/|s|)/\tau`.
+
+    Example
+    -------
+    >>> import numpy as np, dopt_core as dc
+    >>> dc.relax.sparsemax(np.array([[0.5, 0.2, -1.0], [3.0, 0.0, 0.0]]))
+    array([[0.65, 0.35, 0.  ],
+           [1.  , 0.  , 0.  ]])
+
+    References
+    ----------
+    Martins and Astudillo, "From softmax to sparsemax: a sparse model of attention and
+    multi-label classification", ICML 2016, arXiv:1602.02068.
+    """
+    theta, _, out_dtype = check_scores(theta, check_finite=check_finite)
+    return Bound(SparsemaxOp(check_positive(tau, name="tau")), (theta,), out_dtype)
+
+
+@op_function
+def gumbel_softmax(
+    theta: Any,
+    /,
+    *,
+    tau: float,
+    rng: Any = None,
+    noise: Any = None,
+    hard: bool = False,
+    check_finite: bool = True,
+) -> Bound:
+    r"""Gumbel-softmax / concrete relaxation of a categorical sample.
+
+    .. math::
+
+        y = \operatorname{softmax}\bigl((\theta + G)/\tau\bigr), \qquad G_i \sim \text{Gumbel}(0, 1),
+
+    so that :math:`\operatorname{argmax}_i (\theta_i + G_i) \sim \operatorname{softmax}(\theta)`
+    exactly (the Gumbel-max trick) and ``y`` tends to that one-hot sample as
+    ``tau → 0``. With ``hard=True`` the forward returns the one-hot ``argmax y`` and the
+    gradient is the soft one (straight-through).
+
+    Parameters
+    ----------
+    theta : array, shape ``(..., n)``
+        Unnormalised log-probabilities.
+    tau : float > 0
+        Temperature (required).
+    rng : generator, key or int, optional
+        The backend's own generator (NumPy ``Generator``, ``torch.Generator``, JAX key)
+        or an int seed; ignored when ``noise`` is given.
+    noise : array shaped like ``theta``, optional
+        Pre-drawn standard Gumbel noise (how the conformance suite gives every backend
+        the same sample). It receives no gradient.
+    hard : bool
+        Straight-through one-hot forward.
+
+    Example
+    -------
+    >>> import numpy as np, dopt_core as dc
+    >>> theta = np.log(np.array([0.2, 0.8]))
+    >>> y = dc.relax.gumbel_softmax(theta, tau=0.5, noise=np.array([0.0, 0.0]))
+    >>> np.round(y, 4)
+    array([0.0588, 0.9412])
+
+    References
+    ----------
+    Jang, Gu and Poole, "Categorical reparameterization with Gumbel-softmax", ICLR 2017;
+    Maddison, Mnih and Teh, "The concrete distribution", ICLR 2017.
+    """
+    theta, xp, out_dtype = check_scores(theta, check_finite=check_finite)
+    tau = check_positive(tau, name="tau")
+    hard = check_flag(hard, name="hard")
+    if noise is None:
+        noise = backend_for(theta).draw(rng, "gumbel", tuple(theta.shape), like=theta)
+    else:
+        noise, _, _ = check_scores(noise, name="noise", check_finite=check_finite)
+        check_same_device({"theta": theta, "noise": noise})
+        if tuple(noise.shape) != tuple(theta.shape):
+            raise ValueError(
+                f"noise must have theta's shape {tuple(theta.shape)}, got {tuple(noise.shape)}"
+            )
+        noise = xp.astype(noise, theta.dtype)
+    return Bound(GumbelSoftmaxOp(tau, hard), (theta, noise), out_dtype)

@@ -1,0 +1,219 @@
+"""Differentiable sorting networks and soft top-k: limits, stochasticity, VJPs, diffsort."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+
+import numpy as np
+import pytest
+
+import dopt_core as dc
+from dopt_core.relax import (
+    cdfs,
+    network_permutation,
+    network_sort,
+    soft_top_k,
+    sorting_network,
+    sorting_network_layers,
+)
+
+NETWORKS = ("odd_even", "bitonic")
+DIFFSORT = cdfs.DIFFSORT_NAMES
+
+
+def _fd_vjp(f, x: np.ndarray, g: np.ndarray, h: float = 1e-6) -> np.ndarray:
+    out = np.zeros_like(x)
+    for idx in itertools.product(*map(range, x.shape)):
+        e = np.zeros_like(x)
+        e[idx] = h
+        out[idx] = np.sum(g * (f(x + e) - f(x - e))) / (2 * h)
+    return out
+
+
+def _distinct(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Distinct values, pairwise gaps >= 0.05 in each row."""
+    n = shape[-1]
+    rows = [rng.permutation(n) * 0.1 + rng.uniform(0, 0.05, n) for _ in range(int(np.prod(shape[:-1])))]
+    return np.array(rows).reshape(shape) - 0.05 * n
+
+
+@pytest.mark.parametrize("network", NETWORKS)
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 8, 11, 16])
+def test_layers_are_disjoint_and_hard_network_sorts(network: str, n: int) -> None:
+    layers = sorting_network_layers(network, n)
+    for layer in layers:
+        wires = [w for a, b, _, _ in layer for w in (a, b)]
+        assert len(wires) == len(set(wires)) and all(0 <= w < n for w in wires)
+        assert all(a < b and {lo, hi} == {a, b} for a, b, lo, hi in layer)
+    # 0-1 principle: the hard network sorts every 0/1 input, hence every input
+    for bits in itertools.product((0, 1), repeat=min(n, 11)):
+        v = list(bits) + [1] * (n - len(bits))
+        for layer in layers:
+            v2 = list(v)
+            for a, b, lo, hi in layer:
+                v2[lo], v2[hi] = min(v[a], v[b]), max(v[a], v[b])
+            v = v2
+        assert v == sorted(v)
+    expected = min(n, 1 if n == 2 else n) if network == "odd_even" else sum(b + 1 for b in range(int(np.ceil(np.log2(n)))))
+    assert len(layers) == (expected if n > 1 else 0)  # odd-even n=2: the shifted layer is empty
+
+
+@pytest.mark.parametrize("network", NETWORKS)
+@pytest.mark.parametrize("sigmoid", cdfs.NAMES)
+def test_infinite_steepness_gives_exact_sort_and_permutation(network: str, sigmoid: str) -> None:
+    rng = np.random.default_rng(5)
+    x = _distinct(rng, (3, 7))
+    y, P = sorting_network(x, network=network, sigmoid=sigmoid, steepness=1e12)
+    atol = 1e-3 if sigmoid.startswith("levy") else 1e-9  # Lévy's tail: 1 - F(v) ~ v^(-1/2)
+    np.testing.assert_allclose(y, np.sort(x, axis=-1), atol=atol)
+    np.testing.assert_allclose(P, dc.solvers.permutation(x), atol=atol)
+
+
+@pytest.mark.parametrize("network", NETWORKS)
+@pytest.mark.parametrize("sigmoid", ["cauchy", "logistic_phi", "gaussian", "gumbel_max", "uniform"])
+def test_permutation_doubly_stochastic_and_consistent(network: str, sigmoid: str) -> None:
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(2, 3, 9))
+    y, P = sorting_network(x, network=network, sigmoid=sigmoid, steepness=3.0)
+    assert P.shape == (2, 3, 9, 9) and np.all(P >= -1e-15) and np.all(P <= 1 + 1e-15)
+    np.testing.assert_allclose(P.sum(-1), 1.0, atol=1e-12)
+    np.testing.assert_allclose(P.sum(-2), 1.0, atol=1e-12)
+    np.testing.assert_allclose(np.einsum("...i,...ij->...j", x, P), y, atol=1e-12)
+    # batch axes are independent
+    y0, P0 = sorting_network(x[1, 2], network=network, sigmoid=sigmoid, steepness=3.0)
+    np.testing.assert_allclose(y[1, 2], y0, rtol=1e-15)
+    np.testing.assert_allclose(P[1, 2], P0, rtol=1e-15)
+    # a relaxed sort keeps the mean; low steepness pulls values towards it
+    np.testing.assert_allclose(y.mean(-1), x.mean(-1), atol=1e-12)
+
+
+def test_every_layer_is_doubly_stochastic() -> None:
+    """Prefixes of the network: P of the first l layers is doubly stochastic for every l."""
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=6)
+    from dopt_core.relax import _network as nw
+
+    full = nw._layers("bitonic", 6)
+    for L in range(1, full.num_layers + 1):
+        sub = nw._Layers(6, full.ia[:L], full.ib[:L], full.dmn[:L], full.dmx[:L], full.src[:L], full.back[:L],
+                         full.counts[:L])
+        P, _ = nw.NetworkPermutationOp.__new__(nw.NetworkPermutationOp), None
+        idx = nw._Idx(sub, x, np)
+        spec = nw._Spec("bitonic", 2.0, "logistic", 0.25)
+        _, alphas, _, _ = nw._values_forward(x, spec, idx, xp=np)
+        X = np.eye(6)
+        for l in range(L):
+            X = nw._mix(X, alphas[l][None, :], idx.ia[l], idx.ib[l], idx.src[l], 1, xp=np)
+        np.testing.assert_allclose(X.sum(0), 1, atol=1e-13)
+        np.testing.assert_allclose(X.sum(1), 1, atol=1e-13)
+        assert np.all(X >= 0)
+
+
+@pytest.mark.parametrize("network", NETWORKS)
+@pytest.mark.parametrize("sigmoid", ["cauchy", "logistic_phi", "gaussian", "optimal", "gamma"])
+def test_vjps_match_finite_differences(network: str, sigmoid: str) -> None:
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(2, 6))
+    kw = dict(network=network, sigmoid=sigmoid, steepness=2.5)
+    for f, shape in ((network_sort, (2, 6)), (network_permutation, (2, 6, 6))):
+        g = rng.normal(size=shape)
+        _, vjp = dc.value_and_vjp(f, x, **kw)
+        np.testing.assert_allclose(vjp(g), _fd_vjp(lambda t: f(t, **kw), x, g), atol=1e-6)
+    g = rng.normal(size=(2, 6, 3))
+    _, vjp = dc.value_and_vjp(soft_top_k, x, 3, **kw)
+    np.testing.assert_allclose(vjp(g), _fd_vjp(lambda t: soft_top_k(t, 3, **kw), x, g), atol=1e-6)
+
+
+@pytest.mark.parametrize("network", NETWORKS)
+@pytest.mark.parametrize("n", [5, 8])
+def test_soft_top_k_is_last_columns_of_P(network: str, n: int) -> None:
+    rng = np.random.default_rng(9)
+    x = rng.normal(size=(4, n))
+    P = network_permutation(x, network=network, steepness=4.0)
+    for k in (1, 3, n):
+        T = soft_top_k(x, k, network=network, steepness=4.0)
+        np.testing.assert_allclose(T, P[..., n - k:], atol=1e-13)
+    x2 = _distinct(rng, (4, n))
+    np.testing.assert_allclose(soft_top_k(x2, 3, network=network, steepness=1e12).sum(-1),
+                               dc.solvers.top_k(x2, 3), atol=1e-9)
+
+
+def _jacobian(x: np.ndarray, **kw) -> np.ndarray:
+    n = x.size
+    _, vjp = dc.value_and_vjp(network_sort, x, **kw)
+    return np.stack([vjp(np.eye(n)[j]) for j in range(n)])  # J[j, i] = d y_j / d x_i
+
+
+@pytest.mark.parametrize("network", NETWORKS)
+def test_monotonic_sigmoids_give_monotone_networks(network: str) -> None:
+    rng = np.random.default_rng(10)
+    worst = {}
+    for sigmoid in ("cauchy", "reciprocal", "optimal", "logistic"):
+        worst[sigmoid] = min(_jacobian(rng.normal(size=8) * s, network=network, sigmoid=sigmoid, steepness=1.0).min()
+                             for s in (0.3, 1.0, 3.0, 10.0) for _ in range(10))
+    for sigmoid in ("cauchy", "reciprocal", "optimal"):
+        assert worst[sigmoid] >= -1e-12, (sigmoid, worst[sigmoid])
+    assert worst["logistic"] < -1e-3  # the ICLR'22 counter-example: logistic is not monotone
+
+
+@pytest.mark.skipif(importlib.util.find_spec("diffsort") is None, reason="diffsort not installed")
+@pytest.mark.parametrize("network", NETWORKS)
+@pytest.mark.parametrize("sigmoid", DIFFSORT)
+def test_equals_diffsort(network: str, sigmoid: str) -> None:
+    import diffsort
+    import torch
+
+    rng = np.random.default_rng(11)
+    for n, dtype in ((5, np.float32), (8, np.float32), (6, np.float64)):
+        x = rng.normal(size=(3, n)).astype(dtype)
+        gy, gP = rng.normal(size=(3, n)).astype(dtype), rng.normal(size=(3, n, n)).astype(dtype)
+        net = diffsort.DiffSortNet(network, n, steepness=6.0, distribution=sigmoid, art_lambda=0.3)
+        xt = torch.tensor(x, requires_grad=True)
+        yd, Pd = net(xt)
+        (gd,) = torch.autograd.grad((yd * torch.tensor(gy)).sum() + (Pd * torch.tensor(gP)).sum(), xt)
+        kw = dict(network=network, steepness=6.0, sigmoid=sigmoid, art_lambda=0.3)
+        y, vjp_y = dc.value_and_vjp(network_sort, x, **kw)
+        P, vjp_P = dc.value_and_vjp(network_permutation, x, **kw)
+        np.testing.assert_allclose(y, yd.detach().numpy(), atol=1e-5)
+        np.testing.assert_allclose(P, Pd.detach().numpy(), atol=1e-5)
+        g = vjp_y(gy) + vjp_P(gP)
+        # float32 gradients (|g| up to ~10, accumulated over the layers): 1e-5 relative to their scale
+        scale = max(1.0, float(np.abs(gd.numpy()).max())) if dtype == np.float32 else 1.0
+        np.testing.assert_allclose(g, gd.numpy(), atol=1e-5 * scale)
+
+
+def test_torch_and_jax_gradients_flow(backend) -> None:
+    x = backend.asarray(np.array([[0.3, -1.0, 2.0, 0.1]]))
+    y, P = sorting_network(x, network="bitonic")
+    assert dc.backend_for(P) is dc.backend_for(x)
+    assert backend.same_device(backend.device_of(P), backend.device_of(x))
+    assert backend.to_numpy(P).shape == (1, 4, 4)
+    g = backend.vjp(network_permutation, (x,), {"network": "bitonic"}, backend.asarray(np.ones((1, 4, 4))))
+    np.testing.assert_allclose(backend.to_numpy(g), 0.0, atol=1e-12)  # P's entries always sum to n
+
+
+def test_bad_arguments() -> None:
+    x = np.array([0.0, 1.0, 2.0])
+    with pytest.raises(ValueError, match="network"):
+        sorting_network(x, network="merge")
+    with pytest.raises(ValueError, match="sigmoid"):
+        sorting_network(x, sigmoid="sigmoid")
+    with pytest.raises(ValueError, match="steepness"):
+        sorting_network(x, steepness=0.0)
+    with pytest.raises(ValueError, match="steepness"):
+        network_sort(x, steepness=-1.0)
+    with pytest.raises(TypeError, match="steepness"):
+        network_sort(x, steepness=None)
+    with pytest.raises(ValueError, match="art_lambda"):
+        sorting_network(x, sigmoid="logistic_phi", art_lambda=1.0)
+    with pytest.raises(ValueError, match="x"):
+        sorting_network(np.array([np.nan, 1.0]))
+    with pytest.raises(TypeError, match="return_permutation"):
+        sorting_network(x, return_permutation="yes")
+    with pytest.raises(ValueError, match="k"):
+        soft_top_k(x, 4)
+    with pytest.raises(ValueError, match="k"):
+        soft_top_k(x, 0)
+    with pytest.raises(ValueError, match="network"):
+        sorting_network_layers("bubble", 3)
