@@ -53,3 +53,9 @@ _add(
 )
 _add("spo_plus_loss[argmax,none]", dc.spo_plus_loss(S.argmax, reduction="none"), _spo_inputs)
 _add("spo_plus_loss[top_k,mean]", dc.spo_plus_loss(functools.partial(S.top_k, k=2)), _spo_inputs, vmap=False)
+_add("straight_through[argmax,softmax]", dc.straight_through(S.argmax, dc.relax.softmax), _theta)
+_add(
+    "straight_through[argmax,sparsemax]",
+    dc.straight_through(S.argmax, functools.partial(dc.relax.sparsemax, tau=0.5)),
+    _theta,
+)

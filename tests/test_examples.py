@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT / "examples") not in sys.path:
+    sys.path.insert(0, str(ROOT / "examples"))  # the examples import each other, as when run as scripts
 
 
 def _load(name: str):  # type: ignore[no-untyped-def]
@@ -28,3 +30,13 @@ def test_shortest_path_training_lowers_regret(framework: str) -> None:
     before, after, _ = results[framework]
     assert before > 0.3  # the untrained linear model decides badly
     assert after < 0.4 * before, (before, after)
+
+
+def test_every_method_learns() -> None:
+    """Each training method of compare_methods.py lowers the test regret (2 epochs)."""
+    compare = _load("compare_methods")
+    problem = compare.make_problem()
+    for method in compare.METHODS:
+        curve, seconds = compare.train(problem, method, epochs=2, progress=False)
+        assert curve[-1] < 0.5 * curve[0], (method, curve)
+        assert seconds > 0

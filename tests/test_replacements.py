@@ -254,3 +254,14 @@ def test_bad_replacement_arguments() -> None:
         dc.straight_through(S.argmax, np.tanh)(np.zeros(3))
     with pytest.raises(ValueError, match="needs a solver whose output has theta's shape"):
         dc.interpolation(S.permutation)(np.zeros(3))
+
+
+def test_straight_through_uses_relaxation_vjp() -> None:
+    rng = np.random.default_rng(8)
+    theta, g = rng.normal(size=(4, 6)), rng.normal(size=(4, 6))
+    relax = functools.partial(dc.relax.softmax, tau=0.5)
+    y, vjp = dc.value_and_vjp(dc.straight_through(S.argmax, relax), theta)
+    np.testing.assert_array_equal(y, S.argmax(theta))
+    p = softmax(theta / 0.5, axis=-1)
+    expected = p * (g - np.sum(p * g, axis=-1, keepdims=True)) / 0.5  # softmax Jacobian, closed form
+    np.testing.assert_allclose(vjp(g), expected, rtol=1e-10)
