@@ -24,11 +24,15 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert "dopt conformance" in commands[0] and "pytest" in commands[1]
 
 
-@pytest.mark.parametrize("framework", ["numpy", "torch", "jax"])
-def test_readme_examples_run(framework: str) -> None:
-    blocks = re.findall(r"```python\n(.*?)```", README, flags=re.S)
-    marker = {"numpy": "import dopt_core as dc", "torch": "import dopt_torch", "jax": "import dopt_jax"}[framework]
-    (code,) = [b for b in blocks if marker in b]
-    if framework != "numpy" and importlib.util.find_spec(framework) is None:
-        pytest.skip(f"{framework} not installed")
-    exec(compile(code, f"README[{framework}]", "exec"), {})
+BLOCKS = re.findall(r"```python\n(.*?)```", README, flags=re.S)
+
+
+@pytest.mark.parametrize("index", range(len(BLOCKS)))
+def test_readme_examples_run(index: int) -> None:
+    code = BLOCKS[index]
+    for framework in ("torch", "jax", "cupy"):
+        if re.search(rf"^import {framework}\b", code, flags=re.M) and importlib.util.find_spec(framework) is None:
+            pytest.skip(f"{framework} not installed")
+    if "import cupy" in code:
+        pytest.skip("no CUDA device")
+    exec(compile(code, f"README[{index}]", "exec"), {})
