@@ -67,7 +67,11 @@ class Env:
         return dc.backend_for(self.asarray(np.zeros(1))).same_device(a, b)
 
     def vjp(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], g: Any) -> Any:
-        """Gradient of ``<fn(*args, **kwargs), g>`` with respect to ``args[0]``."""
+        """Gradient of ``<fn(*args, **kwargs), g>`` with respect to ``args[0]``, as a user
+        of the framework gets it: its own autodiff where it has one, else the explicit VJP."""
+        if self.autodiff is not None:
+            backend = dc.backend_for(args[0])
+            return backend.native_vjp(lambda t: fn(t, *args[1:], **kwargs), args[0], g)
         _, vjp = dc.value_and_vjp(fn, *args, **kwargs)
         return vjp(g)
 
@@ -113,11 +117,6 @@ class TorchEnv(Env):
     def asarray(self, a: np.ndarray) -> Any:
         return self.torch.asarray(np.array(a, order="C", copy=True), device=self.device)
 
-    def vjp(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], g: Any) -> Any:
-        theta = args[0].detach().clone().requires_grad_(True)
-        y = fn(theta, *args[1:], **kwargs)
-        (grad,) = self.torch.autograd.grad(y, theta, grad_outputs=g, allow_unused=True)
-        return self.torch.zeros_like(theta) if grad is None else grad
 
 
 class JaxEnv(Env):
@@ -140,9 +139,6 @@ class JaxEnv(Env):
     def same_device(self, a: Any, b: Any) -> bool:
         return a == b
 
-    def vjp(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], g: Any) -> Any:
-        _, pullback = self.jax.vjp(lambda t: fn(t, *args[1:], **kwargs), args[0])
-        return pullback(g)[0]
 
 
 class CupyEnv(Env):

@@ -109,19 +109,10 @@ def check_autodiff(env: Env, case: Case, dtype: str) -> float:
     bound = case.fn.bind(*p.inputs, **p.backend_kwargs)  # type: ignore[attr-defined]
     op, inputs = bound.op, bound.inputs
     g = env.asarray(p.cotangent)
-    if env.autodiff == "torch":
-        import torch
-        from array_api_compat import torch as torch_xp
-
-        theta = inputs[0].detach().clone().requires_grad_(True)
-        y, _ = op.forward(theta, *inputs[1:], xp=torch_xp)
-        (native,) = torch.autograd.grad(y, theta, grad_outputs=g)
-    else:
-        import jax
-        import jax.numpy as jnp
-
-        _, pull = jax.vjp(lambda t: op.forward(t, *inputs[1:], xp=jnp)[0], inputs[0])
-        native = pull(g)[0]
+    backend = dc.backend_for(inputs[0])
+    xp = backend.namespace(inputs[0])
+    # the framework differentiates the op's forward itself, bypassing the explicit VJP
+    native = backend.native_vjp(lambda t: op.forward(t, *inputs[1:], xp=xp)[0], inputs[0], g)
     explicit = env.vjp(case.fn, p.inputs, p.backend_kwargs, g)
     return assert_close(env.to_numpy(explicit), env.to_numpy(native), kind=case.tolerance,
                         err_msg=f"{case.name} explicit vs native VJP:")

@@ -141,6 +141,14 @@ class Backend:
         y, _ = op.forward(*inputs, xp=xp)
         return y
 
+    def native_vjp(self, fn: Callable[[Any], Any], theta: Any, cotangent: Any) -> Any:
+        """Gradient of ``<fn(theta), cotangent>`` by the framework's own autodiff.
+
+        Raises ``NotImplementedError`` for libraries without autodiff (NumPy, CuPy,
+        array-API libraries), where :func:`dopt_core.value_and_vjp` is the only route.
+        """
+        raise NotImplementedError(f"{self.name} has no automatic differentiation")
+
     def host_call(
         self, func: Callable[..., np.ndarray], *inputs: Any, shape: tuple[int, ...], dtype: Any
     ) -> Any:

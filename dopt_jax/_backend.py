@@ -69,6 +69,10 @@ class JaxBackend(Backend):
             return super().standard_gamma(rng, concentration, shape, like=like)
         return jax.random.gamma(_key(rng), concentration, tuple(shape), like.dtype)
 
+    def native_vjp(self, fn: Any, theta: Any, cotangent: Any) -> Any:
+        _, pullback = jax.vjp(fn, theta)
+        return pullback(cotangent)[0]
+
     def apply_op(self, op: Any, *inputs: Any) -> Any:
         return apply_op(op, *inputs)
 

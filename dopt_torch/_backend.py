@@ -83,6 +83,13 @@ class TorchBackend(Backend):
             rng = np.random.default_rng(seed)
         return super().standard_gamma(rng, concentration, shape, like=like)
 
+    def native_vjp(self, fn: Any, theta: Any, cotangent: Any) -> Any:
+        theta = theta.detach().clone().requires_grad_(True)
+        with torch.enable_grad():
+            y = fn(theta)
+            (grad,) = torch.autograd.grad(y, theta, grad_outputs=cotangent, allow_unused=True)
+        return torch.zeros_like(theta) if grad is None else grad
+
     def apply_op(self, op: Any, *inputs: Any) -> Any:
         return apply_op(op, *inputs)
 
