@@ -77,7 +77,9 @@ def dag_loops(cost: np.ndarray, grid: tuple[int, int]) -> dict[str, Callable[[],
 
     def scipy_loop() -> None:
         for c in cost:
-            dijkstra(csr_matrix((c, (tail, head)), shape=(n, n)), indices=0, return_predecessors=True)
+            dijkstra(
+                csr_matrix((c, (tail, head)), shape=(n, n)), indices=0, return_predecessors=True
+            )
 
     # flow conservation: +1 out of the source, -1 into the sink
     A = np.zeros((n, len(arcs)))
@@ -91,7 +93,11 @@ def dag_loops(cost: np.ndarray, grid: tuple[int, int]) -> dict[str, Callable[[],
         for c in cost:
             milp(c, integrality=np.ones(len(arcs)), bounds=Bounds(0, 1), constraints=cons)
 
-    loops = {"networkx dijkstra": networkx_loop, "scipy csgraph dijkstra": scipy_loop, "scipy HiGHS MILP": highs_mip_loop}
+    loops = {
+        "networkx dijkstra": networkx_loop,
+        "scipy csgraph dijkstra": scipy_loop,
+        "scipy HiGHS MILP": highs_mip_loop,
+    }
     if importlib.util.find_spec("gurobipy"):
         import gurobipy as gp
 
@@ -125,11 +131,15 @@ def run_dag(batch: int, repeat: int) -> None:
 
             f = jax.jit(lambda t: S.shortest_path_dag(t, grid=grid))
         else:
+
             def f(t: Any) -> Any:
                 return S.shortest_path_dag(t, grid=grid)
-        t = best_time(lambda f=f, theta=theta: ready(f(theta)), repeat)
+
+        t = best_time(lambda f=f, theta=theta, ready=ready: ready(f(theta)), repeat)
         ratios = ", ".join(f"{name}: {lt / t:7.1f}x" for name, lt in loops.items())
-        print(f"  dopt  {bname:<24} {t * 1e3:9.3f} ms | vs {ratios}, MIP reference: {MIP_REFERENCE_S / t:6.1f}x")
+        print(
+            f"  dopt  {bname:<24} {t * 1e3:9.3f} ms | vs {ratios}, MIP reference: {MIP_REFERENCE_S / t:6.1f}x"
+        )
 
 
 # --- Warcraft 12×12 -------------------------------------------------------------------------
@@ -155,13 +165,19 @@ def grid_loops(cost: np.ndarray) -> dict[str, Callable[[], Any]]:
         for c in cost:
             flat = c.reshape(-1)
             g = nx.DiGraph()
-            g.add_weighted_edges_from(zip(tail.tolist(), head.tolist(), flat[head].tolist(), strict=True))
+            g.add_weighted_edges_from(
+                zip(tail.tolist(), head.tolist(), flat[head].tolist(), strict=True)
+            )
             nx.dijkstra_path(g, 0, n - 1)
 
     def scipy_loop() -> None:
         for c in cost:
             flat = c.reshape(-1)
-            dijkstra(csr_matrix((flat[head], (tail, head)), shape=(n, n)), indices=0, return_predecessors=True)
+            dijkstra(
+                csr_matrix((flat[head], (tail, head)), shape=(n, n)),
+                indices=0,
+                return_predecessors=True,
+            )
 
     return {"networkx dijkstra": networkx_loop, "scipy csgraph dijkstra": scipy_loop}
 
@@ -181,6 +197,7 @@ def run_grid(batch: int, repeat: int) -> None:
                 # and compiles slowly for 12x12; time it eagerly
                 def f(t: Any, m: str = method) -> Any:
                     return S.shortest_path_grid(t, method=m)
+
                 label = f"{bname} {method} (eager)"
             elif bname == "jax":
                 import jax
@@ -188,16 +205,22 @@ def run_grid(batch: int, repeat: int) -> None:
                 f = jax.jit(lambda t, m=method: S.shortest_path_grid(t, method=m))
                 label = f"{bname} {method} (jit)"
             else:
+
                 def f(t: Any, m: str = method) -> Any:
                     return S.shortest_path_grid(t, method=m)
+
                 label = f"{bname} {method}"
-            t = best_time(lambda f=f, theta=theta: ready(f(theta)), max(1, repeat // 2))
+            t = best_time(
+                lambda f=f, theta=theta, ready=ready: ready(f(theta)), max(1, repeat // 2)
+            )
             ratios = ", ".join(f"{name}: {lt / t:6.1f}x" for name, lt in loops.items())
             print(f"  dopt  {label:<24} {t * 1e3:9.2f} ms | vs {ratios}")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--batch", type=int, default=320)
     parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()

@@ -40,7 +40,9 @@ def test_jit_and_vmap_of_host_solver_match_numpy() -> None:
     theta = rng.normal(size=(4, 3, 5, 5))
     ref = S.arborescence(theta)
     np.testing.assert_array_equal(np.asarray(jax.jit(S.arborescence)(jnp.asarray(theta))), ref)
-    np.testing.assert_array_equal(np.asarray(jax.vmap(jax.vmap(S.arborescence))(jnp.asarray(theta))), ref)
+    np.testing.assert_array_equal(
+        np.asarray(jax.vmap(jax.vmap(S.arborescence))(jnp.asarray(theta))), ref
+    )
     cost = rng.uniform(size=(3, 2, 4, 4))
     for method in ("dijkstra", "device"):
         f = jax.vmap(lambda c, m=method: S.shortest_path_grid(-c, method=m))

@@ -37,7 +37,9 @@ class KnapsackOp(Op):
             gain = theta[..., i : i + 1]
             shifted = best[..., : cap + 1 - w] + gain
             if w:
-                shifted = xp.concat([xp.full((*batch, w), -xp.inf, dtype=dt, device=dev), shifted], axis=-1)
+                shifted = xp.concat(
+                    [xp.full((*batch, w), -xp.inf, dtype=dt, device=dev), shifted], axis=-1
+                )
             take = shifted > best  # ties: leave the item out
             best = xp.where(take, shifted, best)
             took.append(take)

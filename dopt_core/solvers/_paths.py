@@ -22,7 +22,7 @@ from .._lib._checks import check_scores
 from .._lib._compat import device
 from ..backend import backend_for
 from ..op import Bound, Op, op_function
-from ._host import StaticArray, check_executor
+from ._host import check_executor
 
 __all__ = ["grid_dag_arcs", "shortest_path_dag", "shortest_path_grid"]
 
@@ -58,7 +58,9 @@ def _check_grid(grid: Any) -> tuple[int, int]:
     except (TypeError, ValueError):
         ok = False
     if not ok:
-        raise ValueError(f"grid must be a pair (H, W) of positive integers with H·W >= 2, got {grid!r}")
+        raise ValueError(
+            f"grid must be a pair (H, W) of positive integers with H·W >= 2, got {grid!r}"
+        )
     return h, w
 
 
@@ -126,7 +128,10 @@ class ShortestPathDagOp(Op):
         minus = xp.full((1, *batch), neg, dtype=dt, device=dev)
         # value[r] = best score of a path from (0, 0) to node (r, d - r); -inf off the grid
         value = xp.concat(
-            [xp.zeros((1, *batch), dtype=dt, device=dev), xp.full((h - 1, *batch), neg, dtype=dt, device=dev)],
+            [
+                xp.zeros((1, *batch), dtype=dt, device=dev),
+                xp.full((h - 1, *batch), neg, dtype=dt, device=dev),
+            ],
             axis=0,
         )
         took_down = []
@@ -270,9 +275,13 @@ def _dijkstra_block(theta: np.ndarray, *, shape: tuple[int, int]) -> np.ndarray:
     dist = dijkstra(graph, directed=True, indices=sources, min_only=True)
     # fewest cells among the optimal paths: breadth-first search over the tight arcs
     tight = dist[tails] + arc_cost == dist[heads]
-    tgraph = csr_matrix((np.ones(int(tight.sum())), (tails[tight], heads[tight])), shape=(k * n, k * n))
+    tgraph = csr_matrix(
+        (np.ones(int(tight.sum())), (tails[tight], heads[tight])), shape=(k * n, k * n)
+    )
     hops = dijkstra(tgraph, directed=True, indices=sources, min_only=True, unweighted=True)
-    return _backtrack_host(dist.reshape(k, n), hops.reshape(k, n), _grid_neighbours(h, w)).reshape(k, h, w)
+    return _backtrack_host(dist.reshape(k, n), hops.reshape(k, n), _grid_neighbours(h, w)).reshape(
+        k, h, w
+    )
 
 
 def _backtrack_host(dist: np.ndarray, hops: np.ndarray, nb: np.ndarray) -> np.ndarray:
@@ -293,7 +302,9 @@ def _backtrack_host(dist: np.ndarray, hops: np.ndarray, nb: np.ndarray) -> np.nd
             break
         cand = nb[cur]
         d = np.take_along_axis(dpad, cand, axis=1)
-        hk = np.where(d == d.min(axis=1, keepdims=True), np.take_along_axis(hpad, cand, axis=1), np.inf)
+        hk = np.where(
+            d == d.min(axis=1, keepdims=True), np.take_along_axis(hpad, cand, axis=1), np.inf
+        )
         cur = np.where(active, cand[rows, np.argmin(hk, axis=1)], cur)
         y[rows, cur] = 1.0
     return y
@@ -317,8 +328,15 @@ class GridDijkstraOp(Op):
 
         def host(t: np.ndarray) -> np.ndarray:
             out = solve_instances(
-                kernel, t, event_ndim=2, out_event=(h, w), name=op.name, executor=op.executor,
-                batched=True, nan_on_error=op.nan_on_error, chunk_size=op.chunk_size,
+                kernel,
+                t,
+                event_ndim=2,
+                out_event=(h, w),
+                name=op.name,
+                executor=op.executor,
+                batched=True,
+                nan_on_error=op.nan_on_error,
+                chunk_size=op.chunk_size,
             )
             return out.astype(t.dtype, copy=False)
 
@@ -382,9 +400,15 @@ class GridRelaxationOp(Op):
         sweeps = 0
         while True:
             # Jacobi sweep of the lexicographic (cost, number of cells) relaxation
-            if self.traced:  # one gather of the 8 neighbours' labels per cell: small graphs to compile
-                nd = xp.reshape(xp.take(xp.concat([dist, inf_col], axis=-1), nb_flat, axis=-1), moves)
-                nh = xp.reshape(xp.take(xp.concat([hops, inf_col], axis=-1), nb_flat, axis=-1), moves)
+            if (
+                self.traced
+            ):  # one gather of the 8 neighbours' labels per cell: small graphs to compile
+                nd = xp.reshape(
+                    xp.take(xp.concat([dist, inf_col], axis=-1), nb_flat, axis=-1), moves
+                )
+                nh = xp.reshape(
+                    xp.take(xp.concat([hops, inf_col], axis=-1), nb_flat, axis=-1), moves
+                )
                 best = xp.min(nd, axis=-1)
                 fewest = xp.min(xp.where(nd == xp.expand_dims(best, axis=-1), nh, inf), axis=-1)
             else:  # 8 shifted views of the padded map: faster in eager libraries
@@ -411,7 +435,9 @@ class GridRelaxationOp(Op):
         for _ in range(n - 1):
             cand = xp.reshape(xp.take(nb, xp.reshape(cur, (-1,)), axis=0), (*batch, len(_MOVES)))
             d = xp.take_along_axis(dpad, cand, axis=-1)
-            hk = xp.where(d == xp.min(d, axis=-1, keepdims=True), xp.take_along_axis(hpad, cand, axis=-1), inf)
+            hk = xp.where(
+                d == xp.min(d, axis=-1, keepdims=True), xp.take_along_axis(hpad, cand, axis=-1), inf
+            )
             k = xp.argmin(hk, axis=-1, keepdims=True)
             nxt = xp.take_along_axis(cand, k, axis=-1)[..., 0]
             cur = xp.where(cur == 0, cur, nxt)
