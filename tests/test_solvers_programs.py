@@ -223,3 +223,15 @@ def test_solver_errors_name_the_instance() -> None:
 
         with ThreadPoolExecutor(1) as ex:
             S.solver(_best_pair, host=False, executor=ex)
+
+
+def test_milp_agrees_with_the_knapsack_dynamic_program() -> None:
+    """Two independent algorithms (branch and cut, dynamic programming) on larger instances."""
+    rng = np.random.default_rng(5)
+    n, cap = 30, 120
+    weights = rng.integers(1, 20, size=n)
+    theta = rng.uniform(-1, 10, size=(4, n))
+    y_mip = S.milp(theta, A_ub=weights[None, :].astype(float), b_ub=[float(cap)], bounds=(0, 1))
+    y_dp = S.knapsack(theta, weights, cap)
+    np.testing.assert_allclose((y_mip * theta).sum(-1), (y_dp * theta).sum(-1), rtol=1e-9)
+    assert np.all(y_mip @ weights <= cap)
