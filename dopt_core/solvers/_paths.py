@@ -430,7 +430,8 @@ class GridRelaxationOp(Op):
         # walk back from the last cell with the host's tie rule
         dpad = xp.concat([dist, inf_col], axis=-1)
         hpad = xp.concat([hops, inf_col], axis=-1)
-        cur = xp.full(batch, n - 1, dtype=xp.int64, device=dev)
+        # the library's default integer (int32 in JAX without x64)
+        cur = xp.full(batch, n - 1, dtype=xp.asarray(0, device=dev).dtype, device=dev)
         on_path = xp.expand_dims(cur, axis=-1) == cells
         for _ in range(n - 1):
             cand = xp.reshape(xp.take(nb, xp.reshape(cur, (-1,)), axis=0), (*batch, len(_MOVES)))
