@@ -119,7 +119,7 @@ def test_linear_program_equalities_and_bounds_match_linprog() -> None:
 
 def test_linear_program_unbounded_names_the_instance() -> None:
     theta = np.array([[-1.0, -1.0], [1.0, -1.0], [-1.0, -2.0]])
-    with pytest.raises(S.SolverError, match=r"instance \(1,\).*unbounded"):
+    with pytest.raises(S.SolverError, match=r"linear_program failed on instance \(1,\).*unbounded"):
         S.linear_program(theta)  # y >= 0 only: unbounded along e_0 for the second row
 
 
@@ -163,7 +163,7 @@ def test_milp_mixed_integrality_and_errors() -> None:
         S.milp(np.ones(1), A_eq=[[2.0]], b_eq=[1.0])  # 2y = 1 has no integer solution
     with pytest.raises(ValueError, match="integrality"):
         S.milp(np.ones(2), integrality=[2, 0], bounds=(0, 1))
-    with pytest.raises(S.SolverError, match=r"instance \(\) .*unbounded"):
+    with pytest.raises(S.SolverError, match=r"milp failed on instance \(\) .*unbounded"):
         S.milp(np.ones(2))
 
 

@@ -80,6 +80,11 @@ class LinearProgramOp(HostSolverOp, Op):
     name: ClassVar[str] = "linear_program"
     event_ndim: ClassVar[int] = 1
 
+    @property
+    def label(self) -> str:
+        """The public name, for error messages."""
+        return "milp" if self.integer else "linear_program"
+
     def kernel(self) -> Any:
         return functools.partial(_solve_one, problem=self.problem, integer=self.integer)
 
