@@ -34,6 +34,7 @@ def oracle_dies_on_7(t: np.ndarray) -> np.ndarray:
         os._exit(3)
     return t
 
+
 _S = dc.solvers
 
 
@@ -54,10 +55,14 @@ def _costs(shape: tuple[int, ...], **kwargs: Any) -> Any:
 
 
 register_case(Case("shortest_path_dag", _S.shortest_path_dag, _scores((2, 3, 24), grid=(4, 4))))
-register_case(Case("shortest_path_dag[unbatched]", _S.shortest_path_dag, _scores((17,), grid=(3, 4))))
+register_case(
+    Case("shortest_path_dag[unbatched]", _S.shortest_path_dag, _scores((17,), grid=(3, 4)))
+)
 register_case(Case("shortest_path_dag[1xW]", _S.shortest_path_dag, _scores((3, 4), grid=(1, 5))))
 register_case(Case("shortest_path_grid", _S.shortest_path_grid, _costs((3, 3, 4))))
-register_case(Case("shortest_path_grid[device]", _S.shortest_path_grid, _costs((3, 3, 4), method="device")))
+register_case(
+    Case("shortest_path_grid[device]", _S.shortest_path_grid, _costs((3, 3, 4), method="device"))
+)
 
 
 def _pair_oracle(t: np.ndarray) -> np.ndarray:
@@ -71,7 +76,9 @@ def _pair_oracle(t: np.ndarray) -> np.ndarray:
 _EDGES = [(0, 1), (1, 2), (2, 3), (3, 0), (0, 2), (1, 4), (4, 3), (2, 4)]
 
 register_case(Case("linear_assignment", _S.linear_assignment, _scores((2, 3, 4, 4))))
-register_case(Case("spanning_tree", _S.spanning_tree, _scores((3, 2, len(_EDGES)), edges=_EDGES, num_nodes=5)))
+register_case(
+    Case("spanning_tree", _S.spanning_tree, _scores((3, 2, len(_EDGES)), edges=_EDGES, num_nodes=5))
+)
 register_case(
     Case(
         "spanning_tree[forest]",
@@ -81,15 +88,28 @@ register_case(
 )
 register_case(Case("arborescence", _S.arborescence, _scores((3, 2, 5, 5))))
 register_case(Case("arborescence[root=2]", _S.arborescence, _scores((4, 4, 4), root=2)))
-register_case(Case("knapsack", _S.knapsack, _scores((3, 2, 6), weights=[3, 1, 4, 1, 5, 0], capacity=7)))
-register_case(Case("knapsack[unbatched]", _S.knapsack, _scores((5,), weights=[2, 2, 3, 9, 1], capacity=5)))
+register_case(
+    Case("knapsack", _S.knapsack, _scores((3, 2, 6), weights=[3, 1, 4, 1, 5, 0], capacity=7))
+)
+register_case(
+    Case("knapsack[unbatched]", _S.knapsack, _scores((5,), weights=[2, 2, 3, 9, 1], capacity=5))
+)
 register_case(
     Case(
         "linear_program",
         _S.linear_program,
-        _scores((3, 4), A_ub=[[1.0, 1.0, 1.0, 1.0], [2.0, 0.0, 1.0, 0.0]], b_ub=[2.0, 2.0], bounds=(0, 1)),
+        _scores(
+            (3, 4),
+            A_ub=[[1.0, 1.0, 1.0, 1.0], [2.0, 0.0, 1.0, 0.0]],
+            b_ub=[2.0, 2.0],
+            bounds=(0, 1),
+        ),
     )
 )
-register_case(Case("milp", _S.milp, _scores((2, 2, 3), A_ub=[[2.0, 3.0, 1.0]], b_ub=[5.0], bounds=(0, 2))))
+register_case(
+    Case("milp", _S.milp, _scores((2, 2, 3), A_ub=[[2.0, 3.0, 1.0]], b_ub=[5.0], bounds=(0, 2)))
+)
 register_case(Case("solver[host]", _S.solver(_pair_oracle), _scores((3, 2, 6))))
-register_case(Case("solver[device]", _S.solver(_S.argmax, host=False, batched=True), _scores((3, 7))))
+register_case(
+    Case("solver[device]", _S.solver(_S.argmax, host=False, batched=True), _scores((3, 7)))
+)

@@ -40,8 +40,39 @@ def test_jit_and_vmap_of_host_solver_match_numpy() -> None:
     theta = rng.normal(size=(4, 3, 5, 5))
     ref = S.arborescence(theta)
     np.testing.assert_array_equal(np.asarray(jax.jit(S.arborescence)(jnp.asarray(theta))), ref)
-    np.testing.assert_array_equal(np.asarray(jax.vmap(jax.vmap(S.arborescence))(jnp.asarray(theta))), ref)
+    np.testing.assert_array_equal(
+        np.asarray(jax.vmap(jax.vmap(S.arborescence))(jnp.asarray(theta))), ref
+    )
     cost = rng.uniform(size=(3, 2, 4, 4))
     for method in ("dijkstra", "device"):
         f = jax.vmap(lambda c, m=method: S.shortest_path_grid(-c, method=m))
         np.testing.assert_array_equal(np.asarray(f(jnp.asarray(cost))), S.shortest_path_grid(-cost))
+
+
+def test_device_solvers_under_default_jax_config_without_x64() -> None:
+    """Users run JAX in 32 bits: no int64 requests (JAX warns and truncates)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(
+        """
+        import numpy as np, jax, jax.numpy as jnp
+        import dopt_core as dc
+        S = dc.solvers
+        t = jnp.asarray(np.random.default_rng(0).normal(size=(2, 12)), dtype=jnp.float32)
+        cases = [
+            (lambda x: S.shortest_path_dag(x, grid=(3, 3)), t),
+            (lambda x: S.knapsack(x, [1, 2, 3, 4, 5], 6), t[:, :5]),
+            (lambda x: S.shortest_path_grid(x, method="device"), -jnp.abs(t[:, :9].reshape(2, 3, 3))),
+        ]
+        for f, x in cases:
+            ref = f(np.asarray(x))
+            y = jax.jit(f)(x)  # traces the same code as eager calls, compiles once
+            assert y.dtype == jnp.float32 and np.array_equal(np.asarray(y), ref)
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-W", "error", "-c", code], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]

@@ -31,7 +31,9 @@ def test_assignment_by_enumeration(n: int, ties: bool, data: st.DataObject) -> N
     perms = [np.eye(n)[list(p)] for p in itertools.permutations(range(n))]
     for b in np.ndindex(2, 3):
         t = theta[b].astype(np.float64)
-        assert (y[b].sum(0) == 1).all() and (y[b].sum(1) == 1).all() and set(np.unique(y[b])) <= {0, 1}
+        assert (
+            (y[b].sum(0) == 1).all() and (y[b].sum(1) == 1).all() and set(np.unique(y[b])) <= {0, 1}
+        )
         assert np.isclose((y[b] * t).sum(), max((p * t).sum() for p in perms), atol=1e-5)
 
 
@@ -41,7 +43,9 @@ def test_assignment_matches_networkx_matching() -> None:
     y = S.linear_assignment(theta)
     for t, row in zip(theta, y, strict=True):
         g = nx.Graph()
-        g.add_weighted_edges_from((("r", i), ("c", j), t[i, j] + 100) for i in range(12) for j in range(12))
+        g.add_weighted_edges_from(
+            (("r", i), ("c", j), t[i, j] + 100) for i in range(12) for j in range(12)
+        )
         match = nx.max_weight_matching(g, maxcardinality=True)
         value = sum(t[a[1], b[1]] if a[0] == "r" else t[b[1], a[1]] for a, b in match)
         assert np.isclose((row * t).sum(), value)
@@ -59,7 +63,9 @@ def test_assignment_bad_input() -> None:
 
 
 # --- spanning trees -------------------------------------------------------------------
-def _random_graph(rng: np.random.Generator, n: int, p: float, connected: bool) -> list[tuple[int, int]]:
+def _random_graph(
+    rng: np.random.Generator, n: int, p: float, connected: bool
+) -> list[tuple[int, int]]:
     pairs = [(u, v) for u in range(n) for v in range(u + 1, n)]
     edges = [e for e in pairs if rng.random() < p]
     if connected:  # add a random spanning path so that the graph is connected
@@ -82,7 +88,9 @@ def _forests(edges: list[tuple[int, int]], n: int, size: int):  # type: ignore[n
 
 @settings(max_examples=30)
 @given(st.integers(1, 6), st.booleans(), st.booleans(), st.data())
-def test_spanning_tree_by_enumeration(n: int, ties: bool, forest: bool, data: st.DataObject) -> None:
+def test_spanning_tree_by_enumeration(
+    n: int, ties: bool, forest: bool, data: st.DataObject
+) -> None:
     rng = np.random.default_rng(data.draw(st.integers(0, 2**31)))
     edges = _random_graph(rng, n, 0.5, connected=not forest)
     if not edges:

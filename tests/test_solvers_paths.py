@@ -54,8 +54,16 @@ def test_grid_dag_arcs_match_pyepo_when_installed() -> None:
 
 
 @settings(max_examples=40)
-@given(st.integers(1, 4), st.integers(1, 4), st.booleans(), st.sampled_from([np.float32, np.float64]), st.data())
-def test_dag_is_best_path_by_enumeration(h: int, w: int, ties: bool, dtype: type, data: st.DataObject) -> None:
+@given(
+    st.integers(1, 4),
+    st.integers(1, 4),
+    st.booleans(),
+    st.sampled_from([np.float32, np.float64]),
+    st.data(),
+)
+def test_dag_is_best_path_by_enumeration(
+    h: int, w: int, ties: bool, dtype: type, data: st.DataObject
+) -> None:
     if h * w < 2:
         return
     paths = _dag_paths(h, w)
@@ -137,7 +145,12 @@ def _is_path(y: np.ndarray) -> bool:
         return False
     g = nx.Graph()
     g.add_nodes_from(cells)
-    g.add_edges_from((c, d) for c in cells for d in cells if c != d and max(abs(c[0] - d[0]), abs(c[1] - d[1])) == 1)
+    g.add_edges_from(
+        (c, d)
+        for c in cells
+        for d in cells
+        if c != d and max(abs(c[0] - d[0]), abs(c[1] - d[1])) == 1
+    )
     return nx.has_path(g, (0, 0), (h - 1, w - 1))
 
 
@@ -154,9 +167,15 @@ def _all_paths_min(cost: np.ndarray) -> float:
 
 @settings(max_examples=25)
 @given(st.integers(1, 3), st.integers(1, 3), st.booleans(), st.data())
-def test_grid_is_cheapest_path_by_enumeration(h: int, w: int, ties: bool, data: st.DataObject) -> None:
+def test_grid_is_cheapest_path_by_enumeration(
+    h: int, w: int, ties: bool, data: st.DataObject
+) -> None:
     rng = np.random.default_rng(data.draw(st.integers(0, 2**31)))
-    cost = rng.integers(0, 3, size=(2, h, w)).astype(float) if ties else rng.uniform(0, 3, size=(2, h, w))
+    cost = (
+        rng.integers(0, 3, size=(2, h, w)).astype(float)
+        if ties
+        else rng.uniform(0, 3, size=(2, h, w))
+    )
     for method in ("dijkstra", "device"):
         y = S.shortest_path_grid(-cost, method=method)
         assert y.shape == cost.shape
@@ -183,11 +202,17 @@ def test_grid_counts_both_ends_and_matches_networkx_12x12() -> None:
 def test_grid_host_and_device_agree(dtype: type) -> None:
     rng = np.random.default_rng(4)
     for shape in [(5, 12, 12), (3, 7, 4), (2, 1, 6), (1, 1)]:
-        ints = -rng.integers(0, 4, size=shape).astype(dtype)  # exact sums: ties resolved identically
-        np.testing.assert_array_equal(S.shortest_path_grid(ints), S.shortest_path_grid(ints, method="device"))
+        ints = -rng.integers(0, 4, size=shape).astype(
+            dtype
+        )  # exact sums: ties resolved identically
+        np.testing.assert_array_equal(
+            S.shortest_path_grid(ints), S.shortest_path_grid(ints, method="device")
+        )
         cont = -rng.uniform(0, 5, size=shape).astype(dtype)
         yh, yd = S.shortest_path_grid(cont), S.shortest_path_grid(cont, method="device")
-        np.testing.assert_allclose((cont * yh).sum(axis=(-2, -1)), (cont * yd).sum(axis=(-2, -1)), rtol=1e-5)
+        np.testing.assert_allclose(
+            (cont * yh).sum(axis=(-2, -1)), (cont * yd).sum(axis=(-2, -1)), rtol=1e-5
+        )
 
 
 def test_grid_zero_costs_terminate_with_fewest_cells() -> None:

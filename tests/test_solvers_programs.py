@@ -22,7 +22,9 @@ def test_knapsack_by_enumeration(n: int, ties: bool, data: st.DataObject) -> Non
     dtype = data.draw(st.sampled_from([np.float32, np.float64]))
     weights = rng.integers(0, 6, size=n)
     capacity = int(rng.integers(0, 3 * n + 1))
-    theta = (rng.integers(-2, 4, size=(2, 2, n)) if ties else rng.normal(size=(2, 2, n))).astype(dtype)
+    theta = (rng.integers(-2, 4, size=(2, 2, n)) if ties else rng.normal(size=(2, 2, n))).astype(
+        dtype
+    )
     y = S.knapsack(theta, weights, capacity)
     assert y.shape == theta.shape and y.dtype == dtype
     subsets = np.array(list(itertools.product((0, 1), repeat=n)), dtype=float)
@@ -42,7 +44,12 @@ def test_knapsack_matches_scipy_milp() -> None:
     theta = rng.uniform(0, 10, size=(5, n))
     y = S.knapsack(theta, weights, cap)
     for t, row in zip(theta, y, strict=True):
-        res = milp(-t, integrality=np.ones(n), bounds=Bounds(0, 1), constraints=LinearConstraint(weights[None], 0, cap))
+        res = milp(
+            -t,
+            integrality=np.ones(n),
+            bounds=Bounds(0, 1),
+            constraints=LinearConstraint(weights[None], 0, cap),
+        )
         assert np.isclose(row @ t, -res.fun, rtol=1e-7)
         assert row @ weights <= cap
 
@@ -105,12 +112,14 @@ def test_linear_program_equalities_and_bounds_match_linprog() -> None:
     for t, row in zip(theta, y, strict=True):
         ref = linprog(-t, A_eq=A_eq, b_eq=b_eq, bounds=(0, 1))
         assert np.isclose(row @ t, -ref.fun)
-        assert np.isclose(row.sum(), 3) and ((np.isclose(row, 0)) | np.isclose(row, 1)).all()  # a vertex: top-3
+        assert (
+            np.isclose(row.sum(), 3) and ((np.isclose(row, 0)) | np.isclose(row, 1)).all()
+        )  # a vertex: top-3
 
 
 def test_linear_program_unbounded_names_the_instance() -> None:
     theta = np.array([[-1.0, -1.0], [1.0, -1.0], [-1.0, -2.0]])
-    with pytest.raises(S.SolverError, match=r"instance \(1,\).*unbounded"):
+    with pytest.raises(S.SolverError, match=r"linear_program failed on instance \(1,\).*unbounded"):
         S.linear_program(theta)  # y >= 0 only: unbounded along e_0 for the second row
 
 
@@ -146,13 +155,15 @@ def test_milp_by_enumeration(n: int, data: st.DataObject) -> None:
 
 
 def test_milp_mixed_integrality_and_errors() -> None:
-    y = S.milp(np.array([1.0, 1.0]), A_ub=[[2.0, 2.0]], b_ub=[3.0], bounds=(0, None), integrality=[1, 0])
+    y = S.milp(
+        np.array([1.0, 1.0]), A_ub=[[2.0, 2.0]], b_ub=[3.0], bounds=(0, None), integrality=[1, 0]
+    )
     assert np.isclose(y.sum(), 1.5) and y[0] == np.round(y[0])
     with pytest.raises(ValueError, match="infeasible"):
         S.milp(np.ones(1), A_eq=[[2.0]], b_eq=[1.0])  # 2y = 1 has no integer solution
     with pytest.raises(ValueError, match="integrality"):
         S.milp(np.ones(2), integrality=[2, 0], bounds=(0, 1))
-    with pytest.raises(S.SolverError, match=r"instance \(\) .*unbounded"):
+    with pytest.raises(S.SolverError, match=r"milp failed on instance \(\) .*unbounded"):
         S.milp(np.ones(2))
 
 
@@ -212,3 +223,15 @@ def test_solver_errors_name_the_instance() -> None:
 
         with ThreadPoolExecutor(1) as ex:
             S.solver(_best_pair, host=False, executor=ex)
+
+
+def test_milp_agrees_with_the_knapsack_dynamic_program() -> None:
+    """Two independent algorithms (branch and cut, dynamic programming) on larger instances."""
+    rng = np.random.default_rng(5)
+    n, cap = 30, 120
+    weights = rng.integers(1, 20, size=n)
+    theta = rng.uniform(-1, 10, size=(4, n))
+    y_mip = S.milp(theta, A_ub=weights[None, :].astype(float), b_ub=[float(cap)], bounds=(0, 1))
+    y_dp = S.knapsack(theta, weights, cap)
+    np.testing.assert_allclose((y_mip * theta).sum(-1), (y_dp * theta).sum(-1), rtol=1e-9)
+    assert np.all(y_mip @ weights <= cap)

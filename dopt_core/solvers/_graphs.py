@@ -82,7 +82,9 @@ def linear_assignment(theta: Any, /, *, executor: Any = None, check_finite: bool
     """
     theta, _, out_dtype = check_scores(theta, min_ndim=2, check_finite=check_finite)
     if theta.shape[-1] != theta.shape[-2]:
-        raise ValueError(f"theta must be square on its last two axes (..., n, n), got shape {tuple(theta.shape)}")
+        raise ValueError(
+            f"theta must be square on its last two axes (..., n, n), got shape {tuple(theta.shape)}"
+        )
     traced = backend_for(theta).is_traced(theta)
     return Bound(LinearAssignmentOp(check_executor(executor), traced), (theta,), out_dtype)
 
@@ -141,15 +143,21 @@ def _check_edges(edges: Any, num_nodes: int) -> np.ndarray:
     if e.ndim != 2 or e.shape[1] != 2:
         raise ValueError(f"edges must have shape (m, 2) (one (u, v) pair per edge), got {e.shape}")
     if e.size and (e.min() < 0 or e.max() >= num_nodes):
-        raise ValueError(f"edges must hold node indices in [0, num_nodes) = [0, {num_nodes}), got {e.min()}..{e.max()}")
+        raise ValueError(
+            f"edges must hold node indices in [0, num_nodes) = [0, {num_nodes}), got {e.min()}..{e.max()}"
+        )
     if np.any(e[:, 0] == e[:, 1]):
         k = int(np.flatnonzero(e[:, 0] == e[:, 1])[0])
         raise ValueError(f"edges must not contain self-loops, edge {k} is {tuple(e[k])}")
     pairs = np.sort(e, axis=1)
-    uniq, counts = np.unique(pairs, axis=0, return_counts=True) if len(e) else (pairs, np.array([], int))
+    uniq, counts = (
+        np.unique(pairs, axis=0, return_counts=True) if len(e) else (pairs, np.array([], int))
+    )
     if np.any(counts > 1):
         dup = tuple(int(x) for x in uniq[np.flatnonzero(counts > 1)[0]])
-        raise ValueError(f"edges must not repeat a node pair (undirected), {dup} appears more than once")
+        raise ValueError(
+            f"edges must not repeat a node pair (undirected), {dup} appears more than once"
+        )
     return e
 
 
@@ -246,7 +254,7 @@ def _find_cycle(parent: np.ndarray, root: int) -> list[int] | None:
             walk.append(v)
             v = int(parent[v])
         if v != root and state[v] == 1:  # closed a cycle on this walk
-            return walk[walk.index(v):]
+            return walk[walk.index(v) :]
         for u in walk:
             state[u] = 2
     return None
@@ -363,7 +371,9 @@ def arborescence(
     theta, _, out_dtype = check_scores(theta, min_ndim=2, check_finite=check_finite)
     n = theta.shape[-1]
     if theta.shape[-2] != n:
-        raise ValueError(f"theta must be square on its last two axes (..., n, n), got shape {tuple(theta.shape)}")
+        raise ValueError(
+            f"theta must be square on its last two axes (..., n, n), got shape {tuple(theta.shape)}"
+        )
     root = check_int(root, name="root", low=0, high=n - 1)
     traced = backend_for(theta).is_traced(theta)
     op = ArborescenceOp(root, check_executor(executor), traced)

@@ -82,7 +82,12 @@ def static_array(x: Any, *, name: str, dtype: Any = None, ndim: int | None = Non
     Problem data must be known when the solver is called: traced arrays (inside
     ``jax.jit``) raise ``TypeError`` naming the argument.
     """
-    if hasattr(x, "__array_namespace__") or type(x).__module__.split(".")[0] in ("torch", "jax", "jaxlib", "cupy"):
+    if hasattr(x, "__array_namespace__") or type(x).__module__.split(".")[0] in (
+        "torch",
+        "jax",
+        "jaxlib",
+        "cupy",
+    ):
         backend = backend_for(x, name=name)
         if backend.is_traced(x):
             raise TypeError(
@@ -155,7 +160,9 @@ def run_chunk(
                 return out
             first = _where(start, batch_shape)
             last = _where(start + block.shape[0] - 1, batch_shape)
-            raise SolverError(f"{name} failed on the chunk from {first} to {last}: {type(exc).__name__}: {exc}") from exc
+            raise SolverError(
+                f"{name} failed on the chunk from {first} to {last}: {type(exc).__name__}: {exc}"
+            ) from exc
     for i in range(block.shape[0]):
         try:
             res = np.asarray(fn(block[i]), dtype=np.float64)
@@ -217,7 +224,9 @@ def solve_instances(
         for a, b in spans:
             block = np.ascontiguousarray(flat[a:b])
             futures.append(
-                executor.submit(run_chunk, fn, block, a, batch_shape, out_event, name, batched, nan_on_error)
+                executor.submit(
+                    run_chunk, fn, block, a, batch_shape, out_event, name, batched, nan_on_error
+                )
             )
         parts = []
         for (a, b), fut in zip(spans, futures, strict=True):
@@ -279,8 +288,15 @@ class HostSolverOp:
 
         def host(t: np.ndarray) -> np.ndarray:
             out = solve_instances(
-                kernel, t, event_ndim=event_ndim, out_event=out_event, name=name, executor=executor,
-                batched=batched, nan_on_error=nan_on_error, chunk_size=chunk_size,
+                kernel,
+                t,
+                event_ndim=event_ndim,
+                out_event=out_event,
+                name=name,
+                executor=executor,
+                batched=batched,
+                nan_on_error=nan_on_error,
+                chunk_size=chunk_size,
             )
             return out.astype(t.dtype, copy=False)
 

@@ -37,12 +37,16 @@ class KnapsackOp(Op):
             gain = theta[..., i : i + 1]
             shifted = best[..., : cap + 1 - w] + gain
             if w:
-                shifted = xp.concat([xp.full((*batch, w), -xp.inf, dtype=dt, device=dev), shifted], axis=-1)
+                shifted = xp.concat(
+                    [xp.full((*batch, w), -xp.inf, dtype=dt, device=dev), shifted], axis=-1
+                )
             take = shifted > best  # ties: leave the item out
             best = xp.where(take, shifted, best)
             took.append(take)
         # walk back from the full capacity
-        c = xp.full((*batch, 1), cap, dtype=xp.int64, device=dev)
+        # the library's default integer (int32 in JAX without x64)
+        index = xp.asarray(0, device=dev).dtype
+        c = xp.full((*batch, 1), cap, dtype=index, device=dev)
         chosen = []
         for i in range(len(weights) - 1, -1, -1):
             if took[i] is None:
@@ -50,7 +54,7 @@ class KnapsackOp(Op):
                 continue
             t = xp.take_along_axis(took[i], c, axis=-1)
             chosen.append(t[..., 0])
-            c = c - xp.astype(t, xp.int64) * weights[i]
+            c = c - xp.astype(t, index) * weights[i]
         y = xp.stack(chosen[::-1], axis=-1)
         return xp.astype(y, dt), ()
 

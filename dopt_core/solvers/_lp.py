@@ -56,7 +56,12 @@ def _solve_one(theta: np.ndarray, *, problem: _Problem, integer: bool) -> np.nda
             cons.append(LinearConstraint(p.A_ub.array, -np.inf, p.b_ub.array))
         if p.A_eq.array.size:
             cons.append(LinearConstraint(p.A_eq.array, p.b_eq.array, p.b_eq.array))
-        res = scipy_milp(c, integrality=p.integrality.array, bounds=Bounds(p.lb.array, p.ub.array), constraints=cons)
+        res = scipy_milp(
+            c,
+            integrality=p.integrality.array,
+            bounds=Bounds(p.lb.array, p.ub.array),
+            constraints=cons,
+        )
     if res.status != 0 or res.x is None:
         raise ValueError(_STATUS.get(res.status, f"HiGHS status {res.status}: {res.message}"))
     x = np.asarray(res.x, dtype=np.float64)
@@ -75,12 +80,25 @@ class LinearProgramOp(HostSolverOp, Op):
     name: ClassVar[str] = "linear_program"
     event_ndim: ClassVar[int] = 1
 
+    @property
+    def label(self) -> str:
+        """The public name, for error messages."""
+        return "milp" if self.integer else "linear_program"
+
     def kernel(self) -> Any:
         return functools.partial(_solve_one, problem=self.problem, integer=self.integer)
 
 
 def _problem(
-    n: int, A_ub: Any, b_ub: Any, A_eq: Any, b_eq: Any, bounds: Any, integrality: Any, *, integer: bool
+    n: int,
+    A_ub: Any,
+    b_ub: Any,
+    A_eq: Any,
+    b_eq: Any,
+    bounds: Any,
+    integrality: Any,
+    *,
+    integer: bool,
 ) -> _Problem:
     def pair(A: Any, b: Any, an: str, bn: str) -> tuple[np.ndarray, np.ndarray]:
         if (A is None) != (b is None):
@@ -90,9 +108,13 @@ def _problem(
         A = static_array(A, name=an, dtype=np.float64, ndim=2)
         b = static_array(b, name=bn, dtype=np.float64, ndim=1)
         if A.shape[1] != n:
-            raise ValueError(f"{an} must have {n} columns (one per variable, theta's last axis), got shape {A.shape}")
+            raise ValueError(
+                f"{an} must have {n} columns (one per variable, theta's last axis), got shape {A.shape}"
+            )
         if b.shape[0] != A.shape[0]:
-            raise ValueError(f"{bn} must have {A.shape[0]} entries (one per row of {an}), got shape {b.shape}")
+            raise ValueError(
+                f"{bn} must have {A.shape[0]} entries (one per row of {an}), got shape {b.shape}"
+            )
         if not np.all(np.isfinite(A)):
             raise ValueError(f"{an} must be finite")
         if np.any(np.isnan(b)):
@@ -124,7 +146,9 @@ def _problem(
             integ = static_array(integrality, name="integrality", dtype=np.int64)
             integ = np.broadcast_to(integ, (n,)) if integ.ndim == 0 else integ
             if integ.shape != (n,) or not np.all((integ == 0) | (integ == 1)):
-                raise ValueError(f"integrality must be 0 (continuous) or 1 (integer) per variable, shape ({n},)")
+                raise ValueError(
+                    f"integrality must be 0 (continuous) or 1 (integer) per variable, shape ({n},)"
+                )
     else:
         integ = np.zeros(n, dtype=np.int64)
     return _Problem(*(StaticArray(a) for a in (A_ub, b_ub, A_eq, b_eq, lb, ub, integ)))
@@ -145,10 +169,22 @@ def _check_feasible(problem: _Problem, integer: bool) -> None:
         raise
 
 
-def _bind(theta: Any, A_ub: Any, b_ub: Any, A_eq: Any, b_eq: Any, bounds: Any, integrality: Any,
-          executor: Any, check_finite: bool, integer: bool) -> Bound:
+def _bind(
+    theta: Any,
+    A_ub: Any,
+    b_ub: Any,
+    A_eq: Any,
+    b_eq: Any,
+    bounds: Any,
+    integrality: Any,
+    executor: Any,
+    check_finite: bool,
+    integer: bool,
+) -> Bound:
     theta, _, out_dtype = check_scores(theta, check_finite=check_finite)
-    problem = _problem(theta.shape[-1], A_ub, b_ub, A_eq, b_eq, bounds, integrality, integer=integer)
+    problem = _problem(
+        theta.shape[-1], A_ub, b_ub, A_eq, b_eq, bounds, integrality, integer=integer
+    )
     _check_feasible(problem, integer)
     traced = backend_for(theta).is_traced(theta)
     op = LinearProgramOp(problem, integer, check_executor(executor), traced)
@@ -205,7 +241,8 @@ def linear_program(
     return _bind(theta, A_ub, b_ub, A_eq, b_eq, bounds, None, executor, check_finite, integer=False)
 
 
-linear_program.__doc__ = r"""An optimal vertex of a polyhedron, by HiGHS' dual simplex.
+linear_program.__doc__ = (
+    r"""An optimal vertex of a polyhedron, by HiGHS' dual simplex.
 
     .. math::
 
@@ -215,7 +252,10 @@ linear_program.__doc__ = r"""An optimal vertex of a polyhedron, by HiGHS' dual s
     solved per instance on the host by ``scipy.optimize.linprog(-θ, ...,
     method="highs-ds")`` (HiGHS, Huangfu & Hall 2018); the dual simplex method returns
     a basic solution, i.e. a vertex, the kind of point perturbed optimizers average.
-""" + _COMMON_DOC + _RAISES_DOC + r"""
+"""
+    + _COMMON_DOC
+    + _RAISES_DOC
+    + r"""
     Returns
     -------
     array, shape ``(..., n)``, ``theta``'s dtype and device
@@ -227,6 +267,7 @@ linear_program.__doc__ = r"""An optimal vertex of a polyhedron, by HiGHS' dual s
     >>> dc.solvers.linear_program(np.array([1.0, 2.0]), A_ub=[[1.0, 1.0]], b_ub=[1.0])
     array([0., 1.])
 """
+)
 
 
 @op_function
@@ -243,10 +284,13 @@ def milp(
     executor: Any = None,
     check_finite: bool = True,
 ) -> Bound:
-    return _bind(theta, A_ub, b_ub, A_eq, b_eq, bounds, integrality, executor, check_finite, integer=True)
+    return _bind(
+        theta, A_ub, b_ub, A_eq, b_eq, bounds, integrality, executor, check_finite, integer=True
+    )
 
 
-milp.__doc__ = r"""An optimal solution of a mixed-integer linear program, by HiGHS.
+milp.__doc__ = (
+    r"""An optimal solution of a mixed-integer linear program, by HiGHS.
 
     .. math::
 
@@ -257,9 +301,13 @@ milp.__doc__ = r"""An optimal solution of a mixed-integer linear program, by HiG
     solved per instance on the host by ``scipy.optimize.milp`` (HiGHS' branch and
     cut); integer variables are rounded to the nearest integer (HiGHS returns them up
     to its feasibility tolerance).
-""" + _COMMON_DOC + r"""    integrality : array-like of 0/1, shape ``(n,)`` or scalar, optional
+"""
+    + _COMMON_DOC
+    + r"""    integrality : array-like of 0/1, shape ``(n,)`` or scalar, optional
         1 for an integer variable; default: all integer.
-""" + _RAISES_DOC + r"""
+"""
+    + _RAISES_DOC
+    + r"""
     Returns
     -------
     array, shape ``(..., n)``, ``theta``'s dtype and device
@@ -271,3 +319,4 @@ milp.__doc__ = r"""An optimal solution of a mixed-integer linear program, by HiG
     >>> dc.solvers.milp(np.array([5.0, 4.0]), A_ub=[[6.0, 4.0]], b_ub=[9.0])
     array([0., 2.])
 """
+)

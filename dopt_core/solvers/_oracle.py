@@ -142,19 +142,27 @@ def solver(
         try:
             output_shape = tuple(check_int(s, name="output_shape", low=0) for s in output_shape)
         except TypeError:
-            raise TypeError("output_shape must be a tuple of non-negative ints or a callable") from None
+            raise TypeError(
+                "output_shape must be a tuple of non-negative ints or a callable"
+            ) from None
     if not host and default_executor is not None:
         raise ValueError("executor applies to host=True solvers only")
     label = name if name is not None else getattr(fn, "__name__", "solver")
 
-    def bind(theta: Any, /, *, executor: Any = default_executor, check_finite: bool = True) -> Bound:
+    def bind(
+        theta: Any, /, *, executor: Any = default_executor, check_finite: bool = True
+    ) -> Bound:
         theta, _, out_dtype = check_scores(theta, min_ndim=event_ndim, check_finite=check_finite)
         if not host:
             if executor is not None:
                 raise ValueError("executor applies to host=True solvers only")
-            return Bound(DeviceOracleOp(fn, event_ndim, output_shape, batched, label), (theta,), out_dtype)
+            return Bound(
+                DeviceOracleOp(fn, event_ndim, output_shape, batched, label), (theta,), out_dtype
+            )
         traced = backend_for(theta).is_traced(theta)
-        op = OracleOp(fn, event_ndim, output_shape, batched, check_executor(executor), traced, None, label)
+        op = OracleOp(
+            fn, event_ndim, output_shape, batched, check_executor(executor), traced, None, label
+        )
         return Bound(op, (theta,), out_dtype)
 
     bind.__name__ = bind.__qualname__ = label

@@ -22,7 +22,7 @@ from .._lib._checks import check_scores
 from .._lib._compat import device
 from ..backend import backend_for
 from ..op import Bound, Op, op_function
-from ._host import StaticArray, check_executor
+from ._host import check_executor
 
 __all__ = ["grid_dag_arcs", "shortest_path_dag", "shortest_path_grid"]
 
@@ -58,7 +58,9 @@ def _check_grid(grid: Any) -> tuple[int, int]:
     except (TypeError, ValueError):
         ok = False
     if not ok:
-        raise ValueError(f"grid must be a pair (H, W) of positive integers with H·W >= 2, got {grid!r}")
+        raise ValueError(
+            f"grid must be a pair (H, W) of positive integers with H·W >= 2, got {grid!r}"
+        )
     return h, w
 
 
@@ -126,7 +128,10 @@ class ShortestPathDagOp(Op):
         minus = xp.full((1, *batch), neg, dtype=dt, device=dev)
         # value[r] = best score of a path from (0, 0) to node (r, d - r); -inf off the grid
         value = xp.concat(
-            [xp.zeros((1, *batch), dtype=dt, device=dev), xp.full((h - 1, *batch), neg, dtype=dt, device=dev)],
+            [
+                xp.zeros((1, *batch), dtype=dt, device=dev),
+                xp.full((h - 1, *batch), neg, dtype=dt, device=dev),
+            ],
             axis=0,
         )
         took_down = []
@@ -231,47 +236,78 @@ def _grid_neighbours(h: int, w: int) -> np.ndarray:
     return nb
 
 
-def _backtrack_host(dist: np.ndarray, hops: np.ndarray, nb: np.ndarray) -> np.ndarray:
-    """Vertex indicator of the path ending at the last cell (shared tie rule)."""
-    n = dist.shape[0]
-    dpad = np.append(dist, np.inf)
-    hpad = np.append(hops, np.inf)
-    y = np.zeros(n)
-    cur = n - 1
-    y[cur] = 1.0
-    for _ in range(n - 1):
-        if cur == 0:
-            break
-        cand = nb[cur]
-        d = dpad[cand]
-        hk = np.where(d == d.min(), hpad[cand], np.inf)
-        cur = int(cand[int(np.argmin(hk))])
-        y[cur] = 1.0
-    return y
+@functools.lru_cache(maxsize=64)
+def _grid_arcs(h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """CSR structure of the 8-neighbour grid: ``indptr``, ``indices`` (heads), tails."""
+    nb = _grid_neighbours(h, w)
+    n = h * w
+    tail = np.repeat(np.arange(n), nb.shape[1])
+    head = nb.reshape(-1)
+    keep = head < n
+    tail, head = tail[keep], head[keep]
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(tail, minlength=n))])
+    return indptr, head, tail
 
 
-def _dijkstra_one(theta: np.ndarray, *, shape: tuple[int, int]) -> np.ndarray:
-    """Host kernel: Dijkstra (scipy.sparse.csgraph) on one ``(H, W)`` score map."""
+def _dijkstra_block(theta: np.ndarray, *, shape: tuple[int, int]) -> np.ndarray:
+    """Host kernel for a block of maps ``(k, H, W)``: one Dijkstra run on the
+    block-diagonal graph of all ``k`` maps (``scipy.sparse.csgraph.dijkstra`` with every
+    map's source and ``min_only=True``; maps do not connect, so each cell's nearest
+    source is its own map's)."""
     from scipy.sparse import csr_matrix
     from scipy.sparse.csgraph import dijkstra
 
     h, w = shape
     n = h * w
-    nb = _grid_neighbours(h, w)
-    cost = -np.asarray(theta, dtype=np.float64).reshape(n)
-    tail = np.repeat(np.arange(n), nb.shape[1])
-    head = nb.reshape(-1)
-    keep = head < n
-    tail, head = tail[keep], head[keep]
-    # arc u -> v costs c(v); explicit zeros are arcs for csgraph's Dijkstra
-    graph = csr_matrix((cost[head], (tail, head)), shape=(n, n))
-    # cost of reaching each cell, the source's own cost left out (it is on every path)
-    dist = dijkstra(graph, directed=True, indices=0)
-    # fewest vertices among the optimal paths: BFS over the tight arcs
-    tight = dist[tail] + cost[head] == dist[head]
-    tgraph = csr_matrix((np.ones(int(tight.sum())), (tail[tight], head[tight])), shape=(n, n))
-    hops = dijkstra(tgraph, directed=True, indices=0, unweighted=True)
-    return _backtrack_host(dist, hops, nb).reshape(h, w)
+    k = theta.shape[0]
+    indptr, head, tail = _grid_arcs(h, w)
+    e = head.shape[0]
+    cost = -np.asarray(theta, dtype=np.float64).reshape(k, n)
+    shift = (n * np.arange(k))[:, None]
+    heads = (head[None, :] + shift).reshape(-1)
+    tails = (tail[None, :] + shift).reshape(-1)
+    ptr = np.concatenate([(indptr[:-1][None, :] + e * np.arange(k)[:, None]).reshape(-1), [k * e]])
+    sources = n * np.arange(k)
+    # arc u -> v costs c(v); explicit zeros are arcs for csgraph's Dijkstra. dist leaves
+    # the source's own cost out (it is on every path), as the device method does.
+    arc_cost = cost.reshape(-1)[heads]
+    graph = csr_matrix((arc_cost, heads, ptr), shape=(k * n, k * n))
+    dist = dijkstra(graph, directed=True, indices=sources, min_only=True)
+    # fewest cells among the optimal paths: breadth-first search over the tight arcs
+    tight = dist[tails] + arc_cost == dist[heads]
+    tgraph = csr_matrix(
+        (np.ones(int(tight.sum())), (tails[tight], heads[tight])), shape=(k * n, k * n)
+    )
+    hops = dijkstra(tgraph, directed=True, indices=sources, min_only=True, unweighted=True)
+    return _backtrack_host(dist.reshape(k, n), hops.reshape(k, n), _grid_neighbours(h, w)).reshape(
+        k, h, w
+    )
+
+
+def _backtrack_host(dist: np.ndarray, hops: np.ndarray, nb: np.ndarray) -> np.ndarray:
+    """Cell indicators ``(k, n)`` of the paths ending at the last cell, walking back to
+    the neighbour with the least ``(dist, hops)``, the first in ``_MOVES`` order on ties
+    (the device method's rule)."""
+    k, n = dist.shape
+    inf_col = np.full((k, 1), np.inf)
+    dpad = np.concatenate([dist, inf_col], axis=1)
+    hpad = np.concatenate([hops, inf_col], axis=1)
+    rows = np.arange(k)
+    cur = np.full(k, n - 1)
+    y = np.zeros((k, n))
+    y[:, n - 1] = 1.0
+    for _ in range(n - 1):
+        active = cur != 0
+        if not active.any():
+            break
+        cand = nb[cur]
+        d = np.take_along_axis(dpad, cand, axis=1)
+        hk = np.where(
+            d == d.min(axis=1, keepdims=True), np.take_along_axis(hpad, cand, axis=1), np.inf
+        )
+        cur = np.where(active, cand[rows, np.argmin(hk, axis=1)], cur)
+        y[rows, cur] = 1.0
+    return y
 
 
 @dataclass(frozen=True)
@@ -287,13 +323,20 @@ class GridDijkstraOp(Op):
         from ._host import solve_instances
 
         h, w = theta.shape[-2], theta.shape[-1]
-        kernel = functools.partial(_dijkstra_one, shape=(h, w))
+        kernel = functools.partial(_dijkstra_block, shape=(h, w))
         op = self
 
         def host(t: np.ndarray) -> np.ndarray:
             out = solve_instances(
-                kernel, t, event_ndim=2, out_event=(h, w), name=op.name, executor=op.executor,
-                nan_on_error=op.nan_on_error, chunk_size=op.chunk_size,
+                kernel,
+                t,
+                event_ndim=2,
+                out_event=(h, w),
+                name=op.name,
+                executor=op.executor,
+                batched=True,
+                nan_on_error=op.nan_on_error,
+                chunk_size=op.chunk_size,
             )
             return out.astype(t.dtype, copy=False)
 
@@ -357,9 +400,15 @@ class GridRelaxationOp(Op):
         sweeps = 0
         while True:
             # Jacobi sweep of the lexicographic (cost, number of cells) relaxation
-            if self.traced:  # one gather of the 8 neighbours' labels per cell: small graphs to compile
-                nd = xp.reshape(xp.take(xp.concat([dist, inf_col], axis=-1), nb_flat, axis=-1), moves)
-                nh = xp.reshape(xp.take(xp.concat([hops, inf_col], axis=-1), nb_flat, axis=-1), moves)
+            if (
+                self.traced
+            ):  # one gather of the 8 neighbours' labels per cell: small graphs to compile
+                nd = xp.reshape(
+                    xp.take(xp.concat([dist, inf_col], axis=-1), nb_flat, axis=-1), moves
+                )
+                nh = xp.reshape(
+                    xp.take(xp.concat([hops, inf_col], axis=-1), nb_flat, axis=-1), moves
+                )
                 best = xp.min(nd, axis=-1)
                 fewest = xp.min(xp.where(nd == xp.expand_dims(best, axis=-1), nh, inf), axis=-1)
             else:  # 8 shifted views of the padded map: faster in eager libraries
@@ -381,12 +430,15 @@ class GridRelaxationOp(Op):
         # walk back from the last cell with the host's tie rule
         dpad = xp.concat([dist, inf_col], axis=-1)
         hpad = xp.concat([hops, inf_col], axis=-1)
-        cur = xp.full(batch, n - 1, dtype=xp.int64, device=dev)
+        # the library's default integer (int32 in JAX without x64)
+        cur = xp.full(batch, n - 1, dtype=xp.asarray(0, device=dev).dtype, device=dev)
         on_path = xp.expand_dims(cur, axis=-1) == cells
         for _ in range(n - 1):
             cand = xp.reshape(xp.take(nb, xp.reshape(cur, (-1,)), axis=0), (*batch, len(_MOVES)))
             d = xp.take_along_axis(dpad, cand, axis=-1)
-            hk = xp.where(d == xp.min(d, axis=-1, keepdims=True), xp.take_along_axis(hpad, cand, axis=-1), inf)
+            hk = xp.where(
+                d == xp.min(d, axis=-1, keepdims=True), xp.take_along_axis(hpad, cand, axis=-1), inf
+            )
             k = xp.argmin(hk, axis=-1, keepdims=True)
             nxt = xp.take_along_axis(cand, k, axis=-1)[..., 0]
             cur = xp.where(cur == 0, cur, nxt)
