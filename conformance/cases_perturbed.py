@@ -86,3 +86,23 @@ _add(
     _theta_target_noise("normal", S.argmax, negative=True),
     vmap=False,
 )
+
+
+def _matrix_noise(n: int) -> Any:
+    def make(rng: np.random.Generator, dtype: np.dtype) -> Any:
+        theta = rng.normal(size=(2, n, n)).astype(dtype)
+        return (theta,), {"noise": rng.standard_normal((M, 2, n, n)).astype(dtype)}
+
+    return make
+
+
+# event_ndim = 2 solvers (one instance is a matrix): the estimator sums over both axes
+_add("perturbed[linear_assignment]", dc.perturbed(S.linear_assignment, sigma=0.5, num_samples=M), _matrix_noise(4))
+_add(
+    "fenchel_young_loss[linear_assignment,none]",
+    dc.fenchel_young_loss(S.linear_assignment, sigma=0.5, num_samples=M, reduction="none"),
+    lambda rng, dtype: (
+        (rng.normal(size=(2, 4, 4)).astype(dtype), S.linear_assignment(rng.normal(size=(2, 4, 4))).astype(dtype)),
+        {"noise": rng.standard_normal((M, 2, 4, 4)).astype(dtype)},
+    ),
+)

@@ -305,3 +305,19 @@ def test_bad_configuration_and_inputs() -> None:
         loss(theta, np.zeros((2, 4)), rng=0)
     with pytest.raises(ValueError, match="need a linear oracle"):
         dc.perturbed_max(S.permutation, num_samples=4)(theta, rng=0)
+
+
+def test_matrix_solvers_declare_event_ndim() -> None:
+    """linear_assignment scores are (n, n) per instance: the VJP sums over both axes,
+    which equals treating the flattened matrix as one instance."""
+    rng = np.random.default_rng(24)
+    theta, Z, G = rng.normal(size=(3, 4, 4)), rng.standard_normal((20, 3, 4, 4)), rng.normal(size=(3, 4, 4))
+    f = dc.perturbed(S.linear_assignment, sigma=0.5, num_samples=20)
+    assert f.perturbation.event_ndim == 2
+    y, vjp = dc.value_and_vjp(f, theta, noise=Z)
+    np.testing.assert_allclose(y.sum(-1), 1.0)
+    Y = S.linear_assignment(theta + 0.5 * Z)
+    r = np.sum(Y * G, axis=(-2, -1))[..., None, None]
+    np.testing.assert_allclose(vjp(G), np.sum(r * Z, axis=0) / (20 * 0.5), rtol=1e-12)
+    lifted = dc.solvers.solver(lambda t: np.eye(t.shape[-1])[np.argmax(t.reshape(-1)) % t.shape[-1]], event_ndim=2)
+    assert dc.perturbed(lifted).perturbation.event_ndim == 2

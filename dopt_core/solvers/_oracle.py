@@ -168,4 +168,6 @@ def solver(
     bind.__name__ = bind.__qualname__ = label
     bind.__doc__ = f"dopt solver lifted from {label!r} (see dopt_core.solvers.solver)."
     bind.__module__ = getattr(fn, "__module__", __name__)
-    return op_function(bind)
+    lifted = op_function(bind)
+    lifted.event_ndim = event_ndim  # type: ignore[attr-defined] - read by the perturbed estimators
+    return lifted
