@@ -77,24 +77,29 @@ class FenchelYoungOp(Op):
         else:
             per = xp.mean(xp.sum(ys * eta, axis=ev), axis=0) - xp.sum(theta * y, axis=p.event_axes(y.ndim))
             grad = xp.mean(ys * w, axis=0) - y
-        if self.reduction == "sum":
-            return xp.sum(per), (grad,)
-        if self.reduction == "mean":
-            return xp.mean(per), (grad / _count(per),)
-        return per, (grad,)
+        return _reduce(per, grad, self.reduction, xp=xp)
 
     def vjp(self, residuals: tuple[Any, ...], g: Any, *, xp: Any) -> tuple[Any | None, ...]:
-        (grad,) = residuals
-        if self.reduction != "none":
-            return g * grad, None, None
-        return xp.reshape(g, (*g.shape, *([1] * self.p.event_ndim))) * grad, None, None
+        return _reduced_vjp(residuals[0], g, self.reduction, self.p.event_ndim, xp=xp), None, None
 
 
-def _count(per: Any) -> int:
-    n = 1
-    for s in per.shape:
-        n *= int(s)
-    return n
+def _reduce(per: Any, grad: Any, reduction: str, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
+    """Reduce per-instance losses over the batch; the residual is the matching gradient."""
+    if reduction == "sum":
+        return xp.sum(per), (grad,)
+    if reduction == "mean":
+        count = 1
+        for s in per.shape:
+            count *= int(s)
+        return xp.mean(per), (grad / count,)
+    return per, (grad,)
+
+
+def _reduced_vjp(grad: Any, g: Any, reduction: str, event_ndim: int, *, xp: Any) -> Any:
+    """``g`` (a scalar, or one value per instance) times the stored gradient."""
+    if reduction != "none":
+        return g * grad
+    return xp.reshape(g, (*g.shape, *([1] * event_ndim))) * grad
 
 
 def fenchel_young_loss(
@@ -166,18 +171,10 @@ class SPOPlusOp(Op):
         _check_linear_output(xp.expand_dims(ya, axis=0), xp.expand_dims(a, axis=0))
         ev = tuple(range(a.ndim - self.event_ndim, a.ndim))
         per = xp.sum(a * ya, axis=ev) - 2.0 * xp.sum(theta_hat * y, axis=ev) + xp.sum(theta * y, axis=ev)
-        grad = 2.0 * (ya - y)
-        if self.reduction == "sum":
-            return xp.sum(per), (grad,)
-        if self.reduction == "mean":
-            return xp.mean(per), (grad / _count(per),)
-        return per, (grad,)
+        return _reduce(per, 2.0 * (ya - y), self.reduction, xp=xp)
 
     def vjp(self, residuals: tuple[Any, ...], g: Any, *, xp: Any) -> tuple[Any | None, ...]:
-        (grad,) = residuals
-        if self.reduction != "none":
-            return g * grad, None, None
-        return xp.reshape(g, (*g.shape, *([1] * self.event_ndim))) * grad, None, None
+        return _reduced_vjp(residuals[0], g, self.reduction, self.event_ndim, xp=xp), None, None
 
 
 def spo_plus_loss(solver: Callable[..., Any], *, reduction: str = "mean", event_ndim: int | None = None) -> OpFunction:
