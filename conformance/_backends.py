@@ -7,15 +7,17 @@ vector-Jacobian product the way a user of that framework would (:meth:`Env.vjp`:
 ``value_and_vjp`` elsewhere). :func:`setup` raises :class:`Skip` with a short reason
 when a backend is missing ("no CUDA device", "torch not installed").
 
-The array-API-strict environment uses the non-default device ``device1`` so that a
-forgotten ``device=`` shows up on a CPU-only machine; the read-only NumPy environment
-catches in-place writes.
+The array-API-strict environments use the non-default device ``device1`` so that a
+forgotten ``device=`` shows up on a CPU-only machine; the "strictest" one also
+disables boolean indexing and data-dependent shapes (what jit-compiled and GPU
+libraries cannot do); the read-only NumPy environment catches in-place writes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -28,6 +30,7 @@ BACKEND_NAMES = (
     "numpy",
     "numpy_readonly",
     "array_api_strict",
+    "array_api_strictest",
     "torch",
     "torch_cuda",
     "jax",
@@ -66,6 +69,11 @@ class Env:
     def same_device(self, a: Any, b: Any) -> bool:
         return dc.backend_for(self.asarray(np.zeros(1))).same_device(a, b)
 
+    @contextlib.contextmanager
+    def context(self) -> Iterator[None]:
+        """Entered around every check (library flags, default devices)."""
+        yield
+
     def vjp(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], g: Any) -> Any:
         """Gradient of ``<fn(*args, **kwargs), g>`` with respect to ``args[0]``, as a user
         of the framework gets it: its own autodiff where it has one, else the explicit VJP."""
@@ -102,6 +110,18 @@ class StrictEnv(Env):
 
     def asarray(self, a: np.ndarray) -> Any:
         return self.xp.asarray(a, device=self.device)
+
+
+class StrictestEnv(StrictEnv):
+    """array_api_strict with boolean indexing and data-dependent shapes disabled:
+    what lazy and GPU libraries (JAX under jit, CuPy without sync) can do."""
+
+    name = "array_api_strictest"
+
+    @contextlib.contextmanager
+    def context(self) -> Iterator[None]:
+        with self.xp.ArrayAPIStrictFlags(boolean_indexing=False, data_dependent_shapes=False):
+            yield
 
 
 class TorchEnv(Env):
@@ -166,6 +186,7 @@ _FACTORIES: dict[str, Callable[[], Env]] = {
     "numpy": NumpyEnv,
     "numpy_readonly": NumpyReadOnlyEnv,
     "array_api_strict": StrictEnv,
+    "array_api_strictest": StrictestEnv,
     "torch": lambda: TorchEnv(cuda=False),
     "torch_cuda": lambda: TorchEnv(cuda=True),
     "jax": lambda: JaxEnv(gpu=False),

@@ -29,7 +29,8 @@ class Result:
 def run_one(backend: str, case: str, dtype: str, check: str) -> Result:
     try:
         env = setup(backend)
-        err = CHECKS[check](env, CASES[case], dtype)
+        with env.context():
+            err = CHECKS[check](env, CASES[case], dtype)
     except Skip as exc:
         return Result(backend, case, dtype, check, "skip", message=str(exc))
     except AssertionError as exc:

@@ -22,7 +22,8 @@ _PAIRS = [
 @pytest.mark.parametrize(("case", "check"), _PAIRS)
 def test_conformance(backend: conformance.Env, case: str, dtype: str, check: str) -> None:
     try:
-        conformance.CHECKS[check](backend, conformance.CASES[case], dtype)
+        with backend.context():
+            conformance.CHECKS[check](backend, conformance.CASES[case], dtype)
     except conformance.Skip as exc:
         pytest.skip(str(exc))
 
