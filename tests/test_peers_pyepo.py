@@ -59,3 +59,29 @@ def test_regret_equals_pyepo() -> None:
     theirs = np.sum(costs * w_hat, axis=1) - z  # regret in cost form
     solver = functools.partial(dc.solvers.shortest_path_dag, grid=GRID)
     np.testing.assert_allclose(dc.regret(solver, -pred, -costs), theirs, rtol=1e-6, atol=1e-6)  # Gurobi tolerances
+
+
+def test_perturbed_fenchel_young_gradient_matches_pyepo_in_law() -> None:
+    """PyEPO's PFY gradient (cost form, its own noise) and ours agree within Monte-Carlo
+    error: both estimate w* - E[w*(ĉ + σξ)] (ours as -(y_ε(θ) - y) with θ = -ĉ).
+    Every entry is a difference of two Bernoulli means: tolerance 5 standard errors."""
+    torch = pytest.importorskip("torch")
+    import pyepo
+
+    m, sigma = 3000, 1.0
+    optmodel = pyepo.model.grb.shortestPathModel(GRID)
+    _, costs = dc.data.shortest_path(3, 5, GRID, deg=2, noise_width=0.5, seed=5)
+    pred = costs + np.random.default_rng(2).normal(scale=0.3, size=costs.shape)
+    w, _ = _pyepo_solutions(optmodel, costs)
+    pfy = pyepo.func.perturbedFenchelYoung(optmodel, n_samples=m, sigma=sigma, processes=1, seed=7)
+    cp = torch.tensor(pred, requires_grad=True)
+    pfy(cp, torch.tensor(w)).backward()
+    theirs = cp.grad.numpy() * len(pred)  # undo the batch mean
+
+    solver = functools.partial(dc.solvers.shortest_path_dag, grid=GRID)
+    y_eps = dc.perturbed(solver, sigma=sigma, num_samples=m)(-pred, rng=8)
+    ours = w - y_eps
+    p = np.clip((y_eps + (w - theirs)) / 2, 0, 1)  # pooled estimate of E[w*(ĉ + σξ)]
+    se = np.sqrt(2 * p * (1 - p) / m) + 1e-12
+    assert np.all(np.abs(ours - theirs) <= 5 * se + 1e-9)
+    assert np.abs(ours).max() > 0.1  # the gradient is not trivially zero
