@@ -361,8 +361,8 @@ def _draw_numpy(gen: np.random.Generator, kind: str, shape: tuple[int, ...], dty
         a = gen.standard_exponential(shape, dtype=fdtype)
     elif kind == "uniform":
         a = gen.random(shape, dtype=fdtype)
-    else:  # gumbel = -log(Exp(1)); the exponential is > 0 almost surely
-        a = -np.log(gen.standard_exponential(shape, dtype=fdtype))
+    else:  # gumbel = -log(E), E ~ Exp(1); in float32 E = 0 about once in 10^7 draws: clamp
+        a = -np.log(np.maximum(gen.standard_exponential(shape, dtype=fdtype), np.finfo(fdtype).tiny))
     return a.astype(dtype, copy=False)
 
 

@@ -37,15 +37,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ._lib._checks import check_same_device, check_scores
+from ._lib._checks import check_same_device, check_scores, solver_event_ndim, solver_name
 from .noise import Noise
 from .op import Bound, Op, OpFunction
 from .perturbed import (
     Perturbation,
     _check_linear_output,
     _public,
-    _solver_event_ndim,
-    _solver_name,
     make_perturbation,
 )
 
@@ -147,7 +145,7 @@ def fenchel_young_loss(
         check_same_device({"theta": theta, "y_true": y})
         return Bound(op, (theta, xp.astype(y, theta.dtype), z), out_dtype)
 
-    f = _public(bind, f"fenchel_young_loss({_solver_name(solver)})", fenchel_young_loss.__doc__)
+    f = _public(bind, f"fenchel_young_loss({solver_name(solver)})", fenchel_young_loss.__doc__)
     f.perturbation = p  # type: ignore[attr-defined]
     return f
 
@@ -210,7 +208,7 @@ def spo_plus_loss(solver: Callable[..., Any], *, reduction: str = "mean", event_
         raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
     if not callable(solver):
         raise TypeError(f"solver must be callable, got {type(solver).__name__}")
-    nd = _solver_event_ndim(solver) if event_ndim is None else int(event_ndim)
+    nd = solver_event_ndim(solver, event_ndim)
     op = SPOPlusOp(solver, reduction, nd)
 
     def bind(theta_hat: Any, theta_true: Any, y_true: Any = None) -> Bound:
@@ -231,4 +229,4 @@ def spo_plus_loss(solver: Callable[..., Any], *, reduction: str = "mean", event_
         dtype = theta_hat.dtype
         return Bound(op, (theta_hat, xp.astype(theta, dtype), xp.astype(y, dtype)), out_dtype)
 
-    return _public(bind, f"spo_plus_loss({_solver_name(solver)})", spo_plus_loss.__doc__)
+    return _public(bind, f"spo_plus_loss({solver_name(solver)})", spo_plus_loss.__doc__)

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ._lib._checks import check_same_device, check_scores
+from ._lib._checks import check_same_device, check_scores, solver_event_ndim
 
 __all__ = ["normalized_regret", "regret"]
 
@@ -31,12 +31,13 @@ def _event_axes(theta: Any, event_ndim: int) -> tuple[int, ...]:
 
 
 def regret(
-    solver: Callable[..., Any], theta_hat: Any, theta_true: Any, *, event_ndim: int = 1
+    solver: Callable[..., Any], theta_hat: Any, theta_true: Any, *, event_ndim: int | None = None
 ) -> Any:
     """Per-instance regret of deciding with ``theta_hat`` when the truth is ``theta_true``.
 
     Both are score arrays of the same shape ``(*batch, *event)``; returns ``(*batch)``.
-    The two solver calls are batched (one call each).
+    ``event_ndim`` defaults to the solver's (2 for ``linear_assignment``). The two
+    solver calls are batched (one call each).
 
     Example
     -------
@@ -44,6 +45,7 @@ def regret(
     >>> dc.regret(dc.solvers.argmax, np.array([[1.0, 0.0]]), np.array([[2.0, 3.0]]))
     array([1.])
     """
+    event_ndim = solver_event_ndim(solver, event_ndim)
     theta_hat, xp, _ = check_scores(theta_hat, name="theta_hat", min_ndim=event_ndim)
     theta_true, _, _ = check_scores(theta_true, name="theta_true", min_ndim=event_ndim)
     if tuple(theta_hat.shape) != tuple(theta_true.shape):
@@ -59,7 +61,7 @@ def regret(
 
 
 def normalized_regret(
-    solver: Callable[..., Any], theta_hat: Any, theta_true: Any, *, event_ndim: int = 1
+    solver: Callable[..., Any], theta_hat: Any, theta_true: Any, *, event_ndim: int | None = None
 ) -> float:
     """Sum of regrets over the sum of ``|optimal objective|`` (a Python float).
 
@@ -70,6 +72,7 @@ def normalized_regret(
     >>> dc.normalized_regret(dc.solvers.argmax, -truth, truth)   # worst decisions
     0.75
     """
+    event_ndim = solver_event_ndim(solver, event_ndim)
     theta_hat, xp, _ = check_scores(theta_hat, name="theta_hat", min_ndim=event_ndim)
     theta_true, _, _ = check_scores(theta_true, name="theta_true", min_ndim=event_ndim)
     r = regret(solver, theta_hat, theta_true, event_ndim=event_ndim)

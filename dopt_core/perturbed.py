@@ -51,33 +51,24 @@ optimization layers: a probabilistic approach.* 2022. https://arxiv.org/abs/2207
 
 from __future__ import annotations
 
-import functools
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ._lib._checks import check_flag, check_int, check_same_device, check_scores
+from ._lib._checks import (
+    check_flag,
+    check_int,
+    check_positive,
+    check_same_device,
+    check_scores,
+    solver_event_ndim,
+    solver_name,
+)
 from .backend import backend_for
 from .noise import Noise, get_noise
 from .op import Bound, Op, OpFunction
 
 __all__ = ["Perturbation", "perturbed", "perturbed_max"]
-
-
-def _solver_event_ndim(solver: Callable[..., Any]) -> int:
-    """How many trailing axes of θ form one instance (1 unless the solver says)."""
-    f = solver
-    while isinstance(f, functools.partial):
-        f = f.func
-    return int(getattr(f, "event_ndim", 1))
-
-
-def _solver_name(solver: Callable[..., Any]) -> str:
-    f = solver
-    while isinstance(f, functools.partial):
-        f = f.func
-    return getattr(f, "__name__", type(f).__name__)
 
 
 @dataclass(frozen=True)
@@ -245,8 +236,7 @@ def make_perturbation(
     """Validate the static configuration shared by the perturbed ops and losses."""
     if not callable(solver):
         raise TypeError(f"solver must be callable (e.g. dopt_core.solvers.argmax), got {type(solver).__name__}")
-    if isinstance(sigma, bool) or not isinstance(sigma, int | float) or not math.isfinite(sigma) or sigma <= 0:
-        raise ValueError(f"sigma must be a finite positive number, got {sigma!r}")
+    sigma = check_positive(sigma, name="sigma")
     num_samples = check_int(num_samples, name="num_samples", low=1)
     law = get_noise(noise)
     multiplicative = check_flag(multiplicative, name="multiplicative")
@@ -264,7 +254,7 @@ def make_perturbation(
         raise ValueError(f"antithetic=True needs an even num_samples, got {num_samples}")
     if chunk_size is not None:
         chunk_size = check_int(chunk_size, name="chunk_size", low=1)
-    event_ndim = _solver_event_ndim(solver) if event_ndim is None else check_int(event_ndim, name="event_ndim", low=1)
+    event_ndim = solver_event_ndim(solver, event_ndim)
     return Perturbation(solver, float(sigma), law, num_samples, multiplicative, antithetic, chunk_size, event_ndim)
 
 
@@ -340,7 +330,7 @@ def perturbed(
         theta, z, out_dtype = p.bind_theta_noise(theta, rng, noise)
         return Bound(op, (theta, z), out_dtype)
 
-    f = _public(bind, f"perturbed({_solver_name(solver)})", perturbed.__doc__)
+    f = _public(bind, f"perturbed({solver_name(solver)})", perturbed.__doc__)
     f.perturbation = p  # type: ignore[attr-defined]
     return f
 
@@ -387,6 +377,6 @@ def perturbed_max(
         theta, z, out_dtype = p.bind_theta_noise(theta, rng, noise)
         return Bound(op, (theta, z), out_dtype)
 
-    f = _public(bind, f"perturbed_max({_solver_name(solver)})", perturbed_max.__doc__)
+    f = _public(bind, f"perturbed_max({solver_name(solver)})", perturbed_max.__doc__)
     f.perturbation = p  # type: ignore[attr-defined]
     return f

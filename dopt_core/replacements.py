@@ -44,20 +44,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ._lib._checks import check_flag, check_same_device, check_scores
+from ._lib._checks import (
+    check_flag,
+    check_positive,
+    check_same_device,
+    check_scores,
+    solver_event_ndim,
+    solver_name,
+)
 from .backend import backend_for
 from .noise import Noise, SumOfGamma, get_noise
 from .op import Bound, Op, OpFunction
-from .perturbed import Perturbation, _public, _solver_event_ndim, _solver_name, make_perturbation
+from .perturbed import Perturbation, _public, make_perturbation
 from .projections import check_projection, project_forward, project_vjp
 
 __all__ = ["identity", "imle", "interpolation", "straight_through"]
-
-
-def _positive(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite positive number, got {value!r}")
-    return float(value)
 
 
 def _check_same_shape(y: Any, theta: Any, what: str) -> None:
@@ -121,10 +122,10 @@ def identity(
     """
     projection = check_projection(projection)
     law = None if noise is None else get_noise(noise)
-    noise_sigma = 0.0 if noise_sigma == 0 else _positive(noise_sigma, "noise_sigma")
+    noise_sigma = 0.0 if noise_sigma == 0 else check_positive(noise_sigma, name="noise_sigma")
     if noise_sigma > 0 and law is None:
         raise ValueError("noise_sigma > 0 needs a noise law (noise='normal', 'gumbel' or 'sum_of_gamma')")
-    nd = _solver_event_ndim(solver) if event_ndim is None else int(event_ndim)
+    nd = solver_event_ndim(solver, event_ndim)
     op = IdentityOp(solver, projection, noise_sigma, nd)
     noisy_op = IdentityOp(solver, projection, noise_sigma, nd, noisy=True)
 
@@ -132,8 +133,13 @@ def identity(
         theta, xp, out_dtype = check_scores(theta, min_ndim=nd)
         if noise is not None and rng is not None:
             raise ValueError("pass either rng or noise, not both")
-        if law is None or noise_sigma == 0 or (rng is None and noise is None):
+        if rng is None and noise is None:
             return Bound(op, (theta,), out_dtype)
+        if law is None or noise_sigma == 0:
+            raise ValueError(
+                "this identity layer adds no noise (build it with noise=... and noise_sigma > 0); "
+                "do not pass rng or noise to it"
+            )
         if noise is None:
             xi = law.sample(backend_for(theta), rng, tuple(theta.shape), like=theta)
         else:
@@ -144,7 +150,7 @@ def identity(
             xi = xp.astype(xi, theta.dtype)
         return Bound(noisy_op, (theta, xi), out_dtype)
 
-    return _public(bind, f"identity({_solver_name(solver)})", identity.__doc__)
+    return _public(bind, f"identity({solver_name(solver)})", identity.__doc__)
 
 
 # ---------------------------------------------------------------------------------
@@ -181,13 +187,13 @@ def interpolation(solver: Callable[..., Any], *, lam: float = 10.0) -> OpFunctio
     >>> vjp(np.array([2.0, -2.0, 0.0]))      # L = |y - e_2|^2: move mass from item 0 to 1
     array([ 0.1, -0.1,  0. ])
     """
-    op = InterpolationOp(solver, _positive(lam, "lam"))
+    op = InterpolationOp(solver, check_positive(lam, name="lam"))
 
     def bind(theta: Any) -> Bound:
         theta, _, out_dtype = check_scores(theta)
         return Bound(op, (theta,), out_dtype)
 
-    return _public(bind, f"interpolation({_solver_name(solver)})", interpolation.__doc__)
+    return _public(bind, f"interpolation({solver_name(solver)})", interpolation.__doc__)
 
 
 # ---------------------------------------------------------------------------------
@@ -211,24 +217,24 @@ def _bind_relaxation(relaxation: Callable[..., Any], theta: Any) -> Bound:
 
 @dataclass(frozen=True)
 class StraightThroughOp(Op):
+    """Inputs ``(θ, *the relaxation's other inputs)``; the relaxation's Op is bound once."""
+
     solver: Callable[..., Any]
-    relaxation: Callable[..., Any]
+    relaxation: Op
     name: ClassVar[str] = "straight_through"
 
-    def forward(self, theta: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
+    def forward(self, theta: Any, *extra: Any, xp: Any) -> tuple[Any, tuple[Any, ...]]:
         y = xp.astype(self.solver(theta), theta.dtype)
-        bound = _bind_relaxation(self.relaxation, theta)
-        soft, residuals = bound.op.forward(*bound.inputs, xp=xp)
+        soft, residuals = self.relaxation.forward(theta, *extra, xp=xp)
         if tuple(soft.shape) != tuple(y.shape):
             raise ValueError(
                 f"the relaxation's output shape {tuple(soft.shape)} differs from the solver's {tuple(y.shape)}"
             )
-        return y, (theta, *residuals)
+        return y, residuals
 
     def vjp(self, residuals: tuple[Any, ...], g: Any, *, xp: Any) -> tuple[Any | None, ...]:
-        theta, rest = residuals[0], residuals[1:]
-        op = _bind_relaxation(self.relaxation, theta).op  # the same (static) op as in forward
-        return (op.vjp(tuple(rest), g, xp=xp)[0],)
+        grads = self.relaxation.vjp(residuals, g, xp=xp)
+        return (grads[0], *([None] * (len(grads) - 1)))
 
 
 def straight_through(solver: Callable[..., Any], relaxation: Callable[..., Any]) -> OpFunction:
@@ -236,27 +242,28 @@ def straight_through(solver: Callable[..., Any], relaxation: Callable[..., Any])
 
     ``relaxation`` is a dopt function with the solver's output shape, or a
     ``functools.partial`` binding its parameters (e.g.
-    ``functools.partial(dc.relax.softmax, ...)``).
+    ``functools.partial(dc.relax.softmax, tau=0.5)``). It is bound once per call, so a
+    stochastic relaxation draws its noise once; its other array inputs receive no
+    gradient.
 
     Example
     -------
     >>> import functools, numpy as np, dopt_core as dc
-    >>> Z = np.random.default_rng(0).gumbel(size=(1000, 3))
-    >>> soft = functools.partial(dc.perturbed(dc.solvers.argmax, num_samples=1000, noise="gumbel"), noise=Z)
-    >>> f = dc.straight_through(dc.solvers.argmax, soft)
-    >>> f(np.array([0.0, 2.0, 1.0]))                       # exact forward
+    >>> f = dc.straight_through(dc.solvers.argmax, functools.partial(dc.relax.softmax, tau=0.5))
+    >>> y, vjp = dc.value_and_vjp(f, np.array([0.0, 2.0, 1.0]))
+    >>> y                                                   # exact forward
     array([0., 1., 0.])
     """
     if not callable(solver):
         raise TypeError(f"solver must be callable, got {type(solver).__name__}")
-    op = StraightThroughOp(solver, relaxation)
 
     def bind(theta: Any) -> Bound:
         theta, _, out_dtype = check_scores(theta)
-        _bind_relaxation(relaxation, theta)  # validates the relaxation eagerly
-        return Bound(op, (theta,), out_dtype)
+        relaxed = _bind_relaxation(relaxation, theta)
+        op = StraightThroughOp(solver, relaxed.op)
+        return Bound(op, (relaxed.inputs[0], *relaxed.inputs[1:]), out_dtype)
 
-    return _public(bind, f"straight_through({_solver_name(solver)})", straight_through.__doc__)
+    return _public(bind, f"straight_through({solver_name(solver)})", straight_through.__doc__)
 
 
 # ---------------------------------------------------------------------------------
@@ -323,10 +330,10 @@ def imle(
         solver, sigma=sigma, num_samples=num_samples, noise=law, multiplicative=False,
         antithetic=False, chunk_size=chunk_size, event_ndim=event_ndim, require_score=False,
     )
-    op = IMLEOp(p, _positive(lam, "lam"), check_flag(two_sided, name="two_sided"))
+    op = IMLEOp(p, check_positive(lam, name="lam"), check_flag(two_sided, name="two_sided"))
 
     def bind(theta: Any, *, rng: Any = None, noise: Any = None) -> Bound:
         theta, z, out_dtype = p.bind_theta_noise(theta, rng, noise)
         return Bound(op, (theta, z), out_dtype)
 
-    return _public(bind, f"imle({_solver_name(solver)})", imle.__doc__)
+    return _public(bind, f"imle({solver_name(solver)})", imle.__doc__)

@@ -66,7 +66,9 @@ class CupyBackend(Backend):
                 return gen.random(shape, dtype=dtype)
             if kind in ("exponential", "gumbel"):
                 e = gen.standard_exponential(shape, dtype=dtype)
-                return e if kind == "exponential" else -cupy.log(e)
+                if kind == "exponential":
+                    return e
+                return -cupy.log(cupy.maximum(e, cupy.finfo(dtype).tiny))  # E may round to 0
         return super().draw(rng, kind, shape, like=like)
 
     def standard_gamma(self, rng: Any, concentration: float, shape: Sequence[int], *, like: Any) -> Any:

@@ -60,8 +60,9 @@ class JaxBackend(Backend):
             return jax.random.uniform(key, shape, dtype)
         if kind == "exponential":
             return jax.random.exponential(key, shape, dtype)
-        if kind == "gumbel":
-            return -jnp.log(jax.random.exponential(key, shape, dtype))
+        if kind == "gumbel":  # -log(E); E can round to 0 in float32: clamp to the smallest normal
+            e = jax.random.exponential(key, shape, dtype)
+            return -jnp.log(jnp.maximum(e, jnp.finfo(dtype).tiny))
         return super().draw(rng, kind, shape, like=like)
 
     def standard_gamma(self, rng: Any, concentration: float, shape: Sequence[int], *, like: Any) -> Any:

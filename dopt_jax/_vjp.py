@@ -14,6 +14,19 @@ import jax
 import jax.numpy as jnp
 
 
+@jax.custom_jvp
+def _first_order_only(x: Any) -> Any:
+    return x
+
+
+@_first_order_only.defjvp
+def _refuse_second_order(primals: Any, tangents: Any) -> Any:
+    raise NotImplementedError(
+        "dopt's explicit VJPs are first-order: second derivatives (jax.hessian, grad of grad, "
+        "jvp of a gradient) of dopt layers are not supported"
+    )
+
+
 def _make(op: Any) -> Any:
     @jax.custom_vjp
     def f(*inputs: Any) -> Any:
@@ -23,7 +36,8 @@ def _make(op: Any) -> Any:
         return op.forward(*inputs, xp=jnp)
 
     def bwd(residuals: Any, g: Any) -> Any:
-        return tuple(op.vjp(residuals, g, xp=jnp))
+        # residuals are constants to the VJP: differentiating it again would drop terms
+        return tuple(None if v is None else _first_order_only(v) for v in op.vjp(residuals, g, xp=jnp))
 
     f.defvjp(fwd, bwd)
     return f

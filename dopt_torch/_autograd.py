@@ -2,7 +2,8 @@
 
 The forward runs ``op.forward`` on torch tensors (on their device); the backward runs
 ``op.vjp`` — the core's explicit VJP — on the saved residuals. Nothing of the Op's
-math lives here.
+math lives here. The VJPs are first-order: the residuals they use are constants, so
+differentiating a backward pass again would silently drop terms; it raises instead.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 
 import torch
 from array_api_compat import torch as torch_xp
+from torch.autograd.function import once_differentiable
 
 
 def _fresh(t: Any, taken: tuple[Any, ...]) -> Any:
@@ -42,6 +44,7 @@ class OpFunction(torch.autograd.Function):
         ctx.save_for_backward(*residuals)
 
     @staticmethod
+    @once_differentiable  # the explicit VJPs are first-order: double backward raises, never lies
     def backward(ctx: Any, g: Any, *unused: Any) -> Any:
         residuals = tuple(ctx.saved_tensors)
         grads = ctx.op.vjp(residuals, g, xp=torch_xp)

@@ -71,7 +71,9 @@ class TorchBackend(Backend):
             return torch.rand(shape, generator=gen, **kw)
         if kind in ("exponential", "gumbel"):
             e = torch.empty(shape, **kw).exponential_(generator=gen)
-            return e if kind == "exponential" else -torch.log(e)
+            if kind == "exponential":
+                return e
+            return -torch.log(e.clamp_min(torch.finfo(like.dtype).tiny))  # E may round to 0
         return super().draw(rng, kind, shape, like=like)  # raises the unknown-kind error
 
     def standard_gamma(self, rng: Any, concentration: float, shape: Sequence[int], *, like: Any) -> Any:

@@ -6,12 +6,24 @@ Each check raises ``TypeError`` (wrong kind of object or dtype) or ``ValueError`
 
 from __future__ import annotations
 
+import functools
+import math
+import numbers
 import operator
+from collections.abc import Callable
 from typing import Any
 
 from ..backend import backend_for
 
-__all__ = ["check_flag", "check_int", "check_same_device", "check_scores"]
+__all__ = [
+    "check_flag",
+    "check_int",
+    "check_positive",
+    "check_same_device",
+    "check_scores",
+    "solver_event_ndim",
+    "solver_name",
+]
 
 
 def check_scores(
@@ -86,3 +98,29 @@ def check_same_device(arrays: dict[str, Any]) -> None:
             continue
         if not b0.same_device(d0, b.device(a)):
             raise ValueError(f"{name} is on device {b.device(a)} but {first_name} is on {d0}")
+
+
+def check_positive(value: Any, *, name: str) -> float:
+    """A finite real number > 0 (Python or NumPy scalar), returned as a float."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite positive number, got {value!r}")
+    return float(value)
+
+
+def _unwrap(solver: Callable[..., Any]) -> Any:
+    while isinstance(solver, functools.partial):
+        solver = solver.func
+    return solver
+
+
+def solver_event_ndim(solver: Callable[..., Any], event_ndim: int | None = None) -> int:
+    """Trailing axes of θ forming one instance: ``event_ndim`` if given (>= 1), else
+    the solver's ``event_ndim`` attribute (through ``functools.partial``), else 1."""
+    if event_ndim is not None:
+        return check_int(event_ndim, name="event_ndim", low=1)
+    return int(getattr(_unwrap(solver), "event_ndim", 1))
+
+
+def solver_name(solver: Callable[..., Any]) -> str:
+    f = _unwrap(solver)
+    return getattr(f, "__name__", type(f).__name__)
