@@ -33,7 +33,7 @@ def _smooth(name: str, fn: Any, make: Any, *, native: bool = True, dtypes: tuple
 
 
 # one small batched shape for every case: JAX compiles each primitive once per shape
-_B = (2, 5)
+_B = (2, 4)
 
 # --- simplex ---------------------------------------------------------------------------
 _smooth("relax.softmax", R.softmax, _normal(_B, tau=0.7))
@@ -58,7 +58,7 @@ _smooth("relax.gumbel_softmax", _gumbel_softmax_with_noise, _gumbel_inputs(False
 # hard=True: straight-through, so the explicit VJP is not the derivative of the forward
 _smooth("relax.gumbel_softmax[hard]", _gumbel_softmax_with_noise, _gumbel_inputs(True), native=False)
 
-# --- sorting networks (n = 5: bitonic drops 3 of 8 wires) ------------------------------
+# --- sorting networks (n = 4) ------------------------------------------
 _smooth("relax.network_sort[bitonic,logistic_phi]", R.network_sort,
         _normal(_B, network="bitonic", sigmoid="logistic_phi", steepness=3.0))
 _smooth("relax.network_permutation[odd_even,cauchy]", R.network_permutation,
@@ -69,3 +69,36 @@ _smooth("relax.soft_top_k[bitonic,cauchy]", R.soft_top_k, _normal(_B, k=2, steep
 _smooth("relax.soft_sort[l2]", R.soft_sort, _normal(_B, 2.0, regularization_strength=0.5), native=False)
 _smooth("relax.soft_rank[kl,descending]", R.soft_rank,
         _normal(_B, 2.0, regularization="kl", descending=True), native=False)
+
+# --- relaxed control flow and the permutation loss -------------------------------------
+def _arrays(*makers: Callable[[np.random.Generator, tuple[int, ...]], np.ndarray], **kwargs: Any
+            ) -> Callable[[np.random.Generator, np.dtype], Inputs]:
+    def make(rng: np.random.Generator, dtype: np.dtype) -> Inputs:
+        return tuple(m(rng, _B).astype(dtype) for m in makers), dict(kwargs)
+
+    return make
+
+
+def _gauss(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    return rng.normal(size=shape)
+
+
+def _prob(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    return rng.uniform(0.05, 0.95, size=shape)
+
+
+_smooth("relax.soft_compare[cauchy]", R.soft_compare, _arrays(_gauss, _gauss, beta=2.0, distribution="cauchy"))
+_smooth("relax.soft_if", R.soft_if, _arrays(_prob, _gauss, _gauss))
+_smooth("relax.soft_min[pair]", R.soft_min, _arrays(_gauss, _gauss, beta=2.0))
+_smooth("relax.soft_max[vector]", R.soft_max, _normal(_B, beta=2.0))
+_smooth("relax.soft_argmin", R.soft_argmin, _normal(_B, beta=2.0))
+
+
+def _loss_inputs(rng: np.random.Generator, dtype: np.dtype) -> Inputs:
+    n = _B[-1]
+    P = np.asarray(R.network_permutation(rng.normal(size=(_B[0], n)), steepness=2.0), dtype=dtype)
+    ranks = np.stack([rng.permutation(n) + 1 for _ in range(_B[0])]).astype(dtype)
+    return (P, ranks), {"reduction": "none"}
+
+
+_smooth("relax.permutation_loss", R.permutation_loss, _loss_inputs)
