@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import itertools
 
@@ -96,9 +97,8 @@ def test_every_layer_is_doubly_stochastic() -> None:
 
     full = nw._layers("bitonic", 6)
     for L in range(1, full.num_layers + 1):
-        sub = nw._Layers(6, full.ia[:L], full.ib[:L], full.dmn[:L], full.dmx[:L], full.src[:L], full.back[:L],
-                         full.counts[:L])
-        P, _ = nw.NetworkPermutationOp.__new__(nw.NetworkPermutationOp), None
+        sub = dataclasses.replace(full, **{f: getattr(full, f)[:L] for f in
+                                           ("ia", "ib", "dmn", "dmx", "src", "back", "counts", "partner", "sel", "asc")})
         idx = nw._Idx(sub, x, np)
         spec = nw._Spec("bitonic", 2.0, "logistic", 0.25)
         _, alphas, _, _ = nw._values_forward(x, spec, idx, xp=np)

@@ -92,6 +92,9 @@ class _Layers:
     src: np.ndarray
     back: np.ndarray
     counts: tuple[int, ...]
+    partner: np.ndarray = None  # type: ignore[assignment]
+    sel: np.ndarray = None  # type: ignore[assignment]
+    asc: np.ndarray = None  # type: ignore[assignment]
 
     @property
     def num_layers(self) -> int:
@@ -112,12 +115,18 @@ def _layers(network: str, n: int) -> _Layers:
     ib, dmn, dmx = ia.copy(), ia.copy(), ia.copy()
     src = np.tile(np.arange(n, dtype=np.int64), (L, 1))
     back = src.copy()
+    partner = src.copy()
+    sel = np.zeros((L, n), np.int64)
+    asc = np.zeros((L, C))
     for l, layer in enumerate(comps):
         for c, (a, b, wmin, wmax) in enumerate(layer):
             ia[l, c], ib[l, c], dmn[l, c], dmx[l, c] = a, b, wmin, wmax
             src[l, wmin], src[l, wmax] = n + c, n + C + c
             back[l, a], back[l, b] = n + c, n + C + c
-    return _Layers(n, ia, ib, dmn, dmx, src, back, tuple(len(c) for c in comps))
+            partner[l, a], partner[l, b] = b, a
+            sel[l, a] = sel[l, b] = 1 + c
+            asc[l, c] = float(wmin == a)
+    return _Layers(n, ia, ib, dmn, dmx, src, back, tuple(len(c) for c in comps), partner, sel, asc)
 
 
 def sorting_network_layers(network: str, n: int) -> list[list[tuple[int, int, int, int]]]:
@@ -149,6 +158,8 @@ class _Idx:
         self.ia, self.ib = conv(lay.ia), conv(lay.ib)
         self.dmn, self.dmx = conv(lay.dmn), conv(lay.dmx)
         self.src, self.back = conv(lay.src), conv(lay.back)
+        self.partner, self.sel = conv(lay.partner), conv(lay.sel)
+        self.asc = [xp.asarray(row, dtype=like.dtype, device=dev) for row in lay.asc]
         self.L, self.C, self.n = lay.num_layers, lay.width, lay.n
 
 
@@ -261,8 +272,19 @@ def _eye_batch(x: Any, n: int, *, xp: Any) -> Any:
     return xp.broadcast_to(eye, (*x.shape[:-1], n, n))
 
 
+def _partner_coef(alpha: Any, l: int, idx: _Idx, *, xp: Any) -> Any:
+    """Per-wire weight of the partner wire in layer l: ``1-α`` (ascending comparator), ``α``
+    (descending comparator) or 0 (pass-through); shape ``(..., n)``."""
+    cp = alpha + idx.asc[l] * (1 - 2 * alpha)
+    zero = xp.zeros((*alpha.shape[:-1], 1), dtype=alpha.dtype, device=device(alpha))
+    return xp.take(xp.concat([zero, cp], axis=alpha.ndim - 1), idx.sel[l], axis=alpha.ndim - 1)
+
+
 @dataclass(frozen=True)
 class NetworkPermutationOp(Op):
+    """P is built transposed, ``Q = Pᵀ`` (rows = wires), so that every layer is one gather of
+    whole rows: ``Q ← Q + c ⊙ (Q[partner] - Q)`` with ``c`` the partner weight per wire."""
+
     spec: _Spec
     n: int
     name: ClassVar[str] = "network_permutation"
@@ -270,34 +292,32 @@ class NetworkPermutationOp(Op):
     def forward(self, x: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
         idx = _Idx(_layers(self.spec.network, self.n), x, xp)
         _, alphas, dalphas, deltas = _values_forward(x, self.spec, idx, xp=xp)
-        X = _eye_batch(x, self.n, xp=xp)
-        ax = X.ndim - 1
+        Q = _eye_batch(x, self.n, xp=xp)
+        ax = Q.ndim - 2
         diffs = []
         for l in range(idx.L):
-            al = xp.expand_dims(alphas[l], axis=-2)
-            aX = xp.take(X, idx.ia[l], axis=ax)
-            bX = xp.take(X, idx.ib[l], axis=ax)
-            w_min = al * aX + (1 - al) * bX
-            w_max = (1 - al) * aX + al * bX
-            X = xp.take(xp.concat([X, w_min, w_max], axis=ax), idx.src[l], axis=ax)
-            diffs.append(aX - bX)
+            E = xp.take(Q, idx.partner[l], axis=ax) - Q
+            diffs.append(xp.take(E, idx.ia[l], axis=ax))  # Q[b] - Q[a] per comparator
+            Q = Q + xp.expand_dims(_partner_coef(alphas[l], l, idx, xp=xp), axis=-1) * E
         res = tuple(_stack(r, x, idx.C, xp=xp) for r in (alphas, dalphas, deltas))
-        D = xp.stack(diffs, axis=-3) if diffs else xp.zeros((*x.shape[:-1], 0, self.n, 0), dtype=x.dtype,
-                                                             device=device(x))
-        return X * 1 if idx.L == 0 else X, (*res, D)
+        # one residual per layer (no stacking copy): Q[b] - Q[a] for each comparator
+        return xp.matrix_transpose(Q), (*res, *diffs)
 
     def vjp(self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any) -> tuple[Any | None, ...]:
         idx = _Idx(_layers(self.spec.network, self.n), cotangent, xp)
         alpha, dalpha, delta = (_unstack(r, idx.L) for r in residuals[:3])
-        D = residuals[3]
-        H = cotangent
-        ax = H.ndim - 1
+        D = residuals[3:]
+        H = xp.matrix_transpose(cotangent)  # cotangent of Q
+        ax = H.ndim - 2
         g = xp.zeros(cotangent.shape[:-1], dtype=cotangent.dtype, device=device(cotangent))
         for l in range(idx.L - 1, -1, -1):
-            al = xp.expand_dims(alpha[l], axis=-2)
-            H_new, H_mn, H_mx = _mix_t(H, al, idx.dmn[l], idx.dmx[l], idx.back[l], ax, xp=xp)
-            g_alpha = xp.sum(D[..., l, :, :] * (H_mn - H_mx), axis=-2)
-            H = H_new
+            cp = xp.expand_dims(_partner_coef(alpha[l], l, idx, xp=xp), axis=-1)
+            # Q_new[w] = Q[w] + c_w (Q[p(w)] - Q[w]), c shared by the two wires of a comparator,
+            # so H_prev = H + c (H[p] - H) and d<H, Q_new>/dc = Σ_j (H[a] - H[b]) (Q[b] - Q[a])
+            E = xp.take(H, idx.partner[l], axis=ax) - H
+            g_c = xp.sum(xp.take(E, idx.ib[l], axis=ax) * D[l], axis=-1)
+            g_alpha = g_c * (1 - 2 * idx.asc[l])  # c = α + asc (1 - 2α)
+            H = H + cp * E
             g = _values_backward_step(g, l, alpha[l], dalpha[l], delta[l], g_alpha, idx, xp=xp)
         return (g,)
 
