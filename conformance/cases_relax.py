@@ -61,9 +61,15 @@ _smooth("relax.gumbel_softmax[hard]", _gumbel_softmax_with_noise, _gumbel_inputs
 # --- sorting networks (n = 4) ------------------------------------------
 _smooth("relax.network_sort[bitonic,logistic_phi]", R.network_sort,
         _normal(_B, network="bitonic", sigmoid="logistic_phi", steepness=3.0))
+# P and top-k: float64 only, to bound the suite's time (JAX compiles every primitive per
+# dtype); their float32 paths share network_sort's code and are covered by the unit tests
+_F64 = ("float64",)
 _smooth("relax.network_permutation[odd_even,cauchy]", R.network_permutation,
-        _normal(_B, network="odd_even", sigmoid="cauchy", steepness=3.0))
-_smooth("relax.soft_top_k[bitonic,cauchy]", R.soft_top_k, _normal(_B, k=2, steepness=3.0))
+        _normal(_B, network="odd_even", sigmoid="cauchy", steepness=3.0), dtypes=_F64)
+# bitonic P runs block-diagonal on padded wires: n = 3 pads one wire
+_smooth("relax.network_permutation[bitonic,optimal]", R.network_permutation,
+        _normal((2, 3), network="bitonic", sigmoid="optimal", steepness=3.0), dtypes=_F64)
+_smooth("relax.soft_top_k[bitonic,cauchy]", R.soft_top_k, _normal(_B, k=2, steepness=3.0), dtypes=_F64)
 
 # --- soft sort / rank (host PAV forward: no native autodiff through it) ----------------
 _smooth("relax.soft_sort[l2]", R.soft_sort, _normal(_B, 2.0, regularization_strength=0.5), native=False)

@@ -129,6 +129,58 @@ def _layers(network: str, n: int) -> _Layers:
     return _Layers(n, ia, ib, dmn, dmx, src, back, tuple(len(c) for c in comps), partner, sel, asc)
 
 
+@dataclass(frozen=True)
+class _BitonicBlocks:
+    """Block-diagonal schedule of the bitonic permutation (padded wires, ``n2 = 2^N``).
+
+    During block ``b`` wires only interact inside aligned groups of ``g = 2^(b+1)``
+    padded wires, so ``Q = Pᵀ`` is block-diagonal with ``n2/g`` blocks of ``g × g``: each
+    kept layer ``l`` lists its group size, the partner of each row inside a group
+    (``r XOR m``), the rows holding the lower/upper wire of each pair, and for each
+    comparator slot the flat ``(group, pair)`` index of its pair.
+    """
+
+    n2: int
+    off: int
+    group: tuple[int, ...]
+    p_local: tuple[np.ndarray, ...]
+    rows_a: tuple[np.ndarray, ...]
+    rows_b: tuple[np.ndarray, ...]
+    flat: tuple[np.ndarray, ...]
+
+
+@functools.lru_cache(maxsize=64)
+def _bitonic_blocks(n: int) -> _BitonicBlocks:
+    lay = _layers("bitonic", n)
+    N = math.ceil(math.log2(n)) if n > 1 else 0
+    n2, off = 2**N, 2**N - n
+    group, p_local, rows_a, rows_b, flat = [], [], [], [], []
+    l = 0
+    for block in range(N):
+        for layer in range(block + 1):
+            m = 2 ** (block - layer)
+            g = 2 ** (block + 1)
+            if l >= lay.num_layers or not np.any(lay.ib[l, : lay.counts[l]] - lay.ia[l, : lay.counts[l]] == m) or \
+                    ((lay.ia[l, 0] + off) // g != (lay.ib[l, 0] + off) // g):
+                raise AssertionError("bitonic schedule out of step with the comparator list")
+            r = np.arange(g)
+            ra = r[(r & m) == 0]
+            pos = {int(v): k for k, v in enumerate(ra)}
+            fl = np.zeros(lay.ia.shape[1], np.int64)
+            for c in range(lay.counts[l]):
+                a = int(lay.ia[l, c]) + off
+                fl[c] = (a // g) * (g // 2) + pos[a % g]
+            group.append(g)
+            p_local.append(r ^ m)
+            rows_a.append(ra)
+            rows_b.append(ra + m)
+            flat.append(fl)
+            l += 1
+    if l != lay.num_layers:
+        raise AssertionError("bitonic schedule out of step with the comparator list")
+    return _BitonicBlocks(n2, off, tuple(group), tuple(p_local), tuple(rows_a), tuple(rows_b), tuple(flat))
+
+
 def sorting_network_layers(network: str, n: int) -> list[list[tuple[int, int, int, int]]]:
     """The comparators of a network, layer by layer: ``(a, b, wire_min, wire_max)``.
 
@@ -280,6 +332,24 @@ def _partner_coef(alpha: Any, l: int, idx: _Idx, *, xp: Any) -> Any:
     return xp.take(xp.concat([zero, cp], axis=alpha.ndim - 1), idx.sel[l], axis=alpha.ndim - 1)
 
 
+def _grow_blocks(Q: Any, *, xp: Any) -> Any:
+    """``(..., 2G, h, h)`` block-diagonal → ``(..., G, 2h, 2h)`` (pairs of blocks merged)."""
+    *batch, G2, h, _ = Q.shape
+    Q = xp.reshape(Q, (*batch, G2 // 2, 2, h, h))
+    zeros = xp.zeros((*batch, G2 // 2, h, h), dtype=Q.dtype, device=device(Q))
+    top = xp.concat([Q[..., 0, :, :], zeros], axis=-1)
+    bottom = xp.concat([zeros, Q[..., 1, :, :]], axis=-1)
+    return xp.concat([top, bottom], axis=-2)
+
+
+def _shrink_blocks(H: Any, *, xp: Any) -> Any:
+    """The inverse of :func:`_grow_blocks`: keep the two diagonal sub-blocks of each block."""
+    *batch, G, g, _ = H.shape
+    h = g // 2
+    parts = xp.stack([H[..., :h, :h], H[..., h:, h:]], axis=len(batch) + 1)
+    return xp.reshape(parts, (*batch, 2 * G, h, h))
+
+
 @dataclass(frozen=True)
 class NetworkPermutationOp(Op):
     """P is built transposed, ``Q = Pᵀ`` (rows = wires), so that every layer is one gather of
@@ -290,6 +360,8 @@ class NetworkPermutationOp(Op):
     name: ClassVar[str] = "network_permutation"
 
     def forward(self, x: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
+        if self.spec.network == "bitonic" and self.n > 1:
+            return self._forward_blocks(x, xp=xp)
         idx = _Idx(_layers(self.spec.network, self.n), x, xp)
         _, alphas, dalphas, deltas = _values_forward(x, self.spec, idx, xp=xp)
         Q = _eye_batch(x, self.n, xp=xp)
@@ -303,7 +375,65 @@ class NetworkPermutationOp(Op):
         # one residual per layer (no stacking copy): Q[b] - Q[a] for each comparator
         return xp.matrix_transpose(Q), (*res, *diffs)
 
+    def _forward_blocks(self, x: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
+        """Bitonic: Q kept block-diagonal (``(..., n2/g, g, g)``), O(n · g) work per layer."""
+        idx = _Idx(_layers("bitonic", self.n), x, xp)
+        bb = _bitonic_blocks(self.n)
+        dev = device(x)
+        _, alphas, dalphas, deltas = _values_forward(x, self.spec, idx, xp=xp)
+        batch = tuple(x.shape[:-1])
+        Q = xp.ones((*batch, bb.n2, 1, 1), dtype=x.dtype, device=dev)
+        pad = xp.zeros((*batch, bb.off), dtype=x.dtype, device=dev)
+        diffs = []
+        ax = len(batch) + 1  # the row axis of (..., G, g, g)
+        for l in range(idx.L):
+            g = bb.group[l]
+            if Q.shape[-1] != g:
+                Q = _grow_blocks(Q, xp=xp)
+            cp = xp.concat([pad, _partner_coef(alphas[l], l, idx, xp=xp)], axis=len(batch))
+            cp = xp.reshape(cp, (*batch, bb.n2 // g, g, 1))
+            E = xp.take(Q, xp.asarray(bb.p_local[l], device=dev), axis=ax) - Q
+            diffs.append(xp.take(E, xp.asarray(bb.rows_a[l], device=dev), axis=ax))
+            Q = Q + cp * E
+        Q = xp.reshape(Q, (*batch, bb.n2, bb.n2))[..., bb.off:, bb.off:]
+        res = tuple(_stack(r, x, idx.C, xp=xp) for r in (alphas, dalphas, deltas))
+        return xp.matrix_transpose(Q), (*res, *diffs)
+
+    def _vjp_blocks(self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any) -> tuple[Any | None, ...]:
+        idx = _Idx(_layers("bitonic", self.n), cotangent, xp)
+        bb = _bitonic_blocks(self.n)
+        dev = device(cotangent)
+        alpha, dalpha, delta = (_unstack(r, idx.L) for r in residuals[:3])
+        D = residuals[3:]
+        batch = tuple(cotangent.shape[:-2])
+        H = xp.matrix_transpose(cotangent)
+        if bb.off:
+            zr = xp.zeros((*batch, bb.off, self.n), dtype=H.dtype, device=dev)
+            H = xp.concat([zr, H], axis=len(batch))
+            zc = xp.zeros((*batch, bb.n2, bb.off), dtype=H.dtype, device=dev)
+            H = xp.concat([zc, H], axis=len(batch) + 1)
+        H = xp.reshape(H, (*batch, 1, bb.n2, bb.n2))
+        ax = len(batch) + 1
+        g_vec = xp.zeros((*batch, self.n), dtype=cotangent.dtype, device=dev)
+        for l in range(idx.L - 1, -1, -1):
+            g = bb.group[l]
+            if H.shape[-1] != g:
+                H = _shrink_blocks(H, xp=xp)
+            cp = xp.concat([xp.zeros((*batch, bb.off), dtype=H.dtype, device=dev),
+                            _partner_coef(alpha[l], l, idx, xp=xp)], axis=len(batch))
+            cp = xp.reshape(cp, (*batch, bb.n2 // g, g, 1))
+            E = xp.take(H, xp.asarray(bb.p_local[l], device=dev), axis=ax) - H
+            g_pair = xp.sum(xp.take(E, xp.asarray(bb.rows_b[l], device=dev), axis=ax) * D[l], axis=-1)
+            g_pair = xp.reshape(g_pair, (*batch, bb.n2 // 2))
+            g_c = xp.take(g_pair, xp.asarray(bb.flat[l], device=dev), axis=len(batch))
+            g_alpha = g_c * (1 - 2 * idx.asc[l])
+            H = H + cp * E
+            g_vec = _values_backward_step(g_vec, l, alpha[l], dalpha[l], delta[l], g_alpha, idx, xp=xp)
+        return (g_vec,)
+
     def vjp(self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any) -> tuple[Any | None, ...]:
+        if self.spec.network == "bitonic" and self.n > 1:
+            return self._vjp_blocks(residuals, cotangent, xp=xp)
         idx = _Idx(_layers(self.spec.network, self.n), cotangent, xp)
         alpha, dalpha, delta = (_unstack(r, idx.L) for r in residuals[:3])
         D = residuals[3:]
