@@ -143,6 +143,7 @@ class _BitonicBlocks:
     n2: int
     off: int
     group: tuple[int, ...]
+    stride: tuple[int, ...]
     p_local: tuple[np.ndarray, ...]
     rows_a: tuple[np.ndarray, ...]
     rows_b: tuple[np.ndarray, ...]
@@ -154,7 +155,7 @@ def _bitonic_blocks(n: int) -> _BitonicBlocks:
     lay = _layers("bitonic", n)
     N = math.ceil(math.log2(n)) if n > 1 else 0
     n2, off = 2**N, 2**N - n
-    group, p_local, rows_a, rows_b, flat = [], [], [], [], []
+    group, stride, p_local, rows_a, rows_b, flat = [], [], [], [], [], []
     l = 0
     for block in range(N):
         for layer in range(block + 1):
@@ -171,6 +172,7 @@ def _bitonic_blocks(n: int) -> _BitonicBlocks:
                 a = int(lay.ia[l, c]) + off
                 fl[c] = (a // g) * (g // 2) + pos[a % g]
             group.append(g)
+            stride.append(m)
             p_local.append(r ^ m)
             rows_a.append(ra)
             rows_b.append(ra + m)
@@ -178,7 +180,7 @@ def _bitonic_blocks(n: int) -> _BitonicBlocks:
             l += 1
     if l != lay.num_layers:
         raise AssertionError("bitonic schedule out of step with the comparator list")
-    return _BitonicBlocks(n2, off, tuple(group), tuple(p_local), tuple(rows_a), tuple(rows_b), tuple(flat))
+    return _BitonicBlocks(n2, off, tuple(group), tuple(stride), tuple(p_local), tuple(rows_a), tuple(rows_b), tuple(flat))
 
 
 def sorting_network_layers(network: str, n: int) -> list[list[tuple[int, int, int, int]]]:
@@ -385,16 +387,19 @@ class NetworkPermutationOp(Op):
         Q = xp.ones((*batch, bb.n2, 1, 1), dtype=x.dtype, device=dev)
         pad = xp.zeros((*batch, bb.off), dtype=x.dtype, device=dev)
         diffs = []
-        ax = len(batch) + 1  # the row axis of (..., G, g, g)
         for l in range(idx.L):
             g = bb.group[l]
             if Q.shape[-1] != g:
                 Q = _grow_blocks(Q, xp=xp)
+            m = bb.stride[l]
             cp = xp.concat([pad, _partner_coef(alphas[l], l, idx, xp=xp)], axis=len(batch))
-            cp = xp.reshape(cp, (*batch, bb.n2 // g, g, 1))
-            E = xp.take(Q, xp.asarray(bb.p_local[l], device=dev), axis=ax) - Q
-            diffs.append(xp.take(E, xp.asarray(bb.rows_a[l], device=dev), axis=ax))
-            Q = Q + cp * E
+            c = xp.reshape(cp, (*batch, bb.n2 // g, g // (2 * m), 2, m, 1))[..., 0, :, :]
+            # rows of each group as (pairs of m-blocks): a-rows at [..., 0, :, :], b-rows at [..., 1, :, :]
+            Qr = xp.reshape(Q, (*batch, bb.n2 // g, g // (2 * m), 2, m, g))
+            Qa, Qb = Qr[..., 0, :, :], Qr[..., 1, :, :]
+            D = Qb - Qa
+            diffs.append(D)
+            Q = xp.reshape(xp.stack([Qa + c * D, Qb - c * D], axis=len(batch) + 2), (*batch, bb.n2 // g, g, g))
         Q = xp.reshape(Q, (*batch, bb.n2, bb.n2))[..., bb.off:, bb.off:]
         res = tuple(_stack(r, x, idx.C, xp=xp) for r in (alphas, dalphas, deltas))
         return xp.matrix_transpose(Q), (*res, *diffs)
@@ -413,21 +418,23 @@ class NetworkPermutationOp(Op):
             zc = xp.zeros((*batch, bb.n2, bb.off), dtype=H.dtype, device=dev)
             H = xp.concat([zc, H], axis=len(batch) + 1)
         H = xp.reshape(H, (*batch, 1, bb.n2, bb.n2))
-        ax = len(batch) + 1
         g_vec = xp.zeros((*batch, self.n), dtype=cotangent.dtype, device=dev)
+        zpad = xp.zeros((*batch, bb.off), dtype=H.dtype, device=dev)
         for l in range(idx.L - 1, -1, -1):
             g = bb.group[l]
             if H.shape[-1] != g:
                 H = _shrink_blocks(H, xp=xp)
-            cp = xp.concat([xp.zeros((*batch, bb.off), dtype=H.dtype, device=dev),
-                            _partner_coef(alpha[l], l, idx, xp=xp)], axis=len(batch))
-            cp = xp.reshape(cp, (*batch, bb.n2 // g, g, 1))
-            E = xp.take(H, xp.asarray(bb.p_local[l], device=dev), axis=ax) - H
-            g_pair = xp.sum(xp.take(E, xp.asarray(bb.rows_b[l], device=dev), axis=ax) * D[l], axis=-1)
-            g_pair = xp.reshape(g_pair, (*batch, bb.n2 // 2))
+            m = bb.stride[l]
+            cp = xp.concat([zpad, _partner_coef(alpha[l], l, idx, xp=xp)], axis=len(batch))
+            c = xp.reshape(cp, (*batch, bb.n2 // g, g // (2 * m), 2, m, 1))[..., 0, :, :]
+            Hr = xp.reshape(H, (*batch, bb.n2 // g, g // (2 * m), 2, m, g))
+            Ha, Hb = Hr[..., 0, :, :], Hr[..., 1, :, :]
+            dH = Ha - Hb
+            # Q_new[a] = Q[a] + c D, Q_new[b] = Q[b] - c D with D = Q[b] - Q[a]
+            g_pair = xp.reshape(xp.sum(dH * D[l], axis=-1), (*batch, bb.n2 // 2))
             g_c = xp.take(g_pair, xp.asarray(bb.flat[l], device=dev), axis=len(batch))
-            g_alpha = g_c * (1 - 2 * idx.asc[l])
-            H = H + cp * E
+            g_alpha = g_c * (1 - 2 * idx.asc[l])  # c = α + asc (1 - 2α)
+            H = xp.reshape(xp.stack([Ha - c * dH, Hb + c * dH], axis=len(batch) + 2), (*batch, bb.n2 // g, g, g))
             g_vec = _values_backward_step(g_vec, l, alpha[l], dalpha[l], delta[l], g_alpha, idx, xp=xp)
         return (g_vec,)
 
