@@ -399,7 +399,8 @@ class NetworkPermutationOp(Op):
             Qa, Qb = Qr[..., 0, :, :], Qr[..., 1, :, :]
             D = Qb - Qa
             diffs.append(D)
-            Q = xp.reshape(xp.stack([Qa + c * D, Qb - c * D], axis=len(batch) + 2), (*batch, bb.n2 // g, g, g))
+            cD = c * D
+            Q = xp.reshape(xp.stack([Qa + cD, Qb - cD], axis=len(batch) + 2), (*batch, bb.n2 // g, g, g))
         Q = xp.reshape(Q, (*batch, bb.n2, bb.n2))[..., bb.off:, bb.off:]
         res = tuple(_stack(r, x, idx.C, xp=xp) for r in (alphas, dalphas, deltas))
         return xp.matrix_transpose(Q), (*res, *diffs)
@@ -431,10 +432,11 @@ class NetworkPermutationOp(Op):
             Ha, Hb = Hr[..., 0, :, :], Hr[..., 1, :, :]
             dH = Ha - Hb
             # Q_new[a] = Q[a] + c D, Q_new[b] = Q[b] - c D with D = Q[b] - Q[a]
-            g_pair = xp.reshape(xp.sum(dH * D[l], axis=-1), (*batch, bb.n2 // 2))
+            g_pair = xp.reshape(xp.vecdot(dH, D[l], axis=-1), (*batch, bb.n2 // 2))
             g_c = xp.take(g_pair, xp.asarray(bb.flat[l], device=dev), axis=len(batch))
             g_alpha = g_c * (1 - 2 * idx.asc[l])  # c = α + asc (1 - 2α)
-            H = xp.reshape(xp.stack([Ha - c * dH, Hb + c * dH], axis=len(batch) + 2), (*batch, bb.n2 // g, g, g))
+            cdH = c * dH
+            H = xp.reshape(xp.stack([Ha - cdH, Hb + cdH], axis=len(batch) + 2), (*batch, bb.n2 // g, g, g))
             g_vec = _values_backward_step(g_vec, l, alpha[l], dalpha[l], delta[l], g_alpha, idx, xp=xp)
         return (g_vec,)
 
