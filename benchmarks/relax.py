@@ -34,8 +34,9 @@ def _time(fn: Callable[[], None], repeat: int) -> float:
     return best
 
 
-def _network_step(make: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]], x: torch.Tensor,
-                  with_p: bool) -> Callable[[], None]:
+def _network_step(
+    make: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]], x: torch.Tensor, with_p: bool
+) -> Callable[[], None]:
     def step() -> None:
         xr = x.detach().requires_grad_(True)
         y, P = make(xr)
@@ -48,16 +49,22 @@ def _network_step(make: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tenso
 def bench_networks(sizes: list[int], batch: int, repeat: int) -> None:
     have = importlib.util.find_spec("diffsort") is not None
     print(f"sorting networks, batch {batch}, float32, forward+backward (best of {repeat})")
-    print(f"{'network':9s} {'n':>5s} {'with P':>6s} {'dopt ms':>9s} {'diffsort ms':>12s} {'speed-up':>9s}")
+    print(
+        f"{'network':9s} {'n':>5s} {'with P':>6s} {'dopt ms':>9s} {'diffsort ms':>12s} {'speed-up':>9s}"
+    )
     for network in ("bitonic", "odd_even"):
         # odd-even has n layers: diffsort's dense O(n^3)-per-layer products take minutes at n = 256
         for n in sizes if network == "bitonic" else [m for m in sizes if m <= 64]:
             x = torch.randn(batch, n)
             for with_p in (True, False):
+
                 def ours(t: torch.Tensor, network: str = network, with_p: bool = with_p) -> tuple:
                     if with_p:
                         return dc.relax.sorting_network(t, network=network)
-                    return dc.relax.sorting_network(t, network=network, return_permutation=False), None
+                    return dc.relax.sorting_network(
+                        t, network=network, return_permutation=False
+                    ), None
+
                 t_ours = _time(_network_step(ours, x, with_p), repeat)
                 t_ref = np.nan
                 if have:
@@ -65,8 +72,10 @@ def bench_networks(sizes: list[int], batch: int, repeat: int) -> None:
 
                     net = diffsort.DiffSortNet(network, n, steepness=10.0, distribution="cauchy")
                     t_ref = _time(_network_step(lambda t, net=net: net(t), x, with_p), repeat)
-                print(f"{network:9s} {n:5d} {str(with_p):>6s} {1e3 * t_ours:9.2f} {1e3 * t_ref:12.2f} "
-                      f"{t_ref / t_ours:9.1f}")
+                print(
+                    f"{network:9s} {n:5d} {str(with_p):>6s} {1e3 * t_ours:9.2f} {1e3 * t_ref:12.2f} "
+                    f"{t_ref / t_ours:9.1f}"
+                )
 
 
 def bench_softsort(sizes: list[int], batch: int, repeat: int) -> None:
@@ -92,7 +101,9 @@ def bench_softsort(sizes: list[int], batch: int, repeat: int) -> None:
 
                 ref = getattr(torchsort, name)
                 t_ref = _time(step(lambda t: ref(t, regularization_strength=0.1)), repeat)
-            print(f"{name:9s} {n:5d} {1e3 * t_ours:9.2f} {1e3 * t_ref:13.2f} {t_ours / t_ref:15.2f}")
+            print(
+                f"{name:9s} {n:5d} {1e3 * t_ours:9.2f} {1e3 * t_ref:13.2f} {t_ours / t_ref:15.2f}"
+            )
 
 
 def main() -> None:

@@ -24,11 +24,22 @@ from sklearn.datasets import load_digits
 import dopt_core as dc
 
 
-def make_sets(images: np.ndarray, labels: np.ndarray, num_sets: int, n: int, rng: np.random.Generator,
-              digits: int = 4) -> tuple[np.ndarray, np.ndarray]:
+def make_sets(
+    images: np.ndarray,
+    labels: np.ndarray,
+    num_sets: int,
+    n: int,
+    rng: np.random.Generator,
+    digits: int = 4,
+) -> tuple[np.ndarray, np.ndarray]:
     """``(num_sets, n, 8·8·digits)`` images of ``digits``-digit numbers and their values."""
     idx = rng.integers(0, len(labels), size=(num_sets, n, digits))
-    x = images[idx].reshape(num_sets, n, digits, 8, 8).transpose(0, 1, 3, 2, 4).reshape(num_sets, n, -1)
+    x = (
+        images[idx]
+        .reshape(num_sets, n, digits, 8, 8)
+        .transpose(0, 1, 3, 2, 4)
+        .reshape(num_sets, n, -1)
+    )
     values = (labels[idx] * 10 ** np.arange(digits - 1, -1, -1)).sum(-1)
     return x.astype(np.float32), values
 
@@ -44,22 +55,37 @@ def accuracies(scores: np.ndarray, values: np.ndarray) -> tuple[float, float]:
     return float(ok.all(-1).mean()), float(ok.mean())
 
 
-def train(steps: int = 3000, n: int = 5, batch: int = 100, network: str = "odd_even", steepness: float = 10.0,
-          sigmoid: str = "cauchy", lr: float = 10 ** -3.5 * 3, seed: int = 0, log_every: int = 0
-          ) -> tuple[float, float]:
+def train(
+    steps: int = 3000,
+    n: int = 5,
+    batch: int = 100,
+    network: str = "odd_even",
+    steepness: float = 10.0,
+    sigmoid: str = "cauchy",
+    lr: float = 10**-3.5 * 3,
+    seed: int = 0,
+    log_every: int = 0,
+) -> tuple[float, float]:
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     digits = load_digits()
     images = (digits.images / 16.0).astype(np.float32)
     perm = rng.permutation(len(images))
     train_idx, test_idx = perm[:1400], perm[1400:]
-    model = torch.nn.Sequential(torch.nn.Linear(256, 128), torch.nn.ReLU(), torch.nn.Linear(128, 64),
-                                torch.nn.ReLU(), torch.nn.Linear(64, 1))
+    model = torch.nn.Sequential(
+        torch.nn.Linear(256, 128),
+        torch.nn.ReLU(),
+        torch.nn.Linear(128, 64),
+        torch.nn.ReLU(),
+        torch.nn.Linear(64, 1),
+    )
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     for step in range(1, steps + 1):
         x, values = make_sets(images[train_idx], digits.target[train_idx], batch, n, rng)
         scores = model(torch.from_numpy(x)).squeeze(-1)  # (batch, n)
-        _, P = dc.relax.sorting_network(scores, network=network, steepness=steepness, sigmoid=sigmoid)
+        _, P = dc.relax.sorting_network(
+            scores, network=network, steepness=steepness, sigmoid=sigmoid
+        )
         ranks = torch.from_numpy(dc.solvers.rank(values.astype(np.float64)))
         loss = dc.relax.permutation_loss(P, ranks.to(P.dtype))
         opt.zero_grad()
@@ -67,14 +93,18 @@ def train(steps: int = 3000, n: int = 5, batch: int = 100, network: str = "odd_e
         opt.step()
         if log_every and step % log_every == 0:
             print(f"step {step:5d}  loss {float(loss.detach()):.4f}")
-    x, values = make_sets(images[test_idx], digits.target[test_idx], 1000, n, np.random.default_rng(seed + 1))
+    x, values = make_sets(
+        images[test_idx], digits.target[test_idx], 1000, n, np.random.default_rng(seed + 1)
+    )
     with torch.no_grad():
         scores = model(torch.from_numpy(x)).squeeze(-1).numpy()
     return accuracies(scores, values)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--n", type=int, default=5)
     ap.add_argument("--network", default="odd_even", choices=("odd_even", "bitonic"))
@@ -82,8 +112,15 @@ def main() -> None:
     ap.add_argument("--steepness", type=float, default=10.0)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    em, ew = train(args.steps, args.n, network=args.network, sigmoid=args.sigmoid, steepness=args.steepness,
-                   seed=args.seed, log_every=max(1, args.steps // 10))
+    em, ew = train(
+        args.steps,
+        args.n,
+        network=args.network,
+        sigmoid=args.sigmoid,
+        steepness=args.steepness,
+        seed=args.seed,
+        log_every=max(1, args.steps // 10),
+    )
     print(f"held-out digits, n = {args.n}: exact match {em:.3f}, element-wise {ew:.3f}")
 
 

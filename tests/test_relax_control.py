@@ -37,21 +37,38 @@ def _fd(f, x: np.ndarray, g: np.ndarray, h: float = 1e-6) -> np.ndarray:
     return out
 
 
-@pytest.mark.parametrize("module", ["dopt_core.relax._simplex", "dopt_core.relax._network", "dopt_core.relax._softsort",
-                                    "dopt_core.relax._control", "dopt_core.relax._losses", "dopt_core.relax.cdfs"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "dopt_core.relax._simplex",
+        "dopt_core.relax._network",
+        "dopt_core.relax._softsort",
+        "dopt_core.relax._control",
+        "dopt_core.relax._losses",
+        "dopt_core.relax.cdfs",
+    ],
+)
 def test_docstring_examples(module: str) -> None:
-    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.NORMALIZE_WHITESPACE)
+    result = doctest.testmod(
+        importlib.import_module(module), optionflags=doctest.NORMALIZE_WHITESPACE
+    )
     assert result.attempted > 0 and result.failed == 0
 
 
 def test_soft_compare_closed_forms_and_limits() -> None:
     a = np.array([-1.0, 0.0, 0.5, 2.0])
     np.testing.assert_allclose(soft_compare(a, 0.5, beta=3.0), expit(3.0 * (a - 0.5)), rtol=1e-14)
-    np.testing.assert_allclose(soft_compare(a, 0.5, beta=3.0, distribution="cauchy"),
-                               np.arctan(3.0 * (a - 0.5)) / np.pi + 0.5, rtol=1e-14)
+    np.testing.assert_allclose(
+        soft_compare(a, 0.5, beta=3.0, distribution="cauchy"),
+        np.arctan(3.0 * (a - 0.5)) / np.pi + 0.5,
+        rtol=1e-14,
+    )
     # asymmetric noise: Pr[d + G/beta > 0] = 1 - F(-beta d) for Gumbel G
-    np.testing.assert_allclose(soft_compare(a, 0.5, beta=3.0, distribution="gumbel_max"),
-                               1 - np.exp(-np.exp(3.0 * (a - 0.5))), rtol=1e-13)
+    np.testing.assert_allclose(
+        soft_compare(a, 0.5, beta=3.0, distribution="gumbel_max"),
+        1 - np.exp(-np.exp(3.0 * (a - 0.5))),
+        rtol=1e-13,
+    )
     for dist in ("logistic", "cauchy", "gaussian", "gumbel_min"):
         p = soft_compare(a, 0.5, beta=1e12, distribution=dist)
         np.testing.assert_allclose(p[a != 0.5], (a > 0.5)[a != 0.5].astype(float), atol=1e-9)
@@ -63,10 +80,13 @@ def test_soft_compare_monte_carlo() -> None:
     rng = np.random.default_rng(0)
     d, beta = 0.3, 2.0
     eps = rng.logistic(size=200_000)
-    assert float(soft_compare(np.array(d), 0.0, beta=beta)) == pytest.approx(np.mean(d + eps / beta > 0), abs=4e-3)
+    assert float(soft_compare(np.array(d), 0.0, beta=beta)) == pytest.approx(
+        np.mean(d + eps / beta > 0), abs=4e-3
+    )
     g = rng.gumbel(size=200_000)
-    assert float(soft_compare(np.array(d), 0.0, beta=beta, distribution="gumbel_max")) == pytest.approx(
-        np.mean(d + g / beta > 0), abs=4e-3)
+    assert float(
+        soft_compare(np.array(d), 0.0, beta=beta, distribution="gumbel_max")
+    ) == pytest.approx(np.mean(d + g / beta > 0), abs=4e-3)
 
 
 def test_vjps_match_finite_differences() -> None:
@@ -90,9 +110,13 @@ def test_vjps_match_finite_differences() -> None:
         gy = rng.normal(size=y.shape)
         grads = bound.op.vjp(res, gy, xp=np)
         for i, grad in enumerate(grads):
+
             def fi(t, i=i):
-                return fn(*args[:i], t, *args[i + 1:], **kw)
-            np.testing.assert_allclose(grad, _fd(fi, args[i], gy), atol=1e-7, err_msg=f"{fn.__name__} input {i}")
+                return fn(*args[:i], t, *args[i + 1 :], **kw)
+
+            np.testing.assert_allclose(
+                grad, _fd(fi, args[i], gy), atol=1e-7, err_msg=f"{fn.__name__} input {i}"
+            )
 
 
 def test_min_max_pairs_and_vectors() -> None:
@@ -110,7 +134,9 @@ def test_min_max_pairs_and_vectors() -> None:
     np.testing.assert_allclose(soft_min(x, beta=1e4), [0.5, 1.0], atol=1e-12)
     e = np.exp(-2.0 * x)
     np.testing.assert_allclose(soft_min(x, beta=2.0), (e * x).sum(-1) / e.sum(-1), rtol=1e-14)
-    np.testing.assert_allclose(soft_if(soft_compare(a, b, beta=1e12), a, b), np.maximum(a, b), atol=1e-9)
+    np.testing.assert_allclose(
+        soft_if(soft_compare(a, b, beta=1e12), a, b), np.maximum(a, b), atol=1e-9
+    )
 
 
 def _relaxed_odd_even_transposition(x: np.ndarray, beta: float) -> np.ndarray:
@@ -118,7 +144,10 @@ def _relaxed_odd_even_transposition(x: np.ndarray, beta: float) -> np.ndarray:
     n = len(cols)
     for t in range(n):
         for i in range(t % 2, n - 1, 2):
-            cols[i], cols[i + 1] = soft_min(cols[i], cols[i + 1], beta=beta), soft_max(cols[i], cols[i + 1], beta=beta)
+            cols[i], cols[i + 1] = (
+                soft_min(cols[i], cols[i + 1], beta=beta),
+                soft_max(cols[i], cols[i + 1], beta=beta),
+            )
     return np.stack(cols, -1)
 
 
@@ -129,7 +158,10 @@ def _relaxed_bubble_sort(x: np.ndarray, beta: float) -> tuple[np.ndarray, np.nda
     for _ in range(len(cols) - 1):
         for i in range(len(cols) - 1):
             p = soft_compare(cols[i], cols[i + 1], beta=beta)
-            cols[i], cols[i + 1] = soft_if(p, cols[i + 1], cols[i]), soft_if(p, cols[i], cols[i + 1])
+            cols[i], cols[i + 1] = (
+                soft_if(p, cols[i + 1], cols[i]),
+                soft_if(p, cols[i], cols[i + 1]),
+            )
             swaps = swaps + p
     return np.stack(cols, -1), swaps
 
@@ -139,8 +171,11 @@ def test_relaxed_bubble_sort_against_network_and_exact() -> None:
     x = rng.normal(size=(6, 7))
     # odd-even transposition sort written with soft_min/soft_max = the odd-even network
     for beta in (0.5, 3.0, 20.0):
-        np.testing.assert_allclose(_relaxed_odd_even_transposition(x, beta),
-                                   network_sort(x, network="odd_even", sigmoid="logistic", steepness=beta), atol=1e-12)
+        np.testing.assert_allclose(
+            _relaxed_odd_even_transposition(x, beta),
+            network_sort(x, network="odd_even", sigmoid="logistic", steepness=beta),
+            atol=1e-12,
+        )
     inversions = np.array([sum(r[i] > r[j] for i in range(7) for j in range(i + 1, 7)) for r in x])
     errs = []
     for beta in (1.0, 10.0, 100.0, 1e4):
@@ -159,8 +194,15 @@ def _relaxed_grid_distances(cost: np.ndarray, beta: float) -> np.ndarray:
     d[0, 0] = cost[0, 0]
     for _ in range(H * W):
         pad = np.pad(d, 1, constant_values=big)
-        neigh = np.stack([pad[1 + di:1 + di + H, 1 + dj:1 + dj + W]
-                          for di in (-1, 0, 1) for dj in (-1, 0, 1) if (di, dj) != (0, 0)], -1)
+        neigh = np.stack(
+            [
+                pad[1 + di : 1 + di + H, 1 + dj : 1 + dj + W]
+                for di in (-1, 0, 1)
+                for dj in (-1, 0, 1)
+                if (di, dj) != (0, 0)
+            ],
+            -1,
+        )
         d = cost + soft_min(neigh, beta=beta)
         d[0, 0] = cost[0, 0]
     return d
@@ -177,8 +219,13 @@ def test_relaxed_shortest_path_converges_to_dijkstra() -> None:
                 rows.append(i * W + j)
                 cols.append((i + di) * W + j + dj)
                 vals.append(cost[i + di, j + dj])
-    exact = dijkstra(csr_matrix((vals, (rows, cols)), shape=(H * W, H * W)), indices=0).reshape(H, W) + cost[0, 0]
-    errs = [np.abs(_relaxed_grid_distances(cost, beta) - exact).max() for beta in (10.0, 100.0, 1e4)]
+    exact = (
+        dijkstra(csr_matrix((vals, (rows, cols)), shape=(H * W, H * W)), indices=0).reshape(H, W)
+        + cost[0, 0]
+    )
+    errs = [
+        np.abs(_relaxed_grid_distances(cost, beta) - exact).max() for beta in (10.0, 100.0, 1e4)
+    ]
     assert errs[0] > errs[1] > errs[2] and errs[2] < 1e-2
 
 
@@ -190,14 +237,20 @@ def test_permutation_loss_closed_form_and_torch() -> None:
     T = np.eye(5)[(ranks - 1).astype(int)]
     bce = -(T * np.log(P) + (1 - T) * np.log(1 - P))
     assert float(permutation_loss(P, ranks)) == pytest.approx(bce.mean(), rel=1e-13)
-    assert float(permutation_loss(P, ranks.astype(np.int64), reduction="sum")) == pytest.approx(bce.sum(), rel=1e-13)
-    np.testing.assert_allclose(permutation_loss(P, ranks, reduction="none"), bce.mean((-2, -1)), rtol=1e-13)
+    assert float(permutation_loss(P, ranks.astype(np.int64), reduction="sum")) == pytest.approx(
+        bce.sum(), rel=1e-13
+    )
+    np.testing.assert_allclose(
+        permutation_loss(P, ranks, reduction="none"), bce.mean((-2, -1)), rtol=1e-13
+    )
     # perfect prediction: the exact permutation has zero loss
     assert float(permutation_loss(dc.solvers.permutation(x), dc.solvers.rank(x))) == 0.0
     for red in ("mean", "none"):
         y, vjp = dc.value_and_vjp(permutation_loss, P, ranks, reduction=red)
         g = rng.normal(size=np.shape(y))
-        np.testing.assert_allclose(vjp(g), _fd(lambda t: permutation_loss(t, ranks, reduction=red), P, g), atol=1e-7)
+        np.testing.assert_allclose(
+            vjp(g), _fd(lambda t: permutation_loss(t, ranks, reduction=red), P, g), atol=1e-7
+        )
     torch = pytest.importorskip("torch")
     Pt = torch.tensor(P, requires_grad=True)
     lt = torch.nn.functional.binary_cross_entropy(Pt, torch.tensor(T))
@@ -210,7 +263,13 @@ def test_permutation_loss_closed_form_and_torch() -> None:
 def test_backends(backend) -> None:
     a = backend.asarray(np.array([[0.3, -1.0, 2.0]]))
     b = backend.asarray(np.array([[1.0, -1.0, 0.0]]))
-    for y in (soft_compare(a, b), soft_if(soft_compare(a, 0.0), a, b), soft_min(a, b), soft_max(a), soft_argmin(a)):
+    for y in (
+        soft_compare(a, b),
+        soft_if(soft_compare(a, 0.0), a, b),
+        soft_min(a, b),
+        soft_max(a),
+        soft_argmin(a),
+    ):
         assert dc.backend_for(y) is dc.backend_for(a)
         assert backend.same_device(backend.device_of(y), backend.device_of(a))
 

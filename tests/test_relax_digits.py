@@ -18,7 +18,10 @@ sort_digits = importlib.import_module("sort_digits")
 
 def test_accuracy_metric() -> None:
     values = np.array([[10, 30, 20], [5, 5, 1]])
-    assert sort_digits.accuracies(np.array([[0.0, 2.0, 1.0], [0.3, 0.7, 0.1]]), values) == (1.0, 1.0)
+    assert sort_digits.accuracies(np.array([[0.0, 2.0, 1.0], [0.3, 0.7, 0.1]]), values) == (
+        1.0,
+        1.0,
+    )
     em, ew = sort_digits.accuracies(np.array([[0.0, 1.0, 2.0], [0.3, 0.7, 0.1]]), values)
     assert em == 0.5 and ew == pytest.approx(4 / 6)
 

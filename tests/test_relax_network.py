@@ -35,7 +35,9 @@ def _fd_vjp(f, x: np.ndarray, g: np.ndarray, h: float = 1e-6) -> np.ndarray:
 def _distinct(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     """Distinct values, pairwise gaps >= 0.05 in each row."""
     n = shape[-1]
-    rows = [rng.permutation(n) * 0.1 + rng.uniform(0, 0.05, n) for _ in range(int(np.prod(shape[:-1])))]
+    rows = [
+        rng.permutation(n) * 0.1 + rng.uniform(0, 0.05, n) for _ in range(int(np.prod(shape[:-1])))
+    ]
     return np.array(rows).reshape(shape) - 0.05 * n
 
 
@@ -56,7 +58,11 @@ def test_layers_are_disjoint_and_hard_network_sorts(network: str, n: int) -> Non
                 v2[lo], v2[hi] = min(v[a], v[b]), max(v[a], v[b])
             v = v2
         assert v == sorted(v)
-    expected = min(n, 1 if n == 2 else n) if network == "odd_even" else sum(b + 1 for b in range(int(np.ceil(np.log2(n)))))
+    expected = (
+        min(n, 1 if n == 2 else n)
+        if network == "odd_even"
+        else sum(b + 1 for b in range(int(np.ceil(np.log2(n)))))
+    )
     assert len(layers) == (expected if n > 1 else 0)  # odd-even n=2: the shifted layer is empty
 
 
@@ -97,8 +103,24 @@ def test_every_layer_is_doubly_stochastic() -> None:
 
     full = nw._layers("bitonic", 6)
     for L in range(1, full.num_layers + 1):
-        sub = dataclasses.replace(full, **{f: getattr(full, f)[:L] for f in
-                                           ("ia", "ib", "dmn", "dmx", "src", "back", "counts", "partner", "sel", "asc")})
+        sub = dataclasses.replace(
+            full,
+            **{
+                f: getattr(full, f)[:L]
+                for f in (
+                    "ia",
+                    "ib",
+                    "dmn",
+                    "dmx",
+                    "src",
+                    "back",
+                    "counts",
+                    "partner",
+                    "sel",
+                    "asc",
+                )
+            },
+        )
         idx = nw._Idx(sub, x, np)
         spec = nw._Spec("bitonic", 2.0, "logistic", 0.25)
         _, alphas, _, _ = nw._values_forward(x, spec, idx, xp=np)
@@ -133,10 +155,13 @@ def test_soft_top_k_is_last_columns_of_P(network: str, n: int) -> None:
     P = network_permutation(x, network=network, steepness=4.0)
     for k in (1, 3, n):
         T = soft_top_k(x, k, network=network, steepness=4.0)
-        np.testing.assert_allclose(T, P[..., n - k:], atol=1e-13)
+        np.testing.assert_allclose(T, P[..., n - k :], atol=1e-13)
     x2 = _distinct(rng, (4, n))
-    np.testing.assert_allclose(soft_top_k(x2, 3, network=network, steepness=1e12).sum(-1),
-                               dc.solvers.top_k(x2, 3), atol=1e-9)
+    np.testing.assert_allclose(
+        soft_top_k(x2, 3, network=network, steepness=1e12).sum(-1),
+        dc.solvers.top_k(x2, 3),
+        atol=1e-9,
+    )
 
 
 def _jacobian(x: np.ndarray, **kw) -> np.ndarray:
@@ -150,8 +175,11 @@ def test_monotonic_sigmoids_give_monotone_networks(network: str) -> None:
     rng = np.random.default_rng(10)
     worst = {}
     for sigmoid in ("cauchy", "reciprocal", "optimal", "logistic"):
-        worst[sigmoid] = min(_jacobian(rng.normal(size=8) * s, network=network, sigmoid=sigmoid, steepness=1.0).min()
-                             for s in (0.3, 1.0, 3.0, 10.0) for _ in range(10))
+        worst[sigmoid] = min(
+            _jacobian(rng.normal(size=8) * s, network=network, sigmoid=sigmoid, steepness=1.0).min()
+            for s in (0.3, 1.0, 3.0, 10.0)
+            for _ in range(10)
+        )
     for sigmoid in ("cauchy", "reciprocal", "optimal"):
         assert worst[sigmoid] >= -1e-12, (sigmoid, worst[sigmoid])
     assert worst["logistic"] < -1e-3  # the ICLR'22 counter-example: logistic is not monotone
@@ -171,7 +199,9 @@ def test_equals_diffsort(network: str, sigmoid: str) -> None:
         net = diffsort.DiffSortNet(network, n, steepness=6.0, distribution=sigmoid, art_lambda=0.3)
         xt = torch.tensor(x, requires_grad=True)
         yd, Pd = net(xt)
-        (gd,) = torch.autograd.grad((yd * torch.tensor(gy)).sum() + (Pd * torch.tensor(gP)).sum(), xt)
+        (gd,) = torch.autograd.grad(
+            (yd * torch.tensor(gy)).sum() + (Pd * torch.tensor(gP)).sum(), xt
+        )
         kw = dict(network=network, steepness=6.0, sigmoid=sigmoid, art_lambda=0.3)
         y, vjp_y = dc.value_and_vjp(network_sort, x, **kw)
         P, vjp_P = dc.value_and_vjp(network_permutation, x, **kw)
@@ -189,7 +219,9 @@ def test_torch_and_jax_gradients_flow(backend) -> None:
     assert dc.backend_for(P) is dc.backend_for(x)
     assert backend.same_device(backend.device_of(P), backend.device_of(x))
     assert backend.to_numpy(P).shape == (1, 4, 4)
-    g = backend.vjp(network_permutation, (x,), {"network": "bitonic"}, backend.asarray(np.ones((1, 4, 4))))
+    g = backend.vjp(
+        network_permutation, (x,), {"network": "bitonic"}, backend.asarray(np.ones((1, 4, 4)))
+    )
     np.testing.assert_allclose(backend.to_numpy(g), 0.0, atol=1e-12)  # P's entries always sum to n
 
 

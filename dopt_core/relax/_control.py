@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from .._lib._checks import check_same_device, check_scores
-from .._lib._compat import array_namespace, device
+from .._lib._compat import device
 from ..backend import backend_for
 from ..op import Bound, Op, op_function
 from . import cdfs
@@ -59,7 +59,9 @@ def _prob_greater(v: Any, beta: float, dist: str, *, xp: Any) -> tuple[Any, Any]
 def _dist(distribution: Any) -> str:
     name = check_choice(distribution, name="distribution", choices=cdfs.NAMES)
     if cdfs.get(name).raw:
-        raise ValueError(f"distribution {name!r} is not a CDF of the difference alone; use another name")
+        raise ValueError(
+            f"distribution {name!r} is not a CDF of the difference alone; use another name"
+        )
     return name
 
 
@@ -142,7 +144,13 @@ class SoftExtremumOp(Op):
 
 @op_function
 def soft_compare(
-    a: Any, b: Any, /, *, beta: float = 10.0, distribution: str = "logistic", check_finite: bool = True
+    a: Any,
+    b: Any,
+    /,
+    *,
+    beta: float = 10.0,
+    distribution: str = "logistic",
+    check_finite: bool = True,
 ) -> Bound:
     r"""Relaxed ``a > b``: the probability :math:`\Pr[a - b + \varepsilon/\beta > 0]`.
 
@@ -194,8 +202,10 @@ def _extremum(x: Any, y: Any, beta: Any, distribution: Any, check_finite: bool, 
     if y is None:
         x, _, out_dtype = check_scores(x, name="x", check_finite=check_finite)
         if distribution != "logistic":
-            raise ValueError("distribution must be 'logistic' for the min/max of a vector (softmin weights); "
-                             f"got {distribution!r}")
+            raise ValueError(
+                "distribution must be 'logistic' for the min/max of a vector (softmin weights); "
+                f"got {distribution!r}"
+            )
         return Bound(SoftExtremumOp(beta, sign, True), (x,), out_dtype)
     x, xp, out_dtype = check_scores(x, name="x", min_ndim=0, check_finite=check_finite)
     y = _as_array(y, x, name="y", xp=xp, check_finite=check_finite)
@@ -204,7 +214,13 @@ def _extremum(x: Any, y: Any, beta: Any, distribution: Any, check_finite: bool, 
 
 @op_function
 def soft_min(
-    x: Any, y: Any = None, /, *, beta: float = 10.0, distribution: str = "logistic", check_finite: bool = True
+    x: Any,
+    y: Any = None,
+    /,
+    *,
+    beta: float = 10.0,
+    distribution: str = "logistic",
+    check_finite: bool = True,
 ) -> Bound:
     r"""Relaxed minimum of a pair ``(x, y)`` or of a vector ``x`` along its last axis.
 
@@ -227,7 +243,13 @@ def soft_min(
 
 @op_function
 def soft_max(
-    x: Any, y: Any = None, /, *, beta: float = 10.0, distribution: str = "logistic", check_finite: bool = True
+    x: Any,
+    y: Any = None,
+    /,
+    *,
+    beta: float = 10.0,
+    distribution: str = "logistic",
+    check_finite: bool = True,
 ) -> Bound:
     r"""Relaxed maximum of a pair or of a vector (see :func:`soft_min`): for a pair
     :math:`(1-\alpha) x + \alpha y` with :math:`\alpha = \Pr[y > x]`, for a vector

@@ -105,13 +105,20 @@ def permutation_loss(
     backend_for(target_ranks, name="target_ranks")
     check_same_device({"P": P, "target_ranks": target_ranks})
     if tuple(target_ranks.shape) != tuple(P.shape[:-1]):
-        raise ValueError(f"target_ranks must have shape {tuple(P.shape[:-1])} (P's batch shape + (n,)), got "
-                         f"{tuple(target_ranks.shape)}")
-    if not (xp.isdtype(target_ranks.dtype, "integral") or xp.isdtype(target_ranks.dtype, "real floating")):
+        raise ValueError(
+            f"target_ranks must have shape {tuple(P.shape[:-1])} (P's batch shape + (n,)), got "
+            f"{tuple(target_ranks.shape)}"
+        )
+    if not (
+        xp.isdtype(target_ranks.dtype, "integral")
+        or xp.isdtype(target_ranks.dtype, "real floating")
+    ):
         raise TypeError(f"target_ranks must hold integers (1..n), got dtype {target_ranks.dtype}")
     ranks = xp.astype(target_ranks, P.dtype)
     if not backend_for(P).is_traced(P) and not backend_for(ranks).is_traced(ranks):
-        ok = bool(xp.all(xp.sort(ranks, axis=-1) == xp.arange(1, n + 1, dtype=P.dtype, device=device(P))))
+        ok = bool(
+            xp.all(xp.sort(ranks, axis=-1) == xp.arange(1, n + 1, dtype=P.dtype, device=device(P)))
+        )
         if not ok:
             raise ValueError("target_ranks must be a permutation of 1..n along the last axis")
         if check_finite and not bool(xp.all((P >= 0) & (P <= 1))):

@@ -31,7 +31,13 @@ from ..op import Bound, Op, op_function
 from . import cdfs
 from ._common import check_choice, check_positive, check_real
 
-__all__ = ["network_permutation", "network_sort", "soft_top_k", "sorting_network", "sorting_network_layers"]
+__all__ = [
+    "network_permutation",
+    "network_sort",
+    "soft_top_k",
+    "sorting_network",
+    "sorting_network_layers",
+]
 
 NETWORKS = ("odd_even", "bitonic")
 
@@ -118,14 +124,14 @@ def _layers(network: str, n: int) -> _Layers:
     partner = src.copy()
     sel = np.zeros((L, n), np.int64)
     asc = np.zeros((L, C))
-    for l, layer in enumerate(comps):
+    for li, layer in enumerate(comps):
         for c, (a, b, wmin, wmax) in enumerate(layer):
-            ia[l, c], ib[l, c], dmn[l, c], dmx[l, c] = a, b, wmin, wmax
-            src[l, wmin], src[l, wmax] = n + c, n + C + c
-            back[l, a], back[l, b] = n + c, n + C + c
-            partner[l, a], partner[l, b] = b, a
-            sel[l, a] = sel[l, b] = 1 + c
-            asc[l, c] = float(wmin == a)
+            ia[li, c], ib[li, c], dmn[li, c], dmx[li, c] = a, b, wmin, wmax
+            src[li, wmin], src[li, wmax] = n + c, n + C + c
+            back[li, a], back[li, b] = n + c, n + C + c
+            partner[li, a], partner[li, b] = b, a
+            sel[li, a] = sel[li, b] = 1 + c
+            asc[li, c] = float(wmin == a)
     return _Layers(n, ia, ib, dmn, dmx, src, back, tuple(len(c) for c in comps), partner, sel, asc)
 
 
@@ -134,19 +140,17 @@ class _BitonicBlocks:
     """Block-diagonal schedule of the bitonic permutation (padded wires, ``n2 = 2^N``).
 
     During block ``b`` wires only interact inside aligned groups of ``g = 2^(b+1)``
-    padded wires, so ``Q = Pᵀ`` is block-diagonal with ``n2/g`` blocks of ``g × g``: each
-    kept layer ``l`` lists its group size, the partner of each row inside a group
-    (``r XOR m``), the rows holding the lower/upper wire of each pair, and for each
-    comparator slot the flat ``(group, pair)`` index of its pair.
+    padded wires, so ``Q = Pᵀ`` is block-diagonal with ``n2/g`` blocks of ``g × g``. A
+    layer of stride ``m`` pairs row ``r`` with ``r + m`` (``r & m == 0``): viewing a
+    group's rows as ``(g/2m, 2, m)`` puts the lower rows at ``[:, 0]`` and their partners
+    at ``[:, 1]`` (slices, no gathers). Each kept layer lists its group size, its stride,
+    and for each comparator slot the flat ``(group, pair)`` index of its pair.
     """
 
     n2: int
     off: int
     group: tuple[int, ...]
     stride: tuple[int, ...]
-    p_local: tuple[np.ndarray, ...]
-    rows_a: tuple[np.ndarray, ...]
-    rows_b: tuple[np.ndarray, ...]
     flat: tuple[np.ndarray, ...]
 
 
@@ -155,32 +159,32 @@ def _bitonic_blocks(n: int) -> _BitonicBlocks:
     lay = _layers("bitonic", n)
     N = math.ceil(math.log2(n)) if n > 1 else 0
     n2, off = 2**N, 2**N - n
-    group, stride, p_local, rows_a, rows_b, flat = [], [], [], [], [], []
-    l = 0
+    group, stride, flat = [], [], []
+    li = 0
     for block in range(N):
         for layer in range(block + 1):
             m = 2 ** (block - layer)
             g = 2 ** (block + 1)
-            if l >= lay.num_layers or not np.any(lay.ib[l, : lay.counts[l]] - lay.ia[l, : lay.counts[l]] == m) or \
-                    ((lay.ia[l, 0] + off) // g != (lay.ib[l, 0] + off) // g):
+            if (
+                li >= lay.num_layers
+                or not np.any(lay.ib[li, : lay.counts[li]] - lay.ia[li, : lay.counts[li]] == m)
+                or ((lay.ia[li, 0] + off) // g != (lay.ib[li, 0] + off) // g)
+            ):
                 raise AssertionError("bitonic schedule out of step with the comparator list")
             r = np.arange(g)
             ra = r[(r & m) == 0]
             pos = {int(v): k for k, v in enumerate(ra)}
             fl = np.zeros(lay.ia.shape[1], np.int64)
-            for c in range(lay.counts[l]):
-                a = int(lay.ia[l, c]) + off
+            for c in range(lay.counts[li]):
+                a = int(lay.ia[li, c]) + off
                 fl[c] = (a // g) * (g // 2) + pos[a % g]
             group.append(g)
             stride.append(m)
-            p_local.append(r ^ m)
-            rows_a.append(ra)
-            rows_b.append(ra + m)
             flat.append(fl)
-            l += 1
-    if l != lay.num_layers:
+            li += 1
+    if li != lay.num_layers:
         raise AssertionError("bitonic schedule out of step with the comparator list")
-    return _BitonicBlocks(n2, off, tuple(group), tuple(stride), tuple(p_local), tuple(rows_a), tuple(rows_b), tuple(flat))
+    return _BitonicBlocks(n2, off, tuple(group), tuple(stride), tuple(flat))
 
 
 def sorting_network_layers(network: str, n: int) -> list[list[tuple[int, int, int, int]]]:
@@ -229,7 +233,9 @@ def _mix(v: Any, alpha: Any, ia: Any, ib: Any, src: Any, axis: int, *, xp: Any) 
     return xp.take(xp.concat([v, mn, mx], axis=axis), src, axis=axis)
 
 
-def _mix_t(h: Any, alpha: Any, dmn: Any, dmx: Any, back: Any, axis: int, *, xp: Any) -> tuple[Any, Any, Any]:
+def _mix_t(
+    h: Any, alpha: Any, dmn: Any, dmx: Any, back: Any, axis: int, *, xp: Any
+) -> tuple[Any, Any, Any]:
     """The transpose of :func:`_mix` (fixed ``alpha``); also returns ``(h_min, h_max)``."""
     h_mn = xp.take(h, dmn, axis=axis)
     h_mx = xp.take(h, dmx, axis=axis)
@@ -248,40 +254,45 @@ class _Spec:
     def alpha(self, delta: Any, *, xp: Any) -> tuple[Any, Any]:
         entry = cdfs.get(self.sigmoid)
         p = {"art_lambda": self.art_lambda}
-        return (entry.cdf_steep(delta, self.steepness, p, xp=xp),
-                entry.pdf_steep(delta, self.steepness, p, xp=xp))
+        return (
+            entry.cdf_steep(delta, self.steepness, p, xp=xp),
+            entry.pdf_steep(delta, self.steepness, p, xp=xp),
+        )
 
 
-def _values_forward(x: Any, spec: _Spec, idx: _Idx, *, xp: Any) -> tuple[Any, list[Any], list[Any], list[Any]]:
+def _values_forward(
+    x: Any, spec: _Spec, idx: _Idx, *, xp: Any
+) -> tuple[Any, list[Any], list[Any], list[Any]]:
     ax = x.ndim - 1
     alphas, dalphas, deltas = [], [], []
-    for l in range(idx.L):
-        a = xp.take(x, idx.ia[l], axis=ax)
-        b = xp.take(x, idx.ib[l], axis=ax)
+    for li in range(idx.L):
+        a = xp.take(x, idx.ia[li], axis=ax)
+        b = xp.take(x, idx.ib[li], axis=ax)
         delta = b - a
         alpha, dalpha = spec.alpha(delta, xp=xp)
         mn = alpha * a + (1 - alpha) * b
         mx = (1 - alpha) * a + alpha * b
-        x = xp.take(xp.concat([x, mn, mx], axis=ax), idx.src[l], axis=ax)
+        x = xp.take(xp.concat([x, mn, mx], axis=ax), idx.src[li], axis=ax)
         alphas.append(alpha)
         dalphas.append(dalpha)
         deltas.append(delta)
     return x, alphas, dalphas, deltas
 
 
-def _values_backward_step(g: Any, l: int, alpha: Any, dalpha: Any, delta: Any, g_alpha_extra: Any,
-                          idx: _Idx, *, xp: Any) -> Any:
+def _values_backward_step(
+    g: Any, li: int, alpha: Any, dalpha: Any, delta: Any, g_alpha_extra: Any, idx: _Idx, *, xp: Any
+) -> Any:
     """Cotangent of layer l's input from its output's cotangent ``g`` (+ a cotangent on α)."""
     ax = g.ndim - 1
-    g_mn = xp.take(g, idx.dmn[l], axis=ax)
-    g_mx = xp.take(g, idx.dmx[l], axis=ax)
+    g_mn = xp.take(g, idx.dmn[li], axis=ax)
+    g_mx = xp.take(g, idx.dmx[li], axis=ax)
     g_alpha = (g_mx - g_mn) * delta
     if g_alpha_extra is not None:
         g_alpha = g_alpha + g_alpha_extra
     g_delta = g_alpha * dalpha
     g_a = alpha * g_mn + (1 - alpha) * g_mx - g_delta
     g_b = (1 - alpha) * g_mn + alpha * g_mx + g_delta
-    return xp.take(xp.concat([g, g_a, g_b], axis=ax), idx.back[l], axis=ax)
+    return xp.take(xp.concat([g, g_a, g_b], axis=ax), idx.back[li], axis=ax)
 
 
 def _stack(items: list[Any], like: Any, C: int, *, xp: Any) -> Any:
@@ -291,14 +302,16 @@ def _stack(items: list[Any], like: Any, C: int, *, xp: Any) -> Any:
 
 
 def _unstack(a: Any, L: int) -> list[Any]:
-    return [a[..., l, :] for l in range(L)]
+    return [a[..., li, :] for li in range(L)]
 
 
-def _values_vjp(residuals: tuple[Any, ...], g: Any, idx: _Idx, g_alpha: list[Any] | None, *, xp: Any) -> Any:
+def _values_vjp(
+    residuals: tuple[Any, ...], g: Any, idx: _Idx, g_alpha: list[Any] | None, *, xp: Any
+) -> Any:
     alpha, dalpha, delta = (_unstack(r, idx.L) for r in residuals[:3])
-    for l in range(idx.L - 1, -1, -1):
-        extra = None if g_alpha is None else g_alpha[l]
-        g = _values_backward_step(g, l, alpha[l], dalpha[l], delta[l], extra, idx, xp=xp)
+    for li in range(idx.L - 1, -1, -1):
+        extra = None if g_alpha is None else g_alpha[li]
+        g = _values_backward_step(g, li, alpha[li], dalpha[li], delta[li], extra, idx, xp=xp)
     return g
 
 
@@ -326,12 +339,12 @@ def _eye_batch(x: Any, n: int, *, xp: Any) -> Any:
     return xp.broadcast_to(eye, (*x.shape[:-1], n, n))
 
 
-def _partner_coef(alpha: Any, l: int, idx: _Idx, *, xp: Any) -> Any:
+def _partner_coef(alpha: Any, li: int, idx: _Idx, *, xp: Any) -> Any:
     """Per-wire weight of the partner wire in layer l: ``1-α`` (ascending comparator), ``α``
     (descending comparator) or 0 (pass-through); shape ``(..., n)``."""
-    cp = alpha + idx.asc[l] * (1 - 2 * alpha)
+    cp = alpha + idx.asc[li] * (1 - 2 * alpha)
     zero = xp.zeros((*alpha.shape[:-1], 1), dtype=alpha.dtype, device=device(alpha))
-    return xp.take(xp.concat([zero, cp], axis=alpha.ndim - 1), idx.sel[l], axis=alpha.ndim - 1)
+    return xp.take(xp.concat([zero, cp], axis=alpha.ndim - 1), idx.sel[li], axis=alpha.ndim - 1)
 
 
 def _grow_blocks(Q: Any, *, xp: Any) -> Any:
@@ -369,10 +382,10 @@ class NetworkPermutationOp(Op):
         Q = _eye_batch(x, self.n, xp=xp)
         ax = Q.ndim - 2
         diffs = []
-        for l in range(idx.L):
-            E = xp.take(Q, idx.partner[l], axis=ax) - Q
-            diffs.append(xp.take(E, idx.ia[l], axis=ax))  # Q[b] - Q[a] per comparator
-            Q = Q + xp.expand_dims(_partner_coef(alphas[l], l, idx, xp=xp), axis=-1) * E
+        for li in range(idx.L):
+            E = xp.take(Q, idx.partner[li], axis=ax) - Q
+            diffs.append(xp.take(E, idx.ia[li], axis=ax))  # Q[b] - Q[a] per comparator
+            Q = Q + xp.expand_dims(_partner_coef(alphas[li], li, idx, xp=xp), axis=-1) * E
         res = tuple(_stack(r, x, idx.C, xp=xp) for r in (alphas, dalphas, deltas))
         # one residual per layer (no stacking copy): Q[b] - Q[a] for each comparator
         return xp.matrix_transpose(Q), (*res, *diffs)
@@ -387,25 +400,30 @@ class NetworkPermutationOp(Op):
         Q = xp.ones((*batch, bb.n2, 1, 1), dtype=x.dtype, device=dev)
         pad = xp.zeros((*batch, bb.off), dtype=x.dtype, device=dev)
         diffs = []
-        for l in range(idx.L):
-            g = bb.group[l]
+        for li in range(idx.L):
+            g = bb.group[li]
             if Q.shape[-1] != g:
                 Q = _grow_blocks(Q, xp=xp)
-            m = bb.stride[l]
-            cp = xp.concat([pad, _partner_coef(alphas[l], l, idx, xp=xp)], axis=len(batch))
+            m = bb.stride[li]
+            cp = xp.concat([pad, _partner_coef(alphas[li], li, idx, xp=xp)], axis=len(batch))
             c = xp.reshape(cp, (*batch, bb.n2 // g, g // (2 * m), 2, m, 1))[..., 0, :, :]
-            # rows of each group as (pairs of m-blocks): a-rows at [..., 0, :, :], b-rows at [..., 1, :, :]
+            # a group's rows as (pairs of m-row blocks): a-rows at [..., 0, :, :],
+            # b-rows at [..., 1, :, :]
             Qr = xp.reshape(Q, (*batch, bb.n2 // g, g // (2 * m), 2, m, g))
             Qa, Qb = Qr[..., 0, :, :], Qr[..., 1, :, :]
             D = Qb - Qa
             diffs.append(D)
             cD = c * D
-            Q = xp.reshape(xp.stack([Qa + cD, Qb - cD], axis=len(batch) + 2), (*batch, bb.n2 // g, g, g))
-        Q = xp.reshape(Q, (*batch, bb.n2, bb.n2))[..., bb.off:, bb.off:]
+            Q = xp.reshape(
+                xp.stack([Qa + cD, Qb - cD], axis=len(batch) + 2), (*batch, bb.n2 // g, g, g)
+            )
+        Q = xp.reshape(Q, (*batch, bb.n2, bb.n2))[..., bb.off :, bb.off :]
         res = tuple(_stack(r, x, idx.C, xp=xp) for r in (alphas, dalphas, deltas))
         return xp.matrix_transpose(Q), (*res, *diffs)
 
-    def _vjp_blocks(self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any) -> tuple[Any | None, ...]:
+    def _vjp_blocks(
+        self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any
+    ) -> tuple[Any | None, ...]:
         idx = _Idx(_layers("bitonic", self.n), cotangent, xp)
         bb = _bitonic_blocks(self.n)
         dev = device(cotangent)
@@ -421,23 +439,27 @@ class NetworkPermutationOp(Op):
         H = xp.reshape(H, (*batch, 1, bb.n2, bb.n2))
         g_vec = xp.zeros((*batch, self.n), dtype=cotangent.dtype, device=dev)
         zpad = xp.zeros((*batch, bb.off), dtype=H.dtype, device=dev)
-        for l in range(idx.L - 1, -1, -1):
-            g = bb.group[l]
+        for li in range(idx.L - 1, -1, -1):
+            g = bb.group[li]
             if H.shape[-1] != g:
                 H = _shrink_blocks(H, xp=xp)
-            m = bb.stride[l]
-            cp = xp.concat([zpad, _partner_coef(alpha[l], l, idx, xp=xp)], axis=len(batch))
+            m = bb.stride[li]
+            cp = xp.concat([zpad, _partner_coef(alpha[li], li, idx, xp=xp)], axis=len(batch))
             c = xp.reshape(cp, (*batch, bb.n2 // g, g // (2 * m), 2, m, 1))[..., 0, :, :]
             Hr = xp.reshape(H, (*batch, bb.n2 // g, g // (2 * m), 2, m, g))
             Ha, Hb = Hr[..., 0, :, :], Hr[..., 1, :, :]
             dH = Ha - Hb
             # Q_new[a] = Q[a] + c D, Q_new[b] = Q[b] - c D with D = Q[b] - Q[a]
-            g_pair = xp.reshape(xp.vecdot(dH, D[l], axis=-1), (*batch, bb.n2 // 2))
-            g_c = xp.take(g_pair, xp.asarray(bb.flat[l], device=dev), axis=len(batch))
-            g_alpha = g_c * (1 - 2 * idx.asc[l])  # c = α + asc (1 - 2α)
+            g_pair = xp.reshape(xp.vecdot(dH, D[li], axis=-1), (*batch, bb.n2 // 2))
+            g_c = xp.take(g_pair, xp.asarray(bb.flat[li], device=dev), axis=len(batch))
+            g_alpha = g_c * (1 - 2 * idx.asc[li])  # c = α + asc (1 - 2α)
             cdH = c * dH
-            H = xp.reshape(xp.stack([Ha - cdH, Hb + cdH], axis=len(batch) + 2), (*batch, bb.n2 // g, g, g))
-            g_vec = _values_backward_step(g_vec, l, alpha[l], dalpha[l], delta[l], g_alpha, idx, xp=xp)
+            H = xp.reshape(
+                xp.stack([Ha - cdH, Hb + cdH], axis=len(batch) + 2), (*batch, bb.n2 // g, g, g)
+            )
+            g_vec = _values_backward_step(
+                g_vec, li, alpha[li], dalpha[li], delta[li], g_alpha, idx, xp=xp
+            )
         return (g_vec,)
 
     def vjp(self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any) -> tuple[Any | None, ...]:
@@ -449,15 +471,15 @@ class NetworkPermutationOp(Op):
         H = xp.matrix_transpose(cotangent)  # cotangent of Q
         ax = H.ndim - 2
         g = xp.zeros(cotangent.shape[:-1], dtype=cotangent.dtype, device=device(cotangent))
-        for l in range(idx.L - 1, -1, -1):
-            cp = xp.expand_dims(_partner_coef(alpha[l], l, idx, xp=xp), axis=-1)
+        for li in range(idx.L - 1, -1, -1):
+            cp = xp.expand_dims(_partner_coef(alpha[li], li, idx, xp=xp), axis=-1)
             # Q_new[w] = Q[w] + c_w (Q[p(w)] - Q[w]), c shared by the two wires of a comparator,
             # so H_prev = H + c (H[p] - H) and d<H, Q_new>/dc = Σ_j (H[a] - H[b]) (Q[b] - Q[a])
-            E = xp.take(H, idx.partner[l], axis=ax) - H
-            g_c = xp.sum(xp.take(E, idx.ib[l], axis=ax) * D[l], axis=-1)
-            g_alpha = g_c * (1 - 2 * idx.asc[l])  # c = α + asc (1 - 2α)
+            E = xp.take(H, idx.partner[li], axis=ax) - H
+            g_c = xp.sum(xp.take(E, idx.ib[li], axis=ax) * D[li], axis=-1)
+            g_alpha = g_c * (1 - 2 * idx.asc[li])  # c = α + asc (1 - 2α)
             H = H + cp * E
-            g = _values_backward_step(g, l, alpha[l], dalpha[l], delta[l], g_alpha, idx, xp=xp)
+            g = _values_backward_step(g, li, alpha[li], dalpha[li], delta[li], g_alpha, idx, xp=xp)
         return (g,)
 
 
@@ -472,16 +494,19 @@ class SoftTopKOp(Op):
         idx = _Idx(_layers(self.spec.network, self.n), x, xp)
         _, alphas, dalphas, deltas = _values_forward(x, self.spec, idx, xp=xp)
         # Y_L = last k columns of I;  Y_{l-1} = M_l Y_l  (rows mixed by the transposed layer)
-        Y = _eye_batch(x, self.n, xp=xp)[..., self.n - self.k:]
+        Y = _eye_batch(x, self.n, xp=xp)[..., self.n - self.k :]
         ax = Y.ndim - 2
         diffs: list[Any] = [None] * idx.L
-        for l in range(idx.L - 1, -1, -1):
-            al = xp.expand_dims(alphas[l], axis=-1)
-            Y, Y_mn, Y_mx = _mix_t(Y, al, idx.dmn[l], idx.dmx[l], idx.back[l], ax, xp=xp)
-            diffs[l] = Y_mn - Y_mx
+        for li in range(idx.L - 1, -1, -1):
+            al = xp.expand_dims(alphas[li], axis=-1)
+            Y, Y_mn, Y_mx = _mix_t(Y, al, idx.dmn[li], idx.dmx[li], idx.back[li], ax, xp=xp)
+            diffs[li] = Y_mn - Y_mx
         res = tuple(_stack(r, x, idx.C, xp=xp) for r in (alphas, dalphas, deltas))
-        E = xp.stack(diffs, axis=-3) if diffs else xp.zeros((*x.shape[:-1], 0, 0, self.k), dtype=x.dtype,
-                                                            device=device(x))
+        E = (
+            xp.stack(diffs, axis=-3)
+            if diffs
+            else xp.zeros((*x.shape[:-1], 0, 0, self.k), dtype=x.dtype, device=device(x))
+        )
         return Y * 1 if idx.L == 0 else Y, (*res, E)
 
     def vjp(self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any) -> tuple[Any | None, ...]:
@@ -491,16 +516,20 @@ class SoftTopKOp(Op):
         G = cotangent  # cotangent of Y_0
         ax = G.ndim - 2
         g_alpha = []
-        for l in range(idx.L):
+        for li in range(idx.L):
             # Y_{l-1}[a] = Y_l[min] - (1-α) E_l... : d/dα of row a is +E_l, of row b is -E_l
-            G_a = xp.take(G, idx.ia[l], axis=ax)
-            G_b = xp.take(G, idx.ib[l], axis=ax)
-            g_alpha.append(xp.sum((G_a - G_b) * E[..., l, :, :], axis=-1))
-            al = xp.expand_dims(alpha[l], axis=-1)
-            G = _mix(G, al, idx.ia[l], idx.ib[l], idx.src[l], ax, xp=xp)
-        g = xp.zeros((*cotangent.shape[:-2], self.n), dtype=cotangent.dtype, device=device(cotangent))
-        for l in range(idx.L - 1, -1, -1):
-            g = _values_backward_step(g, l, alpha[l], dalpha[l], delta[l], g_alpha[l], idx, xp=xp)
+            G_a = xp.take(G, idx.ia[li], axis=ax)
+            G_b = xp.take(G, idx.ib[li], axis=ax)
+            g_alpha.append(xp.sum((G_a - G_b) * E[..., li, :, :], axis=-1))
+            al = xp.expand_dims(alpha[li], axis=-1)
+            G = _mix(G, al, idx.ia[li], idx.ib[li], idx.src[li], ax, xp=xp)
+        g = xp.zeros(
+            (*cotangent.shape[:-2], self.n), dtype=cotangent.dtype, device=device(cotangent)
+        )
+        for li in range(idx.L - 1, -1, -1):
+            g = _values_backward_step(
+                g, li, alpha[li], dalpha[li], delta[li], g_alpha[li], idx, xp=xp
+            )
         return (g,)
 
 
@@ -540,36 +569,63 @@ _PARAMS_DOC = """
 
 @op_function
 def network_sort(
-    x: Any, /, *, network: str = "odd_even", steepness: float = 10.0, sigmoid: str = "cauchy",
-    art_lambda: float = 0.25, check_finite: bool = True,
+    x: Any,
+    /,
+    *,
+    network: str = "odd_even",
+    steepness: float = 10.0,
+    sigmoid: str = "cauchy",
+    art_lambda: float = 0.25,
+    check_finite: bool = True,
 ) -> Bound:
     x, _, out_dtype = check_scores(x, name="x", check_finite=check_finite)
-    return Bound(NetworkSortOp(_spec(network, steepness, sigmoid, art_lambda), int(x.shape[-1])), (x,),
-                 out_dtype)
+    return Bound(
+        NetworkSortOp(_spec(network, steepness, sigmoid, art_lambda), int(x.shape[-1])),
+        (x,),
+        out_dtype,
+    )
 
 
 @op_function
 def network_permutation(
-    x: Any, /, *, network: str = "odd_even", steepness: float = 10.0, sigmoid: str = "cauchy",
-    art_lambda: float = 0.25, check_finite: bool = True,
+    x: Any,
+    /,
+    *,
+    network: str = "odd_even",
+    steepness: float = 10.0,
+    sigmoid: str = "cauchy",
+    art_lambda: float = 0.25,
+    check_finite: bool = True,
 ) -> Bound:
     x, _, out_dtype = check_scores(x, name="x", check_finite=check_finite)
-    return Bound(NetworkPermutationOp(_spec(network, steepness, sigmoid, art_lambda), int(x.shape[-1])),
-                 (x,), out_dtype)
+    return Bound(
+        NetworkPermutationOp(_spec(network, steepness, sigmoid, art_lambda), int(x.shape[-1])),
+        (x,),
+        out_dtype,
+    )
 
 
-network_sort.__doc__ = """Sorted values of a differentiable sorting network (ascending).
+network_sort.__doc__ = (
+    """Sorted values of a differentiable sorting network (ascending).
 
     The first output of :func:`sorting_network`, as its own op: O(n) work per layer,
     residuals ``α``, ``F'`` and ``Δ`` per comparator (O(n · layers) memory).
-    """ + _PARAMS_DOC
-network_permutation.__doc__ = """Relaxed permutation matrix of a differentiable sorting network.
+    """
+    + _PARAMS_DOC
+)
+network_permutation.__doc__ = (
+    """Relaxed permutation matrix of a differentiable sorting network.
 
     The second output of :func:`sorting_network`, as its own op: ``P[..., i, j]`` is the
     weight of input ``i`` in ascending slot ``j`` (``network_sort(x) = x @ P`` up to
-    rounding; rows and columns sum to 1). O(n²) work per layer; the VJP keeps the
-    layers' column differences (O(n² · layers / 2) memory, as diffsort's autograd).
-    """ + _PARAMS_DOC
+    rounding; rows and columns sum to 1). The matrix is built transposed, one layer at a
+    time: O(n²) work per layer for odd-even; for bitonic it stays block-diagonal (during
+    block b only groups of 2^(b+1) wires interact), O(n · 2^(b+1)) per layer. The VJP
+    keeps each layer's row differences (half the layer's entries) and runs the layers
+    backwards, feeding ∂/∂α into the values network's VJP.
+    """
+    + _PARAMS_DOC
+)
 
 
 def sorting_network(
@@ -583,7 +639,8 @@ def sorting_network(
     return_permutation: bool = True,
     check_finite: bool = True,
 ) -> Any:
-    r"""Differentiable sorting network: relaxed ascending sort and permutation matrix.
+    (
+        r"""Differentiable sorting network: relaxed ascending sort and permutation matrix.
 
     Runs ``x`` through the layers of an odd-even transposition or bitonic network whose
     comparators are relaxed with a CDF ``F``: for compared wires ``a < b`` and
@@ -604,7 +661,9 @@ def sorting_network(
     Two outputs are two ops: the sorted values come from :func:`network_sort` (O(n) per
     layer) and ``P`` from :func:`network_permutation` (O(n²) per layer); each has its own
     explicit VJP. With ``return_permutation=False`` only the values are computed.
-    """ + _PARAMS_DOC.replace("    Parameters\n    ----------\n", "") + r"""
+    """
+        + _PARAMS_DOC.replace("    Parameters\n    ----------\n", "")
+        + r"""
     return_permutation : bool
         Return ``(sorted, P)`` (default) or only ``sorted``.
 
@@ -628,8 +687,14 @@ def sorting_network(
     sorting and ranking supervision", ICML 2021 (arXiv:2105.04019); "Monotonic
     differentiable sorting networks", ICLR 2022 (arXiv:2203.09630).
     """
-    kwargs = dict(network=network, steepness=steepness, sigmoid=sigmoid, art_lambda=art_lambda,
-                  check_finite=check_finite)
+    )
+    kwargs = dict(
+        network=network,
+        steepness=steepness,
+        sigmoid=sigmoid,
+        art_lambda=art_lambda,
+        check_finite=check_finite,
+    )
     if not check_flag(return_permutation, name="return_permutation"):
         return network_sort(x, **kwargs)
     y = network_sort(x, **kwargs)

@@ -95,7 +95,10 @@ def isotonic_l2(y: np.ndarray) -> np.ndarray:
 
 
 def isotonic_kl(y: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """``argmin_{v_1 >= ... >= v_n} <e^{y - v}, 1> + <e^w, v>`` along the last axis (NumPy, host)."""
+    """``argmin_{v_1 >= ... >= v_n} <e^{y - v}, 1> + <e^w, v>`` along the last axis.
+
+    NumPy, on the host.
+    """
     y, w = np.broadcast_arrays(np.asarray(y, dtype=np.float64), np.asarray(w, dtype=np.float64))
     out = np.empty_like(y)
     for idx in np.ndindex(*y.shape[:-1]):
@@ -129,7 +132,7 @@ def _pav_l2_rows(y: np.ndarray) -> np.ndarray:
     rows, n = y.shape
     out = np.empty((rows, 4, n))
     for lo in range(0, rows, _ROWS_PER_CALL):
-        chunk = y[lo:lo + _ROWS_PER_CALL]
+        chunk = y[lo : lo + _ROWS_PER_CALL]
         k = chunk.shape[0]
         spread = float(chunk.max() - chunk.min()) if chunk.size else 0.0
         big = 2.0 * spread + 1.0
@@ -139,10 +142,10 @@ def _pav_l2_rows(y: np.ndarray) -> np.ndarray:
         sizes = np.diff(blocks)
         start = np.repeat(blocks[:-1], sizes)
         row = np.arange(k * n) // n
-        out[lo:lo + k, 0] = np.asarray(res.x).reshape(k, n) + shift
-        out[lo:lo + k, 1] = (start - row * n).reshape(k, n)
-        out[lo:lo + k, 2] = (start + np.repeat(sizes, sizes) - row * n).reshape(k, n)
-        out[lo:lo + k, 3] = (1.0 / np.repeat(sizes, sizes)).reshape(k, n)
+        out[lo : lo + k, 0] = np.asarray(res.x).reshape(k, n) + shift
+        out[lo : lo + k, 1] = (start - row * n).reshape(k, n)
+        out[lo : lo + k, 2] = (start + np.repeat(sizes, sizes) - row * n).reshape(k, n)
+        out[lo : lo + k, 3] = (1.0 / np.repeat(sizes, sizes)).reshape(k, n)
     return out
 
 
@@ -258,7 +261,9 @@ class SoftSortOp(Op):
         return (-gu if self.descending else gu,)
 
 
-def _validate(x: Any, strength: Any, reg: Any, descending: Any, check_finite: bool) -> tuple[Any, Any, float, str, bool]:
+def _validate(
+    x: Any, strength: Any, reg: Any, descending: Any, check_finite: bool
+) -> tuple[Any, Any, float, str, bool]:
     x, _, out_dtype = check_scores(x, name="x", check_finite=check_finite)
     strength = check_positive(strength, name="regularization_strength")
     reg = check_choice(reg, name="regularization", choices=REGULARIZATIONS)
@@ -306,7 +311,9 @@ def soft_sort(
     Blondel, Teboul, Berthet, Djolonga, "Fast differentiable sorting and ranking",
     ICML 2020, arXiv:2002.08871.
     """
-    x, out_dtype, eps, reg, desc = _validate(x, regularization_strength, regularization, descending, check_finite)
+    x, out_dtype, eps, reg, desc = _validate(
+        x, regularization_strength, regularization, descending, check_finite
+    )
     return Bound(SoftSortOp(eps, reg, desc), (x,), out_dtype)
 
 
@@ -347,5 +354,7 @@ def soft_rank(
     Blondel, Teboul, Berthet, Djolonga, "Fast differentiable sorting and ranking",
     ICML 2020, arXiv:2002.08871.
     """
-    x, out_dtype, eps, reg, desc = _validate(x, regularization_strength, regularization, descending, check_finite)
+    x, out_dtype, eps, reg, desc = _validate(
+        x, regularization_strength, regularization, descending, check_finite
+    )
     return Bound(SoftRankOp(eps, reg, desc), (x,), out_dtype)
