@@ -6,6 +6,8 @@ from __future__ import annotations
 import doctest
 import importlib
 import itertools
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,6 +28,9 @@ from dopt_core.relax import (
     soft_min,
     sorting_network,
 )
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+relaxed_algorithms = importlib.import_module("relaxed_algorithms")  # the example under test
 
 
 def _fd(f, x: np.ndarray, g: np.ndarray, h: float = 1e-6) -> np.ndarray:
@@ -151,21 +156,6 @@ def _relaxed_odd_even_transposition(x: np.ndarray, beta: float) -> np.ndarray:
     return np.stack(cols, -1)
 
 
-def _relaxed_bubble_sort(x: np.ndarray, beta: float) -> tuple[np.ndarray, np.ndarray]:
-    """AlgoVision's bubble sort: n-1 passes of If(a[i] > a[i+1]) swap; counts expected swaps."""
-    cols = [x[..., i] for i in range(x.shape[-1])]
-    swaps = np.zeros(x.shape[:-1])
-    for _ in range(len(cols) - 1):
-        for i in range(len(cols) - 1):
-            p = soft_compare(cols[i], cols[i + 1], beta=beta)
-            cols[i], cols[i + 1] = (
-                soft_if(p, cols[i + 1], cols[i]),
-                soft_if(p, cols[i], cols[i + 1]),
-            )
-            swaps = swaps + p
-    return np.stack(cols, -1), swaps
-
-
 def test_relaxed_bubble_sort_against_network_and_exact() -> None:
     rng = np.random.default_rng(2)
     x = rng.normal(size=(6, 7))
@@ -179,33 +169,11 @@ def test_relaxed_bubble_sort_against_network_and_exact() -> None:
     inversions = np.array([sum(r[i] > r[j] for i in range(7) for j in range(i + 1, 7)) for r in x])
     errs = []
     for beta in (1.0, 10.0, 100.0, 1e4):
-        y, swaps = _relaxed_bubble_sort(x, beta)
+        y, swaps = relaxed_algorithms.relaxed_bubble_sort(x, beta)
         errs.append(np.abs(y - np.sort(x, -1)).max())
     assert errs == sorted(errs, reverse=True) and errs[-1] < 1e-6
-    y, swaps = _relaxed_bubble_sort(x, 1e12)
+    y, swaps = relaxed_algorithms.relaxed_bubble_sort(x, 1e12)
     np.testing.assert_allclose(swaps, inversions, atol=1e-9)
-
-
-def _relaxed_grid_distances(cost: np.ndarray, beta: float) -> np.ndarray:
-    """Relaxed Bellman-Ford on an 8-neighbour grid with vertex costs, source (0, 0)."""
-    H, W = cost.shape
-    big = 1e6
-    d = np.full((H, W), big)
-    d[0, 0] = cost[0, 0]
-    for _ in range(H * W):
-        pad = np.pad(d, 1, constant_values=big)
-        neigh = np.stack(
-            [
-                pad[1 + di : 1 + di + H, 1 + dj : 1 + dj + W]
-                for di in (-1, 0, 1)
-                for dj in (-1, 0, 1)
-                if (di, dj) != (0, 0)
-            ],
-            -1,
-        )
-        d = cost + soft_min(neigh, beta=beta)
-        d[0, 0] = cost[0, 0]
-    return d
 
 
 def test_relaxed_shortest_path_converges_to_dijkstra() -> None:
@@ -224,7 +192,8 @@ def test_relaxed_shortest_path_converges_to_dijkstra() -> None:
         + cost[0, 0]
     )
     errs = [
-        np.abs(_relaxed_grid_distances(cost, beta) - exact).max() for beta in (10.0, 100.0, 1e4)
+        np.abs(relaxed_algorithms.relaxed_grid_distances(cost, beta) - exact).max()
+        for beta in (10.0, 100.0, 1e4)
     ]
     assert errs[0] > errs[1] > errs[2] and errs[2] < 1e-2
 
