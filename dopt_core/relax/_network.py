@@ -27,6 +27,7 @@ import numpy as np
 
 from .._lib._checks import check_flag, check_int, check_scores
 from .._lib._compat import device
+from ..backend import backend_for
 from ..op import Bound, Op, op_function
 from . import cdfs
 from ._common import check_choice, check_positive, check_real
@@ -400,6 +401,7 @@ class NetworkPermutationOp(Op):
         Q = xp.ones((*batch, bb.n2, 1, 1), dtype=x.dtype, device=dev)
         pad = xp.zeros((*batch, bb.off), dtype=x.dtype, device=dev)
         diffs = []
+        sign = xp.reshape(xp.asarray([1.0, -1.0], dtype=x.dtype, device=dev), (2, 1, 1))
         for li in range(idx.L):
             g = bb.group[li]
             if Q.shape[-1] != g:
@@ -413,10 +415,9 @@ class NetworkPermutationOp(Op):
             Qa, Qb = Qr[..., 0, :, :], Qr[..., 1, :, :]
             D = Qb - Qa
             diffs.append(D)
-            cD = c * D
-            Q = xp.reshape(
-                xp.stack([Qa + cD, Qb - cD], axis=len(batch) + 2), (*batch, bb.n2 // g, g, g)
-            )
+            # Q[a] += c D, Q[b] -= c D as one broadcast update (no interleaving copy)
+            cD = xp.expand_dims(c * D, axis=len(batch) + 2)
+            Q = xp.reshape(Qr + sign * cD, (*batch, bb.n2 // g, g, g))
         Q = xp.reshape(Q, (*batch, bb.n2, bb.n2))[..., bb.off :, bb.off :]
         res = tuple(_stack(r, x, idx.C, xp=xp) for r in (alphas, dalphas, deltas))
         return xp.matrix_transpose(Q), (*res, *diffs)
@@ -439,6 +440,7 @@ class NetworkPermutationOp(Op):
         H = xp.reshape(H, (*batch, 1, bb.n2, bb.n2))
         g_vec = xp.zeros((*batch, self.n), dtype=cotangent.dtype, device=dev)
         zpad = xp.zeros((*batch, bb.off), dtype=H.dtype, device=dev)
+        sign = xp.reshape(xp.asarray([1.0, -1.0], dtype=H.dtype, device=dev), (2, 1, 1))
         for li in range(idx.L - 1, -1, -1):
             g = bb.group[li]
             if H.shape[-1] != g:
@@ -453,10 +455,8 @@ class NetworkPermutationOp(Op):
             g_pair = xp.reshape(xp.vecdot(dH, D[li], axis=-1), (*batch, bb.n2 // 2))
             g_c = xp.take(g_pair, xp.asarray(bb.flat[li], device=dev), axis=len(batch))
             g_alpha = g_c * (1 - 2 * idx.asc[li])  # c = α + asc (1 - 2α)
-            cdH = c * dH
-            H = xp.reshape(
-                xp.stack([Ha - cdH, Hb + cdH], axis=len(batch) + 2), (*batch, bb.n2 // g, g, g)
-            )
+            cdH = xp.expand_dims(c * dH, axis=len(batch) + 2)
+            H = xp.reshape(Hr - sign * cdH, (*batch, bb.n2 // g, g, g))
             g_vec = _values_backward_step(
                 g_vec, li, alpha[li], dalpha[li], delta[li], g_alpha, idx, xp=xp
             )
@@ -658,9 +658,12 @@ def sorting_network(
     ``sigmoid`` in ``{"cauchy", "reciprocal", "optimal"}`` the network is monotonic: every
     sorted output is non-decreasing in every input (ICLR 2022), ``logistic`` is not.
 
-    Two outputs are two ops: the sorted values come from :func:`network_sort` (O(n) per
-    layer) and ``P`` from :func:`network_permutation` (O(n²) per layer); each has its own
-    explicit VJP. With ``return_permutation=False`` only the values are computed.
+    Two outputs, one op: ``P`` comes from :func:`network_permutation` (its own explicit
+    VJP, which also carries ``∂α/∂x``) and the sorted values are ``x @ P`` — equal to
+    :func:`network_sort` up to rounding because each layer is linear in the values for
+    fixed ``α`` — so one network pass and one VJP serve both outputs (the product is
+    differentiated by the framework). With ``return_permutation=False`` the values come
+    from :func:`network_sort` alone: O(n) work per layer, no n×n matrix.
     """
         + _PARAMS_DOC.replace("    Parameters\n    ----------\n", "")
         + r"""
@@ -697,9 +700,14 @@ def sorting_network(
     )
     if not check_flag(return_permutation, name="return_permutation"):
         return network_sort(x, **kwargs)
-    y = network_sort(x, **kwargs)
-    kwargs["check_finite"] = False  # checked once
-    return y, network_permutation(x, **kwargs)
+    P = network_permutation(x, **kwargs)
+    # sorted = x @ P: the values network is linear in x for fixed α, so this equals
+    # network_sort(x) up to rounding, and one network pass (and one VJP, through P's)
+    # serves both outputs; the framework differentiates the product natively
+    xp = backend_for(P).namespace(P)
+    xc = xp.astype(x, P.dtype) if x.dtype != P.dtype else x
+    y = xp.matmul(xp.expand_dims(xc, axis=-2), P)[..., 0, :]
+    return y, P
 
 
 @op_function
