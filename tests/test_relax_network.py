@@ -216,24 +216,30 @@ def test_equals_diffsort(network: str, sigmoid: str) -> None:
         np.testing.assert_allclose(g, gd.numpy(), atol=1e-5 * scale)
 
 
-def test_torch_and_jax_gradients_flow(backend) -> None:
-    x = backend.asarray(np.array([[0.3, -1.0, 2.0, 0.1]]))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_backends_values_and_gradients(backend, dtype) -> None:
+    """Every backend: type, device and dtype kept; gradients of P and of sorted = x @ P."""
+    x_np = np.array([[0.3, -1.0, 2.0, 0.1], [1.0, 0.5, -0.5, 2.5]], dtype=dtype)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    x = backend.asarray(x_np)
     y, P = sorting_network(x, network="bitonic")
     assert dc.backend_for(P) is dc.backend_for(x)
     assert backend.same_device(backend.device_of(P), backend.device_of(x))
-    assert backend.to_numpy(P).shape == (1, 4, 4)
-    g = backend.vjp(
-        network_permutation, (x,), {"network": "bitonic"}, backend.asarray(np.ones((1, 4, 4)))
+    assert backend.to_numpy(P).dtype == dtype and backend.to_numpy(P).shape == (2, 4, 4)
+    np.testing.assert_allclose(
+        backend.to_numpy(P), sorting_network(x_np, network="bitonic")[1], atol=tol
     )
-    np.testing.assert_allclose(backend.to_numpy(g), 0.0, atol=1e-12)  # P's entries always sum to n
+    ones = backend.asarray(np.ones((2, 4, 4), dtype=dtype))
+    g = backend.vjp(network_permutation, (x,), {"network": "bitonic"}, ones)
+    np.testing.assert_allclose(backend.to_numpy(g), 0.0, atol=tol)  # P's entries always sum to n
     if backend.autodiff is not None:
         # sorted = x @ P differentiated by the framework equals network_sort's explicit VJP
-        gy = np.array([[1.0, -2.0, 0.5, 3.0]])
+        gy = np.array([[1.0, -2.0, 0.5, 3.0], [0.0, 1.0, 2.0, -1.0]], dtype=dtype)
         native = backend.vjp(
             lambda t: sorting_network(t, network="bitonic")[0], (x,), {}, backend.asarray(gy)
         )
-        _, vjp = dc.value_and_vjp(network_sort, backend.to_numpy(x), network="bitonic")
-        np.testing.assert_allclose(backend.to_numpy(native), vjp(gy), atol=1e-12)
+        _, vjp = dc.value_and_vjp(network_sort, x_np, network="bitonic")
+        np.testing.assert_allclose(backend.to_numpy(native), vjp(gy), atol=tol)
 
 
 def test_bad_arguments() -> None:
