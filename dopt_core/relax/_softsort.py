@@ -34,6 +34,7 @@ on the arrays' device.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -60,29 +61,35 @@ def _blocks_l2(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(res.x), np.asarray(res.blocks)
 
 
-def _logaddexp(a: float, b: float) -> float:
-    return float(np.logaddexp(a, b))
-
-
 def _blocks_kl(y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """PAV for v_E: blocks (start indices + n) and the solution."""
+    """PAV for v_E: the solution and the blocks (start indices, then n).
+
+    Each new entry is pooled with the blocks before it while it violates
+    ``v_prev >= v_new``; a block keeps ``LSE(y_B)``, ``LSE(w_B)`` and its value
+    ``LSE(y_B) - LSE(w_B)``. Plain Python floats (this loop is the cost).
+    """
+    yl, wl = y.tolist(), w.tolist()
     starts: list[int] = []
     ly: list[float] = []
     lw: list[float] = []
     val: list[float] = []
-    for i in range(y.shape[0]):
-        starts.append(i)
-        ly.append(float(y[i]))
-        lw.append(float(w[i]))
-        val.append(float(y[i] - w[i]))
-        while len(val) > 1 and val[-2] < val[-1]:  # violates v_prev >= v_cur: pool
-            ly[-2] = _logaddexp(ly[-2], ly[-1])
-            lw[-2] = _logaddexp(lw[-2], lw[-1])
-            val[-2] = ly[-2] - lw[-2]
-            del starts[-1], ly[-1], lw[-1], val[-1]
-    blocks = np.asarray([*starts, y.shape[0]])
-    v = np.repeat(np.asarray(val), np.diff(blocks))
-    return v, blocks
+    log1p, exp = math.log1p, math.exp
+    for i in range(len(yl)):
+        a, b, st = yl[i], wl[i], i
+        v = a - b
+        while val and val[-1] < v:
+            pa, pb = ly.pop(), lw.pop()
+            val.pop()
+            st = starts.pop()
+            a = max(a, pa) + log1p(exp(-abs(a - pa)))
+            b = max(b, pb) + log1p(exp(-abs(b - pb)))
+            v = a - b
+        starts.append(st)
+        ly.append(a)
+        lw.append(b)
+        val.append(v)
+    blocks = np.asarray([*starts, len(yl)])
+    return np.repeat(np.asarray(val), np.diff(blocks)), blocks
 
 
 def isotonic_l2(y: np.ndarray) -> np.ndarray:
@@ -107,12 +114,11 @@ def isotonic_kl(y: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 
 def _softmax_in_blocks(a: np.ndarray, blocks: np.ndarray) -> np.ndarray:
-    out = np.empty_like(a)
-    for s, e in zip(blocks[:-1], blocks[1:], strict=True):
-        z = a[s:e] - a[s:e].max()
-        ez = np.exp(z)
-        out[s:e] = ez / ez.sum()
-    return out
+    """Softmax of ``a`` within each block ``[blocks[j], blocks[j+1])`` (vectorised)."""
+    starts, sizes = blocks[:-1], np.diff(blocks)
+    z = a - np.repeat(np.maximum.reduceat(a, starts), sizes)
+    ez = np.exp(z)
+    return ez / np.repeat(np.add.reduceat(ez, starts), sizes)
 
 
 _ROWS_PER_CALL = 64
