@@ -11,9 +11,11 @@ steepness) writes
     \\max{}_\\alpha(x_a, x_b) = (1 - \\alpha) x_a + \\alpha x_b
 
 to the wire that receives the minimum (``a``, or ``b`` in a descending block of the
-bitonic network) and to the other one. Every layer is applied with gathers over index
-arrays (O(n) work per layer on values, O(n²) on the permutation matrix, never a dense
-n×n layer matrix); the explicit VJPs run the layers backwards with the same gathers.
+bitonic network) and to the other one. Layers are applied with gathers over static
+index arrays (values: O(n) work per layer) or, for the permutation matrix, row gathers
+(odd-even, O(n²) per layer) and slices of a block-diagonal, reshaped matrix (bitonic,
+O(n · 2^(b+1)) per layer in block b) — never a dense n×n layer matrix or product. The
+explicit VJPs run the layers backwards with the same maps.
 """
 
 from __future__ import annotations
