@@ -79,14 +79,15 @@ _smooth(
 )
 
 # --- sorting networks (n = 4) ------------------------------------------
+# float64 only, to bound the suite's time (JAX compiles every primitive once per dtype);
+# float32 on every backend: tests/test_relax_network.py::test_backends_values_and_gradients
+_F64 = ("float64",)
 _smooth(
     "relax.network_sort[bitonic,logistic_phi]",
     R.network_sort,
     _normal(_B, network="bitonic", sigmoid="logistic_phi", steepness=3.0),
+    dtypes=_F64,
 )
-# P and top-k: float64 only, to bound the suite's time (JAX compiles every primitive per
-# dtype); their float32 paths share network_sort's code and are covered by the unit tests
-_F64 = ("float64",)
 _smooth(
     "relax.network_permutation[odd_even,cauchy]",
     R.network_permutation,
@@ -141,7 +142,7 @@ _smooth(
 )
 _smooth("relax.soft_if", R.soft_if, _arrays(_prob, _gauss, _gauss))
 _smooth("relax.soft_min[pair]", R.soft_min, _arrays(_gauss, _gauss, beta=2.0))
-_smooth("relax.soft_max[vector]", R.soft_max, _normal(_B, beta=2.0))
+# soft_argmin, soft_argmax and the vector soft_min/soft_max share one Op
 _smooth("relax.soft_argmin", R.soft_argmin, _normal(_B, beta=2.0))
 
 

@@ -216,7 +216,7 @@ def test_equals_diffsort(network: str, sigmoid: str) -> None:
         np.testing.assert_allclose(g, gd.numpy(), atol=1e-5 * scale)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dtype", [np.float32])  # float64: the conformance cases
 def test_backends_values_and_gradients(backend, dtype) -> None:
     """Every backend: type, device and dtype kept; gradients of P and of sorted = x @ P."""
     x_np = np.array([[0.3, -1.0, 2.0, 0.1], [1.0, 0.5, -0.5, 2.5]], dtype=dtype)
