@@ -13,11 +13,22 @@ from dopt_core.relax import cdfs
 
 NAMES = cdfs.NAMES
 # kinks of the standardised F (density jumps or infinite slope): FD is not valid there
-_KINKS = {"logistic_phi": (0.0,), "reciprocal": (0.0,), "reciprocal_gendr": (0.0,),
-          "optimal": (-0.25, 0.25), "uniform": (-1.0, 1.0), "cubic_hermite": (-1.0, 1.0),
-          "wigner_semicircle": (-1.0, 1.0), "laplace": (0.0,), "exponential": (-0.3,),
-          "exponential_rev": (0.3,), "gamma": (-0.3,), "gamma_rev": (0.3,), "levy": (-0.3,),
-          "levy_rev": (0.3,)}
+_KINKS = {
+    "logistic_phi": (0.0,),
+    "reciprocal": (0.0,),
+    "reciprocal_gendr": (0.0,),
+    "optimal": (-0.25, 0.25),
+    "uniform": (-1.0, 1.0),
+    "cubic_hermite": (-1.0, 1.0),
+    "wigner_semicircle": (-1.0, 1.0),
+    "laplace": (0.0,),
+    "exponential": (-0.3,),
+    "exponential_rev": (0.3,),
+    "gamma": (-0.3,),
+    "gamma_rev": (0.3,),
+    "levy": (-0.3,),
+    "levy_rev": (0.3,),
+}
 
 
 def _kw(name: str) -> dict:
@@ -31,10 +42,28 @@ def _kw(name: str) -> dict:
 
 
 def test_registry_has_diffsort_and_gendr_names() -> None:
-    expected = {"logistic", "logistic_phi", "gaussian", "reciprocal", "cauchy", "optimal", "uniform",
-                "cubic_hermite", "wigner_semicircle", "laplace", "hyperbolic_secant", "reciprocal_gendr",
-                "gumbel_max", "gumbel_min", "exponential", "exponential_rev", "gamma", "gamma_rev",
-                "levy", "levy_rev"}
+    expected = {
+        "logistic",
+        "logistic_phi",
+        "gaussian",
+        "reciprocal",
+        "cauchy",
+        "optimal",
+        "uniform",
+        "cubic_hermite",
+        "wigner_semicircle",
+        "laplace",
+        "hyperbolic_secant",
+        "reciprocal_gendr",
+        "gumbel_max",
+        "gumbel_min",
+        "exponential",
+        "exponential_rev",
+        "gamma",
+        "gamma_rev",
+        "levy",
+        "levy_rev",
+    }
     assert set(NAMES) == expected
     assert set(cdfs.DIFFSORT_NAMES) <= set(NAMES)
 
@@ -60,7 +89,9 @@ def test_density_is_derivative(name: str, scale: float) -> None:
         v = x / scale
     h = 1e-6 * scale
     kw = _kw(name)
-    fd = (cdfs.cdf(name, x + h, scale=scale, **kw) - cdfs.cdf(name, x - h, scale=scale, **kw)) / (2 * h)
+    fd = (cdfs.cdf(name, x + h, scale=scale, **kw) - cdfs.cdf(name, x - h, scale=scale, **kw)) / (
+        2 * h
+    )
     np.testing.assert_allclose(cdfs.pdf(name, x, scale=scale, **kw), fd, rtol=1e-6, atol=1e-7)
 
 
@@ -72,23 +103,35 @@ def test_symmetric_entries(name: str) -> None:
 
 def test_closed_forms_against_scipy() -> None:
     x = np.linspace(-6, 6, 241)
-    np.testing.assert_allclose(cdfs.cdf("gaussian", x, scale=1.5), st.norm.cdf(x / 1.5), rtol=3e-13, atol=1e-300)
+    np.testing.assert_allclose(
+        cdfs.cdf("gaussian", x, scale=1.5), st.norm.cdf(x / 1.5), rtol=3e-13, atol=1e-300
+    )
     np.testing.assert_allclose(cdfs.cdf("logistic", x), sps.expit(x), rtol=1e-14)
     np.testing.assert_allclose(cdfs.cdf("laplace", x), st.laplace.cdf(x), rtol=1e-13)
     np.testing.assert_allclose(cdfs.cdf("cauchy", x), st.cauchy.cdf(x), rtol=1e-13)
     np.testing.assert_allclose(cdfs.cdf("gumbel_max", x), st.gumbel_r.cdf(x), rtol=1e-13)
     np.testing.assert_allclose(cdfs.cdf("gumbel_min", x), st.gumbel_l.cdf(x), rtol=1e-12)
     np.testing.assert_allclose(cdfs.cdf("hyperbolic_secant", x), st.hypsecant.cdf(x), rtol=1e-13)
-    np.testing.assert_allclose(cdfs.cdf("wigner_semicircle", x / 6), st.semicircular.cdf(x / 6), atol=1e-14)
-    np.testing.assert_allclose(cdfs.cdf("gamma", x, shape=3.5, shift=1.0), st.gamma.cdf(x + 1, 3.5),
-                               atol=1e-13)
+    np.testing.assert_allclose(
+        cdfs.cdf("wigner_semicircle", x / 6), st.semicircular.cdf(x / 6), atol=1e-14
+    )
+    np.testing.assert_allclose(
+        cdfs.cdf("gamma", x, shape=3.5, shift=1.0), st.gamma.cdf(x + 1, 3.5), atol=1e-13
+    )
     np.testing.assert_allclose(cdfs.cdf("levy", x, shift=0.2), st.levy.cdf(x + 0.2), atol=1e-13)
-    np.testing.assert_allclose(cdfs.cdf("exponential_rev", x, shift=0.5), np.minimum(np.exp(x - 0.5), 1))
+    np.testing.assert_allclose(
+        cdfs.cdf("exponential_rev", x, shift=0.5), np.minimum(np.exp(x - 0.5), 1)
+    )
     # diffsort's reciprocal vs GenDR's: different functions with the same slope at 0
     assert cdfs.cdf("reciprocal", np.array(2.0)) == pytest.approx(0.75)
     assert cdfs.cdf("reciprocal_gendr", np.array(1.0)) == pytest.approx(0.75)
-    assert cdfs.pdf("reciprocal", np.array(0.0)) == 0.25 and cdfs.pdf("reciprocal_gendr", np.array(0.0)) == 0.5
-    np.testing.assert_allclose(cdfs.cdf("reciprocal", x), cdfs.cdf("reciprocal_gendr", x, scale=2.0), atol=1e-15)
+    assert (
+        cdfs.pdf("reciprocal", np.array(0.0)) == 0.25
+        and cdfs.pdf("reciprocal_gendr", np.array(0.0)) == 0.5
+    )
+    np.testing.assert_allclose(
+        cdfs.cdf("reciprocal", x), cdfs.cdf("reciprocal_gendr", x, scale=2.0), atol=1e-15
+    )
     # optimal: linear in [-1/4, 1/4], 1 - 1/(16 v) beyond
     assert cdfs.cdf("optimal", np.array(1.0)) == pytest.approx(1 - 1 / 16, abs=1e-9)
 
@@ -103,10 +146,13 @@ def test_erf_matches_scipy() -> None:
 
 def test_squared_option() -> None:
     x = np.array([-1.5, -0.2, 0.4, 2.0])
-    np.testing.assert_allclose(cdfs.cdf("logistic", x, squared=True, scale=2.0),
-                               sps.expit(np.sign(x) * x**2 / 2.0))
+    np.testing.assert_allclose(
+        cdfs.cdf("logistic", x, squared=True, scale=2.0), sps.expit(np.sign(x) * x**2 / 2.0)
+    )
     h = 1e-6
-    fd = (cdfs.cdf("cauchy", x + h, squared=True) - cdfs.cdf("cauchy", x - h, squared=True)) / (2 * h)
+    fd = (cdfs.cdf("cauchy", x + h, squared=True) - cdfs.cdf("cauchy", x - h, squared=True)) / (
+        2 * h
+    )
     np.testing.assert_allclose(cdfs.pdf("cauchy", x, squared=True), fd, rtol=1e-6)
 
 

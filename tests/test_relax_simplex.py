@@ -44,7 +44,9 @@ def test_sparsemax_is_simplex_projection(tau: float) -> None:
     rng = np.random.default_rng(1)
     for _ in range(30):
         z = rng.normal(size=6) * 2
-        np.testing.assert_allclose(sparsemax(z, tau=tau), _simplex_projection_bruteforce(z / tau), atol=1e-12)
+        np.testing.assert_allclose(
+            sparsemax(z, tau=tau), _simplex_projection_bruteforce(z / tau), atol=1e-12
+        )
 
 
 @pytest.mark.parametrize("f", [softmax, sparsemax])

@@ -36,7 +36,11 @@ def _brute_isotonic(y: np.ndarray, w: np.ndarray | None, reg: str) -> np.ndarray
             v[s:e] = np.mean(y[s:e]) if reg == "l2" else logsumexp(y[s:e]) - logsumexp(w[s:e])
         if np.any(np.diff(v) > 1e-12):
             continue
-        obj = 0.5 * np.sum((v - y) ** 2) if reg == "l2" else np.sum(np.exp(y - v)) + np.sum(np.exp(w) * v)
+        obj = (
+            0.5 * np.sum((v - y) ** 2)
+            if reg == "l2"
+            else np.sum(np.exp(y - v)) + np.sum(np.exp(w) * v)
+        )
         if obj < best_obj - 1e-12:
             best, best_obj = v, obj
     return best
@@ -46,7 +50,9 @@ def test_pav_matches_brute_force() -> None:
     rng = np.random.default_rng(0)
     for trial in range(40):
         n = 1 + trial % 7
-        y = rng.normal(size=n) if trial % 3 else rng.integers(-2, 3, size=n).astype(float)  # ties too
+        y = (
+            rng.normal(size=n) if trial % 3 else rng.integers(-2, 3, size=n).astype(float)
+        )  # ties too
         w = rng.normal(size=n)
         np.testing.assert_allclose(isotonic_l2(y), _brute_isotonic(y, None, "l2"), atol=1e-12)
         np.testing.assert_allclose(isotonic_kl(y, w), _brute_isotonic(y, w, "kl"), atol=1e-12)
@@ -56,14 +62,24 @@ def test_pav_matches_brute_force() -> None:
 def test_small_strength_is_exact(reg: str) -> None:
     rng = np.random.default_rng(1)
     x = rng.normal(size=(2, 3, 6))
-    np.testing.assert_allclose(soft_sort(x, regularization_strength=1e-4, regularization=reg), np.sort(x, -1),
-                               atol=1e-9)
-    np.testing.assert_allclose(soft_sort(x, regularization_strength=1e-4, regularization=reg, descending=True),
-                               -np.sort(-x, -1), atol=1e-9)
-    np.testing.assert_allclose(soft_rank(x, regularization_strength=1e-4, regularization=reg),
-                               dc.solvers.rank(x), atol=1e-9)
-    np.testing.assert_allclose(soft_rank(x, regularization_strength=1e-4, regularization=reg, descending=True),
-                               dc.solvers.rank(-x), atol=1e-9)
+    np.testing.assert_allclose(
+        soft_sort(x, regularization_strength=1e-4, regularization=reg), np.sort(x, -1), atol=1e-9
+    )
+    np.testing.assert_allclose(
+        soft_sort(x, regularization_strength=1e-4, regularization=reg, descending=True),
+        -np.sort(-x, -1),
+        atol=1e-9,
+    )
+    np.testing.assert_allclose(
+        soft_rank(x, regularization_strength=1e-4, regularization=reg),
+        dc.solvers.rank(x),
+        atol=1e-9,
+    )
+    np.testing.assert_allclose(
+        soft_rank(x, regularization_strength=1e-4, regularization=reg, descending=True),
+        dc.solvers.rank(-x),
+        atol=1e-9,
+    )
 
 
 @pytest.mark.parametrize("reg", REGS)
@@ -89,7 +105,10 @@ def test_ranks_in_permutahedron_and_sort_monotone(reg: str, strength: float) -> 
     assert np.all(top <= np.cumsum(np.arange(8, 0, -1)) + 1e-9)
     # ranks preserve the order of x
     assert np.all(np.diff(np.take_along_axis(r, np.argsort(x, -1), -1), axis=-1) >= -1e-12)
-    assert np.all(np.diff(soft_sort(x, regularization_strength=strength, regularization=reg), axis=-1) >= -1e-12)
+    assert np.all(
+        np.diff(soft_sort(x, regularization_strength=strength, regularization=reg), axis=-1)
+        >= -1e-12
+    )
 
 
 @pytest.mark.parametrize("reg", REGS)
@@ -112,7 +131,9 @@ def test_batch_shapes_and_float32() -> None:
             y = f(x, regularization=reg)
             assert y.dtype == np.float32 and y.shape == x.shape
             np.testing.assert_allclose(y[1, 2], f(x[1, 2], regularization=reg), rtol=1e-6)
-            np.testing.assert_allclose(y, f(x.astype(np.float64), regularization=reg), rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(
+                y, f(x.astype(np.float64), regularization=reg), rtol=1e-5, atol=1e-5
+            )
 
 
 def test_backends(backend) -> None:
@@ -121,8 +142,11 @@ def test_backends(backend) -> None:
         y = f(x, regularization_strength=0.5)
         assert dc.backend_for(y) is dc.backend_for(x)
         assert backend.same_device(backend.device_of(y), backend.device_of(x))
-        np.testing.assert_allclose(backend.to_numpy(y), f(np.array([[0.3, -1.0, 2.0, 0.1]]), regularization_strength=0.5),
-                                   rtol=1e-12)
+        np.testing.assert_allclose(
+            backend.to_numpy(y),
+            f(np.array([[0.3, -1.0, 2.0, 0.1]]), regularization_strength=0.5),
+            rtol=1e-12,
+        )
 
 
 @pytest.mark.skipif(importlib.util.find_spec("torchsort") is None, reason="torchsort not installed")
@@ -163,3 +187,20 @@ def test_bad_arguments() -> None:
             f(np.array([1.0, np.nan]))
         with pytest.raises(ValueError, match="x"):
             f(np.zeros((2, 0)))
+
+
+def test_batched_l2_pav_equals_row_by_row() -> None:
+    """Rows chained with separating offsets (and split in chunks) give each row's own PAV."""
+    from dopt_core.relax._softsort import _blocks_l2, _pav_host
+
+    rng = np.random.default_rng(7)
+    y = rng.normal(size=(300, 9)) * rng.uniform(0.01, 100, size=(300, 1))
+    y[::7] = np.round(y[::7])  # ties
+    out = _pav_host(y, np.zeros(9), reg="l2", aux_of="y")
+    for r in range(300):
+        v, blocks = _blocks_l2(y[r])
+        sizes = np.diff(blocks)
+        np.testing.assert_allclose(out[r, 0], v, rtol=1e-12, atol=1e-12 * np.abs(y).max())
+        np.testing.assert_array_equal(out[r, 1], np.repeat(blocks[:-1], sizes))
+        np.testing.assert_array_equal(out[r, 2], np.repeat(blocks[1:], sizes))
+        np.testing.assert_allclose(out[r, 3], 1 / np.repeat(sizes, sizes))

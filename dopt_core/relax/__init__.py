@@ -5,13 +5,18 @@
   shared by the sorting networks and the relaxed comparisons;
 * sorting networks: :func:`sorting_network` (values :func:`network_sort` and relaxed
   permutation :func:`network_permutation`), :func:`soft_top_k`;
-* permutahedron projections: :func:`soft_sort`, :func:`soft_rank` (L2 and KL).
+* permutahedron projections: :func:`soft_sort`, :func:`soft_rank` (L2 and KL);
+* relaxed control flow: :func:`soft_compare`, :func:`soft_if`, :func:`soft_min`,
+  :func:`soft_max`, :func:`soft_argmin`, :func:`soft_argmax`;
+* ranking supervision: :func:`permutation_loss`.
 
 Every function acts on the last axis (leading axes are batch axes), keeps the
 input's dtype and device, and carries an explicit array-API VJP.
 """
 
 from . import cdfs
+from ._control import soft_argmax, soft_argmin, soft_compare, soft_if, soft_max, soft_min
+from ._losses import permutation_loss
 from ._network import (
     network_permutation,
     network_sort,
@@ -27,6 +32,13 @@ __all__ = [
     "gumbel_softmax",
     "network_permutation",
     "network_sort",
+    "permutation_loss",
+    "soft_argmax",
+    "soft_argmin",
+    "soft_compare",
+    "soft_if",
+    "soft_max",
+    "soft_min",
     "soft_rank",
     "soft_sort",
     "soft_top_k",

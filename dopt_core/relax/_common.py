@@ -5,21 +5,17 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 __all__ = ["check_choice", "check_positive", "check_real"]
 
 
 def check_real(value: Any, *, name: str) -> float:
-    """A finite Python float (ints accepted; bools and arrays are not)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        try:
-            import numpy as np
-
-            if isinstance(value, np.floating | np.integer) and not isinstance(value, np.bool_):
-                value = float(value)
-            else:
-                raise TypeError
-        except TypeError:
-            raise TypeError(f"{name} must be a real number, got {type(value).__name__}") from None
+    """A finite Python float (ints and NumPy scalars accepted; bools and arrays are not)."""
+    if isinstance(value, bool | np.bool_) or not isinstance(
+        value, int | float | np.integer | np.floating
+    ):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
     value = float(value)
     if not math.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value}")

@@ -11,9 +11,11 @@ steepness) writes
     \\max{}_\\alpha(x_a, x_b) = (1 - \\alpha) x_a + \\alpha x_b
 
 to the wire that receives the minimum (``a``, or ``b`` in a descending block of the
-bitonic network) and to the other one. Every layer is applied with gathers over index
-arrays (O(n) work per layer on values, O(n²) on the permutation matrix, never a dense
-n×n layer matrix); the explicit VJPs run the layers backwards with the same gathers.
+bitonic network) and to the other one. Layers are applied with gathers over static
+index arrays (values: O(n) work per layer) or, for the permutation matrix, row gathers
+(odd-even, O(n²) per layer) and slices of a block-diagonal, reshaped matrix (bitonic,
+O(n · 2^(b+1)) per layer in block b) — never a dense n×n layer matrix or product. The
+explicit VJPs run the layers backwards with the same maps.
 """
 
 from __future__ import annotations
@@ -27,11 +29,18 @@ import numpy as np
 
 from .._lib._checks import check_flag, check_int, check_scores
 from .._lib._compat import device
+from ..backend import backend_for
 from ..op import Bound, Op, op_function
 from . import cdfs
 from ._common import check_choice, check_positive, check_real
 
-__all__ = ["network_permutation", "network_sort", "soft_top_k", "sorting_network", "sorting_network_layers"]
+__all__ = [
+    "network_permutation",
+    "network_sort",
+    "soft_top_k",
+    "sorting_network",
+    "sorting_network_layers",
+]
 
 NETWORKS = ("odd_even", "bitonic")
 
@@ -92,6 +101,9 @@ class _Layers:
     src: np.ndarray
     back: np.ndarray
     counts: tuple[int, ...]
+    partner: np.ndarray = None  # type: ignore[assignment]
+    sel: np.ndarray = None  # type: ignore[assignment]
+    asc: np.ndarray = None  # type: ignore[assignment]
 
     @property
     def num_layers(self) -> int:
@@ -112,12 +124,70 @@ def _layers(network: str, n: int) -> _Layers:
     ib, dmn, dmx = ia.copy(), ia.copy(), ia.copy()
     src = np.tile(np.arange(n, dtype=np.int64), (L, 1))
     back = src.copy()
-    for l, layer in enumerate(comps):
+    partner = src.copy()
+    sel = np.zeros((L, n), np.int64)
+    asc = np.zeros((L, C))
+    for li, layer in enumerate(comps):
         for c, (a, b, wmin, wmax) in enumerate(layer):
-            ia[l, c], ib[l, c], dmn[l, c], dmx[l, c] = a, b, wmin, wmax
-            src[l, wmin], src[l, wmax] = n + c, n + C + c
-            back[l, a], back[l, b] = n + c, n + C + c
-    return _Layers(n, ia, ib, dmn, dmx, src, back, tuple(len(c) for c in comps))
+            ia[li, c], ib[li, c], dmn[li, c], dmx[li, c] = a, b, wmin, wmax
+            src[li, wmin], src[li, wmax] = n + c, n + C + c
+            back[li, a], back[li, b] = n + c, n + C + c
+            partner[li, a], partner[li, b] = b, a
+            sel[li, a] = sel[li, b] = 1 + c
+            asc[li, c] = float(wmin == a)
+    return _Layers(n, ia, ib, dmn, dmx, src, back, tuple(len(c) for c in comps), partner, sel, asc)
+
+
+@dataclass(frozen=True)
+class _BitonicBlocks:
+    """Block-diagonal schedule of the bitonic permutation (padded wires, ``n2 = 2^N``).
+
+    During block ``b`` wires only interact inside aligned groups of ``g = 2^(b+1)``
+    padded wires, so ``Q = Pᵀ`` is block-diagonal with ``n2/g`` blocks of ``g × g``. A
+    layer of stride ``m`` pairs row ``r`` with ``r + m`` (``r & m == 0``): viewing a
+    group's rows as ``(g/2m, 2, m)`` puts the lower rows at ``[:, 0]`` and their partners
+    at ``[:, 1]`` (slices, no gathers). Each kept layer lists its group size, its stride,
+    and for each comparator slot the flat ``(group, pair)`` index of its pair.
+    """
+
+    n2: int
+    off: int
+    group: tuple[int, ...]
+    stride: tuple[int, ...]
+    flat: tuple[np.ndarray, ...]
+
+
+@functools.lru_cache(maxsize=64)
+def _bitonic_blocks(n: int) -> _BitonicBlocks:
+    lay = _layers("bitonic", n)
+    N = math.ceil(math.log2(n)) if n > 1 else 0
+    n2, off = 2**N, 2**N - n
+    group, stride, flat = [], [], []
+    li = 0
+    for block in range(N):
+        for layer in range(block + 1):
+            m = 2 ** (block - layer)
+            g = 2 ** (block + 1)
+            if (
+                li >= lay.num_layers
+                or not np.any(lay.ib[li, : lay.counts[li]] - lay.ia[li, : lay.counts[li]] == m)
+                or ((lay.ia[li, 0] + off) // g != (lay.ib[li, 0] + off) // g)
+            ):
+                raise AssertionError("bitonic schedule out of step with the comparator list")
+            r = np.arange(g)
+            ra = r[(r & m) == 0]
+            pos = {int(v): k for k, v in enumerate(ra)}
+            fl = np.zeros(lay.ia.shape[1], np.int64)
+            for c in range(lay.counts[li]):
+                a = int(lay.ia[li, c]) + off
+                fl[c] = (a // g) * (g // 2) + pos[a % g]
+            group.append(g)
+            stride.append(m)
+            flat.append(fl)
+            li += 1
+    if li != lay.num_layers:
+        raise AssertionError("bitonic schedule out of step with the comparator list")
+    return _BitonicBlocks(n2, off, tuple(group), tuple(stride), tuple(flat))
 
 
 def sorting_network_layers(network: str, n: int) -> list[list[tuple[int, int, int, int]]]:
@@ -149,6 +219,8 @@ class _Idx:
         self.ia, self.ib = conv(lay.ia), conv(lay.ib)
         self.dmn, self.dmx = conv(lay.dmn), conv(lay.dmx)
         self.src, self.back = conv(lay.src), conv(lay.back)
+        self.partner, self.sel = conv(lay.partner), conv(lay.sel)
+        self.asc = [xp.asarray(row, dtype=like.dtype, device=dev) for row in lay.asc]
         self.L, self.C, self.n = lay.num_layers, lay.width, lay.n
 
 
@@ -164,7 +236,9 @@ def _mix(v: Any, alpha: Any, ia: Any, ib: Any, src: Any, axis: int, *, xp: Any) 
     return xp.take(xp.concat([v, mn, mx], axis=axis), src, axis=axis)
 
 
-def _mix_t(h: Any, alpha: Any, dmn: Any, dmx: Any, back: Any, axis: int, *, xp: Any) -> tuple[Any, Any, Any]:
+def _mix_t(
+    h: Any, alpha: Any, dmn: Any, dmx: Any, back: Any, axis: int, *, xp: Any
+) -> tuple[Any, Any, Any]:
     """The transpose of :func:`_mix` (fixed ``alpha``); also returns ``(h_min, h_max)``."""
     h_mn = xp.take(h, dmn, axis=axis)
     h_mx = xp.take(h, dmx, axis=axis)
@@ -183,40 +257,45 @@ class _Spec:
     def alpha(self, delta: Any, *, xp: Any) -> tuple[Any, Any]:
         entry = cdfs.get(self.sigmoid)
         p = {"art_lambda": self.art_lambda}
-        return (entry.cdf_steep(delta, self.steepness, p, xp=xp),
-                entry.pdf_steep(delta, self.steepness, p, xp=xp))
+        return (
+            entry.cdf_steep(delta, self.steepness, p, xp=xp),
+            entry.pdf_steep(delta, self.steepness, p, xp=xp),
+        )
 
 
-def _values_forward(x: Any, spec: _Spec, idx: _Idx, *, xp: Any) -> tuple[Any, list[Any], list[Any], list[Any]]:
+def _values_forward(
+    x: Any, spec: _Spec, idx: _Idx, *, xp: Any
+) -> tuple[Any, list[Any], list[Any], list[Any]]:
     ax = x.ndim - 1
     alphas, dalphas, deltas = [], [], []
-    for l in range(idx.L):
-        a = xp.take(x, idx.ia[l], axis=ax)
-        b = xp.take(x, idx.ib[l], axis=ax)
+    for li in range(idx.L):
+        a = xp.take(x, idx.ia[li], axis=ax)
+        b = xp.take(x, idx.ib[li], axis=ax)
         delta = b - a
         alpha, dalpha = spec.alpha(delta, xp=xp)
         mn = alpha * a + (1 - alpha) * b
         mx = (1 - alpha) * a + alpha * b
-        x = xp.take(xp.concat([x, mn, mx], axis=ax), idx.src[l], axis=ax)
+        x = xp.take(xp.concat([x, mn, mx], axis=ax), idx.src[li], axis=ax)
         alphas.append(alpha)
         dalphas.append(dalpha)
         deltas.append(delta)
     return x, alphas, dalphas, deltas
 
 
-def _values_backward_step(g: Any, l: int, alpha: Any, dalpha: Any, delta: Any, g_alpha_extra: Any,
-                          idx: _Idx, *, xp: Any) -> Any:
+def _values_backward_step(
+    g: Any, li: int, alpha: Any, dalpha: Any, delta: Any, g_alpha_extra: Any, idx: _Idx, *, xp: Any
+) -> Any:
     """Cotangent of layer l's input from its output's cotangent ``g`` (+ a cotangent on α)."""
     ax = g.ndim - 1
-    g_mn = xp.take(g, idx.dmn[l], axis=ax)
-    g_mx = xp.take(g, idx.dmx[l], axis=ax)
+    g_mn = xp.take(g, idx.dmn[li], axis=ax)
+    g_mx = xp.take(g, idx.dmx[li], axis=ax)
     g_alpha = (g_mx - g_mn) * delta
     if g_alpha_extra is not None:
         g_alpha = g_alpha + g_alpha_extra
     g_delta = g_alpha * dalpha
     g_a = alpha * g_mn + (1 - alpha) * g_mx - g_delta
     g_b = (1 - alpha) * g_mn + alpha * g_mx + g_delta
-    return xp.take(xp.concat([g, g_a, g_b], axis=ax), idx.back[l], axis=ax)
+    return xp.take(xp.concat([g, g_a, g_b], axis=ax), idx.back[li], axis=ax)
 
 
 def _stack(items: list[Any], like: Any, C: int, *, xp: Any) -> Any:
@@ -226,14 +305,16 @@ def _stack(items: list[Any], like: Any, C: int, *, xp: Any) -> Any:
 
 
 def _unstack(a: Any, L: int) -> list[Any]:
-    return [a[..., l, :] for l in range(L)]
+    return [a[..., li, :] for li in range(L)]
 
 
-def _values_vjp(residuals: tuple[Any, ...], g: Any, idx: _Idx, g_alpha: list[Any] | None, *, xp: Any) -> Any:
+def _values_vjp(
+    residuals: tuple[Any, ...], g: Any, idx: _Idx, g_alpha: list[Any] | None, *, xp: Any
+) -> Any:
     alpha, dalpha, delta = (_unstack(r, idx.L) for r in residuals[:3])
-    for l in range(idx.L - 1, -1, -1):
-        extra = None if g_alpha is None else g_alpha[l]
-        g = _values_backward_step(g, l, alpha[l], dalpha[l], delta[l], extra, idx, xp=xp)
+    for li in range(idx.L - 1, -1, -1):
+        extra = None if g_alpha is None else g_alpha[li]
+        g = _values_backward_step(g, li, alpha[li], dalpha[li], delta[li], extra, idx, xp=xp)
     return g
 
 
@@ -261,44 +342,146 @@ def _eye_batch(x: Any, n: int, *, xp: Any) -> Any:
     return xp.broadcast_to(eye, (*x.shape[:-1], n, n))
 
 
+def _partner_coef(alpha: Any, li: int, idx: _Idx, *, xp: Any) -> Any:
+    """Per-wire weight of the partner wire in layer l: ``1-α`` (ascending comparator), ``α``
+    (descending comparator) or 0 (pass-through); shape ``(..., n)``."""
+    cp = alpha + idx.asc[li] * (1 - 2 * alpha)
+    zero = xp.zeros((*alpha.shape[:-1], 1), dtype=alpha.dtype, device=device(alpha))
+    return xp.take(xp.concat([zero, cp], axis=alpha.ndim - 1), idx.sel[li], axis=alpha.ndim - 1)
+
+
+def _grow_blocks(Q: Any, *, xp: Any) -> Any:
+    """``(..., 2G, h, h)`` block-diagonal → ``(..., G, 2h, 2h)`` (pairs of blocks merged)."""
+    *batch, G2, h, _ = Q.shape
+    Q = xp.reshape(Q, (*batch, G2 // 2, 2, h, h))
+    zeros = xp.zeros((*batch, G2 // 2, h, h), dtype=Q.dtype, device=device(Q))
+    top = xp.concat([Q[..., 0, :, :], zeros], axis=-1)
+    bottom = xp.concat([zeros, Q[..., 1, :, :]], axis=-1)
+    return xp.concat([top, bottom], axis=-2)
+
+
+def _shrink_blocks(H: Any, *, xp: Any) -> Any:
+    """The inverse of :func:`_grow_blocks`: keep the two diagonal sub-blocks of each block."""
+    *batch, G, g, _ = H.shape
+    h = g // 2
+    parts = xp.stack([H[..., :h, :h], H[..., h:, h:]], axis=len(batch) + 1)
+    return xp.reshape(parts, (*batch, 2 * G, h, h))
+
+
 @dataclass(frozen=True)
 class NetworkPermutationOp(Op):
+    """P is built transposed, ``Q = Pᵀ`` (rows = wires), so that every layer is one gather of
+    whole rows: ``Q ← Q + c ⊙ (Q[partner] - Q)`` with ``c`` the partner weight per wire."""
+
     spec: _Spec
     n: int
     name: ClassVar[str] = "network_permutation"
 
     def forward(self, x: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
+        if self.spec.network == "bitonic" and self.n > 1:
+            return self._forward_blocks(x, xp=xp)
         idx = _Idx(_layers(self.spec.network, self.n), x, xp)
         _, alphas, dalphas, deltas = _values_forward(x, self.spec, idx, xp=xp)
-        X = _eye_batch(x, self.n, xp=xp)
-        ax = X.ndim - 1
+        Q = _eye_batch(x, self.n, xp=xp)
+        ax = Q.ndim - 2
         diffs = []
-        for l in range(idx.L):
-            al = xp.expand_dims(alphas[l], axis=-2)
-            aX = xp.take(X, idx.ia[l], axis=ax)
-            bX = xp.take(X, idx.ib[l], axis=ax)
-            w_min = al * aX + (1 - al) * bX
-            w_max = (1 - al) * aX + al * bX
-            X = xp.take(xp.concat([X, w_min, w_max], axis=ax), idx.src[l], axis=ax)
-            diffs.append(aX - bX)
+        for li in range(idx.L):
+            E = xp.take(Q, idx.partner[li], axis=ax) - Q
+            diffs.append(xp.take(E, idx.ia[li], axis=ax))  # Q[b] - Q[a] per comparator
+            Q = Q + xp.expand_dims(_partner_coef(alphas[li], li, idx, xp=xp), axis=-1) * E
         res = tuple(_stack(r, x, idx.C, xp=xp) for r in (alphas, dalphas, deltas))
-        D = xp.stack(diffs, axis=-3) if diffs else xp.zeros((*x.shape[:-1], 0, self.n, 0), dtype=x.dtype,
-                                                             device=device(x))
-        return X * 1 if idx.L == 0 else X, (*res, D)
+        # one residual per layer (no stacking copy): Q[b] - Q[a] for each comparator
+        return xp.matrix_transpose(Q), (*res, *diffs)
+
+    def _forward_blocks(self, x: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
+        """Bitonic: Q kept block-diagonal (``(..., n2/g, g, g)``), O(n · g) work per layer."""
+        idx = _Idx(_layers("bitonic", self.n), x, xp)
+        bb = _bitonic_blocks(self.n)
+        dev = device(x)
+        _, alphas, dalphas, deltas = _values_forward(x, self.spec, idx, xp=xp)
+        batch = tuple(x.shape[:-1])
+        Q = xp.ones((*batch, bb.n2, 1, 1), dtype=x.dtype, device=dev)
+        pad = xp.zeros((*batch, bb.off), dtype=x.dtype, device=dev)
+        diffs = []
+        sign = xp.reshape(xp.asarray([1.0, -1.0], dtype=x.dtype, device=dev), (2, 1, 1))
+        for li in range(idx.L):
+            g = bb.group[li]
+            if Q.shape[-1] != g:
+                Q = _grow_blocks(Q, xp=xp)
+            m = bb.stride[li]
+            cp = xp.concat([pad, _partner_coef(alphas[li], li, idx, xp=xp)], axis=len(batch))
+            c = xp.reshape(cp, (*batch, bb.n2 // g, g // (2 * m), 2, m, 1))[..., 0, :, :]
+            # a group's rows as (pairs of m-row blocks): a-rows at [..., 0, :, :],
+            # b-rows at [..., 1, :, :]
+            Qr = xp.reshape(Q, (*batch, bb.n2 // g, g // (2 * m), 2, m, g))
+            Qa, Qb = Qr[..., 0, :, :], Qr[..., 1, :, :]
+            D = Qb - Qa
+            diffs.append(D)
+            # Q[a] += c D, Q[b] -= c D as one broadcast update (no interleaving copy)
+            cD = xp.expand_dims(c * D, axis=len(batch) + 2)
+            Q = xp.reshape(Qr + sign * cD, (*batch, bb.n2 // g, g, g))
+        Q = xp.reshape(Q, (*batch, bb.n2, bb.n2))[..., bb.off :, bb.off :]
+        res = tuple(_stack(r, x, idx.C, xp=xp) for r in (alphas, dalphas, deltas))
+        return xp.matrix_transpose(Q), (*res, *diffs)
+
+    def _vjp_blocks(
+        self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any
+    ) -> tuple[Any | None, ...]:
+        idx = _Idx(_layers("bitonic", self.n), cotangent, xp)
+        bb = _bitonic_blocks(self.n)
+        dev = device(cotangent)
+        alpha, dalpha, delta = (_unstack(r, idx.L) for r in residuals[:3])
+        D = residuals[3:]
+        batch = tuple(cotangent.shape[:-2])
+        H = xp.matrix_transpose(cotangent)
+        if bb.off:
+            zr = xp.zeros((*batch, bb.off, self.n), dtype=H.dtype, device=dev)
+            H = xp.concat([zr, H], axis=len(batch))
+            zc = xp.zeros((*batch, bb.n2, bb.off), dtype=H.dtype, device=dev)
+            H = xp.concat([zc, H], axis=len(batch) + 1)
+        H = xp.reshape(H, (*batch, 1, bb.n2, bb.n2))
+        g_vec = xp.zeros((*batch, self.n), dtype=cotangent.dtype, device=dev)
+        zpad = xp.zeros((*batch, bb.off), dtype=H.dtype, device=dev)
+        sign = xp.reshape(xp.asarray([1.0, -1.0], dtype=H.dtype, device=dev), (2, 1, 1))
+        for li in range(idx.L - 1, -1, -1):
+            g = bb.group[li]
+            if H.shape[-1] != g:
+                H = _shrink_blocks(H, xp=xp)
+            m = bb.stride[li]
+            cp = xp.concat([zpad, _partner_coef(alpha[li], li, idx, xp=xp)], axis=len(batch))
+            c = xp.reshape(cp, (*batch, bb.n2 // g, g // (2 * m), 2, m, 1))[..., 0, :, :]
+            Hr = xp.reshape(H, (*batch, bb.n2 // g, g // (2 * m), 2, m, g))
+            Ha, Hb = Hr[..., 0, :, :], Hr[..., 1, :, :]
+            dH = Ha - Hb
+            # Q_new[a] = Q[a] + c D, Q_new[b] = Q[b] - c D with D = Q[b] - Q[a]
+            g_pair = xp.reshape(xp.vecdot(dH, D[li], axis=-1), (*batch, bb.n2 // 2))
+            g_c = xp.take(g_pair, xp.asarray(bb.flat[li], device=dev), axis=len(batch))
+            g_alpha = g_c * (1 - 2 * idx.asc[li])  # c = α + asc (1 - 2α)
+            cdH = xp.expand_dims(c * dH, axis=len(batch) + 2)
+            H = xp.reshape(Hr - sign * cdH, (*batch, bb.n2 // g, g, g))
+            g_vec = _values_backward_step(
+                g_vec, li, alpha[li], dalpha[li], delta[li], g_alpha, idx, xp=xp
+            )
+        return (g_vec,)
 
     def vjp(self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any) -> tuple[Any | None, ...]:
+        if self.spec.network == "bitonic" and self.n > 1:
+            return self._vjp_blocks(residuals, cotangent, xp=xp)
         idx = _Idx(_layers(self.spec.network, self.n), cotangent, xp)
         alpha, dalpha, delta = (_unstack(r, idx.L) for r in residuals[:3])
-        D = residuals[3]
-        H = cotangent
-        ax = H.ndim - 1
+        D = residuals[3:]
+        H = xp.matrix_transpose(cotangent)  # cotangent of Q
+        ax = H.ndim - 2
         g = xp.zeros(cotangent.shape[:-1], dtype=cotangent.dtype, device=device(cotangent))
-        for l in range(idx.L - 1, -1, -1):
-            al = xp.expand_dims(alpha[l], axis=-2)
-            H_new, H_mn, H_mx = _mix_t(H, al, idx.dmn[l], idx.dmx[l], idx.back[l], ax, xp=xp)
-            g_alpha = xp.sum(D[..., l, :, :] * (H_mn - H_mx), axis=-2)
-            H = H_new
-            g = _values_backward_step(g, l, alpha[l], dalpha[l], delta[l], g_alpha, idx, xp=xp)
+        for li in range(idx.L - 1, -1, -1):
+            cp = xp.expand_dims(_partner_coef(alpha[li], li, idx, xp=xp), axis=-1)
+            # Q_new[w] = Q[w] + c_w (Q[p(w)] - Q[w]), c shared by the two wires of a comparator,
+            # so H_prev = H + c (H[p] - H) and d<H, Q_new>/dc = Σ_j (H[a] - H[b]) (Q[b] - Q[a])
+            E = xp.take(H, idx.partner[li], axis=ax) - H
+            g_c = xp.sum(xp.take(E, idx.ib[li], axis=ax) * D[li], axis=-1)
+            g_alpha = g_c * (1 - 2 * idx.asc[li])  # c = α + asc (1 - 2α)
+            H = H + cp * E
+            g = _values_backward_step(g, li, alpha[li], dalpha[li], delta[li], g_alpha, idx, xp=xp)
         return (g,)
 
 
@@ -313,16 +496,19 @@ class SoftTopKOp(Op):
         idx = _Idx(_layers(self.spec.network, self.n), x, xp)
         _, alphas, dalphas, deltas = _values_forward(x, self.spec, idx, xp=xp)
         # Y_L = last k columns of I;  Y_{l-1} = M_l Y_l  (rows mixed by the transposed layer)
-        Y = _eye_batch(x, self.n, xp=xp)[..., self.n - self.k:]
+        Y = _eye_batch(x, self.n, xp=xp)[..., self.n - self.k :]
         ax = Y.ndim - 2
         diffs: list[Any] = [None] * idx.L
-        for l in range(idx.L - 1, -1, -1):
-            al = xp.expand_dims(alphas[l], axis=-1)
-            Y, Y_mn, Y_mx = _mix_t(Y, al, idx.dmn[l], idx.dmx[l], idx.back[l], ax, xp=xp)
-            diffs[l] = Y_mn - Y_mx
+        for li in range(idx.L - 1, -1, -1):
+            al = xp.expand_dims(alphas[li], axis=-1)
+            Y, Y_mn, Y_mx = _mix_t(Y, al, idx.dmn[li], idx.dmx[li], idx.back[li], ax, xp=xp)
+            diffs[li] = Y_mn - Y_mx
         res = tuple(_stack(r, x, idx.C, xp=xp) for r in (alphas, dalphas, deltas))
-        E = xp.stack(diffs, axis=-3) if diffs else xp.zeros((*x.shape[:-1], 0, 0, self.k), dtype=x.dtype,
-                                                            device=device(x))
+        E = (
+            xp.stack(diffs, axis=-3)
+            if diffs
+            else xp.zeros((*x.shape[:-1], 0, 0, self.k), dtype=x.dtype, device=device(x))
+        )
         return Y * 1 if idx.L == 0 else Y, (*res, E)
 
     def vjp(self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any) -> tuple[Any | None, ...]:
@@ -332,16 +518,20 @@ class SoftTopKOp(Op):
         G = cotangent  # cotangent of Y_0
         ax = G.ndim - 2
         g_alpha = []
-        for l in range(idx.L):
+        for li in range(idx.L):
             # Y_{l-1}[a] = Y_l[min] - (1-α) E_l... : d/dα of row a is +E_l, of row b is -E_l
-            G_a = xp.take(G, idx.ia[l], axis=ax)
-            G_b = xp.take(G, idx.ib[l], axis=ax)
-            g_alpha.append(xp.sum((G_a - G_b) * E[..., l, :, :], axis=-1))
-            al = xp.expand_dims(alpha[l], axis=-1)
-            G = _mix(G, al, idx.ia[l], idx.ib[l], idx.src[l], ax, xp=xp)
-        g = xp.zeros((*cotangent.shape[:-2], self.n), dtype=cotangent.dtype, device=device(cotangent))
-        for l in range(idx.L - 1, -1, -1):
-            g = _values_backward_step(g, l, alpha[l], dalpha[l], delta[l], g_alpha[l], idx, xp=xp)
+            G_a = xp.take(G, idx.ia[li], axis=ax)
+            G_b = xp.take(G, idx.ib[li], axis=ax)
+            g_alpha.append(xp.sum((G_a - G_b) * E[..., li, :, :], axis=-1))
+            al = xp.expand_dims(alpha[li], axis=-1)
+            G = _mix(G, al, idx.ia[li], idx.ib[li], idx.src[li], ax, xp=xp)
+        g = xp.zeros(
+            (*cotangent.shape[:-2], self.n), dtype=cotangent.dtype, device=device(cotangent)
+        )
+        for li in range(idx.L - 1, -1, -1):
+            g = _values_backward_step(
+                g, li, alpha[li], dalpha[li], delta[li], g_alpha[li], idx, xp=xp
+            )
         return (g,)
 
 
@@ -381,36 +571,63 @@ _PARAMS_DOC = """
 
 @op_function
 def network_sort(
-    x: Any, /, *, network: str = "odd_even", steepness: float = 10.0, sigmoid: str = "cauchy",
-    art_lambda: float = 0.25, check_finite: bool = True,
+    x: Any,
+    /,
+    *,
+    network: str = "odd_even",
+    steepness: float = 10.0,
+    sigmoid: str = "cauchy",
+    art_lambda: float = 0.25,
+    check_finite: bool = True,
 ) -> Bound:
     x, _, out_dtype = check_scores(x, name="x", check_finite=check_finite)
-    return Bound(NetworkSortOp(_spec(network, steepness, sigmoid, art_lambda), int(x.shape[-1])), (x,),
-                 out_dtype)
+    return Bound(
+        NetworkSortOp(_spec(network, steepness, sigmoid, art_lambda), int(x.shape[-1])),
+        (x,),
+        out_dtype,
+    )
 
 
 @op_function
 def network_permutation(
-    x: Any, /, *, network: str = "odd_even", steepness: float = 10.0, sigmoid: str = "cauchy",
-    art_lambda: float = 0.25, check_finite: bool = True,
+    x: Any,
+    /,
+    *,
+    network: str = "odd_even",
+    steepness: float = 10.0,
+    sigmoid: str = "cauchy",
+    art_lambda: float = 0.25,
+    check_finite: bool = True,
 ) -> Bound:
     x, _, out_dtype = check_scores(x, name="x", check_finite=check_finite)
-    return Bound(NetworkPermutationOp(_spec(network, steepness, sigmoid, art_lambda), int(x.shape[-1])),
-                 (x,), out_dtype)
+    return Bound(
+        NetworkPermutationOp(_spec(network, steepness, sigmoid, art_lambda), int(x.shape[-1])),
+        (x,),
+        out_dtype,
+    )
 
 
-network_sort.__doc__ = """Sorted values of a differentiable sorting network (ascending).
+network_sort.__doc__ = (
+    """Sorted values of a differentiable sorting network (ascending).
 
     The first output of :func:`sorting_network`, as its own op: O(n) work per layer,
     residuals ``α``, ``F'`` and ``Δ`` per comparator (O(n · layers) memory).
-    """ + _PARAMS_DOC
-network_permutation.__doc__ = """Relaxed permutation matrix of a differentiable sorting network.
+    """
+    + _PARAMS_DOC
+)
+network_permutation.__doc__ = (
+    """Relaxed permutation matrix of a differentiable sorting network.
 
     The second output of :func:`sorting_network`, as its own op: ``P[..., i, j]`` is the
     weight of input ``i`` in ascending slot ``j`` (``network_sort(x) = x @ P`` up to
-    rounding; rows and columns sum to 1). O(n²) work per layer; the VJP keeps the
-    layers' column differences (O(n² · layers / 2) memory, as diffsort's autograd).
-    """ + _PARAMS_DOC
+    rounding; rows and columns sum to 1). The matrix is built transposed, one layer at a
+    time: O(n²) work per layer for odd-even; for bitonic it stays block-diagonal (during
+    block b only groups of 2^(b+1) wires interact), O(n · 2^(b+1)) per layer. The VJP
+    keeps each layer's row differences (half the layer's entries) and runs the layers
+    backwards, feeding ∂/∂α into the values network's VJP.
+    """
+    + _PARAMS_DOC
+)
 
 
 def sorting_network(
@@ -424,7 +641,8 @@ def sorting_network(
     return_permutation: bool = True,
     check_finite: bool = True,
 ) -> Any:
-    r"""Differentiable sorting network: relaxed ascending sort and permutation matrix.
+    (
+        r"""Differentiable sorting network: relaxed ascending sort and permutation matrix.
 
     Runs ``x`` through the layers of an odd-even transposition or bitonic network whose
     comparators are relaxed with a CDF ``F``: for compared wires ``a < b`` and
@@ -442,10 +660,15 @@ def sorting_network(
     ``sigmoid`` in ``{"cauchy", "reciprocal", "optimal"}`` the network is monotonic: every
     sorted output is non-decreasing in every input (ICLR 2022), ``logistic`` is not.
 
-    Two outputs are two ops: the sorted values come from :func:`network_sort` (O(n) per
-    layer) and ``P`` from :func:`network_permutation` (O(n²) per layer); each has its own
-    explicit VJP. With ``return_permutation=False`` only the values are computed.
-    """ + _PARAMS_DOC.replace("    Parameters\n    ----------\n", "") + r"""
+    Two outputs, one op: ``P`` comes from :func:`network_permutation` (its own explicit
+    VJP, which also carries ``∂α/∂x``) and the sorted values are ``x @ P`` — equal to
+    :func:`network_sort` up to rounding because each layer is linear in the values for
+    fixed ``α`` — so one network pass and one VJP serve both outputs (the product is
+    differentiated by the framework). With ``return_permutation=False`` the values come
+    from :func:`network_sort` alone: O(n) work per layer, no n×n matrix.
+    """
+        + _PARAMS_DOC.replace("    Parameters\n    ----------\n", "")
+        + r"""
     return_permutation : bool
         Return ``(sorted, P)`` (default) or only ``sorted``.
 
@@ -469,13 +692,24 @@ def sorting_network(
     sorting and ranking supervision", ICML 2021 (arXiv:2105.04019); "Monotonic
     differentiable sorting networks", ICLR 2022 (arXiv:2203.09630).
     """
-    kwargs = dict(network=network, steepness=steepness, sigmoid=sigmoid, art_lambda=art_lambda,
-                  check_finite=check_finite)
+    )
+    kwargs = dict(
+        network=network,
+        steepness=steepness,
+        sigmoid=sigmoid,
+        art_lambda=art_lambda,
+        check_finite=check_finite,
+    )
     if not check_flag(return_permutation, name="return_permutation"):
         return network_sort(x, **kwargs)
-    y = network_sort(x, **kwargs)
-    kwargs["check_finite"] = False  # checked once
-    return y, network_permutation(x, **kwargs)
+    P = network_permutation(x, **kwargs)
+    # sorted = x @ P: the values network is linear in x for fixed α, so this equals
+    # network_sort(x) up to rounding, and one network pass (and one VJP, through P's)
+    # serves both outputs; the framework differentiates the product natively
+    xp = backend_for(P).namespace(P)
+    xc = xp.astype(x, P.dtype) if x.dtype != P.dtype else x
+    y = xp.matmul(xp.expand_dims(xc, axis=-2), P)[..., 0, :]
+    return y, P
 
 
 @op_function

@@ -170,7 +170,8 @@ def gumbel_softmax(
 
     .. math::
 
-        y = \operatorname{softmax}\bigl((\theta + G)/\tau\bigr), \qquad G_i \sim \text{Gumbel}(0, 1),
+        y = \operatorname{softmax}\bigl((\theta + G)/\tau\bigr),
+        \qquad G_i \sim \text{Gumbel}(0, 1),
 
     so that :math:`\operatorname{argmax}_i (\theta_i + G_i) \sim \operatorname{softmax}(\theta)`
     exactly (the Gumbel-max trick) and ``y`` tends to that one-hot sample as

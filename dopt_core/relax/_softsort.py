@@ -26,12 +26,15 @@ solved exactly by pool-adjacent-violators (PAV) in O(n): on each pooled block
 :math:`v` is block-diagonal — :math:`\frac1{|B|}\mathbf 1\mathbf 1^\top` (L2),
 :math:`\mathbf 1\,\operatorname{softmax}(\cdot_B)^\top` (KL) — so the VJPs are block sums,
 computed on the device with cumulative sums. The forward PAV runs on the host
-(:func:`dopt_core.backend.host_call`; SciPy's ``isotonic_regression`` for L2, a
-Python PAV for KL), everything else on the arrays' device.
+(:func:`dopt_core.backend.host_call`; SciPy's ``isotonic_regression`` for L2, on
+chunks of rows chained with separating offsets so that a whole batch costs a few
+calls; a pure-Python PAV for KL, O(n) per row but slow for long rows), everything else
+on the arrays' device.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -58,29 +61,35 @@ def _blocks_l2(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(res.x), np.asarray(res.blocks)
 
 
-def _logaddexp(a: float, b: float) -> float:
-    return float(np.logaddexp(a, b))
-
-
 def _blocks_kl(y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """PAV for v_E: blocks (start indices + n) and the solution."""
+    """PAV for v_E: the solution and the blocks (start indices, then n).
+
+    Each new entry is pooled with the blocks before it while it violates
+    ``v_prev >= v_new``; a block keeps ``LSE(y_B)``, ``LSE(w_B)`` and its value
+    ``LSE(y_B) - LSE(w_B)``. Plain Python floats (this loop is the cost).
+    """
+    yl, wl = y.tolist(), w.tolist()
     starts: list[int] = []
     ly: list[float] = []
     lw: list[float] = []
     val: list[float] = []
-    for i in range(y.shape[0]):
-        starts.append(i)
-        ly.append(float(y[i]))
-        lw.append(float(w[i]))
-        val.append(float(y[i] - w[i]))
-        while len(val) > 1 and val[-2] < val[-1]:  # violates v_prev >= v_cur: pool
-            ly[-2] = _logaddexp(ly[-2], ly[-1])
-            lw[-2] = _logaddexp(lw[-2], lw[-1])
-            val[-2] = ly[-2] - lw[-2]
-            del starts[-1], ly[-1], lw[-1], val[-1]
-    blocks = np.asarray([*starts, y.shape[0]])
-    v = np.repeat(np.asarray(val), np.diff(blocks))
-    return v, blocks
+    log1p, exp = math.log1p, math.exp
+    for i in range(len(yl)):
+        a, b, st = yl[i], wl[i], i
+        v = a - b
+        while val and val[-1] < v:
+            pa, pb = ly.pop(), lw.pop()
+            val.pop()
+            st = starts.pop()
+            a = max(a, pa) + log1p(exp(-abs(a - pa)))
+            b = max(b, pb) + log1p(exp(-abs(b - pb)))
+            v = a - b
+        starts.append(st)
+        ly.append(a)
+        lw.append(b)
+        val.append(v)
+    blocks = np.asarray([*starts, len(yl)])
+    return np.repeat(np.asarray(val), np.diff(blocks)), blocks
 
 
 def isotonic_l2(y: np.ndarray) -> np.ndarray:
@@ -93,7 +102,10 @@ def isotonic_l2(y: np.ndarray) -> np.ndarray:
 
 
 def isotonic_kl(y: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """``argmin_{v_1 >= ... >= v_n} <e^{y - v}, 1> + <e^w, v>`` along the last axis (NumPy, host)."""
+    """``argmin_{v_1 >= ... >= v_n} <e^{y - v}, 1> + <e^w, v>`` along the last axis.
+
+    NumPy, on the host.
+    """
     y, w = np.broadcast_arrays(np.asarray(y, dtype=np.float64), np.asarray(w, dtype=np.float64))
     out = np.empty_like(y)
     for idx in np.ndindex(*y.shape[:-1]):
@@ -102,11 +114,44 @@ def isotonic_kl(y: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 
 def _softmax_in_blocks(a: np.ndarray, blocks: np.ndarray) -> np.ndarray:
-    out = np.empty_like(a)
-    for s, e in zip(blocks[:-1], blocks[1:], strict=True):
-        z = a[s:e] - a[s:e].max()
-        ez = np.exp(z)
-        out[s:e] = ez / ez.sum()
+    """Softmax of ``a`` within each block ``[blocks[j], blocks[j+1])`` (vectorised)."""
+    starts, sizes = blocks[:-1], np.diff(blocks)
+    z = a - np.repeat(np.maximum.reduceat(a, starts), sizes)
+    ez = np.exp(z)
+    return ez / np.repeat(np.add.reduceat(ez, starts), sizes)
+
+
+_ROWS_PER_CALL = 64
+
+
+def _pav_l2_rows(y: np.ndarray) -> np.ndarray:
+    """L2 PAV of every row of the 2-D ``y`` with few SciPy calls: ``(rows, 4, n)``.
+
+    Rows are chained into one sequence with a decreasing offset per row, larger than
+    the spread of the values, so that no block can straddle two rows (the constraint
+    between rows is slack) — one ``isotonic_regression`` call per chunk of rows. The
+    offsets cost precision: absolute error about ``64 · spread of the chunk · eps``
+    (float64 on the host), ~1e-12 relative to the batch's spread.
+    """
+    from scipy.optimize import isotonic_regression
+
+    rows, n = y.shape
+    out = np.empty((rows, 4, n))
+    for lo in range(0, rows, _ROWS_PER_CALL):
+        chunk = y[lo : lo + _ROWS_PER_CALL]
+        k = chunk.shape[0]
+        spread = float(chunk.max() - chunk.min()) if chunk.size else 0.0
+        big = 2.0 * spread + 1.0
+        shift = (np.arange(k) * big)[:, None]
+        res = isotonic_regression((chunk - shift).ravel(), increasing=False)
+        blocks = np.asarray(res.blocks)
+        sizes = np.diff(blocks)
+        start = np.repeat(blocks[:-1], sizes)
+        row = np.arange(k * n) // n
+        out[lo : lo + k, 0] = np.asarray(res.x).reshape(k, n) + shift
+        out[lo : lo + k, 1] = (start - row * n).reshape(k, n)
+        out[lo : lo + k, 2] = (start + np.repeat(sizes, sizes) - row * n).reshape(k, n)
+        out[lo : lo + k, 3] = (1.0 / np.repeat(sizes, sizes)).reshape(k, n)
     return out
 
 
@@ -119,21 +164,17 @@ def _pav_host(y: np.ndarray, w: np.ndarray, *, reg: str, aux_of: str) -> np.ndar
     y = np.asarray(y, dtype=np.float64)
     w = np.broadcast_to(np.asarray(w, dtype=np.float64), y.shape)
     n = y.shape[-1]
+    if reg == "l2":
+        return _pav_l2_rows((y - w).reshape(-1, n)).reshape(*y.shape[:-1], 4, n)
     out = np.empty((*y.shape[:-1], 4, n))
     for idx in np.ndindex(*y.shape[:-1]):
-        if reg == "l2":
-            v, blocks = _blocks_l2(y[idx] - w[idx])
-        else:
-            v, blocks = _blocks_kl(y[idx], w[idx])
+        v, blocks = _blocks_kl(y[idx], w[idx])
         sizes = np.diff(blocks)
         start = np.repeat(blocks[:-1], sizes)
         out[idx][0] = v
         out[idx][1] = start
         out[idx][2] = start + np.repeat(sizes, sizes)
-        if reg == "l2":
-            out[idx][3] = 1.0 / np.repeat(sizes, sizes)
-        else:
-            out[idx][3] = _softmax_in_blocks(y[idx] if aux_of == "y" else w[idx], blocks)
+        out[idx][3] = _softmax_in_blocks(y[idx] if aux_of == "y" else w[idx], blocks)
     return out
 
 
@@ -226,7 +267,9 @@ class SoftSortOp(Op):
         return (-gu if self.descending else gu,)
 
 
-def _validate(x: Any, strength: Any, reg: Any, descending: Any, check_finite: bool) -> tuple[Any, Any, float, str, bool]:
+def _validate(
+    x: Any, strength: Any, reg: Any, descending: Any, check_finite: bool
+) -> tuple[Any, Any, float, str, bool]:
     x, _, out_dtype = check_scores(x, name="x", check_finite=check_finite)
     strength = check_positive(strength, name="regularization_strength")
     reg = check_choice(reg, name="regularization", choices=REGULARIZATIONS)
@@ -267,14 +310,16 @@ def soft_sort(
     >>> soft_sort(np.array([3.0, 1.0, 2.0]), regularization_strength=0.1)
     array([1., 2., 3.])
     >>> soft_sort(np.array([3.0, 1.0, 2.0]), regularization_strength=10.0)
-    array([2., 2., 2.])
+    array([1.9, 2. , 2.1])
 
     References
     ----------
     Blondel, Teboul, Berthet, Djolonga, "Fast differentiable sorting and ranking",
     ICML 2020, arXiv:2002.08871.
     """
-    x, out_dtype, eps, reg, desc = _validate(x, regularization_strength, regularization, descending, check_finite)
+    x, out_dtype, eps, reg, desc = _validate(
+        x, regularization_strength, regularization, descending, check_finite
+    )
     return Bound(SoftSortOp(eps, reg, desc), (x,), out_dtype)
 
 
@@ -307,7 +352,7 @@ def soft_rank(
     >>> from dopt_core.relax import soft_rank
     >>> soft_rank(np.array([[0.3, -1.0, 2.0]]), regularization_strength=0.01)
     array([[2., 1., 3.]])
-    >>> soft_rank(np.array([0.3, -1.0, 2.0]), regularization_strength=100.0)
+    >>> np.round(soft_rank(np.array([0.3, -1.0, 2.0]), regularization_strength=1e4), 3)
     array([2., 2., 2.])
 
     References
@@ -315,5 +360,7 @@ def soft_rank(
     Blondel, Teboul, Berthet, Djolonga, "Fast differentiable sorting and ranking",
     ICML 2020, arXiv:2002.08871.
     """
-    x, out_dtype, eps, reg, desc = _validate(x, regularization_strength, regularization, descending, check_finite)
+    x, out_dtype, eps, reg, desc = _validate(
+        x, regularization_strength, regularization, descending, check_finite
+    )
     return Bound(SoftRankOp(eps, reg, desc), (x,), out_dtype)

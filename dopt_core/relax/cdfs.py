@@ -328,68 +328,181 @@ def _art_pdf(x: Any, steep: float, p: dict[str, Any], xp: Any) -> Any:
     return _sigmoid_pdf(u, xp) * du
 
 
-def _add(name: str, F: Callable[..., Any], f: Callable[..., Any], *, symmetric: bool, source: str,
-         params: tuple[str, ...] = ()) -> None:
+def _add(
+    name: str,
+    F: Callable[..., Any],
+    f: Callable[..., Any],
+    *,
+    symmetric: bool,
+    source: str,
+    params: tuple[str, ...] = (),
+) -> None:
     register(CDF(name, F, f, symmetric=symmetric, source=source, params=params))
 
 
-_add("logistic", lambda v, p, xp: _sigmoid(v, xp), lambda v, p, xp: _sigmoid_pdf(v, xp),
-     symmetric=True, source="diffsort, GenDR")
-register(CDF("logistic_phi", _art_cdf, _art_pdf, symmetric=True, source="diffsort",
-             params=("art_lambda",), raw=True))
-_add("gaussian", lambda v, p, xp: 0.5 * erfc(-v / _SQRT2, xp=xp),
-     lambda v, p, xp: xp.exp(-0.5 * v * v) / math.sqrt(2 * math.pi), symmetric=True,
-     source="diffsort, GenDR")
-_add("cauchy", lambda v, p, xp: xp.atan(v) / math.pi + 0.5,
-     lambda v, p, xp: 1 / (math.pi * (1 + v * v)), symmetric=True, source="diffsort, GenDR")
-_add("reciprocal", lambda v, p, xp: 0.5 * (v / (2 + xp.abs(v)) + 1),
-     lambda v, p, xp: 1 / ((2 + xp.abs(v)) * (2 + xp.abs(v))), symmetric=True, source="diffsort")
-_add("optimal", lambda v, p, xp: _optimal(v, xp), lambda v, p, xp: _optimal_pdf(v, xp),
-     symmetric=True, source="diffsort")
-_add("uniform", lambda v, p, xp: _uniform_y(v, xp), lambda v, p, xp: 0.5 * _inside(v, xp),
-     symmetric=True, source="GenDR")
-_add("cubic_hermite",
-     lambda v, p, xp: 3 * _uniform_y(v, xp) ** 2 - 2 * _uniform_y(v, xp) ** 3,
-     lambda v, p, xp: 3 * _uniform_y(v, xp) * (1 - _uniform_y(v, xp)) * _inside(v, xp),
-     symmetric=True, source="GenDR")
-_add("wigner_semicircle", lambda v, p, xp: _wigner(v, xp), lambda v, p, xp: _wigner_pdf(v, xp),
-     symmetric=True, source="GenDR")
-_add("laplace", lambda v, p, xp: _laplace(v, xp), lambda v, p, xp: 0.5 * xp.exp(-xp.abs(v)),
-     symmetric=True, source="GenDR")
-_add("hyperbolic_secant", lambda v, p, xp: (2 / math.pi) * xp.atan(xp.tanh(v / 2)) + 0.5,
-     lambda v, p, xp: 1 / (math.pi * xp.cosh(xp.clip(v, -80.0, 80.0))), symmetric=True,
-     source="GenDR")
-_add("reciprocal_gendr", lambda v, p, xp: 0.5 + 0.5 * v / (1 + xp.abs(v)),
-     lambda v, p, xp: 0.5 / ((1 + xp.abs(v)) * (1 + xp.abs(v))), symmetric=True, source="GenDR")
-_add("gumbel_max", lambda v, p, xp: xp.exp(-xp.exp(-_lo30(v, xp))),
-     lambda v, p, xp: xp.exp(-_lo30(v, xp) - xp.exp(-_lo30(v, xp))), symmetric=False, source="GenDR")
-_add("gumbel_min", lambda v, p, xp: -xp.expm1(-xp.exp(-_lo30(-v, xp))),
-     lambda v, p, xp: xp.exp(-_lo30(-v, xp) - xp.exp(-_lo30(-v, xp))), symmetric=False,
-     source="GenDR")
-_add("exponential", lambda v, p, xp: _exp_cdf(v + _shift(p), xp),
-     lambda v, p, xp: _exp_pdf(v + _shift(p), xp), symmetric=False, source="GenDR",
-     params=("shift",))
-_add("exponential_rev", lambda v, p, xp: 1 - _exp_cdf(_shift(p) - v, xp),
-     lambda v, p, xp: _exp_pdf(_shift(p) - v, xp), symmetric=False, source="GenDR",
-     params=("shift",))
-_add("gamma", lambda v, p, xp: _gammainc(_shape(p), v + _shift(p), xp=xp),
-     lambda v, p, xp: _gamma_density(_shape(p), v + _shift(p), xp=xp), symmetric=False,
-     source="GenDR", params=("shape", "shift"))
-_add("gamma_rev", lambda v, p, xp: 1 - _gammainc(_shape(p), _shift(p) - v, xp=xp),
-     lambda v, p, xp: _gamma_density(_shape(p), _shift(p) - v, xp=xp), symmetric=False,
-     source="GenDR", params=("shape", "shift"))
-_add("levy", lambda v, p, xp: _levy_cdf(v + _shift(p), xp),
-     lambda v, p, xp: _levy_pdf(v + _shift(p), xp), symmetric=False, source="GenDR",
-     params=("shift",))
-_add("levy_rev", lambda v, p, xp: 1 - _levy_cdf(_shift(p) - v, xp),
-     lambda v, p, xp: _levy_pdf(_shift(p) - v, xp), symmetric=False, source="GenDR",
-     params=("shift",))
+_add(
+    "logistic",
+    lambda v, p, xp: _sigmoid(v, xp),
+    lambda v, p, xp: _sigmoid_pdf(v, xp),
+    symmetric=True,
+    source="diffsort, GenDR",
+)
+register(
+    CDF(
+        "logistic_phi",
+        _art_cdf,
+        _art_pdf,
+        symmetric=True,
+        source="diffsort",
+        params=("art_lambda",),
+        raw=True,
+    )
+)
+_add(
+    "gaussian",
+    lambda v, p, xp: 0.5 * erfc(-v / _SQRT2, xp=xp),
+    lambda v, p, xp: xp.exp(-0.5 * v * v) / math.sqrt(2 * math.pi),
+    symmetric=True,
+    source="diffsort, GenDR",
+)
+_add(
+    "cauchy",
+    lambda v, p, xp: xp.atan(v) / math.pi + 0.5,
+    lambda v, p, xp: 1 / (math.pi * (1 + v * v)),
+    symmetric=True,
+    source="diffsort, GenDR",
+)
+_add(
+    "reciprocal",
+    lambda v, p, xp: 0.5 * (v / (2 + xp.abs(v)) + 1),
+    lambda v, p, xp: 1 / ((2 + xp.abs(v)) * (2 + xp.abs(v))),
+    symmetric=True,
+    source="diffsort",
+)
+_add(
+    "optimal",
+    lambda v, p, xp: _optimal(v, xp),
+    lambda v, p, xp: _optimal_pdf(v, xp),
+    symmetric=True,
+    source="diffsort",
+)
+_add(
+    "uniform",
+    lambda v, p, xp: _uniform_y(v, xp),
+    lambda v, p, xp: 0.5 * _inside(v, xp),
+    symmetric=True,
+    source="GenDR",
+)
+_add(
+    "cubic_hermite",
+    lambda v, p, xp: 3 * _uniform_y(v, xp) ** 2 - 2 * _uniform_y(v, xp) ** 3,
+    lambda v, p, xp: 3 * _uniform_y(v, xp) * (1 - _uniform_y(v, xp)) * _inside(v, xp),
+    symmetric=True,
+    source="GenDR",
+)
+_add(
+    "wigner_semicircle",
+    lambda v, p, xp: _wigner(v, xp),
+    lambda v, p, xp: _wigner_pdf(v, xp),
+    symmetric=True,
+    source="GenDR",
+)
+_add(
+    "laplace",
+    lambda v, p, xp: _laplace(v, xp),
+    lambda v, p, xp: 0.5 * xp.exp(-xp.abs(v)),
+    symmetric=True,
+    source="GenDR",
+)
+_add(
+    "hyperbolic_secant",
+    lambda v, p, xp: (2 / math.pi) * xp.atan(xp.tanh(v / 2)) + 0.5,
+    lambda v, p, xp: 1 / (math.pi * xp.cosh(xp.clip(v, -80.0, 80.0))),
+    symmetric=True,
+    source="GenDR",
+)
+_add(
+    "reciprocal_gendr",
+    lambda v, p, xp: 0.5 + 0.5 * v / (1 + xp.abs(v)),
+    lambda v, p, xp: 0.5 / ((1 + xp.abs(v)) * (1 + xp.abs(v))),
+    symmetric=True,
+    source="GenDR",
+)
+_add(
+    "gumbel_max",
+    lambda v, p, xp: xp.exp(-xp.exp(-_lo30(v, xp))),
+    lambda v, p, xp: xp.exp(-_lo30(v, xp) - xp.exp(-_lo30(v, xp))),
+    symmetric=False,
+    source="GenDR",
+)
+_add(
+    "gumbel_min",
+    lambda v, p, xp: -xp.expm1(-xp.exp(-_lo30(-v, xp))),
+    lambda v, p, xp: xp.exp(-_lo30(-v, xp) - xp.exp(-_lo30(-v, xp))),
+    symmetric=False,
+    source="GenDR",
+)
+_add(
+    "exponential",
+    lambda v, p, xp: _exp_cdf(v + _shift(p), xp),
+    lambda v, p, xp: _exp_pdf(v + _shift(p), xp),
+    symmetric=False,
+    source="GenDR",
+    params=("shift",),
+)
+_add(
+    "exponential_rev",
+    lambda v, p, xp: 1 - _exp_cdf(_shift(p) - v, xp),
+    lambda v, p, xp: _exp_pdf(_shift(p) - v, xp),
+    symmetric=False,
+    source="GenDR",
+    params=("shift",),
+)
+_add(
+    "gamma",
+    lambda v, p, xp: _gammainc(_shape(p), v + _shift(p), xp=xp),
+    lambda v, p, xp: _gamma_density(_shape(p), v + _shift(p), xp=xp),
+    symmetric=False,
+    source="GenDR",
+    params=("shape", "shift"),
+)
+_add(
+    "gamma_rev",
+    lambda v, p, xp: 1 - _gammainc(_shape(p), _shift(p) - v, xp=xp),
+    lambda v, p, xp: _gamma_density(_shape(p), _shift(p) - v, xp=xp),
+    symmetric=False,
+    source="GenDR",
+    params=("shape", "shift"),
+)
+_add(
+    "levy",
+    lambda v, p, xp: _levy_cdf(v + _shift(p), xp),
+    lambda v, p, xp: _levy_pdf(v + _shift(p), xp),
+    symmetric=False,
+    source="GenDR",
+    params=("shift",),
+)
+_add(
+    "levy_rev",
+    lambda v, p, xp: 1 - _levy_cdf(_shift(p) - v, xp),
+    lambda v, p, xp: _levy_pdf(_shift(p) - v, xp),
+    symmetric=False,
+    source="GenDR",
+    params=("shift",),
+)
 
 #: Every registered name, in registration order.
 NAMES: tuple[str, ...] = tuple(_REGISTRY)
 
 #: The six sigmoids of the ``diffsort`` package, with its formulas.
-DIFFSORT_NAMES: tuple[str, ...] = ("logistic", "logistic_phi", "gaussian", "reciprocal", "cauchy", "optimal")
+DIFFSORT_NAMES: tuple[str, ...] = (
+    "logistic",
+    "logistic_phi",
+    "gaussian",
+    "reciprocal",
+    "cauchy",
+    "optimal",
+)
 
 
 def make_params(
@@ -401,8 +514,10 @@ def make_params(
     if "shift" in entry.params:
         p["shift"] = check_real(shift, name="shift")
     elif check_real(shift, name="shift") != 0.0:
-        raise ValueError(f"shift only applies to {[n for n in NAMES if 'shift' in get(n).params]}, "
-                         f"not to {name!r}")
+        raise ValueError(
+            f"shift only applies to {[n for n in NAMES if 'shift' in get(n).params]}, "
+            f"not to {name!r}"
+        )
     if "shape" in entry.params:
         k = 2.0 if shape is None else check_positive(shape, name="shape")
         if k > 20:

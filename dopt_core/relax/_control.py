@@ -1,0 +1,298 @@
+r"""Relaxed control flow: comparisons, conditionals, min/max/argmin (Petersen's thesis, ch. 3).
+
+The closed-form perturbation method of AlgoVision (Petersen et al., NeurIPS 2021):
+perturb the compared quantity with noise of CDF ``F`` and inverse temperature
+:math:`\beta`, and replace each discrete decision by its probability —
+
+.. math::
+
+    \Pr[a > b] = \Pr[a - b + \varepsilon/\beta > 0] = 1 - F(-\beta(a - b))
+    \;(= F(\beta(a-b))\ \text{for symmetric}\ F),
+
+a conditional by the expectation over its branches, ``p·then + (1-p)·else``, and
+argmin/min over a vector by the softmin weights :math:`\operatorname{softmax}(-\beta x)`
+and their expectation :math:`\sum_i \operatorname{softmax}(-\beta x)_i x_i`. All tend to
+their exact counterparts as ``beta → ∞``. Arguments broadcast against each other; the
+result and the gradients have the broadcast shape (frameworks reduce the gradients of
+broadcast inputs themselves).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from .._lib._checks import check_same_device, check_scores
+from .._lib._compat import device
+from ..backend import backend_for
+from ..op import Bound, Op, op_function
+from . import cdfs
+from ._common import check_choice, check_positive
+from ._simplex import _softmax
+
+__all__ = ["soft_argmax", "soft_argmin", "soft_compare", "soft_if", "soft_max", "soft_min"]
+
+
+def _as_array(v: Any, like: Any, *, name: str, xp: Any, check_finite: bool) -> Any:
+    if isinstance(v, bool):
+        raise TypeError(f"{name} must be an array or a real number, got bool")
+    if isinstance(v, int | float):
+        return xp.asarray(float(v), dtype=like.dtype, device=device(like))
+    v, _, _ = check_scores(v, name=name, min_ndim=0, check_finite=check_finite)
+    check_same_device({"first argument": like, name: v})
+    return xp.astype(v, like.dtype)
+
+
+def _broadcast(*arrays: Any, xp: Any) -> tuple[Any, ...]:
+    return tuple(xp.broadcast_arrays(*arrays))
+
+
+def _prob_greater(v: Any, beta: float, dist: str, *, xp: Any) -> tuple[Any, Any]:
+    """``G(v) = Pr[v + ε/β > 0]`` and ``dG/dv``."""
+    entry = cdfs.get(dist)
+    p = {}
+    if entry.symmetric:
+        return entry.cdf_steep(v, beta, p, xp=xp), entry.pdf_steep(v, beta, p, xp=xp)
+    return 1 - entry.cdf_steep(-v, beta, p, xp=xp), entry.pdf_steep(-v, beta, p, xp=xp)
+
+
+def _dist(distribution: Any) -> str:
+    name = check_choice(distribution, name="distribution", choices=cdfs.NAMES)
+    if cdfs.get(name).raw:
+        raise ValueError(
+            f"distribution {name!r} is not a CDF of the difference alone; use another name"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class SoftCompareOp(Op):
+    beta: float
+    dist: str
+    name: ClassVar[str] = "soft_compare"
+
+    def forward(self, a: Any, b: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
+        p, dp = _prob_greater(a - b, self.beta, self.dist, xp=xp)
+        return p, (dp,)
+
+    def vjp(self, residuals: tuple[Any, ...], g: Any, *, xp: Any) -> tuple[Any | None, ...]:
+        (dp,) = residuals
+        return (g * dp, -g * dp)
+
+
+@dataclass(frozen=True)
+class SoftIfOp(Op):
+    name: ClassVar[str] = "soft_if"
+
+    def forward(self, p: Any, then_v: Any, else_v: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
+        return p * then_v + (1 - p) * else_v, (p, then_v - else_v)
+
+    def vjp(self, residuals: tuple[Any, ...], g: Any, *, xp: Any) -> tuple[Any | None, ...]:
+        p, diff = residuals
+        return (g * diff, g * p, g * (1 - p))
+
+
+@dataclass(frozen=True)
+class SoftPairOp(Op):
+    """Relaxed min (``sign=-1``) or max (``sign=+1``) of two arrays."""
+
+    beta: float
+    dist: str
+    sign: int
+    name: ClassVar[str] = "soft_pair_extremum"
+
+    def forward(self, a: Any, b: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
+        # α = Pr[b > a]: min = α a + (1-α) b, max = (1-α) a + α b
+        alpha, dalpha = _prob_greater(b - a, self.beta, self.dist, xp=xp)
+        m = b + alpha * (a - b)
+        y = m if self.sign < 0 else a + b - m
+        return y, (alpha, dalpha, a - b)
+
+    def vjp(self, residuals: tuple[Any, ...], g: Any, *, xp: Any) -> tuple[Any | None, ...]:
+        alpha, dalpha, d = residuals
+        dm_da = alpha - d * dalpha
+        dm_db = (1 - alpha) + d * dalpha
+        if self.sign < 0:
+            return (g * dm_da, g * dm_db)
+        return (g * (1 - dm_da), g * (1 - dm_db))
+
+
+@dataclass(frozen=True)
+class SoftExtremumOp(Op):
+    """softmax(±βx) weights (``value=False``) or their expectation of x (``value=True``)."""
+
+    beta: float
+    sign: int
+    value: bool
+    name: ClassVar[str] = "soft_extremum"
+
+    def forward(self, x: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
+        w = _softmax((self.sign * self.beta) * x, xp=xp)
+        if not self.value:
+            return w, (x,)
+        return xp.sum(w * x, axis=-1), (x,)
+
+    def vjp(self, residuals: tuple[Any, ...], g: Any, *, xp: Any) -> tuple[Any | None, ...]:
+        (x,) = residuals
+        sb = self.sign * self.beta
+        w = _softmax(sb * x, xp=xp)
+        if not self.value:
+            return (sb * w * (g - xp.sum(g * w, axis=-1, keepdims=True)),)
+        y = xp.sum(w * x, axis=-1, keepdims=True)
+        return (xp.expand_dims(g, axis=-1) * w * (1 + sb * (x - y)),)
+
+
+@op_function
+def soft_compare(
+    a: Any,
+    b: Any,
+    /,
+    *,
+    beta: float = 10.0,
+    distribution: str = "logistic",
+    check_finite: bool = True,
+) -> Bound:
+    r"""Relaxed ``a > b``: the probability :math:`\Pr[a - b + \varepsilon/\beta > 0]`.
+
+    ``distribution`` names a CDF of :mod:`dopt_core.relax.cdfs` (``"logistic"``, AlgoVision's
+    choice, ``"cauchy"``, ``"gaussian"``...); for symmetric ones the result is
+    :math:`F(\beta(a - b))`. ``b`` may be a Python number. Tends to ``1[a > b]`` as
+    ``beta → ∞``; equals ½ at ``a == b`` for symmetric distributions.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> from dopt_core.relax import soft_compare
+    >>> soft_compare(np.array([1.0, 0.0, -1.0]), 0.0, beta=np.log(3.0))
+    array([0.75, 0.5 , 0.25])
+    """
+    a, xp, out_dtype = check_scores(a, name="a", min_ndim=0, check_finite=check_finite)
+    b = _as_array(b, a, name="b", xp=xp, check_finite=check_finite)
+    op = SoftCompareOp(check_positive(beta, name="beta"), _dist(distribution))
+    return Bound(op, _broadcast(a, b, xp=xp), out_dtype)
+
+
+@op_function
+def soft_if(p: Any, then_value: Any, else_value: Any, /, *, check_finite: bool = True) -> Bound:
+    r"""Relaxed conditional: ``p * then_value + (1 - p) * else_value``.
+
+    The expectation of ``then_value if cond else else_value`` when ``cond`` holds with
+    probability ``p`` (e.g. from :func:`soft_compare`) — AlgoVision's ``If`` with merged
+    branches. ``p`` must lie in [0, 1] (checked unless traced); the values may be Python
+    numbers. Gradients flow to all three.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> from dopt_core.relax import soft_if
+    >>> soft_if(np.array([0.25, 1.0]), np.array([4.0, 4.0]), 0.0)
+    array([1., 4.])
+    """
+    p, xp, out_dtype = check_scores(p, name="p", min_ndim=0, check_finite=check_finite)
+    if check_finite and not backend_for(p).is_traced(p):
+        if not bool(xp.all((p >= 0) & (p <= 1))):
+            raise ValueError("p must lie in [0, 1] (a probability)")
+    t = _as_array(then_value, p, name="then_value", xp=xp, check_finite=check_finite)
+    e = _as_array(else_value, p, name="else_value", xp=xp, check_finite=check_finite)
+    return Bound(SoftIfOp(), _broadcast(p, t, e, xp=xp), out_dtype)
+
+
+def _extremum(x: Any, y: Any, beta: Any, distribution: Any, check_finite: bool, sign: int) -> Bound:
+    beta = check_positive(beta, name="beta")
+    if y is None:
+        x, _, out_dtype = check_scores(x, name="x", check_finite=check_finite)
+        if distribution != "logistic":
+            raise ValueError(
+                "distribution must be 'logistic' for the min/max of a vector (softmin weights); "
+                f"got {distribution!r}"
+            )
+        return Bound(SoftExtremumOp(beta, sign, True), (x,), out_dtype)
+    x, xp, out_dtype = check_scores(x, name="x", min_ndim=0, check_finite=check_finite)
+    y = _as_array(y, x, name="y", xp=xp, check_finite=check_finite)
+    return Bound(SoftPairOp(beta, _dist(distribution), sign), _broadcast(x, y, xp=xp), out_dtype)
+
+
+@op_function
+def soft_min(
+    x: Any,
+    y: Any = None,
+    /,
+    *,
+    beta: float = 10.0,
+    distribution: str = "logistic",
+    check_finite: bool = True,
+) -> Bound:
+    r"""Relaxed minimum of a pair ``(x, y)`` or of a vector ``x`` along its last axis.
+
+    Pair: with :math:`\alpha = \Pr[y > x]` (:func:`soft_compare`),
+    :math:`\alpha x + (1 - \alpha) y` — the relaxed comparator of the sorting networks.
+    Vector: :math:`\sum_i \operatorname{softmax}(-\beta x)_i\, x_i` (logistic only; for a
+    pair the two definitions coincide). Tends to the exact minimum as ``beta → ∞``.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> from dopt_core.relax import soft_min
+    >>> float(soft_min(np.array(1.0), np.array(3.0), beta=100.0))
+    1.0
+    >>> float(np.round(soft_min(np.array([2.0, 0.5, 4.0]), beta=50.0), 6))
+    0.5
+    """
+    return _extremum(x, y, beta, distribution, check_finite, -1)
+
+
+@op_function
+def soft_max(
+    x: Any,
+    y: Any = None,
+    /,
+    *,
+    beta: float = 10.0,
+    distribution: str = "logistic",
+    check_finite: bool = True,
+) -> Bound:
+    r"""Relaxed maximum of a pair or of a vector (see :func:`soft_min`): for a pair
+    :math:`(1-\alpha) x + \alpha y` with :math:`\alpha = \Pr[y > x]`, for a vector
+    :math:`\sum_i \operatorname{softmax}(\beta x)_i\, x_i`.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> from dopt_core.relax import soft_max
+    >>> float(soft_max(np.array(1.0), np.array(3.0), beta=100.0))
+    3.0
+    """
+    return _extremum(x, y, beta, distribution, check_finite, +1)
+
+
+@op_function
+def soft_argmin(x: Any, /, *, beta: float = 10.0, check_finite: bool = True) -> Bound:
+    r"""Relaxed one-hot argmin along the last axis: :math:`\operatorname{softmax}(-\beta x)`.
+
+    The probability of each entry being the minimum when ``x`` is perturbed with Gumbel
+    noise of scale :math:`1/\beta`; tends to the one-hot argmin as ``beta → ∞``.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> from dopt_core.relax import soft_argmin
+    >>> soft_argmin(np.array([0.0, np.log(3.0)]), beta=1.0)
+    array([0.75, 0.25])
+    """
+    x, _, out_dtype = check_scores(x, name="x", check_finite=check_finite)
+    return Bound(SoftExtremumOp(check_positive(beta, name="beta"), -1, False), (x,), out_dtype)
+
+
+@op_function
+def soft_argmax(x: Any, /, *, beta: float = 10.0, check_finite: bool = True) -> Bound:
+    r"""Relaxed one-hot argmax along the last axis: :math:`\operatorname{softmax}(\beta x)`.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> from dopt_core.relax import soft_argmax
+    >>> soft_argmax(np.array([0.0, np.log(3.0)]), beta=1.0)
+    array([0.25, 0.75])
+    """
+    x, _, out_dtype = check_scores(x, name="x", check_finite=check_finite)
+    return Bound(SoftExtremumOp(check_positive(beta, name="beta"), +1, False), (x,), out_dtype)
