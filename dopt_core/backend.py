@@ -268,27 +268,25 @@ def backend_for(x: Any, *, name: str = "theta") -> Backend:
     if cached is not None:
         return cached
     with _LOCK:
-        cached = _BY_TYPE.get(t)
-        if cached is not None:
-            return cached
         found = _lookup(x)
-        if found is None:
-            root = (t.__module__ or "").split(".")[0]
-            if root in PLUGINS:
-                plugin, extra = PLUGINS[root]
-                try:
-                    importlib.import_module(plugin)
-                except ImportError as exc:
-                    raise TypeError(
-                        f"{name} is a {root} array, but the dopt plugin {plugin!r} could not be "
-                        f"imported ({exc}); install it with: pip install 'dopt[{extra}]'"
-                    ) from exc
-                found = _lookup(x)
+    if found is None:
+        root = (t.__module__ or "").split(".")[0]
+        if root in PLUGINS:
+            # Import outside the lock: the plugin registers itself (taking the lock), and
+            # another thread may be importing it at the same time (import lock).
+            plugin, extra = PLUGINS[root]
+            try:
+                importlib.import_module(plugin)
+            except ImportError as exc:
+                raise TypeError(
+                    f"{name} is a {root} array, but the dopt plugin {plugin!r} could not be "
+                    f"imported ({exc}); install it with: pip install 'dopt[{extra}]'"
+                ) from exc
+    with _LOCK:
+        found = found or _lookup(x)
         if found is None and is_array_api_obj(x):
-            xp = array_namespace(x)
-            found = ArrayAPIBackend(xp)
-            _BACKENDS.setdefault(found.name, found)
-            found = _BACKENDS[found.name]
+            generic = ArrayAPIBackend(array_namespace(x))
+            found = _BACKENDS.setdefault(generic.name, generic)
         if found is None:
             raise TypeError(
                 f"{name} must be an array (NumPy, PyTorch, JAX, CuPy or any array-API "

@@ -15,7 +15,9 @@ import jax.numpy as jnp
 
 
 @jax.custom_jvp
-def _first_order_only(x: Any) -> Any:
+def _first_order_only(x: Any, *anchors: Any) -> Any:
+    """Identity on ``x``; differentiating it (with respect to ``x`` or to the anchors,
+    the op's float inputs) raises."""
     return x
 
 
@@ -33,11 +35,15 @@ def _make(op: Any) -> Any:
         return op.forward(*inputs, xp=jnp)[0]
 
     def fwd(*inputs: Any) -> Any:
-        return op.forward(*inputs, xp=jnp)
+        y, residuals = op.forward(*inputs, xp=jnp)
+        anchors = tuple(x for x in inputs if jnp.issubdtype(x.dtype, jnp.floating))
+        return y, (residuals, anchors)
 
-    def bwd(residuals: Any, g: Any) -> Any:
+    def bwd(saved: Any, g: Any) -> Any:
         # residuals are constants to the VJP: differentiating it again would drop terms
-        return tuple(None if v is None else _first_order_only(v) for v in op.vjp(residuals, g, xp=jnp))
+        residuals, anchors = saved
+        grads = op.vjp(residuals, g, xp=jnp)
+        return tuple(None if v is None else _first_order_only(v, g, *anchors) for v in grads)
 
     f.defvjp(fwd, bwd)
     return f

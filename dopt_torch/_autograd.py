@@ -3,7 +3,10 @@
 The forward runs ``op.forward`` on torch tensors (on their device); the backward runs
 ``op.vjp`` — the core's explicit VJP — on the saved residuals. Nothing of the Op's
 math lives here. The VJPs are first-order: the residuals they use are constants, so
-differentiating a backward pass again would silently drop terms; it raises instead.
+differentiating a backward pass again would silently drop terms. When a backward pass
+is recorded (``create_graph=True``), every gradient it returns goes through
+:class:`FirstOrderOnly`, which is connected to the op's inputs and to the cotangent
+and raises if anything differentiates through it.
 """
 
 from __future__ import annotations
@@ -12,7 +15,11 @@ from typing import Any
 
 import torch
 from array_api_compat import torch as torch_xp
-from torch.autograd.function import once_differentiable
+
+SECOND_ORDER_ERROR = (
+    "dopt's explicit VJPs are first-order: second derivatives (double backward, "
+    "torch.autograd.functional.hessian) of dopt layers are not supported"
+)
 
 
 def _fresh(t: Any, taken: tuple[Any, ...]) -> Any:
@@ -20,6 +27,22 @@ def _fresh(t: Any, taken: tuple[Any, ...]) -> Any:
     # must not be the output tensor itself (marking it non-differentiable would mark
     # the output): give such tensors a new identity sharing the same storage.
     return t.detach() if any(t is x for x in taken) else t
+
+
+class FirstOrderOnly(torch.autograd.Function):
+    """Identity on its first argument; differentiating through it raises."""
+
+    @staticmethod
+    def forward(grad: Any, *anchors: Any) -> Any:  # type: ignore[override]
+        return grad.clone()
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        pass
+
+    @staticmethod
+    def backward(ctx: Any, *grads: Any) -> Any:
+        raise RuntimeError(SECOND_ORDER_ERROR)
 
 
 class OpFunction(torch.autograd.Function):
@@ -39,19 +62,28 @@ class OpFunction(torch.autograd.Function):
         op = inputs[0]
         residuals = output[1:]
         ctx.op = op
+        ctx.num_residuals = len(residuals)
+        ctx.set_materialize_grads(False)  # residual outputs never get gradients: no zero tensors
         if residuals:
             ctx.mark_non_differentiable(*residuals)
-        ctx.save_for_backward(*residuals)
+        anchors = [x for x in inputs[1:] if isinstance(x, torch.Tensor) and x.requires_grad]
+        ctx.save_for_backward(*residuals, *anchors)
 
     @staticmethod
-    @once_differentiable  # the explicit VJPs are first-order: double backward raises, never lies
     def backward(ctx: Any, g: Any, *unused: Any) -> Any:
-        residuals = tuple(ctx.saved_tensors)
+        n_inputs = len(ctx.needs_input_grad) - 1
+        if g is None:  # the output itself was not used by the loss
+            return (None,) * (1 + n_inputs)
+        saved = tuple(ctx.saved_tensors)
+        residuals, anchors = saved[: ctx.num_residuals], saved[ctx.num_residuals :]
         grads = ctx.op.vjp(residuals, g, xp=torch_xp)
+        if len(grads) != n_inputs:
+            raise RuntimeError(f"{ctx.op.name}.vjp returned {len(grads)} gradients for {n_inputs} inputs")
         needs = ctx.needs_input_grad[1:]
-        if len(grads) != len(needs):
-            raise RuntimeError(f"{ctx.op.name}.vjp returned {len(grads)} gradients for {len(needs)} inputs")
-        return (None, *(gr if need else None for gr, need in zip(grads, needs, strict=True)))
+        out = [gr if need else None for gr, need in zip(grads, needs, strict=True)]
+        if torch.is_grad_enabled():  # create_graph=True: guard against a second derivative
+            out = [None if gr is None else FirstOrderOnly.apply(gr, g, *anchors) for gr in out]
+        return (None, *out)
 
 
 def apply_op(op: Any, *inputs: Any) -> Any:

@@ -104,15 +104,17 @@ def _spanning_tree_one(theta: np.ndarray, *, edges: StaticArray, num_nodes: int)
     """Maximum spanning forest through ``scipy.sparse.csgraph.minimum_spanning_tree``.
 
     csgraph reads a zero weight as a missing edge, and every spanning forest of a graph
-    has the same number of edges, so the weights are shifted to be ≥ 1 before the
-    minimum is taken: ``w = max(θ) - θ + 1`` (computed in float64).
+    has the same number of edges, so the minimum is taken over weights ``w = 1 + rank``
+    where ``rank`` is the dense rank of ``-θ`` (best score → 1): the same order and the
+    same ties as θ at any magnitude (a shift like ``max θ - θ + 1`` would round scores
+    below 1e-16 apart into ties).
     """
     from scipy.sparse import csr_matrix
     from scipy.sparse.csgraph import minimum_spanning_tree
 
     e = edges.array
     t = np.asarray(theta, dtype=np.float64)
-    w = (t.max() - t) + 1.0
+    w = 1.0 + np.unique(-t, return_inverse=True)[1].astype(np.float64)  # dense rank of -θ
     u, v = np.minimum(e[:, 0], e[:, 1]), np.maximum(e[:, 0], e[:, 1])
     g = csr_matrix((w, (u, v)), shape=(num_nodes, num_nodes))
     tree = minimum_spanning_tree(g).tocoo()

@@ -55,10 +55,10 @@ class DeviceOracleOp(Op):
         nd = theta.ndim - self.event_ndim
         batch, event = tuple(theta.shape[:nd]), tuple(theta.shape[nd:])
         out_event = _out_event(self.output_shape, event)
+        flat = xp.reshape(theta, (-1, *event))  # fn always sees instances stacked on axis 0
         if self.batched:
-            y = self.fn(theta)
+            y = self.fn(flat)
         else:
-            flat = xp.reshape(theta, (-1, *event))
             rows = [xp.asarray(self.fn(flat[i, ...])) for i in range(flat.shape[0])]
             y = xp.stack(rows, axis=0) if rows else xp.zeros((0, *out_event), dtype=theta.dtype)
         y = xp.reshape(xp.astype(y, theta.dtype), (*batch, *out_event))
