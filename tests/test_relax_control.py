@@ -16,6 +16,7 @@ from scipy.sparse.csgraph import dijkstra
 from scipy.special import expit
 
 import dopt_core as dc
+from dopt_core.testing import finite_difference_vjp as _fd
 from dopt_core.relax import (
     cdfs,
     network_sort,
@@ -33,13 +34,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 relaxed_algorithms = importlib.import_module("relaxed_algorithms")  # the example under test
 
 
-def _fd(f, x: np.ndarray, g: np.ndarray, h: float = 1e-6) -> np.ndarray:
-    out = np.zeros_like(x)
-    for idx in itertools.product(*map(range, x.shape)):
-        e = np.zeros_like(x)
-        e[idx] = h
-        out[idx] = np.sum(g * (f(x + e) - f(x - e))) / (2 * h)
-    return out
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import dopt_core as dc
+from dopt_core.testing import finite_difference_vjp as _fd_vjp
 from dopt_core.relax import (
     cdfs,
     network_permutation,
@@ -23,13 +24,6 @@ NETWORKS = ("odd_even", "bitonic")
 DIFFSORT = cdfs.DIFFSORT_NAMES
 
 
-def _fd_vjp(f, x: np.ndarray, g: np.ndarray, h: float = 1e-6) -> np.ndarray:
-    out = np.zeros_like(x)
-    for idx in itertools.product(*map(range, x.shape)):
-        e = np.zeros_like(x)
-        e[idx] = h
-        out[idx] = np.sum(g * (f(x + e) - f(x - e))) / (2 * h)
-    return out
 
 
 def _distinct(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:

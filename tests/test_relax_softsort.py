@@ -10,19 +10,13 @@ import pytest
 from scipy.special import logsumexp
 
 import dopt_core as dc
+from dopt_core.testing import finite_difference_vjp as _fd_vjp
 from dopt_core.relax import soft_rank, soft_sort
 from dopt_core.relax._softsort import isotonic_kl, isotonic_l2
 
 REGS = ("l2", "kl")
 
 
-def _fd_vjp(f, x: np.ndarray, g: np.ndarray, h: float = 1e-6) -> np.ndarray:
-    out = np.zeros_like(x)
-    for idx in itertools.product(*map(range, x.shape)):
-        e = np.zeros_like(x)
-        e[idx] = h
-        out[idx] = np.sum(g * (f(x + e) - f(x - e))) / (2 * h)
-    return out
 
 
 def _brute_isotonic(y: np.ndarray, w: np.ndarray | None, reg: str) -> np.ndarray:

@@ -16,6 +16,7 @@ from scipy.special import softmax
 import dopt_conformance as conformance
 import dopt_core as dc
 from dopt_core.noise import SumOfGamma
+from dopt_core.testing import finite_difference_vjp
 
 S = dc.solvers
 Z_TOL = 5.0
@@ -95,13 +96,7 @@ def test_projection_vjp_matches_finite_differences(projection: str, event_ndim: 
     theta = rng.normal(size=(2, 3, 4))
     g = rng.normal(size=theta.shape)
     _, vjp = dc.value_and_vjp(dc.projections.project, theta, projection, event_ndim=event_ndim)
-    h, fd = 1e-6, np.zeros_like(theta)
-    for idx in np.ndindex(theta.shape):
-        e = np.zeros_like(theta)
-        e[idx] = h
-        up = dc.projections.project(theta + e, projection, event_ndim=event_ndim)
-        down = dc.projections.project(theta - e, projection, event_ndim=event_ndim)
-        fd[idx] = np.sum(g * (up - down)) / (2 * h)
+    fd = finite_difference_vjp(lambda t: dc.projections.project(t, projection, event_ndim=event_ndim), theta, g)
     np.testing.assert_allclose(vjp(g), fd, atol=1e-8)
 
 
