@@ -94,10 +94,11 @@ def check_same_device(arrays: dict[str, Any]) -> None:
         b = backend_for(a, name=name)
         if b is not b0:
             raise TypeError(f"{name} is a {b.name} array but {first_name} is a {b0.name} array")
-        if b0.is_traced(a) or b0.is_traced(first):
+        d = b.device(a)
+        if d is None or d0 is None:  # unreadable while tracing (jax.jit)
             continue
-        if not b0.same_device(d0, b.device(a)):
-            raise ValueError(f"{name} is on device {b.device(a)} but {first_name} is on {d0}")
+        if not b0.same_device(d0, d):
+            raise ValueError(f"{name} is on device {d} but {first_name} is on {d0}")
 
 
 def check_positive(value: Any, *, name: str) -> float:
