@@ -190,7 +190,11 @@ def test_equals_diffsort(network: str, sigmoid: str) -> None:
     import torch
 
     rng = np.random.default_rng(11)
-    for n, dtype in ((5, np.float32), (8, np.float32), (6, np.float64)):
+    # bitonic: diffsort's layout only for powers of two (for other n diffsort's network
+    # does not always sort, and dopt uses the all-ascending form; see _bitonic_comparators)
+    sizes = ((4, np.float32), (8, np.float32), (16, np.float64)) if network == "bitonic" else (
+        (5, np.float32), (8, np.float32), (6, np.float64))
+    for n, dtype in sizes:
         x = rng.normal(size=(3, n)).astype(dtype)
         gy, gP = rng.normal(size=(3, n)).astype(dtype), rng.normal(size=(3, n, n)).astype(dtype)
         net = diffsort.DiffSortNet(network, n, steepness=6.0, distribution=sigmoid, art_lambda=0.3)
@@ -260,3 +264,29 @@ def test_bad_arguments() -> None:
         soft_top_k(x, 0)
     with pytest.raises(ValueError, match="network"):
         sorting_network_layers("bubble", 3)
+
+
+@pytest.mark.parametrize("network", NETWORKS)
+def test_hard_networks_sort_every_binary_input(network: str) -> None:
+    """0-1 principle: a comparator network sorts everything iff it sorts all 2^n binary
+    inputs. Exhaustive for n = 2..18 (diffsort's bitonic construction fails from n = 22;
+    see the next test)."""
+    from dopt_core.relax import _network as nw
+
+    for n in range(2, 19):
+        X = ((np.arange(2**n)[:, None] >> np.arange(n)) & 1).astype(np.int8)
+        for layer in nw.sorting_network_layers(network, n):
+            for a, b, lo, hi in layer:
+                mn, mx = np.minimum(X[:, a], X[:, b]), np.maximum(X[:, a], X[:, b])
+                X[:, lo], X[:, hi] = mn, mx
+        assert np.all(np.diff(X, axis=1) >= 0), (network, n)
+
+
+@pytest.mark.parametrize("n", [22, 38, 45, 54])
+def test_bitonic_sorts_where_diffsorts_construction_fails(n: int) -> None:
+    """At these n, diffsort's padded bitonic network leaves some inputs unsorted even
+    at infinite steepness; dopt's all-ascending form sorts them exactly."""
+    x = np.random.default_rng(n).normal(size=(200, n))
+    y, P = sorting_network(x, network="bitonic", steepness=1e9, sigmoid="logistic")
+    np.testing.assert_allclose(y, np.sort(x, axis=-1), atol=1e-9)
+    np.testing.assert_allclose(P, dc.solvers.permutation(x), atol=1e-9)

@@ -128,3 +128,33 @@ def test_spanning_tree_tiny_scores_and_device_oracle_shapes() -> None:
     np.testing.assert_array_equal(lifted(theta), S.argmax(theta))
     np.testing.assert_array_equal(lifted(theta[0, 0]), S.argmax(theta[0, 0]))
     assert seen == [(6, 4), (1, 4)]
+
+
+def test_sparsemax_large_float32_inputs() -> None:
+    """1 + z > z fails in float32 for z >= 2^24: centring on the max keeps the support."""
+    for theta, tau in ((np.float32([3, 1, 0.5]), 1e-7), (np.float32([3e7, 1, 0.5]), 1.0)):
+        y = dc.relax.sparsemax(theta, tau=tau)
+        np.testing.assert_allclose(y, [1.0, 0.0, 0.0])
+        _, vjp = dc.value_and_vjp(dc.relax.sparsemax, theta, tau=tau)
+        assert np.isfinite(vjp(np.float32([1.0, 2.0, 3.0]))).all()
+
+
+def test_relaxations_under_default_jax_raise_no_int64_warning() -> None:
+    """Run in a fresh process with x64 off (the default); warnings are errors."""
+    import subprocess
+    import sys
+    import textwrap
+
+    pytest.importorskip("jax")
+    code = textwrap.dedent(
+        """
+        import warnings; warnings.simplefilter("error")
+        import jax.numpy as jnp, dopt_core as dc
+        x = jnp.array([[0.3, -1.0, 2.0, 0.5]])
+        dc.relax.sparsemax(x); dc.relax.soft_sort(x); dc.relax.soft_rank(x)
+        dc.relax.permutation_loss(dc.relax.network_permutation(x), jnp.array([[2.0, 1.0, 4.0, 3.0]]))
+        print("ok")
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "ok", result.stderr[-2000:]

@@ -23,6 +23,7 @@ from array_api_compat import device as _device
 __all__ = [
     "array_namespace",
     "device",
+    "index_dtype",
     "is_array_api_obj",
     "is_array_api_strict_namespace",
     "is_cupy_array",
@@ -43,3 +44,9 @@ def device(x: Any) -> Any:
         return _device(x)
     except Exception:  # noqa: BLE001 - tracers refuse to report a device
         return None
+
+
+def index_dtype(xp: Any) -> Any:
+    """The namespace's default integer dtype (int32 under JAX without x64, else int64):
+    casting indices to int64 would warn and truncate under default JAX."""
+    return xp.asarray(0).dtype

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from .._lib._checks import check_same_device, check_scores
-from .._lib._compat import device
+from .._lib._compat import device, index_dtype
 from ..backend import backend_for
 from ..op import Bound, Op, op_function
 from ._common import check_choice
@@ -18,7 +18,7 @@ _LOG_FLOOR = -100.0  # torch.nn.BCELoss clamps log at -100
 
 
 def _target(ranks: Any, n: int, dtype: Any, *, xp: Any) -> Any:
-    slots = xp.astype(ranks, xp.int64) - 1
+    slots = xp.astype(ranks, index_dtype(xp)) - 1
     cols = xp.arange(n, device=device(ranks))
     return xp.astype(xp.expand_dims(slots, axis=-1) == cols, dtype)
 

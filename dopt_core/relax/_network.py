@@ -49,33 +49,44 @@ NETWORKS = ("odd_even", "bitonic")
 # network construction (host, cached; static index arrays)
 # ---------------------------------------------------------------------------------
 def _bitonic_comparators(n: int) -> list[list[tuple[int, int, int, int]]]:
-    """Bitonic network for any n, as diffsort builds it.
+    """Bitonic network for any n; comparators are ``(a, b, wire_min, wire_max)``.
 
-    The network is built on ``N = 2^ceil(log2 n)`` wires and the lowest ``N - n`` wires
-    are discarded; a comparator touching a discarded wire is dropped (its real wire
-    passes through, what diffsort's 0.5/0.5 identity comparator computes).
-    Comparators are ``(a, b, wire_min, wire_max)``.
+    For n a power of two this is diffsort's layout (ascending and descending blocks),
+    so results equal diffsort's. For other n, diffsort builds the network on
+    ``N = 2^ceil(log2 n)`` wires and drops the comparators touching the ``N - n``
+    discarded wires; with descending blocks that is not a sorting network (the hard
+    network fails some inputs at n = 22, 38, 42–46, 54, …). Here, for such n, the
+    all-ascending form is used instead — each merge starts by comparing wire i with
+    its mirror in the block, then half-cleaners — with the discarded wires on top
+    holding +∞ conceptually: a comparator with a discarded wire never moves the real
+    value, so dropping it is exact and the result is a sorting network for every n.
     """
     if n <= 1:
         return []
     blocks = math.ceil(math.log2(n))
     big = 2**blocks
-    off = big - n
     layers = []
+    if big == n:  # diffsort's layout
+        for block in range(blocks):
+            for layer in range(block + 1):
+                m = 2 ** (block - layer)
+                comps = []
+                for i in range(0, big, 2 * m):
+                    for j in range(m):
+                        a, b = i + j, i + j + m
+                        descending = (a // 2 ** (block + 1)) % 2 == 1
+                        comps.append((a, b, b, a) if descending else (a, b, a, b))
+                layers.append(comps)
+        return layers
     for block in range(blocks):
-        for layer in range(block + 1):
+        g = 2 ** (block + 1)
+        mirror = [(s + j, s + g - 1 - j) for s in range(0, big, g) for j in range(g // 2)]
+        layers.append([(a, b, a, b) for a, b in mirror if b < n])
+        for layer in range(1, block + 1):
             m = 2 ** (block - layer)
-            comps = []
-            for i in range(0, big, 2 * m):
-                for j in range(m):
-                    ix = i + j
-                    a, b = ix, ix + m
-                    if a >= off and b >= off:
-                        descending = (ix // 2 ** (block + 1)) % 2 == 1
-                        a_, b_ = a - off, b - off
-                        comps.append((a_, b_, b_, a_) if descending else (a_, b_, a_, b_))
-            layers.append(comps)
-    return layers
+            half = [(i + j, i + j + m) for i in range(0, big, 2 * m) for j in range(m)]
+            layers.append([(a, b, a, b) for a, b in half if b < n])
+    return [comps for comps in layers if comps]
 
 
 def _odd_even_comparators(n: int) -> list[list[tuple[int, int, int, int]]]:
@@ -377,8 +388,12 @@ class NetworkPermutationOp(Op):
     n: int
     name: ClassVar[str] = "network_permutation"
 
+    def _blocked(self) -> bool:
+        """The block-diagonal fast path: diffsort's bitonic layout (n a power of two)."""
+        return self.spec.network == "bitonic" and self.n > 1 and self.n & (self.n - 1) == 0
+
     def forward(self, x: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
-        if self.spec.network == "bitonic" and self.n > 1:
+        if self._blocked():
             return self._forward_blocks(x, xp=xp)
         idx = _Idx(_layers(self.spec.network, self.n), x, xp)
         _, alphas, dalphas, deltas = _values_forward(x, self.spec, idx, xp=xp)
@@ -465,7 +480,7 @@ class NetworkPermutationOp(Op):
         return (g_vec,)
 
     def vjp(self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any) -> tuple[Any | None, ...]:
-        if self.spec.network == "bitonic" and self.n > 1:
+        if self._blocked():
             return self._vjp_blocks(residuals, cotangent, xp=xp)
         idx = _Idx(_layers(self.spec.network, self.n), cotangent, xp)
         alpha, dalpha, delta = (_unstack(r, idx.L) for r in residuals[:3])

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from .._lib._checks import check_flag, check_same_device, check_scores
-from .._lib._compat import device
+from .._lib._compat import device, index_dtype
 from ..backend import backend_for
 from ..op import Bound, Op, op_function
 from ._common import check_positive
@@ -57,13 +57,16 @@ class SparsemaxOp(Op):
 
     def forward(self, theta: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
         z = theta / self.tau
+        # sparsemax(z + c) = sparsemax(z): centre on the max so that 1 + z_(1) > z_(1)
+        # also holds in floating point for large |z| (and the sums stay accurate)
+        z = z - xp.max(z, axis=-1, keepdims=True)
         n = z.shape[-1]
         zs = xp.sort(z, axis=-1, descending=True)
         cs = xp.cumulative_sum(zs, axis=-1)
         ks = xp.arange(1, n + 1, dtype=z.dtype, device=device(z))
         # the support is a prefix of the sorted order: {k : 1 + k z_(k) > Σ_{j≤k} z_(j)}
-        support = xp.astype(1 + ks * zs > cs, xp.int64)
-        k = xp.sum(support, axis=-1, keepdims=True)  # >= 1 always (k = 1 holds)
+        support = xp.astype(1 + ks * zs > cs, index_dtype(xp))
+        k = xp.maximum(xp.sum(support, axis=-1, keepdims=True), 1)  # k = 1 always qualifies
         csk = xp.take_along_axis(cs, k - 1, axis=-1)
         thr = (csk - 1) / xp.astype(k, z.dtype)
         y = xp.maximum(z - thr, xp.zeros_like(z))

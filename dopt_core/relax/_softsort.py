@@ -41,7 +41,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .._lib._checks import check_flag, check_scores
-from .._lib._compat import device
+from .._lib._compat import device, index_dtype
 from ..backend import host_call
 from ..op import Bound, Op, op_function
 from ._common import check_choice, check_positive
@@ -201,8 +201,8 @@ def _run_pav(y: Any, w: Any, *, reg: str, aux_of: str, xp: Any) -> tuple[Any, An
     y, w = xp.broadcast_arrays(y, w)
     out = host_call(func, y, w, shape=(*y.shape[:-1], 4, n), dtype=y.dtype)
     v = out[..., 0, :]
-    start = xp.astype(out[..., 1, :], xp.int64)
-    end = xp.astype(out[..., 2, :], xp.int64)
+    start = xp.astype(out[..., 1, :], index_dtype(xp))
+    end = xp.astype(out[..., 2, :], index_dtype(xp))
     return v, start, end, out[..., 3, :]
 
 
