@@ -39,7 +39,6 @@ exponential family distributions.* NeurIPS 2021.
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
