@@ -94,10 +94,6 @@ class OpFunction:
     def __repr__(self) -> str:
         return f"<dopt function {self.__name__}>"  # type: ignore[attr-defined]
 
-    def __get__(self, obj: Any, objtype: Any = None) -> Any:
-        # behave like a plain function when stored as a class attribute
-        return self if obj is None else functools.partial(self, obj)
-
 
 def op_function(binder: Callable[..., Bound]) -> OpFunction:
     """Decorator: turn a validating binder into a public :class:`OpFunction`."""

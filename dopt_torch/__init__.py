@@ -11,7 +11,7 @@ from dopt_core import __all__ as _core_all
 from dopt_core import __version__, register_backend, solvers, testing, value_and_vjp  # noqa: F401
 
 from . import nn
-from ._autograd import OpFunction as AutogradOp
+from ._autograd import AutogradOp
 from ._autograd import apply_op
 from ._backend import TorchBackend
 

@@ -45,8 +45,8 @@ class FirstOrderOnly(torch.autograd.Function):
         raise RuntimeError(SECOND_ORDER_ERROR)
 
 
-class OpFunction(torch.autograd.Function):
-    """``OpFunction.apply(op, *inputs) -> (y, *residuals)``; use :func:`apply_op`."""
+class AutogradOp(torch.autograd.Function):
+    """``AutogradOp.apply(op, *inputs) -> (y, *residuals)``; use :func:`apply_op`."""
 
     @staticmethod
     def forward(op: Any, *inputs: Any) -> Any:  # type: ignore[override]
@@ -88,4 +88,4 @@ class OpFunction(torch.autograd.Function):
 
 def apply_op(op: Any, *inputs: Any) -> Any:
     """Run a core Op with torch autograd wired to its explicit VJP."""
-    return OpFunction.apply(op, *inputs)[0]
+    return AutogradOp.apply(op, *inputs)[0]
