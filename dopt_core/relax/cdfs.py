@@ -442,53 +442,40 @@ _add(
     symmetric=False,
     source="GenDR",
 )
-_add(
-    "exponential",
-    lambda v, p, xp: _exp_cdf(v + _shift(p), xp),
-    lambda v, p, xp: _exp_pdf(v + _shift(p), xp),
-    symmetric=False,
-    source="GenDR",
-    params=("shift",),
+def _add_with_reverse(
+    name: str, F: Callable[..., Any], f: Callable[..., Any], params: tuple[str, ...]
+) -> None:
+    """A GenDR law on u = v + shift and its reverse on u = shift - v:
+    ``F_rev(v) = 1 - F(shift - v)``, ``f_rev(v) = f(shift - v)``."""
+    _add(
+        name,
+        lambda v, p, xp: F(v + _shift(p), p, xp),
+        lambda v, p, xp: f(v + _shift(p), p, xp),
+        symmetric=False,
+        source="GenDR",
+        params=params,
+    )
+    _add(
+        f"{name}_rev",
+        lambda v, p, xp: 1 - F(_shift(p) - v, p, xp),
+        lambda v, p, xp: f(_shift(p) - v, p, xp),
+        symmetric=False,
+        source="GenDR",
+        params=params,
+    )
+
+
+_add_with_reverse(
+    "exponential", lambda u, p, xp: _exp_cdf(u, xp), lambda u, p, xp: _exp_pdf(u, xp), ("shift",)
 )
-_add(
-    "exponential_rev",
-    lambda v, p, xp: 1 - _exp_cdf(_shift(p) - v, xp),
-    lambda v, p, xp: _exp_pdf(_shift(p) - v, xp),
-    symmetric=False,
-    source="GenDR",
-    params=("shift",),
-)
-_add(
+_add_with_reverse(
     "gamma",
-    lambda v, p, xp: _gammainc(_shape(p), v + _shift(p), xp=xp),
-    lambda v, p, xp: _gamma_density(_shape(p), v + _shift(p), xp=xp),
-    symmetric=False,
-    source="GenDR",
-    params=("shape", "shift"),
+    lambda u, p, xp: _gammainc(_shape(p), u, xp=xp),
+    lambda u, p, xp: _gamma_density(_shape(p), u, xp=xp),
+    ("shape", "shift"),
 )
-_add(
-    "gamma_rev",
-    lambda v, p, xp: 1 - _gammainc(_shape(p), _shift(p) - v, xp=xp),
-    lambda v, p, xp: _gamma_density(_shape(p), _shift(p) - v, xp=xp),
-    symmetric=False,
-    source="GenDR",
-    params=("shape", "shift"),
-)
-_add(
-    "levy",
-    lambda v, p, xp: _levy_cdf(v + _shift(p), xp),
-    lambda v, p, xp: _levy_pdf(v + _shift(p), xp),
-    symmetric=False,
-    source="GenDR",
-    params=("shift",),
-)
-_add(
-    "levy_rev",
-    lambda v, p, xp: 1 - _levy_cdf(_shift(p) - v, xp),
-    lambda v, p, xp: _levy_pdf(_shift(p) - v, xp),
-    symmetric=False,
-    source="GenDR",
-    params=("shift",),
+_add_with_reverse(
+    "levy", lambda u, p, xp: _levy_cdf(u, xp), lambda u, p, xp: _levy_pdf(u, xp), ("shift",)
 )
 
 #: Every registered name, in registration order.
