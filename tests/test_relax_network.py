@@ -24,8 +24,6 @@ NETWORKS = ("odd_even", "bitonic")
 DIFFSORT = cdfs.DIFFSORT_NAMES
 
 
-
-
 def _distinct(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     """Distinct values, pairwise gaps >= 0.05 in each row."""
     n = shape[-1]
@@ -192,8 +190,11 @@ def test_equals_diffsort(network: str, sigmoid: str) -> None:
     rng = np.random.default_rng(11)
     # bitonic: diffsort's layout only for powers of two (for other n diffsort's network
     # does not always sort, and dopt uses the all-ascending form; see _bitonic_comparators)
-    sizes = ((4, np.float32), (8, np.float32), (16, np.float64)) if network == "bitonic" else (
-        (5, np.float32), (8, np.float32), (6, np.float64))
+    sizes = (
+        ((4, np.float32), (8, np.float32), (16, np.float64))
+        if network == "bitonic"
+        else ((5, np.float32), (8, np.float32), (6, np.float64))
+    )
     for n, dtype in sizes:
         x = rng.normal(size=(3, n)).astype(dtype)
         gy, gP = rng.normal(size=(3, n)).astype(dtype), rng.normal(size=(3, n, n)).astype(dtype)
@@ -290,3 +291,102 @@ def test_bitonic_sorts_where_diffsorts_construction_fails(n: int) -> None:
     y, P = sorting_network(x, network="bitonic", steepness=1e9, sigmoid="logistic")
     np.testing.assert_allclose(y, np.sort(x, axis=-1), atol=1e-9)
     np.testing.assert_allclose(P, dc.solvers.permutation(x), atol=1e-9)
+
+
+def _dense_layer_product(x: np.ndarray, network: str, **kw) -> np.ndarray:
+    """P as the plain product of dense n×n layer matrices (the definition), one row of x."""
+    from dopt_core.relax import _network as nw
+
+    n = x.shape[-1]
+    spec = nw._spec(network, kw.get("steepness", 10.0), kw.get("sigmoid", "cauchy"), 0.25)
+    idx = nw._Idx(nw._layers(network, n), x, np)
+    _, alphas, _, _ = nw._values_forward(x, spec, idx, xp=np)
+    P = np.eye(n)
+    for layer, alpha in zip(sorting_network_layers(network, n), alphas, strict=True):
+        A = np.eye(n)  # column j of A: where the value on wire j goes (sorted = x @ P)
+        for c, (a, b, lo, hi) in enumerate(layer):
+            al = alpha[c]
+            A[[a, b]] = 0.0
+            A[a, lo], A[b, lo] = al, 1 - al
+            A[a, hi], A[b, hi] = 1 - al, al
+        P = P @ A
+    return P
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 5, 7, 8, 12, 16, 22, 33, 64])
+def test_bitonic_merge_matrices_equal_dense_layer_products(n: int) -> None:
+    """The bitonic P is built one merge matrix and one matrix product per block
+    (dopt_core.relax._bitonic_merge); it equals the product of the dense layer matrices,
+    for powers of two (diffsort's layout) and for other n (all-ascending form)."""
+    rng = np.random.default_rng(100 + n)
+    x = rng.normal(size=(3, n))
+    P = network_permutation(x, network="bitonic", steepness=2.0)
+    for row in range(3):
+        np.testing.assert_allclose(
+            P[row], _dense_layer_product(x[row], "bitonic", steepness=2.0), atol=1e-13
+        )
+
+
+@pytest.mark.parametrize("n", [3, 4, 6, 8, 11, 16, 22])
+def test_bitonic_merge_vjp_equals_layer_by_layer_vjp(n: int) -> None:
+    """The merge path's VJP equals the layer-by-layer VJP (the odd-even code path run on
+    the bitonic comparators) to rounding, and central differences at one size."""
+    from dopt_core.relax import _network as nw
+
+    class LayerByLayer(nw.NetworkPermutationOp):
+        def _blocked(self) -> bool:
+            return False
+
+    rng = np.random.default_rng(200 + n)
+    x = rng.normal(size=(2, 3, n))
+    spec = nw._spec("bitonic", 3.0, "logistic", 0.25)
+    fast, slow = nw.NetworkPermutationOp(spec, n), LayerByLayer(spec, n)
+    P1, r1 = fast.forward(x, xp=np)
+    P2, r2 = slow.forward(x, xp=np)
+    np.testing.assert_allclose(P1, P2, atol=1e-14)
+    G = rng.normal(size=P1.shape)
+    np.testing.assert_allclose(fast.vjp(r1, G, xp=np)[0], slow.vjp(r2, G, xp=np)[0], atol=1e-13)
+    if n in (6, 8):
+        kw = dict(network="bitonic", steepness=3.0, sigmoid="logistic")
+        _, vjp = dc.value_and_vjp(network_permutation, x, **kw)
+        fd = _fd_vjp(lambda t: network_permutation(t, **kw), x, G)
+        np.testing.assert_allclose(vjp(G), fd, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("batch", [(), (0,), (2, 1)])
+def test_bitonic_permutation_batch_shapes_and_dtypes(dtype, batch) -> None:
+    rng = np.random.default_rng(7)
+    for n in (1, 2, 5, 8):
+        x = rng.normal(size=(*batch, n)).astype(dtype)
+        P, vjp = dc.value_and_vjp(network_permutation, x, network="bitonic", steepness=3.0)
+        assert P.shape == (*batch, n, n) and P.dtype == dtype
+        g = vjp(np.ones_like(P))
+        assert g.shape == x.shape and g.dtype == dtype
+        if x.size:
+            np.testing.assert_allclose(P.sum(-1), 1.0, atol=1e-5 if dtype == np.float32 else 1e-12)
+            ref = _dense_layer_product(
+                x.reshape(-1, n)[0].astype(np.float64), "bitonic", steepness=3.0
+            )
+            np.testing.assert_allclose(
+                P.reshape(-1, n, n)[0], ref, atol=1e-5 if dtype == np.float32 else 1e-12
+            )
+            # every entry of P sums to n whatever x is: the all-ones cotangent has zero VJP
+            np.testing.assert_allclose(g, 0.0, atol=1e-4 if dtype == np.float32 else 1e-12)
+
+
+def test_bitonic_merge_path_on_every_backend(backend) -> None:
+    """The merge path (transposed matrix products, the relabelling gather for n = 6) gives
+    NumPy's P and VJP on every backend, float64."""
+    rng = np.random.default_rng(12)
+    for n in (6, 8):
+        x_np = rng.normal(size=(2, n))
+        G_np = rng.normal(size=(2, n, n))
+        kw = {"network": "bitonic", "steepness": 2.0}
+        P_ref, vjp = dc.value_and_vjp(network_permutation, x_np, **kw)
+        x = backend.asarray(x_np)
+        np.testing.assert_allclose(
+            backend.to_numpy(network_permutation(x, **kw)), P_ref, atol=1e-12
+        )
+        g = backend.vjp(network_permutation, (x,), kw, backend.asarray(G_np))
+        np.testing.assert_allclose(backend.to_numpy(g), vjp(G_np), atol=1e-12)

@@ -12,10 +12,12 @@ steepness) writes
 
 to the wire that receives the minimum (``a``, or ``b`` in a descending block of the
 bitonic network) and to the other one. Layers are applied with gathers over static
-index arrays (values: O(n) work per layer) or, for the permutation matrix, row gathers
-(odd-even, O(n²) per layer) and slices of a block-diagonal, reshaped matrix (bitonic,
-O(n · 2^(b+1)) per layer in block b) — never a dense n×n layer matrix or product. The
-explicit VJPs run the layers backwards with the same maps.
+index arrays (values: O(n) work per layer). The permutation matrix is built without a
+dense n×n layer matrix: for odd-even by row gathers (O(n²) per layer); for bitonic one
+merge matrix and one batched matrix product per merge block
+(:mod:`dopt_core.relax._bitonic_merge`: ⅔n³ multiply-adds in BLAS and about 2n² entries
+written per block, instead of several elementwise passes over the n² entries in every
+layer). The explicit VJPs run the layers (or blocks) backwards with the same maps.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from .._lib._compat import device
 from ..backend import backend_for
 from ..op import Bound, Op, op_function
 from . import cdfs
+from ._bitonic_merge import MergeSchedule, merge_schedule, merges_forward, merges_vjp
 from ._common import check_choice, check_positive, check_real
 
 __all__ = [
@@ -149,56 +152,10 @@ def _layers(network: str, n: int) -> _Layers:
     return _Layers(n, ia, ib, dmn, dmx, src, back, tuple(len(c) for c in comps), partner, sel, asc)
 
 
-@dataclass(frozen=True)
-class _BitonicBlocks:
-    """Block-diagonal schedule of the bitonic permutation (padded wires, ``n2 = 2^N``).
-
-    During block ``b`` wires only interact inside aligned groups of ``g = 2^(b+1)``
-    padded wires, so ``Q = Pᵀ`` is block-diagonal with ``n2/g`` blocks of ``g × g``. A
-    layer of stride ``m`` pairs row ``r`` with ``r + m`` (``r & m == 0``): viewing a
-    group's rows as ``(g/2m, 2, m)`` puts the lower rows at ``[:, 0]`` and their partners
-    at ``[:, 1]`` (slices, no gathers). Each kept layer lists its group size, its stride,
-    and for each comparator slot the flat ``(group, pair)`` index of its pair.
-    """
-
-    n2: int
-    off: int
-    group: tuple[int, ...]
-    stride: tuple[int, ...]
-    flat: tuple[np.ndarray, ...]
-
-
 @functools.lru_cache(maxsize=64)
-def _bitonic_blocks(n: int) -> _BitonicBlocks:
+def _merges(n: int) -> MergeSchedule:
     lay = _layers("bitonic", n)
-    N = math.ceil(math.log2(n)) if n > 1 else 0
-    n2, off = 2**N, 2**N - n
-    group, stride, flat = [], [], []
-    li = 0
-    for block in range(N):
-        for layer in range(block + 1):
-            m = 2 ** (block - layer)
-            g = 2 ** (block + 1)
-            if (
-                li >= lay.num_layers
-                or not np.any(lay.ib[li, : lay.counts[li]] - lay.ia[li, : lay.counts[li]] == m)
-                or ((lay.ia[li, 0] + off) // g != (lay.ib[li, 0] + off) // g)
-            ):
-                raise AssertionError("bitonic schedule out of step with the comparator list")
-            r = np.arange(g)
-            ra = r[(r & m) == 0]
-            pos = {int(v): k for k, v in enumerate(ra)}
-            fl = np.zeros(lay.ia.shape[1], np.int64)
-            for c in range(lay.counts[li]):
-                a = int(lay.ia[li, c]) + off
-                fl[c] = (a // g) * (g // 2) + pos[a % g]
-            group.append(g)
-            stride.append(m)
-            flat.append(fl)
-            li += 1
-    if li != lay.num_layers:
-        raise AssertionError("bitonic schedule out of step with the comparator list")
-    return _BitonicBlocks(n2, off, tuple(group), tuple(stride), tuple(flat))
+    return merge_schedule(n, lay.ia, lay.ib, lay.counts)
 
 
 def sorting_network_layers(network: str, n: int) -> list[list[tuple[int, int, int, int]]]:
@@ -361,24 +318,6 @@ def _partner_coef(alpha: Any, li: int, idx: _Idx, *, xp: Any) -> Any:
     return xp.take(xp.concat([zero, cp], axis=alpha.ndim - 1), idx.sel[li], axis=alpha.ndim - 1)
 
 
-def _grow_blocks(Q: Any, *, xp: Any) -> Any:
-    """``(..., 2G, h, h)`` block-diagonal → ``(..., G, 2h, 2h)`` (pairs of blocks merged)."""
-    *batch, G2, h, _ = Q.shape
-    Q = xp.reshape(Q, (*batch, G2 // 2, 2, h, h))
-    zeros = xp.zeros((*batch, G2 // 2, h, h), dtype=Q.dtype, device=device(Q))
-    top = xp.concat([Q[..., 0, :, :], zeros], axis=-1)
-    bottom = xp.concat([zeros, Q[..., 1, :, :]], axis=-1)
-    return xp.concat([top, bottom], axis=-2)
-
-
-def _shrink_blocks(H: Any, *, xp: Any) -> Any:
-    """The inverse of :func:`_grow_blocks`: keep the two diagonal sub-blocks of each block."""
-    *batch, G, g, _ = H.shape
-    h = g // 2
-    parts = xp.stack([H[..., :h, :h], H[..., h:, h:]], axis=len(batch) + 1)
-    return xp.reshape(parts, (*batch, 2 * G, h, h))
-
-
 @dataclass(frozen=True)
 class NetworkPermutationOp(Op):
     """P is built transposed, ``Q = Pᵀ`` (rows = wires), so that every layer is one gather of
@@ -389,8 +328,8 @@ class NetworkPermutationOp(Op):
     name: ClassVar[str] = "network_permutation"
 
     def _blocked(self) -> bool:
-        """The block-diagonal fast path: diffsort's bitonic layout (n a power of two)."""
-        return self.spec.network == "bitonic" and self.n > 1 and self.n & (self.n - 1) == 0
+        """The merge-matrix path (bitonic networks, n >= 2)."""
+        return self.spec.network == "bitonic" and self.n > 1
 
     def forward(self, x: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
         if self._blocked():
@@ -409,75 +348,25 @@ class NetworkPermutationOp(Op):
         return xp.matrix_transpose(Q), (*res, *diffs)
 
     def _forward_blocks(self, x: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
-        """Bitonic: Q kept block-diagonal (``(..., n2/g, g, g)``), O(n · g) work per layer."""
+        """Bitonic: one merge matrix and one batched matrix product per block
+        (:mod:`dopt_core.relax._bitonic_merge`)."""
         idx = _Idx(_layers("bitonic", self.n), x, xp)
-        bb = _bitonic_blocks(self.n)
-        dev = device(x)
         _, alphas, dalphas, deltas = _values_forward(x, self.spec, idx, xp=xp)
-        batch = tuple(x.shape[:-1])
-        Q = xp.ones((*batch, bb.n2, 1, 1), dtype=x.dtype, device=dev)
-        pad = xp.zeros((*batch, bb.off), dtype=x.dtype, device=dev)
-        diffs = []
-        sign = xp.reshape(xp.asarray([1.0, -1.0], dtype=x.dtype, device=dev), (2, 1, 1))
-        for li in range(idx.L):
-            g = bb.group[li]
-            if Q.shape[-1] != g:
-                Q = _grow_blocks(Q, xp=xp)
-            m = bb.stride[li]
-            cp = xp.concat([pad, _partner_coef(alphas[li], li, idx, xp=xp)], axis=len(batch))
-            c = xp.reshape(cp, (*batch, bb.n2 // g, g // (2 * m), 2, m, 1))[..., 0, :, :]
-            # a group's rows as (pairs of m-row blocks): a-rows at [..., 0, :, :],
-            # b-rows at [..., 1, :, :]
-            Qr = xp.reshape(Q, (*batch, bb.n2 // g, g // (2 * m), 2, m, g))
-            Qa, Qb = Qr[..., 0, :, :], Qr[..., 1, :, :]
-            D = Qb - Qa
-            diffs.append(D)
-            # Q[a] += c D, Q[b] -= c D as one broadcast update (no interleaving copy)
-            cD = xp.expand_dims(c * D, axis=len(batch) + 2)
-            Q = xp.reshape(Qr + sign * cD, (*batch, bb.n2 // g, g, g))
-        Q = xp.reshape(Q, (*batch, bb.n2, bb.n2))[..., bb.off :, bb.off :]
+        c = [alphas[li] + idx.asc[li] * (1 - 2 * alphas[li]) for li in range(idx.L)]
+        P, saved = merges_forward(c, _merges(self.n), x, xp=xp)
         res = tuple(_stack(r, x, idx.C, xp=xp) for r in (alphas, dalphas, deltas))
-        return xp.matrix_transpose(Q), (*res, *diffs)
+        return P, (*res, *saved)
 
     def _vjp_blocks(
         self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any
     ) -> tuple[Any | None, ...]:
         idx = _Idx(_layers("bitonic", self.n), cotangent, xp)
-        bb = _bitonic_blocks(self.n)
-        dev = device(cotangent)
-        alpha, dalpha, delta = (_unstack(r, idx.L) for r in residuals[:3])
-        D = residuals[3:]
-        batch = tuple(cotangent.shape[:-2])
-        H = xp.matrix_transpose(cotangent)
-        if bb.off:
-            zr = xp.zeros((*batch, bb.off, self.n), dtype=H.dtype, device=dev)
-            H = xp.concat([zr, H], axis=len(batch))
-            zc = xp.zeros((*batch, bb.n2, bb.off), dtype=H.dtype, device=dev)
-            H = xp.concat([zc, H], axis=len(batch) + 1)
-        H = xp.reshape(H, (*batch, 1, bb.n2, bb.n2))
-        g_vec = xp.zeros((*batch, self.n), dtype=cotangent.dtype, device=dev)
-        zpad = xp.zeros((*batch, bb.off), dtype=H.dtype, device=dev)
-        sign = xp.reshape(xp.asarray([1.0, -1.0], dtype=H.dtype, device=dev), (2, 1, 1))
-        for li in range(idx.L - 1, -1, -1):
-            g = bb.group[li]
-            if H.shape[-1] != g:
-                H = _shrink_blocks(H, xp=xp)
-            m = bb.stride[li]
-            cp = xp.concat([zpad, _partner_coef(alpha[li], li, idx, xp=xp)], axis=len(batch))
-            c = xp.reshape(cp, (*batch, bb.n2 // g, g // (2 * m), 2, m, 1))[..., 0, :, :]
-            Hr = xp.reshape(H, (*batch, bb.n2 // g, g // (2 * m), 2, m, g))
-            Ha, Hb = Hr[..., 0, :, :], Hr[..., 1, :, :]
-            dH = Ha - Hb
-            # Q_new[a] = Q[a] + c D, Q_new[b] = Q[b] - c D with D = Q[b] - Q[a]
-            g_pair = xp.reshape(xp.vecdot(dH, D[li], axis=-1), (*batch, bb.n2 // 2))
-            g_c = xp.take(g_pair, xp.asarray(bb.flat[li], device=dev), axis=len(batch))
-            g_alpha = g_c * (1 - 2 * idx.asc[li])  # c = α + asc (1 - 2α)
-            cdH = xp.expand_dims(c * dH, axis=len(batch) + 2)
-            H = xp.reshape(Hr - sign * cdH, (*batch, bb.n2 // g, g, g))
-            g_vec = _values_backward_step(
-                g_vec, li, alpha[li], dalpha[li], delta[li], g_alpha, idx, xp=xp
-            )
-        return (g_vec,)
+        alpha = _unstack(residuals[0], idx.L)
+        c = [alpha[li] + idx.asc[li] * (1 - 2 * alpha[li]) for li in range(idx.L)]
+        g_c = merges_vjp(c, list(residuals[3:]), cotangent, _merges(self.n), xp=xp)
+        g_alpha = [g_c[li] * (1 - 2 * idx.asc[li]) for li in range(idx.L)]  # c = α + asc (1 - 2α)
+        g = xp.zeros(cotangent.shape[:-1], dtype=cotangent.dtype, device=device(cotangent))
+        return (_values_vjp(residuals, g, idx, g_alpha, xp=xp),)
 
     def vjp(self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any) -> tuple[Any | None, ...]:
         if self._blocked():
@@ -636,10 +525,11 @@ network_permutation.__doc__ = (
     The second output of :func:`sorting_network`, as its own op: ``P[..., i, j]`` is the
     weight of input ``i`` in ascending slot ``j`` (``network_sort(x) = x @ P`` up to
     rounding; rows and columns sum to 1). The matrix is built transposed, one layer at a
-    time: O(n²) work per layer for odd-even; for bitonic it stays block-diagonal (during
-    block b only groups of 2^(b+1) wires interact), O(n · 2^(b+1)) per layer. The VJP
-    keeps each layer's row differences (half the layer's entries) and runs the layers
-    backwards, feeding ∂/∂α into the values network's VJP.
+    time: O(n²) work per layer for odd-even; for bitonic one merge matrix ``M_b`` per
+    block and ``P_b = blockdiag(P_{b-1}) M_bᵀ`` as one batched matrix product
+    (:mod:`dopt_core.relax._bitonic_merge`). The VJP keeps each block's input product
+    and the merges' partial products (about 3n² entries) and runs the blocks backwards,
+    feeding ∂/∂α into the values network's VJP.
     """
     + _PARAMS_DOC
 )
