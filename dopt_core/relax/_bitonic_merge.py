@@ -45,12 +45,13 @@ returning ``∂/∂c`` per comparator. Residuals are the ``P_b`` (``≈ n²`` en
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from .._lib._compat import device
+from .._lib._constants import DeviceConstants
 
 __all__ = ["MergeSchedule", "merge_schedule", "merges_forward", "merges_vjp"]
 
@@ -68,6 +69,9 @@ class _Step:
     m: int
     pair_slot: np.ndarray
     slot_pair: np.ndarray
+    consts: DeviceConstants = field(
+        default_factory=DeviceConstants, init=False, compare=False, repr=False
+    )
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,9 @@ class _Block:
     steps: tuple[_Step, ...]
     to_true: np.ndarray | None  # flat gather: M_b in true wire order from the relabelled one
     from_true: np.ndarray | None  # its inverse
+    consts: DeviceConstants = field(
+        default_factory=DeviceConstants, init=False, compare=False, repr=False
+    )
 
 
 @dataclass(frozen=True)
@@ -142,64 +149,145 @@ def merge_schedule(
     return MergeSchedule(n, n2, tuple(blocks))
 
 
-def _step_weights(c_pairs: Any, batch: tuple[int, ...], n2: int, g: int, m: int, *, xp: Any) -> Any:
-    """``W[..., group, t, a, 1, β, κ]`` of one layer from the pair weights ``(..., n2/2)``."""
-    c = xp.reshape(c_pairs, (*batch, n2 // g, g // (2 * m), 1, 1, 1, m))
-    eye = xp.reshape(xp.eye(2, dtype=c.dtype, device=device(c)), (2, 1, 2, 1))
+# Layers whose bit m is below this (and the block products of merges with g/2 below
+# it) run with the batch axis last: their arrays have tiny trailing axes (m, 2m), and
+# elementwise kernels are only efficient on long contiguous inner loops.
+_SMALL = 16
+# Block products of merges up to this size are broadcast products with the batch last
+# (tiny matrices); larger ones are batched matrix products with the batch first.
+_SMALL_PRODUCT = 8
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where the (flattened) batch axis of size ``B`` sits: first, or last (``last``)."""
+
+    B: int
+    last: bool
+
+    def shape(self, *dims: int) -> tuple[int, ...]:
+        return (*dims, self.B) if self.last else (self.B, *dims)
+
+    def axis(self, a: int) -> int:
+        """A negative axis of the logical (batch-free) shape."""
+        return a - 1 if self.last else a
+
+    def at(self, x: Any, axis: int, i: int) -> Any:
+        """``x`` at index ``i`` of the negative logical axis ``axis`` (that axis dropped)."""
+        rest = (slice(None),) * (-axis - 1 + self.last)
+        return x[(..., i, *rest)]
+
+    def pick(self, x: Any, *index: int) -> Any:
+        """``x[..., *index, :]`` on the logical shape (the last logical axis kept)."""
+        return (
+            x[(..., *index, slice(None), slice(None))]
+            if self.last
+            else x[(..., *index, slice(None))]
+        )
+
+
+def _move(x: Any, *, to_last: bool, xp: Any) -> Any:
+    """A contiguous copy of ``x`` with its batch axis moved last (or first)."""
+    nd = x.ndim
+    perm = (*range(1, nd), 0) if to_last else (nd - 1, *range(nd - 1))
+    y = xp.permute_dims(x, perm)
+    n0 = y.shape[0]
+    rest = math.prod(y.shape[1:])
+    return xp.reshape(xp.reshape(y, (n0 * rest,)), y.shape)  # the flattening copies
+
+
+def _layout_of(m: int, B: int) -> _Layout:
+    """The layout of the update of a layer of bit ``m``."""
+    return _Layout(B, m < _SMALL)
+
+
+def _product_layout(g: int, B: int) -> _Layout:
+    """The layout of a merge's block product."""
+    return _Layout(B, g <= _SMALL_PRODUCT)
+
+
+def _pair_weights(c_slots: Any, step: _Step, lay: _Layout, *, xp: Any) -> Any:
+    """Per-pair weights (logical ``(n2/2,)``) from per-comparator-slot weights ``(B, C)``."""
+    dev = device(c_slots)
+    table = step.consts.array("pair_slot", step.pair_slot, xp, dev)
+    if lay.last:
+        full = xp.concat(
+            [
+                xp.zeros((1, lay.B), dtype=c_slots.dtype, device=dev),
+                xp.permute_dims(c_slots, (1, 0)),
+            ],
+            axis=0,
+        )
+        return xp.take(full, table, axis=0)
+    full = xp.concat([xp.zeros((lay.B, 1), dtype=c_slots.dtype, device=dev), c_slots], axis=1)
+    return xp.take(full, table, axis=1)
+
+
+def _step_weights(c_pairs: Any, lay: _Layout, n2: int, g: int, m: int, *, xp: Any) -> Any:
+    """``W[group, t, a, 1, β, κ]`` (logical) of one layer from its pair weights."""
+    c = xp.reshape(c_pairs, lay.shape(n2 // g, g // (2 * m), 1, 1, 1, m))
+    eye = xp.reshape(
+        xp.eye(2, dtype=c.dtype, device=device(c)), (2, 1, 2, 1, 1) if lay.last else (2, 1, 2, 1)
+    )
     return c + (1 - 2 * c) * eye
 
 
-def _last_weights(W: Any, *, xp: Any) -> Any:
-    """``W`` of a merge's first layer (``t = 0``, ``m = g/2``) as ``[..., group, β, a, 1, κ]``.
-
-    ``W`` is symmetric in ``(a, β)``, so this is a reshape (no transposed copy)."""
-    *lead, G, _, _, _, _, m = W.shape
-    return xp.reshape(W, (*lead, G, 2, 2, 1, m))
+def _weights(c_slots: Any, step: _Step, n2: int, g: int, *, xp: Any) -> tuple[Any, _Layout]:
+    lay = _layout_of(step.m, c_slots.shape[0])
+    return _step_weights(_pair_weights(c_slots, step, lay, xp=xp), lay, n2, g, step.m, xp=xp), lay
 
 
-def _pair_weights(c_slots: Any, step: _Step, *, xp: Any) -> Any:
-    """Per-pair weights ``(..., n2/2)`` from per-comparator-slot weights ``(..., C)``."""
-    zero = xp.zeros((*c_slots.shape[:-1], 1), dtype=c_slots.dtype, device=device(c_slots))
-    full = xp.concat([zero, c_slots], axis=c_slots.ndim - 1)
-    return xp.take(full, xp.asarray(step.pair_slot, device=device(c_slots)), axis=full.ndim - 1)
+def _first_layer_update(W: Any, R: Any, lay: _Layout, G: int, g: int, *, xp: Any) -> Any:
+    """The first layer of a merge (bit ``m = g/2`` = the column half ``h``), written
+    halves-major: ``M[group, h, (a, i), κ] = W[a, h, κ] R[(a, i), κ]``. ``W`` is symmetric
+    in ``(a, β)``, so its ``[β, a]`` view is a reshape."""
+    m = g // 2
+    Wl = xp.reshape(W, lay.shape(G, 2, 2, 1, m))
+    Rb = xp.reshape(R, lay.shape(G, 1, 2, m, m))
+    return xp.reshape(Wl * Rb, lay.shape(G, 2, g, m))
 
 
-def _gather_last(M: Any, table: np.ndarray | None, *, xp: Any) -> Any:
-    """A fixed permutation of the entries of each ``(..., 2, g, g/2)`` block (or none)."""
+def _gather_true(M: Any, block: _Block, inverse: bool, lay: _Layout, *, xp: Any) -> Any:
+    """The relabelling of a merge matrix (each group's ``(2, g, g/2)`` block) to the true
+    wire order, or back (``inverse``); nothing where there is no relabelling."""
+    name = "from_true" if inverse else "to_true"
+    table = getattr(block, name)
     if table is None:
         return M
-    flat = xp.reshape(M, (*M.shape[:-3], M.shape[-3] * M.shape[-2] * M.shape[-1]))
-    out = xp.take(flat, xp.asarray(table, device=device(M)), axis=flat.ndim - 1)
+    G, h, g, k = (M.shape[:-1] if lay.last else M.shape[1:])[-4:]
+    flat = xp.reshape(M, lay.shape(G, h * g * k))
+    idx = block.consts.array(name, table, xp, device(M))
+    out = xp.take(flat, idx, axis=lay.axis(-1))
     return xp.reshape(out, M.shape)
 
 
 def _build(
-    c_slots: list[Any], block: _Block, batch: tuple[int, ...], n2: int, like: Any, *, xp: Any
-) -> tuple[Any, list[Any], list[Any]]:
-    """A merge matrix, halves-major: ``M[..., group, h, r, κ] = M_b[r, h g/2 + κ]`` in the
-    true wire order; also the partial products (the input of each layer's update) and
-    the layers' ``W``, in layer order.
+    c_slots: list[Any], block: _Block, B: int, n2: int, like: Any, *, xp: Any
+) -> tuple[Any, list[Any]]:
+    """A merge matrix, halves-major, ``M[group, h, r, κ] = M_b[r, h g/2 + κ]`` in the true
+    wire order (batch last if ``g/2 < _SMALL``), and the partial products (the input of
+    each layer's update, in layer order).
 
-    The layers are applied from the last to the first as column updates (``R ← R A_l``);
-    the first layer's update (bit ``g/2``, which is the column half ``h``) writes the
-    halves-major layout directly.
+    The layers are applied from the last to the first as column updates (``R ← R A_l``),
+    which keeps the new column bit the most significant one (long contiguous runs).
     """
     g, G = block.g, n2 // block.g
-    R = xp.ones((*batch, G, g, 1), dtype=like.dtype, device=device(like))
-    states, weights = [], []
+    lay = _layout_of(1, B)
+    R = xp.ones(lay.shape(G, g, 1), dtype=like.dtype, device=device(like))
+    states = []
     for k in range(len(block.steps) - 1, -1, -1):
         step = block.steps[k]
         m = step.m
-        W = _step_weights(_pair_weights(c_slots[k], step, xp=xp), batch, n2, g, m, xp=xp)
+        W, new = _weights(c_slots[k], step, n2, g, xp=xp)
+        if new.last != lay.last:
+            R, lay = _move(R, to_last=new.last, xp=xp), new
         states.append(R)
-        weights.append(W)
         if k:
-            Rb = xp.reshape(R, (*batch, G, g // (2 * m), 2, m, 1, m))
-            R = xp.reshape(W * Rb, (*batch, G, g, 2 * m))
-        else:  # m = g/2: out[h, (a, i), κ] = W[a, h, κ] R[(a, i), κ]
-            Rb = xp.reshape(R, (*batch, G, 1, 2, m, m))
-            R = xp.reshape(_last_weights(W, xp=xp) * Rb, (*batch, G, 2, g, m))
-    return _gather_last(R, block.to_true, xp=xp), states[::-1], weights[::-1]
+            Rb = xp.reshape(R, lay.shape(G, g // (2 * m), 2, m, 1, m))
+            R = xp.reshape(W * Rb, lay.shape(G, g, 2 * m))
+        else:
+            R = _first_layer_update(W, R, lay, G, g, xp=xp)
+    return _gather_true(R, block, False, lay, xp=xp), states[::-1]
 
 
 def merges_forward(
@@ -207,34 +295,49 @@ def merges_forward(
 ) -> tuple[Any, list[Any]]:
     """``P`` ``(..., n, n)`` from each layer's comparator weights ``c`` ``(..., C)``.
 
-    Returns ``P`` and the residuals for :func:`merges_vjp`: ``P_0, …, P_{N-2}`` and each
-    merge's partial products.
+    Returns ``P`` and the residuals for :func:`merges_vjp`: for each block ``b >= 1`` the
+    product ``P_{b-1}`` it consumed and its merge matrix ``M_b`` (in the layouts of the
+    block product), then each merge's partial products.
     """
     batch = tuple(like.shape[:-1])
-    n2 = sched.n2
-    P = None
+    B = math.prod(batch)
+    n, n2 = sched.n, sched.n2
+    c_flat = [xp.reshape(c, (B, c.shape[-1])) for c in c_slots]
+    P, P_last = None, True
     saved: list[Any] = []
     states_all: list[Any] = []
     first = 0
     for block in sched.blocks:
         g, G = block.g, n2 // block.g
         steps = len(block.steps)
-        M, states, _ = _build(c_slots[first : first + steps], block, batch, n2, like, xp=xp)
+        M, states = _build(c_flat[first : first + steps], block, B, n2, like, xp=xp)
         first += steps
         states_all.extend(states)
-        MT = xp.matrix_transpose(M)  # (..., G, h, κ, r): the rows h g/2 + κ of M_bᵀ
-        if P is None:
-            P = xp.reshape(MT, (*batch, G, g, g))
+        lay = _product_layout(g, B)
+        if _layout_of(g // 2, B).last != lay.last:
+            M = _move(M, to_last=lay.last, xp=xp)
+        if P is None:  # P_0 = M_0ᵀ: [group, h, κ = 0, r] -> rows h, columns r
+            P, P_last = xp.reshape(M, lay.shape(G, 2, 2)), lay.last
             continue
+        if P_last != lay.last:
+            P, P_last = _move(P, to_last=lay.last, xp=xp), lay.last
         saved.append(P)
-        Pp = xp.reshape(P, (*batch, G, 2, g // 2, g // 2))
-        P = xp.reshape(xp.matmul(Pp, MT), (*batch, G, g, g))
+        saved.append(M)
+        if lay.last:  # small blocks: Σ_κ P[h, x, κ] M[h, r, κ] as a broadcast product
+            Pp = xp.reshape(P, lay.shape(G, 2, g // 2, 1, g // 2))
+            Mb = xp.reshape(M, lay.shape(G, 2, 1, g, g // 2))
+            P = xp.reshape(xp.sum(Pp * Mb, axis=lay.axis(-1)), lay.shape(G, g, g))
+        else:
+            Pp = xp.reshape(P, lay.shape(G, 2, g // 2, g // 2))
+            P = xp.reshape(xp.matmul(Pp, xp.matrix_transpose(M)), lay.shape(G, g, g))
     if P is None:  # n == 1
         return xp.ones((*batch, 1, 1), dtype=like.dtype, device=device(like)), []
-    P = xp.reshape(P, (*batch, n2, n2))
-    if n2 != sched.n:
-        P = P[..., : sched.n, : sched.n]
-    return P, saved + states_all
+    if P_last:
+        P = _move(P, to_last=False, xp=xp)
+    P = xp.reshape(P, (B, n2, n2))
+    if n2 != n:
+        P = P[:, :n, :n]
+    return xp.reshape(P, (*batch, n, n)), saved + states_all
 
 
 def merges_vjp(
@@ -242,20 +345,22 @@ def merges_vjp(
 ) -> list[Any]:
     """Cotangents of every layer's comparator weights ``(..., C)`` from that of ``P``."""
     batch = tuple(cotangent.shape[:-2])
-    nb = len(batch)
+    B = math.prod(batch)
     n, n2 = sched.n, sched.n2
     dev = device(cotangent)
     out: list[Any] = [None] * len(c_slots)
     if not sched.blocks:
         return out
+    c_flat = [xp.reshape(c, (B, c.shape[-1])) for c in c_slots]
     nblocks = len(sched.blocks)
-    products, states_all = saved[: nblocks - 1], saved[nblocks - 1 :]
-    H = cotangent
+    products = saved[: 2 * (nblocks - 1) : 2]
+    merges = saved[1 : 2 * (nblocks - 1) : 2]
+    states_all = saved[2 * (nblocks - 1) :]
+    H = xp.reshape(cotangent, (B, n, n))
     if n2 != n:
-        zr = xp.zeros((*batch, n2 - n, n), dtype=H.dtype, device=dev)
-        H = xp.concat([H, zr], axis=nb)
-        zc = xp.zeros((*batch, n2, n2 - n), dtype=H.dtype, device=dev)
-        H = xp.concat([H, zc], axis=nb + 1)
+        H = xp.concat([H, xp.zeros((B, n2 - n, n), dtype=H.dtype, device=dev)], axis=1)
+        H = xp.concat([H, xp.zeros((B, n2, n2 - n), dtype=H.dtype, device=dev)], axis=2)
+    H_last = False
     first = len(c_slots)
     for bi in range(nblocks - 1, -1, -1):
         block = sched.blocks[bi]
@@ -263,53 +368,55 @@ def merges_vjp(
         steps = len(block.steps)
         first -= steps
         states = states_all[first : first + steps]
-        if bi == 0:
-            # P_0 = M_0ᵀ: the cotangent of M_0 in the halves-major layout
-            GM = xp.reshape(
-                xp.matrix_transpose(xp.reshape(H, (*batch, G, 2, 1, g))), (*batch, G, 2, g, 1)
-            )
+        lay = _product_layout(g, B)
+        if H_last != lay.last:
+            H, H_last = _move(H, to_last=lay.last, xp=xp), lay.last
+        if bi == 0:  # P_0 = M_0ᵀ
+            GM = xp.reshape(H, lay.shape(G, 2, 2, 1))
         else:
-            Pp = xp.reshape(products[bi - 1], (*batch, G, 2, g // 2, g // 2))
-            Hr = xp.reshape(H, (*batch, G, 2, g // 2, g))
-            M = _rebuild_last(c_slots[first], states[0], block, batch, n2, xp=xp)
-            GM = xp.matmul(xp.matrix_transpose(Hr), Pp)  # (..., G, h, r, κ)
-            H = xp.reshape(xp.matmul(Hr, M), (*batch, 2 * G, g // 2, g // 2))
-        GM = _gather_last(GM, block.from_true, xp=xp)
+            M = merges[bi - 1]
+            Pp = products[bi - 1]
+            if lay.last:
+                H5 = xp.reshape(H, lay.shape(G, 2, g // 2, g, 1))
+                Pp = xp.reshape(Pp, lay.shape(G, 2, g // 2, 1, g // 2))
+                GM = xp.sum(H5 * Pp, axis=lay.axis(-3))
+                Mb = xp.reshape(M, lay.shape(G, 2, 1, g, g // 2))
+                H = xp.sum(H5 * Mb, axis=lay.axis(-2))
+            else:
+                Hr = xp.reshape(H, lay.shape(G, 2, g // 2, g))
+                Pp = xp.reshape(Pp, lay.shape(G, 2, g // 2, g // 2))
+                GM = xp.matmul(xp.matrix_transpose(Hr), Pp)  # (group, h, r, κ)
+                H = xp.matmul(Hr, M)
+            H = xp.reshape(H, lay.shape(2 * G, g // 2, g // 2))
+        GM = _gather_true(GM, block, True, lay, xp=xp)
         for k in range(steps):
             step, R = block.steps[k], states[k]
             m = step.m
-            W = _step_weights(
-                _pair_weights(c_slots[first + k], step, xp=xp), batch, n2, g, m, xp=xp
-            )
+            W, new = _weights(c_flat[first + k], step, n2, g, xp=xp)
+            if new.last != lay.last:
+                GM, lay = _move(GM, to_last=new.last, xp=xp), new
             if k:
-                Gn = xp.reshape(GM, (*batch, G, g // (2 * m), 2, m, 2, m))
-                Rb = xp.reshape(R, (*batch, G, g // (2 * m), 2, m, 1, m))
+                Gn = xp.reshape(GM, lay.shape(G, g // (2 * m), 2, m, 2, m))
+                Rb = xp.reshape(R, lay.shape(G, g // (2 * m), 2, m, 1, m))
                 # ∂/∂W[t, a, β, κ] = Σ_i G[(t,a,i),(β,κ)] R[(t,a,i),κ];  ∂W/∂c = 1 - 2 δ_aβ
-                gW = xp.sum(Gn * Rb, axis=-3)  # (..., G, T, a, β, κ)
-                diag = gW[..., 0, 0, :] + gW[..., 1, 1, :]
-                off = gW[..., 0, 1, :] + gW[..., 1, 0, :]
+                gW = xp.sum(Gn * Rb, axis=lay.axis(-3))  # (group, t, a, β, κ)
                 # ∂/∂R[(t,a,i),κ] = Σ_β W[t,a,β,κ] G[(t,a,i),(β,κ)]
-                GM = xp.reshape(xp.sum(W * Gn, axis=-2), (*batch, G, g, m))
+                gR = lay.at(W, -2, 0) * lay.at(Gn, -2, 0) + lay.at(W, -2, 1) * lay.at(Gn, -2, 1)
+                GM = xp.reshape(gR, lay.shape(G, g, m))
             else:  # the halves-major first layer: G[h, (a, i), κ], R[(a, i), κ]
-                Gn = xp.reshape(GM, (*batch, G, 2, 2, m, m))
-                Rb = xp.reshape(R, (*batch, G, 1, 2, m, m))
-                gW = xp.sum(Gn * Rb, axis=-2)  # (..., G, β, a, κ)
-                diag = gW[..., 0, 0, :] + gW[..., 1, 1, :]
-                off = gW[..., 0, 1, :] + gW[..., 1, 0, :]
-                GM = xp.reshape(
-                    xp.sum(_last_weights(W, xp=xp) * Gn, axis=nb + 1), (*batch, G, g, m)
-                )
-            g_pair = xp.reshape(off - diag, (*batch, n2 // 2))
-            out[first + k] = xp.take(g_pair, xp.asarray(step.slot_pair, device=dev), axis=nb)
+                Gn = xp.reshape(GM, lay.shape(G, 2, 2, m, m))
+                Rb = xp.reshape(R, lay.shape(G, 1, 2, m, m))
+                gW = xp.sum(Gn * Rb, axis=lay.axis(-2))  # (group, β, a, κ)
+                Wl = xp.reshape(W, lay.shape(G, 2, 2, 1, m))
+                gR = lay.at(Wl, -4, 0) * lay.at(Gn, -4, 0) + lay.at(Wl, -4, 1) * lay.at(Gn, -4, 1)
+                GM = xp.reshape(gR, lay.shape(G, g, m))
+            diag = lay.pick(gW, 0, 0) + lay.pick(gW, 1, 1)
+            off = lay.pick(gW, 0, 1) + lay.pick(gW, 1, 0)
+            g_pair = xp.reshape(off - diag, lay.shape(n2 // 2))
+            table = step.consts.array("slot_pair", step.slot_pair, xp, dev)
+            if lay.last:
+                g_slot = xp.permute_dims(xp.take(g_pair, table, axis=0), (1, 0))
+            else:
+                g_slot = xp.take(g_pair, table, axis=1)
+            out[first + k] = xp.reshape(g_slot, (*batch, g_slot.shape[-1]))
     return out
-
-
-def _rebuild_last(
-    c_slot: Any, R: Any, block: _Block, batch: tuple[int, ...], n2: int, *, xp: Any
-) -> Any:
-    """A merge matrix (halves-major, true order) from its first layer and saved state."""
-    g, G, m = block.g, n2 // block.g, block.g // 2
-    W = _step_weights(_pair_weights(c_slot, block.steps[0], xp=xp), batch, n2, g, m, xp=xp)
-    Rb = xp.reshape(R, (*batch, G, 1, 2, m, m))
-    M = xp.reshape(_last_weights(W, xp=xp) * Rb, (*batch, G, 2, g, m))
-    return _gather_last(M, block.to_true, xp=xp)

@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
 from .._lib._checks import check_flag, check_int, check_scores
 from .._lib._compat import device
+from .._lib._constants import DeviceConstants
 from ..backend import backend_for
 from ..op import Bound, Op, op_function
 from . import cdfs
@@ -118,6 +119,9 @@ class _Layers:
     partner: np.ndarray = None  # type: ignore[assignment]
     sel: np.ndarray = None  # type: ignore[assignment]
     asc: np.ndarray = None  # type: ignore[assignment]
+    consts: DeviceConstants = field(
+        default_factory=DeviceConstants, init=False, compare=False, repr=False
+    )
 
     @property
     def num_layers(self) -> int:
@@ -181,14 +185,14 @@ class _Idx:
     def __init__(self, lay: _Layers, like: Any, xp: Any) -> None:
         dev = device(like)
 
-        def conv(a: np.ndarray) -> list[Any]:
-            return [xp.asarray(row, device=dev) for row in a]
+        def conv(name: str) -> Any:
+            return lay.consts.rows(name, getattr(lay, name), xp, dev)
 
-        self.ia, self.ib = conv(lay.ia), conv(lay.ib)
-        self.dmn, self.dmx = conv(lay.dmn), conv(lay.dmx)
-        self.src, self.back = conv(lay.src), conv(lay.back)
-        self.partner, self.sel = conv(lay.partner), conv(lay.sel)
-        self.asc = [xp.asarray(row, dtype=like.dtype, device=dev) for row in lay.asc]
+        self.ia, self.ib = conv("ia"), conv("ib")
+        self.dmn, self.dmx = conv("dmn"), conv("dmx")
+        self.src, self.back = conv("src"), conv("back")
+        self.partner, self.sel = conv("partner"), conv("sel")
+        self.asc = lay.consts.rows("asc", lay.asc, xp, dev, like.dtype)
         self.L, self.C, self.n = lay.num_layers, lay.width, lay.n
 
 
