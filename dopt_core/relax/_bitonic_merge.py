@@ -39,7 +39,12 @@ column itself.
 
 The VJP recomputes each merge's partial products (cheap), runs the block products
 backwards (two matrix products per block) and the layers of each merge backwards,
-returning ``∂/∂c`` per comparator. Residuals are the ``P_b`` (``≈ n²`` entries in all).
+returning ``∂/∂c`` per comparator.
+
+Layouts: layers of small bit ``m`` (and the block products of small merges) run with the
+batch axis last, the others with it first, so that elementwise kernels always see long
+contiguous inner loops. Every array stays at rank <= 6 (batch included): jaxlib 0.10's
+XLA:CPU YNN fusions crashed under ``jit`` on rank-7 intermediates of this code.
 """
 
 from __future__ import annotations
@@ -225,7 +230,7 @@ def _pair_weights(c_slots: Any, step: _Step, lay: _Layout, *, xp: Any) -> Any:
 
 def _step_weights(c_pairs: Any, lay: _Layout, n2: int, g: int, m: int, *, xp: Any) -> Any:
     """``W[group, t, a, 1, β, κ]`` (logical) of one layer from its pair weights."""
-    c = xp.reshape(c_pairs, lay.shape(n2 // g, g // (2 * m), 1, 1, 1, m))
+    c = xp.reshape(c_pairs, lay.shape(n2 // (2 * m), 1, 1, 1, m))  # (group t, a, i, β, κ)
     eye = xp.reshape(
         xp.eye(2, dtype=c.dtype, device=device(c)), (2, 1, 2, 1, 1) if lay.last else (2, 1, 2, 1)
     )
@@ -283,7 +288,7 @@ def _build(
             R, lay = _move(R, to_last=new.last, xp=xp), new
         states.append(R)
         if k:
-            Rb = xp.reshape(R, lay.shape(G, g // (2 * m), 2, m, 1, m))
+            Rb = xp.reshape(R, lay.shape(n2 // (2 * m), 2, m, 1, m))
             R = xp.reshape(W * Rb, lay.shape(G, g, 2 * m))
         else:
             R = _first_layer_update(W, R, lay, G, g, xp=xp)
@@ -396,10 +401,10 @@ def merges_vjp(
             if new.last != lay.last:
                 GM, lay = _move(GM, to_last=new.last, xp=xp), new
             if k:
-                Gn = xp.reshape(GM, lay.shape(G, g // (2 * m), 2, m, 2, m))
-                Rb = xp.reshape(R, lay.shape(G, g // (2 * m), 2, m, 1, m))
+                Gn = xp.reshape(GM, lay.shape(n2 // (2 * m), 2, m, 2, m))
+                Rb = xp.reshape(R, lay.shape(n2 // (2 * m), 2, m, 1, m))
                 # ∂/∂W[t, a, β, κ] = Σ_i G[(t,a,i),(β,κ)] R[(t,a,i),κ];  ∂W/∂c = 1 - 2 δ_aβ
-                gW = xp.sum(Gn * Rb, axis=lay.axis(-3))  # (group, t, a, β, κ)
+                gW = xp.sum(Gn * Rb, axis=lay.axis(-3))  # (group t, a, β, κ)
                 # ∂/∂R[(t,a,i),κ] = Σ_β W[t,a,β,κ] G[(t,a,i),(β,κ)]
                 gR = lay.at(W, -2, 0) * lay.at(Gn, -2, 0) + lay.at(W, -2, 1) * lay.at(Gn, -2, 1)
                 GM = xp.reshape(gR, lay.shape(G, g, m))
