@@ -121,11 +121,24 @@ def _softmax_in_blocks(a: np.ndarray, blocks: np.ndarray) -> np.ndarray:
     return ez / np.repeat(np.add.reduceat(ez, starts), sizes)
 
 
+def _block_bounds(blocks: np.ndarray, rows: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """First and last position of every entry's block, local to its row: two ``(rows, n)``.
+
+    ``blocks`` are the block starts of ``rows`` chained rows of length ``n`` (then
+    ``rows · n``), as SciPy returns them; no block straddles two rows.
+    """
+    sizes = np.diff(blocks)
+    first = np.repeat(blocks[:-1], sizes).reshape(rows, n)
+    last = first + np.repeat(sizes - 1, sizes).reshape(rows, n)
+    offset = (np.arange(rows) * n)[:, None]
+    return first - offset, last - offset
+
+
 _ROWS_PER_CALL = 64
 
 
-def _pav_l2_rows(y: np.ndarray) -> np.ndarray:
-    """L2 PAV of every row of the 2-D ``y`` with few SciPy calls: ``(rows, 4, n)``.
+def _pav_l2_rows(y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """L2 PAV of every row of the 2-D ``y``: solution, block first and last positions.
 
     Rows are chained into one sequence with a decreasing offset per row, larger than
     the spread of the values, so that no block can straddle two rows (the constraint
@@ -136,74 +149,141 @@ def _pav_l2_rows(y: np.ndarray) -> np.ndarray:
     from scipy.optimize import isotonic_regression
 
     rows, n = y.shape
-    out = np.empty((rows, 4, n))
+    v = np.empty((rows, n))
+    first = np.empty((rows, n), dtype=np.intp)
+    last = np.empty((rows, n), dtype=np.intp)
     for lo in range(0, rows, _ROWS_PER_CALL):
         chunk = y[lo : lo + _ROWS_PER_CALL]
         k = chunk.shape[0]
-        spread = float(chunk.max() - chunk.min()) if chunk.size else 0.0
-        big = 2.0 * spread + 1.0
+        big = 2.0 * float(chunk.max() - chunk.min()) + 1.0
         shift = (np.arange(k) * big)[:, None]
         res = isotonic_regression((chunk - shift).ravel(), increasing=False)
-        blocks = np.asarray(res.blocks)
-        sizes = np.diff(blocks)
-        start = np.repeat(blocks[:-1], sizes)
-        row = np.arange(k * n) // n
-        out[lo : lo + k, 0] = np.asarray(res.x).reshape(k, n) + shift
-        out[lo : lo + k, 1] = (start - row * n).reshape(k, n)
-        out[lo : lo + k, 2] = (start + np.repeat(sizes, sizes) - row * n).reshape(k, n)
-        out[lo : lo + k, 3] = (1.0 / np.repeat(sizes, sizes)).reshape(k, n)
-    return out
+        v[lo : lo + k] = np.asarray(res.x).reshape(k, n) + shift
+        first[lo : lo + k], last[lo : lo + k] = _block_bounds(np.asarray(res.blocks), k, n)
+    return v, first, last
 
 
-def _pav_host(y: np.ndarray, w: np.ndarray, *, reg: str, aux_of: str) -> np.ndarray:
-    """Row-wise PAV: ``(..., 4, n)`` = solution v, block start, block end, VJP weights.
+def _pav_kl_rows(
+    y: np.ndarray, w: np.ndarray, a: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """KL PAV of every row of the 2-D ``y``, ``w``: solution, block first and last
+    positions, and the in-block softmax of ``a`` (the VJP weights)."""
+    rows, n = y.shape
+    v = np.empty((rows, n))
+    starts = []
+    for r in range(rows):
+        v[r], blocks = _blocks_kl(y[r], w[r])
+        starts.append(blocks[:-1] + r * n)
+    blocks = np.concatenate([*starts, [rows * n]])
+    first, last = _block_bounds(blocks, rows, n)
+    aux = _softmax_in_blocks(a.ravel(), blocks).reshape(rows, n)
+    return v, first, last, aux
 
-    The weights are ``1/|B|`` (L2) or the in-block softmax of ``y`` (``aux_of="y"``) or of
-    ``w`` (``aux_of="w"``) for KL.
+
+def _stable_order(key: np.ndarray, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Stable ascending argsort of every row of ``key`` and the sorted rows.
+
+    NumPy's default (introsort) argsort is several times faster than its stable one;
+    it is stable too on rows whose sorted values strictly increase, so only the rows
+    with ties (or NaN) are sorted again with ``kind="stable"``: the result is always
+    the stable order — ties in index order, the same on every backend. ``flat`` is
+    ``row · n`` per row (flat indexing is faster than ``take_along_axis``).
     """
-    y = np.asarray(y, dtype=np.float64)
-    w = np.broadcast_to(np.asarray(w, dtype=np.float64), y.shape)
-    n = y.shape[-1]
-    if reg == "l2":
-        return _pav_l2_rows((y - w).reshape(-1, n)).reshape(*y.shape[:-1], 4, n)
-    out = np.empty((*y.shape[:-1], 4, n))
-    for idx in np.ndindex(*y.shape[:-1]):
-        v, blocks = _blocks_kl(y[idx], w[idx])
-        sizes = np.diff(blocks)
-        start = np.repeat(blocks[:-1], sizes)
-        out[idx][0] = v
-        out[idx][1] = start
-        out[idx][2] = start + np.repeat(sizes, sizes)
-        out[idx][3] = _softmax_in_blocks(y[idx] if aux_of == "y" else w[idx], blocks)
-    return out
+    order = np.argsort(key, axis=-1)
+    sk = key.ravel().take(order + flat).reshape(key.shape)
+    if key.shape[-1] > 1:
+        ties = ~np.all(sk[:, :-1] < sk[:, 1:], axis=-1)
+        if ties.any():
+            bad = np.flatnonzero(ties)
+            o = np.argsort(key[bad], axis=-1, kind="stable")
+            order[bad] = o
+            sk[bad] = np.take_along_axis(key[bad], o, axis=-1)
+    return order, sk
+
+
+# the packed host result, ``(..., rows, n)`` per op: output, then residuals
+_RANK_ROWS = 5  # ranks, sort order, block first, block last, VJP weights
+_SORT_ROWS = 4  # sorted values, block first, block last, VJP weights
+
+
+def _forward_host(x: np.ndarray, *, rank: bool, reg: str, eps: float, descending: bool) -> np.ndarray:
+    """The whole forward on the host, packed as ``(..., K, n)`` in ``x``'s dtype.
+
+    Sorting, PAV and its bookkeeping in one pass. Every row is in ``x``'s (original)
+    order except soft sort's output and the rank's sort order: positions in the sorted
+    order, ``order[j]`` = index of the ``j``-th entry, block bounds ``first``/``last``
+    = sorted positions of the first/last entry of the entry's PAV block. The VJP
+    weights are ``sign/ε · 1/|B|`` (L2) or ``sign/ε · softmax_B(s)`` (KL) for soft rank,
+    ``1/|B|`` or ``softmax_B(s)`` for soft sort (``s`` the sorted values).
+    """
+    *batch, n = x.shape
+    rows_k = _RANK_ROWS if rank else _SORT_ROWS
+    X = np.asarray(x, dtype=np.float64).reshape(-1, n)
+    rows = X.shape[0]
+    packed = np.empty((rows, rows_k, n), dtype=x.dtype)
+    if rows == 0:
+        return packed.reshape(*batch, rows_k, n)
+    # ascending key: rank sorts theta = ±x/ε descending, sort sorts ±x ascending
+    key = -X if rank != descending else X
+    order, sk = _stable_order(key, (np.arange(rows) * n)[:, None])
+    rho = np.arange(n, 0, -1, dtype=np.float64)
+    if rank:
+        s = sk / -eps  # theta sorted descending
+        if reg == "l2":
+            v, first, last = _pav_l2_rows(s - rho)
+            out, aux = s - v, 1.0 / (last - first + 1)
+        else:
+            v, first, last, aux = _pav_kl_rows(s, np.broadcast_to(np.log(rho), s.shape), s)
+            out = np.exp(s - v)
+        aux *= (-1.0 if descending else 1.0) / eps
+        scattered = (out, first, last, aux)
+        packed[:, 1] = order
+    else:
+        s, z = -sk, rho / eps
+        if reg == "l2":
+            v, first, last = _pav_l2_rows(z - s)
+            aux = 1.0 / (last - first + 1)
+        else:
+            v, first, last, aux = _pav_kl_rows(np.broadcast_to(z, s.shape), s, s)
+        packed[:, 0] = z - v if descending else v - z
+        scattered = (first, last, aux)
+    # sorted -> original order: entry j of a row goes to position order[j]
+    flat = packed.reshape(-1)
+    dest = (order + (np.arange(rows) * (rows_k * n))[:, None]).ravel()
+    for k, a in zip((0, 2, 3, 4) if rank else (1, 2, 3), scattered, strict=True):
+        flat[k * n :][dest] = a.ravel()
+    return packed.reshape(*batch, rows_k, n)
 
 
 # ---------------------------------------------------------------------------------
 # device-side pieces
 # ---------------------------------------------------------------------------------
-def _rho(like: Any, *, xp: Any) -> Any:
-    n = like.shape[-1]
-    return xp.arange(n, 0, -1, dtype=like.dtype, device=device(like))
+def _host_forward(op: Any, x: Any, *, rank: bool, xp: Any) -> tuple[Any, Any, Any]:
+    """Run :func:`_forward_host`; return ``(y, flat indices (..., 3|2, n), weights)``.
+
+    Indices become flat (``row · n`` added): the VJP gathers with 1-D integer-array
+    indexing, which is cheaper than ``take_along_axis`` through array-api-compat.
+    """
+    *batch, n = x.shape
+    rows_k = _RANK_ROWS if rank else _SORT_ROWS
+
+    def func(x_np: np.ndarray) -> np.ndarray:
+        return _forward_host(x_np, rank=rank, reg=op.reg, eps=op.strength, descending=op.descending)
+
+    packed = host_call(func, x, shape=(*batch, rows_k, n), dtype=x.dtype)
+    itype = index_dtype(xp)
+    rows = math.prod(batch)
+    base = xp.reshape(xp.arange(0, rows * n, n, dtype=itype, device=device(x)), (*batch, 1, 1))
+    idx = xp.astype(packed[..., 1 : rows_k - 1, :], itype) + base
+    # a fresh array: torch forbids in-place edits of a custom Function's view outputs
+    y = xp.asarray(packed[..., 0, :], copy=True)
+    return y, idx, packed[..., rows_k - 1, :]
 
 
-def _block_sum(u: Any, start: Any, end: Any, *, xp: Any) -> Any:
-    """``out_j = Σ_{i ∈ block(j)} u_i`` with blocks ``[start_j, end_j)`` (cumulative sums)."""
-    c = xp.cumulative_sum(u, axis=-1, include_initial=True)
-    return xp.take_along_axis(c, end, axis=-1) - xp.take_along_axis(c, start, axis=-1)
-
-
-def _run_pav(y: Any, w: Any, *, reg: str, aux_of: str, xp: Any) -> tuple[Any, Any, Any, Any]:
-    n = y.shape[-1]
-
-    def func(y_np: np.ndarray, w_np: np.ndarray) -> np.ndarray:
-        return _pav_host(y_np, w_np, reg=reg, aux_of=aux_of)
-
-    y, w = xp.broadcast_arrays(y, w)
-    out = host_call(func, y, w, shape=(*y.shape[:-1], 4, n), dtype=y.dtype)
-    v = out[..., 0, :]
-    start = xp.astype(out[..., 1, :], index_dtype(xp))
-    end = xp.astype(out[..., 2, :], index_dtype(xp))
-    return v, start, end, out[..., 3, :]
+def _block_sums(u: Any, first: Any, last: Any, *, xp: Any) -> Any:
+    """``Σ_{i ∈ block} u_i`` at every entry, from flat block bounds (cumulative sums)."""
+    c = xp.cumulative_sum(u, axis=-1)
+    return xp.reshape(c, (-1,))[last] - xp.reshape(c - u, (-1,))[first]
 
 
 @dataclass(frozen=True)
@@ -215,27 +295,16 @@ class SoftRankOp(Op):
     host: ClassVar[bool] = True
 
     def forward(self, x: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
-        theta = (-x if self.descending else x) / self.strength
-        order = xp.argsort(theta, axis=-1, descending=True, stable=True)
-        inv = xp.argsort(order, axis=-1, stable=True)
-        s = xp.take_along_axis(theta, order, axis=-1)
-        rho = _rho(x, xp=xp)
-        if self.reg == "l2":
-            v, start, end, aux = _run_pav(s, rho, reg="l2", aux_of="y", xp=xp)
-            r_sorted = s - v
-        else:
-            v, start, end, aux = _run_pav(s, xp.log(rho), reg="kl", aux_of="y", xp=xp)
-            r_sorted = xp.exp(s - v)
-        return xp.take_along_axis(r_sorted, inv, axis=-1), (order, inv, start, end, aux, r_sorted)
+        r, idx, weights = _host_forward(self, x, rank=True, xp=xp)
+        return r, ((idx, weights, r) if self.reg == "kl" else (idx, weights))
 
     def vjp(self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any) -> tuple[Any | None, ...]:
-        order, inv, start, end, aux, r_sorted = residuals
-        gs = xp.take_along_axis(cotangent, order, axis=-1)
-        if self.reg == "kl":
-            gs = gs * r_sorted  # r = exp(s - v(s))
-        gs = gs - aux * _block_sum(gs, start, end, xp=xp)
-        g = xp.take_along_axis(gs, inv, axis=-1) / self.strength
-        return (-g if self.descending else g,)
+        # sorted coordinates: J = (I - blocks of 1/|B|) / ε (L2), diag(r) - ... (KL)
+        idx, weights = residuals[0], residuals[1]
+        h = cotangent * residuals[2] if self.reg == "kl" else cotangent
+        hs = xp.reshape(h, (-1,))[idx[..., 0, :]]  # h in sorted order
+        scale = (-1.0 if self.descending else 1.0) / self.strength
+        return (h * scale - weights * _block_sums(hs, idx[..., 1, :], idx[..., 2, :], xp=xp),)
 
 
 @dataclass(frozen=True)
@@ -247,24 +316,13 @@ class SoftSortOp(Op):
     host: ClassVar[bool] = True
 
     def forward(self, x: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
-        u = -x if self.descending else x
-        order = xp.argsort(u, axis=-1, stable=True)  # ascending u = descending -u
-        inv = xp.argsort(order, axis=-1, stable=True)
-        s = -xp.take_along_axis(u, order, axis=-1)
-        z = _rho(x, xp=xp) / self.strength
-        if self.reg == "l2":
-            v, start, end, aux = _run_pav(z, s, reg="l2", aux_of="w", xp=xp)
-        else:
-            v, start, end, aux = _run_pav(z, s, reg="kl", aux_of="w", xp=xp)
-        y = v - z
-        return (-y if self.descending else y), (inv, start, end, aux)
+        y, idx, weights = _host_forward(self, x, rank=False, xp=xp)
+        return y, (idx, weights)
 
     def vjp(self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any) -> tuple[Any | None, ...]:
-        inv, start, end, aux = residuals
-        g = -cotangent if self.descending else cotangent
-        gu = aux * _block_sum(g, start, end, xp=xp)
-        gu = xp.take_along_axis(gu, inv, axis=-1)
-        return (-gu if self.descending else gu,)
+        # the output is in sorted order: entry i gets its block's cotangent sum, weighted
+        idx, weights = residuals
+        return (weights * _block_sums(cotangent, idx[..., 0, :], idx[..., 1, :], xp=xp),)
 
 
 def _validate(
