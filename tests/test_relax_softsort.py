@@ -184,16 +184,23 @@ def test_bad_arguments() -> None:
 
 
 def test_batched_l2_pav_equals_row_by_row() -> None:
-    """Rows chained with separating offsets (and split in chunks) give each row's own PAV."""
+    """Rows chained with separating offsets (and split in chunks) give each row's own PAV:
+    the same values, and the same blocks except where adjacent blocks have equal values
+    (a kink: either partition is a valid subgradient)."""
     from dopt_core.relax._softsort import _blocks_l2, _pav_l2_rows
 
     rng = np.random.default_rng(7)
     y = rng.normal(size=(300, 9)) * rng.uniform(0.01, 100, size=(300, 1))
     y[::7] = np.round(y[::7])  # ties
-    v, first, last = _pav_l2_rows(y)
+    y[::11] = np.round(y[::11] * 4) / 4  # dyadic ties: chaining is exact there
+    blocks, value = _pav_l2_rows(y)
+    v = np.repeat(value, np.diff(blocks)).reshape(300, 9)
     for r in range(300):
-        v_r, blocks = _blocks_l2(y[r])
-        sizes = np.diff(blocks)
-        np.testing.assert_allclose(v[r], v_r, rtol=1e-12, atol=1e-12 * np.abs(y).max())
-        np.testing.assert_array_equal(first[r], np.repeat(blocks[:-1], sizes))
-        np.testing.assert_array_equal(last[r], np.repeat(blocks[1:] - 1, sizes))
+        v_r, blocks_r = _blocks_l2(y[r])
+        tol = 1e-12 * np.abs(y).max()
+        np.testing.assert_allclose(v[r], v_r, rtol=1e-12, atol=tol)
+        row = blocks[(blocks >= 9 * r) & (blocks <= 9 * (r + 1))] - 9 * r
+        if r % 11 == 0:
+            np.testing.assert_array_equal(row, blocks_r)
+        for j in set(row.tolist()) ^ set(blocks_r.tolist()):
+            assert abs(v_r[j - 1] - v_r[j]) <= tol, (r, j)

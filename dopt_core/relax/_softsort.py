@@ -62,7 +62,13 @@ def _blocks_l2(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _blocks_kl(y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """PAV for v_E: the solution and the blocks (start indices, then n).
+    """PAV for v_E: the solution and the blocks (start indices, then n)."""
+    val, blocks = _kl_pav(y, w)
+    return np.repeat(val, np.diff(blocks)), blocks
+
+
+def _kl_pav(y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """PAV for v_E: the value of every block and the blocks (start indices, then n).
 
     Each new entry is pooled with the blocks before it while it violates
     ``v_prev >= v_new``; a block keeps ``LSE(y_B)``, ``LSE(w_B)`` and its value
@@ -88,8 +94,7 @@ def _blocks_kl(y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         ly.append(a)
         lw.append(b)
         val.append(v)
-    blocks = np.asarray([*starts, len(yl)])
-    return np.repeat(np.asarray(val), np.diff(blocks)), blocks
+    return np.asarray(val), np.asarray([*starts, len(yl)])
 
 
 def isotonic_l2(y: np.ndarray) -> np.ndarray:
@@ -121,84 +126,106 @@ def _softmax_in_blocks(a: np.ndarray, blocks: np.ndarray) -> np.ndarray:
     return ez / np.repeat(np.add.reduceat(ez, starts), sizes)
 
 
-def _block_bounds(blocks: np.ndarray, rows: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """First and last position of every entry's block, local to its row: two ``(rows, n)``.
+def _logsumexp_in_blocks(a: np.ndarray, starts: np.ndarray, bid: np.ndarray) -> np.ndarray:
+    """``LSE(a_B)`` of every block (starts ``starts``; ``bid`` = block of every entry)."""
+    m = np.maximum.reduceat(a, starts)
+    return m + np.log(np.add.reduceat(np.exp(a - m.take(bid)), starts))
 
-    ``blocks`` are the block starts of ``rows`` chained rows of length ``n`` (then
-    ``rows · n``), as SciPy returns them; no block straddles two rows.
+
+_ROWS_PER_CALL = 128
+
+
+def _chain_offsets(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Offsets that chain rows into one isotonic problem per chunk of rows.
+
+    ``lo``/``hi`` bound each row's values. Within a chunk row ``r`` is shifted down by
+    ``r · big``, ``big`` a power of two above twice the chunk's spread: no block can
+    straddle two rows (the constraint between rows is slack), and subtracting the
+    offset is exact for integer (dyadic) data, so ties there stay ties.
     """
-    sizes = np.diff(blocks)
-    first = np.repeat(blocks[:-1], sizes).reshape(rows, n)
-    last = first + np.repeat(sizes - 1, sizes).reshape(rows, n)
-    offset = (np.arange(rows) * n)[:, None]
-    return first - offset, last - offset
+    shift = np.empty(lo.shape[0])
+    for c in range(0, lo.shape[0], _ROWS_PER_CALL):
+        spread = float(hi[c : c + _ROWS_PER_CALL].max() - lo[c : c + _ROWS_PER_CALL].min())
+        if not math.isfinite(spread):  # NaN/inf with check_finite=False: garbage, no error
+            spread = 0.0
+        big = 2.0 ** math.ceil(math.log2(2.0 * spread + 1.0))
+        shift[c : c + _ROWS_PER_CALL] = np.arange(min(_ROWS_PER_CALL, lo.shape[0] - c)) * big
+    return shift
 
 
-_ROWS_PER_CALL = 64
-
-
-def _pav_l2_rows(y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """L2 PAV of every row of the 2-D ``y``: solution, block first and last positions.
-
-    Rows are chained into one sequence with a decreasing offset per row, larger than
-    the spread of the values, so that no block can straddle two rows (the constraint
-    between rows is slack) — one ``isotonic_regression`` call per chunk of rows. The
-    offsets cost precision: absolute error about ``64 · spread of the chunk · eps``
-    (float64 on the host), ~1e-12 relative to the batch's spread.
-    """
+def _isotonic_chained(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Non-increasing isotonic regression of rows chained by :func:`_chain_offsets`:
+    the block starts (flat positions, then ``y.size``) and the solution, ``(rows, n)``."""
     from scipy.optimize import isotonic_regression
 
     rows, n = y.shape
-    v = np.empty((rows, n))
-    first = np.empty((rows, n), dtype=np.intp)
-    last = np.empty((rows, n), dtype=np.intp)
-    for lo in range(0, rows, _ROWS_PER_CALL):
-        chunk = y[lo : lo + _ROWS_PER_CALL]
-        k = chunk.shape[0]
-        big = 2.0 * float(chunk.max() - chunk.min()) + 1.0
-        shift = (np.arange(k) * big)[:, None]
-        res = isotonic_regression((chunk - shift).ravel(), increasing=False)
-        v[lo : lo + k] = np.asarray(res.x).reshape(k, n) + shift
-        first[lo : lo + k], last[lo : lo + k] = _block_bounds(np.asarray(res.blocks), k, n)
-    return v, first, last
+    if rows <= _ROWS_PER_CALL:
+        res = isotonic_regression(y.ravel(), increasing=False)
+        return res.blocks, res.x.reshape(rows, n)
+    starts, xs = [], []
+    for c in range(0, rows, _ROWS_PER_CALL):
+        res = isotonic_regression(y[c : c + _ROWS_PER_CALL].ravel(), increasing=False)
+        starts.append(res.blocks[:-1] + c * n)
+        xs.append(res.x)
+    return np.concatenate([*starts, [rows * n]]), np.concatenate(xs).reshape(rows, n)
 
 
-def _pav_kl_rows(
-    y: np.ndarray, w: np.ndarray, a: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """KL PAV of every row of the 2-D ``y``, ``w``: solution, block first and last
-    positions, and the in-block softmax of ``a`` (the VJP weights)."""
-    rows, n = y.shape
-    v = np.empty((rows, n))
-    starts = []
-    for r in range(rows):
-        v[r], blocks = _blocks_kl(y[r], w[r])
-        starts.append(blocks[:-1] + r * n)
-    blocks = np.concatenate([*starts, [rows * n]])
-    first, last = _block_bounds(blocks, rows, n)
-    aux = _softmax_in_blocks(a.ravel(), blocks).reshape(rows, n)
-    return v, first, last, aux
+def _pav_l2_rows(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """L2 PAV of every row of the 2-D ``y``: the block starts (flat positions, then
+    ``y.size``) and the value of every block.
 
-
-def _stable_order(key: np.ndarray, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Stable ascending argsort of every row of ``key`` and the sorted rows.
-
-    NumPy's default (introsort) argsort is several times faster than its stable one;
-    it is stable too on rows whose sorted values strictly increase, so only the rows
-    with ties (or NaN) are sorted again with ``kind="stable"``: the result is always
-    the stable order — ties in index order, the same on every backend. ``flat`` is
-    ``row · n`` per row (flat indexing is faster than ``take_along_axis``).
+    Rows are chained (:func:`_chain_offsets`): one ``isotonic_regression`` call per
+    chunk of rows. The offsets cost precision: absolute error about
+    ``256 · spread of the chunk · eps`` (float64 on the host), ~1e-13 relative to the
+    batch's spread; where two adjacent blocks of a row have equal values (a kink),
+    rounding may split or merge them differently from a row-by-row PAV (same values,
+    another valid subgradient).
     """
+    n = y.shape[-1]
+    shift = _chain_offsets(y.min(axis=-1), y.max(axis=-1))
+    blocks, xs = _isotonic_chained(y - shift[:, None])
+    st = blocks[:-1]
+    return blocks, xs.ravel().take(st) + shift.take(st // n)
+
+
+def _pav_kl_rows(y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """KL PAV of every row of the 2-D ``y``, ``w``: block starts and block values, as
+    :func:`_pav_l2_rows` (a Python loop over the rows)."""
+    y, w = np.broadcast_arrays(y, w)
+    rows, n = y.shape
+    starts, values = [], []
+    for r in range(rows):
+        val, blocks = _kl_pav(y[r], w[r])
+        starts.append(blocks[:-1] + r * n)
+        values.append(val)
+    return np.concatenate([*starts, [rows * n]]), np.concatenate(values)
+
+
+def _stable_order(key: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stable ascending argsort of every row of the 2-D ``key``: the order, the same as
+    flat indices (``row · n`` added) and the sorted values (flat).
+
+    NumPy's default (introsort) argsort is several times faster than its stable one,
+    and already stable on rows whose sorted values strictly increase. On the other
+    rows (ties, NaN) each run of equal values is put in index order by sorting the
+    unique integers ``run · n + index``: the result is always the stable order — ties
+    in index order, as on every backend.
+    """
+    rows, n = key.shape
     order = np.argsort(key, axis=-1)
-    sk = key.ravel().take(order + flat).reshape(key.shape)
-    if key.shape[-1] > 1:
+    flat = order + (np.arange(0, rows * n, n))[:, None]
+    sk = key.ravel().take(flat)
+    if n > 1:
         ties = ~np.all(sk[:, :-1] < sk[:, 1:], axis=-1)
         if ties.any():
             bad = np.flatnonzero(ties)
-            o = np.argsort(key[bad], axis=-1, kind="stable")
-            order[bad] = o
-            sk[bad] = np.take_along_axis(key[bad], o, axis=-1)
-    return order, sk
+            sb = sk[bad]
+            same = (sb[:, 1:] == sb[:, :-1]) | (np.isnan(sb[:, 1:]) & np.isnan(sb[:, :-1]))
+            run = np.zeros(sb.shape, dtype=np.int64)
+            np.cumsum(~same, axis=-1, out=run[:, 1:])
+            order[bad] = np.sort(run * n + order[bad], axis=-1) % n
+            flat[bad] = order[bad] + (bad * n)[:, None]
+    return order, flat, sk
 
 
 # the packed host result, ``(..., rows, n)`` per op: output, then residuals
@@ -214,44 +241,73 @@ def _forward_host(x: np.ndarray, *, rank: bool, reg: str, eps: float, descending
     order, ``order[j]`` = index of the ``j``-th entry, block bounds ``first``/``last``
     = sorted positions of the first/last entry of the entry's PAV block. The VJP
     weights are ``sign/ε · 1/|B|`` (L2) or ``sign/ε · softmax_B(s)`` (KL) for soft rank,
-    ``1/|B|`` or ``softmax_B(s)`` for soft sort (``s`` the sorted values).
+    ``1/|B|`` or ``softmax_B(s)`` for soft sort (``s`` the sorted values). Only the
+    block id of every entry is scattered to the original order; everything else is
+    looked up per block. Sorting runs in ``x``'s dtype, PAV and values in float64.
     """
     *batch, n = x.shape
     rows_k = _RANK_ROWS if rank else _SORT_ROWS
-    X = np.asarray(x, dtype=np.float64).reshape(-1, n)
-    rows = X.shape[0]
-    packed = np.empty((rows, rows_k, n), dtype=x.dtype)
+    x = np.asarray(x).reshape(-1, n)
+    rows, dt = x.shape[0], x.dtype
+    packed = np.empty((rows, rows_k, n), dtype=dt)
     if rows == 0:
         return packed.reshape(*batch, rows_k, n)
     # ascending key: rank sorts theta = ±x/ε descending, sort sorts ±x ascending
-    key = -X if rank != descending else X
-    order, sk = _stable_order(key, (np.arange(rows) * n)[:, None])
+    key = -x if rank != descending else x
+    order, flat, sk = _stable_order(key)
+    ends = np.stack([sk[:, 0], sk[:, -1]]).astype(np.float64)  # row min, max
     rho = np.arange(n, 0, -1, dtype=np.float64)
-    if rank:
-        s = sk / -eps  # theta sorted descending
-        if reg == "l2":
-            v, first, last = _pav_l2_rows(s - rho)
-            out, aux = s - v, 1.0 / (last - first + 1)
-        else:
-            v, first, last, aux = _pav_kl_rows(s, np.broadcast_to(np.log(rho), s.shape), s)
-            out = np.exp(s - v)
-        aux *= (-1.0 if descending else 1.0) / eps
-        scattered = (out, first, last, aux)
-        packed[:, 1] = order
+    if reg == "l2":
+        # chained PAV input y - w - shift, built in one go; bounds from the sorted ends
+        if rank:  # y - w = s - rho, s = -sk/ε (theta sorted descending)
+            lo, hi = ends[1] / -eps - n, ends[0] / -eps - 1
+            shift = _chain_offsets(lo, hi)
+            base = rho + shift[:, None]
+            blocks, xs = _isotonic_chained(np.multiply(sk, -1.0 / eps, dtype=np.float64) - base)
+        else:  # y - w = z + sk, z = rho/ε
+            lo, hi = ends[0] + 1 / eps, ends[1] + n / eps
+            shift = _chain_offsets(lo, hi)
+            base = rho / eps - shift[:, None]
+            blocks, xs = _isotonic_chained(np.add(sk, base, dtype=np.float64))
+        value = None
     else:
-        s, z = -sk, rho / eps
-        if reg == "l2":
-            v, first, last = _pav_l2_rows(z - s)
-            aux = 1.0 / (last - first + 1)
+        if rank:
+            s = np.multiply(sk, -1.0 / eps, dtype=np.float64)
+            blocks, value = _pav_kl_rows(s, np.log(rho))
         else:
-            v, first, last, aux = _pav_kl_rows(np.broadcast_to(z, s.shape), s, s)
-        packed[:, 0] = z - v if descending else v - z
-        scattered = (first, last, aux)
-    # sorted -> original order: entry j of a row goes to position order[j]
-    flat = packed.reshape(-1)
-    dest = (order + (np.arange(rows) * (rows_k * n))[:, None]).ravel()
-    for k, a in zip((0, 2, 3, 4) if rank else (1, 2, 3), scattered, strict=True):
-        flat[k * n :][dest] = a.ravel()
+            s = np.negative(sk, dtype=np.float64)
+            blocks, value = _pav_kl_rows(rho / eps, s)
+    starts, sizes = blocks[:-1], np.diff(blocks)
+    bid = np.repeat(np.arange(sizes.size, dtype=np.int32 if blocks[-1] < 2**31 else np.int64), sizes)
+    bid_orig = np.empty((rows, n), dtype=bid.dtype)  # block of every entry, original order
+    bid_orig.ravel()[flat] = bid.reshape(rows, n)
+    scale = ((-1.0 if descending else 1.0) / eps) if rank else 1.0
+    if rank:
+        theta = np.multiply(key, -1.0 / eps, dtype=np.float64)
+        if value is None:
+            st = starts
+            value = xs.ravel().take(st) + shift.take(st // n)
+        r = np.subtract(theta, value.take(bid_orig))
+        packed[:, 0] = r if reg == "l2" else np.exp(r)
+        packed[:, 1] = order
+        slots = (2, 3, 4)
+    else:
+        if value is None:  # v - z = xs + shift - rho/ε = xs - base
+            np.subtract(base, xs, out=packed[:, 0]) if descending else np.subtract(xs, base, out=packed[:, 0])
+        else:
+            y_sorted = value.take(bid).reshape(rows, n) - rho / eps
+            packed[:, 0] = -y_sorted if descending else y_sorted
+        slots = (1, 2, 3)
+    # per-block tables in the output dtype: one take straight into each slot
+    first = starts % n
+    np.take(first.astype(dt), bid_orig, out=packed[:, slots[0]], mode="clip")
+    np.take((first + (sizes - 1)).astype(dt), bid_orig, out=packed[:, slots[1]], mode="clip")
+    if reg == "l2":
+        np.take((scale / sizes).astype(dt), bid_orig, out=packed[:, slots[2]], mode="clip")
+    else:  # softmax_B(s) = exp(s - LSE(s_B)), s in the original order = -key (sort) or theta
+        lse = _logsumexp_in_blocks(s.ravel(), starts, bid)
+        s_orig = theta if rank else np.negative(key, dtype=np.float64)
+        packed[:, slots[2]] = np.exp(s_orig - lse.take(bid_orig)) * scale
     return packed.reshape(*batch, rows_k, n)
 
 
