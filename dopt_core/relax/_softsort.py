@@ -24,12 +24,14 @@ solved exactly by pool-adjacent-violators (PAV) in O(n): on each pooled block
 :math:`B`, :math:`v_B` is the mean of :math:`y - w` (L2) or
 :math:`\operatorname{LSE}(y_B) - \operatorname{LSE}(w_B)` (KL). The Jacobian of
 :math:`v` is block-diagonal — :math:`\frac1{|B|}\mathbf 1\mathbf 1^\top` (L2),
-:math:`\mathbf 1\,\operatorname{softmax}(\cdot_B)^\top` (KL) — so the VJPs are block sums,
-computed on the device with cumulative sums. The forward PAV runs on the host
-(:func:`dopt_core.backend.host_call`; SciPy's ``isotonic_regression`` for L2, on
-chunks of rows chained with separating offsets so that a whole batch costs a few
-calls; a pure-Python PAV for KL, O(n) per row but slow for long rows), everything else
-on the arrays' device.
+:math:`\mathbf 1\,\operatorname{softmax}(\cdot_B)^\top` (KL) — so the VJPs are block sums:
+a cumulative sum and two gathers (plus one into sorted order for soft rank), array-API
+code on the arrays' device. The forward runs on the host in one
+:func:`dopt_core.backend.host_call` (one transfer each way): a stable sort, PAV (SciPy's
+``isotonic_regression`` for L2, on chunks of rows chained with separating offsets so
+that a whole batch costs a few calls; a pure-Python PAV for KL, O(n) per row but slow
+for long rows) and its bookkeeping, returned as one array holding the output and the
+VJP's residuals.
 """
 
 from __future__ import annotations
@@ -118,14 +120,6 @@ def isotonic_kl(y: np.ndarray, w: np.ndarray) -> np.ndarray:
     return out
 
 
-def _softmax_in_blocks(a: np.ndarray, blocks: np.ndarray) -> np.ndarray:
-    """Softmax of ``a`` within each block ``[blocks[j], blocks[j+1])`` (vectorised)."""
-    starts, sizes = blocks[:-1], np.diff(blocks)
-    z = a - np.repeat(np.maximum.reduceat(a, starts), sizes)
-    ez = np.exp(z)
-    return ez / np.repeat(np.add.reduceat(ez, starts), sizes)
-
-
 def _logsumexp_in_blocks(a: np.ndarray, starts: np.ndarray, bid: np.ndarray) -> np.ndarray:
     """``LSE(a_B)`` of every block (starts ``starts``; ``bid`` = block of every entry)."""
     m = np.maximum.reduceat(a, starts)
@@ -135,21 +129,29 @@ def _logsumexp_in_blocks(a: np.ndarray, starts: np.ndarray, bid: np.ndarray) -> 
 _ROWS_PER_CALL = 128
 
 
-def _chain_offsets(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+def _chain_offsets(
+    lo: np.ndarray, hi: np.ndarray, *, scale: float = 1.0, extra: float = 0.0
+) -> np.ndarray:
     """Offsets that chain rows into one isotonic problem per chunk of rows.
 
-    ``lo``/``hi`` bound each row's values. Within a chunk row ``r`` is shifted down by
-    ``r · big``, ``big`` a power of two above twice the chunk's spread: no block can
-    straddle two rows (the constraint between rows is slack), and subtracting the
-    offset is exact for integer (dyadic) data, so ties there stay ties.
+    Each row's values lie in ``[lo·scale, hi·scale + extra]`` (``lo``, ``hi`` per row;
+    ``scale > 0``). Within a chunk row ``r`` is shifted down by ``r · big``, ``big`` a
+    power of two above twice the chunk's spread: no block can straddle two rows (the
+    constraint between rows is slack), and subtracting the offset is exact for
+    integer (dyadic) data, so ties there stay ties.
     """
-    shift = np.empty(lo.shape[0])
-    for c in range(0, lo.shape[0], _ROWS_PER_CALL):
-        spread = float(hi[c : c + _ROWS_PER_CALL].max() - lo[c : c + _ROWS_PER_CALL].min())
+    rows = lo.shape[0]
+    shift = np.arange(rows, dtype=np.float64)
+    for c in range(0, rows, _ROWS_PER_CALL):
+        chunk = slice(c, c + _ROWS_PER_CALL)
+        spread = (float(hi[chunk].max()) - float(lo[chunk].min())) * scale + extra
         if not math.isfinite(spread):  # NaN/inf with check_finite=False: garbage, no error
             spread = 0.0
         big = 2.0 ** math.ceil(math.log2(2.0 * spread + 1.0))
-        shift[c : c + _ROWS_PER_CALL] = np.arange(min(_ROWS_PER_CALL, lo.shape[0] - c)) * big
+        if rows <= _ROWS_PER_CALL:
+            shift *= big
+        else:
+            shift[chunk] = (shift[chunk] - c) * big
     return shift
 
 
@@ -203,7 +205,7 @@ def _pav_kl_rows(y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _stable_order(key: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Stable ascending argsort of every row of the 2-D ``key``: the order, the same as
-    flat indices (``row · n`` added) and the sorted values (flat).
+    flat indices (``row · n`` added) and the sorted rows.
 
     NumPy's default (introsort) argsort is several times faster than its stable one,
     and already stable on rows whose sorted values strictly increase. On the other
@@ -213,27 +215,30 @@ def _stable_order(key: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """
     rows, n = key.shape
     order = np.argsort(key, axis=-1)
-    flat = order + (np.arange(0, rows * n, n))[:, None]
+    flat = order + np.arange(0, rows * n, n)[:, None]
     sk = key.ravel().take(flat)
-    if n > 1:
-        ties = ~np.all(sk[:, :-1] < sk[:, 1:], axis=-1)
-        if ties.any():
-            bad = np.flatnonzero(ties)
-            sb = sk[bad]
-            same = (sb[:, 1:] == sb[:, :-1]) | (np.isnan(sb[:, 1:]) & np.isnan(sb[:, :-1]))
-            run = np.zeros(sb.shape, dtype=np.int64)
-            np.cumsum(~same, axis=-1, out=run[:, 1:])
-            order[bad] = np.sort(run * n + order[bad], axis=-1) % n
-            flat[bad] = order[bad] + (bad * n)[:, None]
+    increasing = sk[:, :-1] < sk[:, 1:]
+    if not increasing.all():
+        bad = np.flatnonzero(~increasing.all(axis=-1))
+        sb = sk[bad]
+        same = (sb[:, 1:] == sb[:, :-1]) | (np.isnan(sb[:, 1:]) & np.isnan(sb[:, :-1]))
+        run = np.zeros(sb.shape, dtype=np.int64)
+        np.cumsum(~same, axis=-1, out=run[:, 1:])
+        order[bad] = np.sort(run * n + order[bad], axis=-1) % n
+        flat[bad] = order[bad] + (bad * n)[:, None]
     return order, flat, sk
 
 
-# the packed host result, ``(..., rows, n)`` per op: output, then residuals
+_MAX_N_FLOAT32 = 2**24
+
+# the packed host result, ``(..., K, n)`` per op: the output, then the residuals
 _RANK_ROWS = 5  # ranks, sort order, block first, block last, VJP weights
 _SORT_ROWS = 4  # sorted values, block first, block last, VJP weights
 
 
-def _forward_host(x: np.ndarray, *, rank: bool, reg: str, eps: float, descending: bool) -> np.ndarray:
+def _forward_host(
+    x: np.ndarray, *, rank: bool, reg: str, eps: float, descending: bool
+) -> np.ndarray:
     """The whole forward on the host, packed as ``(..., K, n)`` in ``x``'s dtype.
 
     Sorting, PAV and its bookkeeping in one pass. Every row is in ``x``'s (original)
@@ -255,59 +260,54 @@ def _forward_host(x: np.ndarray, *, rank: bool, reg: str, eps: float, descending
     # ascending key: rank sorts theta = ±x/ε descending, sort sorts ±x ascending
     key = -x if rank != descending else x
     order, flat, sk = _stable_order(key)
-    ends = np.stack([sk[:, 0], sk[:, -1]]).astype(np.float64)  # row min, max
     rho = np.arange(n, 0, -1, dtype=np.float64)
+    value = None
     if reg == "l2":
-        # chained PAV input y - w - shift, built in one go; bounds from the sorted ends
+        # the chained PAV input y - w - shift in one go; value bounds from the sorted ends
+        lo, hi = sk[:, 0], sk[:, -1]
         if rank:  # y - w = s - rho, s = -sk/ε (theta sorted descending)
-            lo, hi = ends[1] / -eps - n, ends[0] / -eps - 1
-            shift = _chain_offsets(lo, hi)
-            base = rho + shift[:, None]
+            shift = _chain_offsets(lo, hi, scale=1.0 / eps, extra=n - 1.0)
+            base = np.add.outer(shift, rho)
             blocks, xs = _isotonic_chained(np.multiply(sk, -1.0 / eps, dtype=np.float64) - base)
-        else:  # y - w = z + sk, z = rho/ε
-            lo, hi = ends[0] + 1 / eps, ends[1] + n / eps
-            shift = _chain_offsets(lo, hi)
-            base = rho / eps - shift[:, None]
-            blocks, xs = _isotonic_chained(np.add(sk, base, dtype=np.float64))
-        value = None
+        else:  # y - w = z + sk, z = rho/ε; v - z = xs + shift - z = xs + base
+            shift = _chain_offsets(lo, hi, extra=(n - 1.0) / eps)
+            base = np.subtract.outer(shift, rho / eps)
+            blocks, xs = _isotonic_chained(np.subtract(sk, base, dtype=np.float64))
+    elif rank:
+        s = np.multiply(sk, -1.0 / eps, dtype=np.float64)
+        blocks, value = _pav_kl_rows(s, np.log(rho))
     else:
-        if rank:
-            s = np.multiply(sk, -1.0 / eps, dtype=np.float64)
-            blocks, value = _pav_kl_rows(s, np.log(rho))
-        else:
-            s = np.negative(sk, dtype=np.float64)
-            blocks, value = _pav_kl_rows(rho / eps, s)
-    starts, sizes = blocks[:-1], np.diff(blocks)
-    bid = np.repeat(np.arange(sizes.size, dtype=np.int32 if blocks[-1] < 2**31 else np.int64), sizes)
-    bid_orig = np.empty((rows, n), dtype=bid.dtype)  # block of every entry, original order
+        s = np.negative(sk, dtype=np.float64)
+        blocks, value = _pav_kl_rows(rho / eps, s)
+    starts, sizes = blocks[:-1], blocks[1:] - blocks[:-1]
+    itype = np.int32 if blocks[-1] < 2**31 else np.int64
+    bid = np.repeat(np.arange(sizes.size, dtype=itype), sizes)  # block of each sorted entry
+    bid_orig = np.empty((rows, n), dtype=itype)  # block of each entry, original order
     bid_orig.ravel()[flat] = bid.reshape(rows, n)
     scale = ((-1.0 if descending else 1.0) / eps) if rank else 1.0
     if rank:
         theta = np.multiply(key, -1.0 / eps, dtype=np.float64)
         if value is None:
-            st = starts
-            value = xs.ravel().take(st) + shift.take(st // n)
+            value = xs.ravel().take(starts) + shift.take(starts // n)
         r = np.subtract(theta, value.take(bid_orig))
         packed[:, 0] = r if reg == "l2" else np.exp(r)
         packed[:, 1] = order
-        slots = (2, 3, 4)
-    else:
-        if value is None:  # v - z = xs + shift - rho/ε = xs - base
-            np.subtract(base, xs, out=packed[:, 0]) if descending else np.subtract(xs, base, out=packed[:, 0])
-        else:
-            y_sorted = value.take(bid).reshape(rows, n) - rho / eps
-            packed[:, 0] = -y_sorted if descending else y_sorted
-        slots = (1, 2, 3)
-    # per-block tables in the output dtype: one take straight into each slot
-    first = starts % n
-    np.take(first.astype(dt), bid_orig, out=packed[:, slots[0]], mode="clip")
-    np.take((first + (sizes - 1)).astype(dt), bid_orig, out=packed[:, slots[1]], mode="clip")
+    else:  # v - z, sorted; no in-place ufunc on the packed view (NumPy 2.4 gets
+        # in-place negation of an (rows, 1) strided view wrong)
+        y_sorted = xs + base if value is None else value.take(bid).reshape(rows, n) - rho / eps
+        packed[:, 0] = -y_sorted if descending else y_sorted
+    # per-block tables in the output dtype, one take for all: first, last (, weight)
+    k0 = 2 if rank else 1
+    table = np.empty((3 if reg == "l2" else 2, sizes.size), dtype=dt)
+    np.remainder(starts, n, out=table[0], casting="unsafe")
+    np.add(table[0], sizes - 1, out=table[1], casting="unsafe")
     if reg == "l2":
-        np.take((scale / sizes).astype(dt), bid_orig, out=packed[:, slots[2]], mode="clip")
-    else:  # softmax_B(s) = exp(s - LSE(s_B)), s in the original order = -key (sort) or theta
+        np.divide(scale, sizes, out=table[2], casting="unsafe")
+    packed[:, k0 : k0 + table.shape[0]] = np.moveaxis(table.take(bid_orig, axis=1), 0, 1)
+    if reg == "kl":  # softmax_B(s) = exp(s - LSE(s_B)); s in the original order: theta or -key
         lse = _logsumexp_in_blocks(s.ravel(), starts, bid)
         s_orig = theta if rank else np.negative(key, dtype=np.float64)
-        packed[:, slots[2]] = np.exp(s_orig - lse.take(bid_orig)) * scale
+        packed[:, k0 + 2] = np.exp(s_orig - lse.take(bid_orig)) * scale
     return packed.reshape(*batch, rows_k, n)
 
 
@@ -384,7 +384,12 @@ class SoftSortOp(Op):
 def _validate(
     x: Any, strength: Any, reg: Any, descending: Any, check_finite: bool
 ) -> tuple[Any, Any, float, str, bool]:
-    x, _, out_dtype = check_scores(x, name="x", check_finite=check_finite)
+    x, xp, out_dtype = check_scores(x, name="x", check_finite=check_finite)
+    if x.dtype == xp.float32 and x.shape[-1] > _MAX_N_FLOAT32:
+        # the host packs sort positions into the float32 result: exact up to 2**24
+        raise ValueError(
+            f"x: float32 rows longer than 2**24 are not supported (got {x.shape[-1]}); use float64"
+        )
     strength = check_positive(strength, name="regularization_strength")
     reg = check_choice(reg, name="regularization", choices=REGULARIZATIONS)
     descending = check_flag(descending, name="descending")
