@@ -337,7 +337,8 @@ def _host_forward(op: Any, x: Any, *, rank: bool, xp: Any) -> tuple[Any, Any, An
 
 
 def _block_sums(u: Any, first: Any, last: Any, *, xp: Any) -> Any:
-    """``Σ_{i ∈ block} u_i`` at every entry, from flat block bounds (cumulative sums)."""
+    """``Σ_{i ∈ block} u_i``: ``u`` in sorted order, ``first``/``last`` the flat sorted
+    positions of each entry's block ends (cumulative sums and two gathers)."""
     c = xp.cumulative_sum(u, axis=-1)
     return xp.reshape(c, (-1,))[last] - xp.reshape(c - u, (-1,))[first]
 
@@ -355,7 +356,8 @@ class SoftRankOp(Op):
         return r, ((idx, weights, r) if self.reg == "kl" else (idx, weights))
 
     def vjp(self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any) -> tuple[Any | None, ...]:
-        # sorted coordinates: J = (I - blocks of 1/|B|) / ε (L2), diag(r) - ... (KL)
+        # ±1/ε · (h - weight_B · Σ_B h) with h = g (L2, weight 1/|B|) or g·r (KL, weight
+        # softmax_B(s)); the block sums run over the sorted order
         idx, weights = residuals[0], residuals[1]
         h = cotangent * residuals[2] if self.reg == "kl" else cotangent
         hs = xp.reshape(h, (-1,))[idx[..., 0, :]]  # h in sorted order
