@@ -283,7 +283,9 @@ def _tied(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
 @pytest.mark.parametrize("reg", REGS)
 @pytest.mark.parametrize("descending", [False, True])
 @pytest.mark.parametrize("rank", [False, True], ids=["sort", "rank"])
-@pytest.mark.parametrize("shape", [(3, 4, 7), (9,), (2, 1), (0, 5), (2, 0, 3), (40, 33)])
+@pytest.mark.parametrize(
+    "shape", [(3, 4, 7), (9,), (2, 1), (0, 5), (2, 0, 3), (40, 33), (3, 100, 4)]  # 300 rows: chunks
+)
 def test_host_path_equals_two_stage(reg: str, descending: bool, rank: bool, shape: tuple) -> None:
     """The packed one-call host forward and the flat-index VJP give the former two-stage
     computation's numbers: float64 to rounding, float32 to float32 precision; also for
