@@ -78,29 +78,57 @@ def bench_networks(sizes: list[int], batch: int, repeat: int) -> None:
                 )
 
 
-def bench_softsort(sizes: list[int], batch: int, repeat: int) -> None:
+def _time_pair(fns: list[Callable[[], None]], repeat: int, min_time: float = 0.02) -> list[float]:
+    """Best-of-``repeat`` seconds per call of each ``fn``, measured interleaved.
+
+    Each measurement loops a function long enough (>= ``min_time``) for sub-millisecond
+    calls to be timed reliably, and the functions alternate, so that a change in the
+    machine's load hits all of them alike.
+    """
+    loops = []
+    for fn in fns:
+        fn()  # warm-up
+        t0 = time.perf_counter()
+        fn()
+        loops.append(max(1, int(min_time / max(time.perf_counter() - t0, 1e-6))))
+    best = [np.inf] * len(fns)
+    for _ in range(repeat):
+        for i, (fn, k) in enumerate(zip(fns, loops, strict=True)):
+            t0 = time.perf_counter()
+            for _ in range(k):
+                fn()
+            best[i] = min(best[i], (time.perf_counter() - t0) / k)
+    return best
+
+
+def bench_softsort(sizes: list[int], batch: int, repeat: int, regularization: str = "l2") -> None:
     have = importlib.util.find_spec("torchsort") is not None
-    print(f"\nsoft sort / rank (l2), batch {batch}, float32, forward+backward (best of {repeat})")
+    print(
+        f"\nsoft sort / rank ({regularization}), batch {batch}, float32, forward+backward "
+        f"(best of {repeat}, interleaved)"
+    )
     print(f"{'op':9s} {'n':>5s} {'dopt ms':>9s} {'torchsort ms':>13s} {'dopt/torchsort':>15s}")
+    kw = dict(regularization_strength=0.1, regularization=regularization)
     for name in ("soft_sort", "soft_rank"):
         ours = getattr(dc.relax, name)
         for n in sizes:
-            x = torch.randn(batch, n)
+            x, w = torch.randn(batch, n), torch.linspace(-1, 1, n)
 
-            def step(f: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[], None]:
+            def step(
+                f: Callable[..., torch.Tensor], x: torch.Tensor = x, w: torch.Tensor = w
+            ) -> Callable[[], None]:
                 def run() -> None:
                     xr = x.detach().requires_grad_(True)
-                    (f(xr) * torch.linspace(-1, 1, n)).sum().backward()
+                    (f(xr, **kw) * w).sum().backward()
 
                 return run
 
-            t_ours = _time(step(lambda t: ours(t, regularization_strength=0.1)), repeat)
-            t_ref = np.nan
+            fns = [step(ours)]
             if have:
                 import torchsort
 
-                ref = getattr(torchsort, name)
-                t_ref = _time(step(lambda t: ref(t, regularization_strength=0.1)), repeat)
+                fns.append(step(getattr(torchsort, name)))
+            t_ours, t_ref = (*_time_pair(fns, repeat), np.nan)[:2]
             print(
                 f"{name:9s} {n:5d} {1e3 * t_ours:9.2f} {1e3 * t_ref:13.2f} {t_ours / t_ref:15.2f}"
             )

@@ -24,12 +24,14 @@ solved exactly by pool-adjacent-violators (PAV) in O(n): on each pooled block
 :math:`B`, :math:`v_B` is the mean of :math:`y - w` (L2) or
 :math:`\operatorname{LSE}(y_B) - \operatorname{LSE}(w_B)` (KL). The Jacobian of
 :math:`v` is block-diagonal — :math:`\frac1{|B|}\mathbf 1\mathbf 1^\top` (L2),
-:math:`\mathbf 1\,\operatorname{softmax}(\cdot_B)^\top` (KL) — so the VJPs are block sums,
-computed on the device with cumulative sums. The forward PAV runs on the host
-(:func:`dopt_core.backend.host_call`; SciPy's ``isotonic_regression`` for L2, on
-chunks of rows chained with separating offsets so that a whole batch costs a few
-calls; a pure-Python PAV for KL, O(n) per row but slow for long rows), everything else
-on the arrays' device.
+:math:`\mathbf 1\,\operatorname{softmax}(\cdot_B)^\top` (KL) — so the VJPs are block sums:
+a cumulative sum and two gathers (plus one into sorted order for soft rank), array-API
+code on the arrays' device. The forward runs on the host in one
+:func:`dopt_core.backend.host_call` (one transfer each way): a stable sort, PAV (SciPy's
+``isotonic_regression`` for L2, on chunks of rows chained with separating offsets so
+that a whole batch costs a few calls; a pure-Python PAV for KL, O(n) per row but slow
+for long rows) and its bookkeeping, returned as one array holding the output and the
+VJP's residuals.
 """
 
 from __future__ import annotations
@@ -62,7 +64,13 @@ def _blocks_l2(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _blocks_kl(y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """PAV for v_E: the solution and the blocks (start indices, then n).
+    """PAV for v_E: the solution and the blocks (start indices, then n)."""
+    val, blocks = _kl_pav(y, w)
+    return np.repeat(val, np.diff(blocks)), blocks
+
+
+def _kl_pav(y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """PAV for v_E: the value of every block and the blocks (start indices, then n).
 
     Each new entry is pooled with the blocks before it while it violates
     ``v_prev >= v_new``; a block keeps ``LSE(y_B)``, ``LSE(w_B)`` and its value
@@ -88,8 +96,7 @@ def _blocks_kl(y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         ly.append(a)
         lw.append(b)
         val.append(v)
-    blocks = np.asarray([*starts, len(yl)])
-    return np.repeat(np.asarray(val), np.diff(blocks)), blocks
+    return np.asarray(val), np.asarray([*starts, len(yl)])
 
 
 def isotonic_l2(y: np.ndarray) -> np.ndarray:
@@ -113,97 +120,227 @@ def isotonic_kl(y: np.ndarray, w: np.ndarray) -> np.ndarray:
     return out
 
 
-def _softmax_in_blocks(a: np.ndarray, blocks: np.ndarray) -> np.ndarray:
-    """Softmax of ``a`` within each block ``[blocks[j], blocks[j+1])`` (vectorised)."""
-    starts, sizes = blocks[:-1], np.diff(blocks)
-    z = a - np.repeat(np.maximum.reduceat(a, starts), sizes)
-    ez = np.exp(z)
-    return ez / np.repeat(np.add.reduceat(ez, starts), sizes)
+def _logsumexp_in_blocks(a: np.ndarray, starts: np.ndarray, bid: np.ndarray) -> np.ndarray:
+    """``LSE(a_B)`` of every block (starts ``starts``; ``bid`` = block of every entry)."""
+    m = np.maximum.reduceat(a, starts)
+    return m + np.log(np.add.reduceat(np.exp(a - m.take(bid)), starts))
 
 
-_ROWS_PER_CALL = 64
+_ROWS_PER_CALL = 128
 
 
-def _pav_l2_rows(y: np.ndarray) -> np.ndarray:
-    """L2 PAV of every row of the 2-D ``y`` with few SciPy calls: ``(rows, 4, n)``.
+def _chain_offsets(
+    lo: np.ndarray, hi: np.ndarray, *, scale: float = 1.0, extra: float = 0.0
+) -> np.ndarray:
+    """Offsets that chain rows into one isotonic problem per chunk of rows.
 
-    Rows are chained into one sequence with a decreasing offset per row, larger than
-    the spread of the values, so that no block can straddle two rows (the constraint
-    between rows is slack) — one ``isotonic_regression`` call per chunk of rows. The
-    offsets cost precision: absolute error about ``64 · spread of the chunk · eps``
-    (float64 on the host), ~1e-12 relative to the batch's spread.
+    Each row's values lie in ``[lo·scale, hi·scale + extra]`` (``lo``, ``hi`` per row;
+    ``scale > 0``). Within a chunk row ``r`` is shifted down by ``r · big``, ``big`` a
+    power of two above twice the chunk's spread: no block can straddle two rows (the
+    constraint between rows is slack), and subtracting the offset is exact for
+    integer (dyadic) data, so ties there stay ties.
     """
+    rows = lo.shape[0]
+    shift = np.arange(rows, dtype=np.float64)
+    for c in range(0, rows, _ROWS_PER_CALL):
+        chunk = slice(c, c + _ROWS_PER_CALL)
+        spread = (float(hi[chunk].max()) - float(lo[chunk].min())) * scale + extra
+        if not math.isfinite(spread):  # NaN/inf with check_finite=False: garbage, no error
+            spread = 0.0
+        big = 2.0 ** math.ceil(math.log2(2.0 * spread + 1.0))
+        if rows <= _ROWS_PER_CALL:
+            shift *= big
+        else:
+            shift[chunk] = (shift[chunk] - c) * big
+    return shift
+
+
+def _isotonic_chained(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Non-increasing isotonic regression of rows chained by :func:`_chain_offsets`:
+    the block starts (flat positions, then ``y.size``) and the solution, ``(rows, n)``."""
     from scipy.optimize import isotonic_regression
 
     rows, n = y.shape
-    out = np.empty((rows, 4, n))
-    for lo in range(0, rows, _ROWS_PER_CALL):
-        chunk = y[lo : lo + _ROWS_PER_CALL]
-        k = chunk.shape[0]
-        spread = float(chunk.max() - chunk.min()) if chunk.size else 0.0
-        big = 2.0 * spread + 1.0
-        shift = (np.arange(k) * big)[:, None]
-        res = isotonic_regression((chunk - shift).ravel(), increasing=False)
-        blocks = np.asarray(res.blocks)
-        sizes = np.diff(blocks)
-        start = np.repeat(blocks[:-1], sizes)
-        row = np.arange(k * n) // n
-        out[lo : lo + k, 0] = np.asarray(res.x).reshape(k, n) + shift
-        out[lo : lo + k, 1] = (start - row * n).reshape(k, n)
-        out[lo : lo + k, 2] = (start + np.repeat(sizes, sizes) - row * n).reshape(k, n)
-        out[lo : lo + k, 3] = (1.0 / np.repeat(sizes, sizes)).reshape(k, n)
-    return out
+    if rows <= _ROWS_PER_CALL:
+        res = isotonic_regression(y.ravel(), increasing=False)
+        return res.blocks, res.x.reshape(rows, n)
+    starts, xs = [], []
+    for c in range(0, rows, _ROWS_PER_CALL):
+        res = isotonic_regression(y[c : c + _ROWS_PER_CALL].ravel(), increasing=False)
+        starts.append(res.blocks[:-1] + c * n)
+        xs.append(res.x)
+    return np.concatenate([*starts, [rows * n]]), np.concatenate(xs).reshape(rows, n)
 
 
-def _pav_host(y: np.ndarray, w: np.ndarray, *, reg: str, aux_of: str) -> np.ndarray:
-    """Row-wise PAV: ``(..., 4, n)`` = solution v, block start, block end, VJP weights.
+def _pav_l2_rows(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """L2 PAV of every row of the 2-D ``y``: the block starts (flat positions, then
+    ``y.size``) and the value of every block.
 
-    The weights are ``1/|B|`` (L2) or the in-block softmax of ``y`` (``aux_of="y"``) or of
-    ``w`` (``aux_of="w"``) for KL.
+    Rows are chained (:func:`_chain_offsets`): one ``isotonic_regression`` call per
+    chunk of rows. The offsets cost precision: absolute error about
+    ``256 · spread of the chunk · eps`` (float64 on the host), ~1e-13 relative to the
+    batch's spread; where two adjacent blocks of a row have equal values (a kink),
+    rounding may split or merge them differently from a row-by-row PAV (same values,
+    another valid subgradient).
     """
-    y = np.asarray(y, dtype=np.float64)
-    w = np.broadcast_to(np.asarray(w, dtype=np.float64), y.shape)
     n = y.shape[-1]
+    shift = _chain_offsets(y.min(axis=-1), y.max(axis=-1))
+    blocks, xs = _isotonic_chained(y - shift[:, None])
+    st = blocks[:-1]
+    return blocks, xs.ravel().take(st) + shift.take(st // n)
+
+
+def _pav_kl_rows(y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """KL PAV of every row of the 2-D ``y``, ``w``: block starts and block values, as
+    :func:`_pav_l2_rows` (a Python loop over the rows)."""
+    y, w = np.broadcast_arrays(y, w)
+    rows, n = y.shape
+    starts, values = [], []
+    for r in range(rows):
+        val, blocks = _kl_pav(y[r], w[r])
+        starts.append(blocks[:-1] + r * n)
+        values.append(val)
+    return np.concatenate([*starts, [rows * n]]), np.concatenate(values)
+
+
+def _stable_order(key: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stable ascending argsort of every row of the 2-D ``key``: the order, the same as
+    flat indices (``row · n`` added) and the sorted rows.
+
+    NumPy's default (introsort) argsort is several times faster than its stable one,
+    and already stable on rows whose sorted values strictly increase. On the other
+    rows (ties, NaN) each run of equal values is put in index order by sorting the
+    unique integers ``run · n + index``: the result is always the stable order — ties
+    in index order, as on every backend.
+    """
+    rows, n = key.shape
+    order = np.argsort(key, axis=-1)
+    flat = order + np.arange(0, rows * n, n)[:, None]
+    sk = key.ravel().take(flat)
+    increasing = sk[:, :-1] < sk[:, 1:]
+    if not increasing.all():
+        bad = np.flatnonzero(~increasing.all(axis=-1))
+        sb = sk[bad]
+        same = (sb[:, 1:] == sb[:, :-1]) | (np.isnan(sb[:, 1:]) & np.isnan(sb[:, :-1]))
+        run = np.zeros(sb.shape, dtype=np.int64)
+        np.cumsum(~same, axis=-1, out=run[:, 1:])
+        order[bad] = np.sort(run * n + order[bad], axis=-1) % n
+        flat[bad] = order[bad] + (bad * n)[:, None]
+    return order, flat, sk
+
+
+_MAX_N_FLOAT32 = 2**24
+
+# the packed host result, ``(..., K, n)`` per op: the output, then the residuals
+_RANK_ROWS = 5  # ranks, sort order, block first, block last, VJP weights
+_SORT_ROWS = 4  # sorted values, block first, block last, VJP weights
+
+
+def _forward_host(
+    x: np.ndarray, *, rank: bool, reg: str, eps: float, descending: bool
+) -> np.ndarray:
+    """The whole forward on the host, packed as ``(..., K, n)`` in ``x``'s dtype.
+
+    Sorting, PAV and its bookkeeping in one pass. Every row is in ``x``'s (original)
+    order except soft sort's output and the rank's sort order: positions in the sorted
+    order, ``order[j]`` = index of the ``j``-th entry, block bounds ``first``/``last``
+    = sorted positions of the first/last entry of the entry's PAV block. The VJP
+    weights are ``sign/ε · 1/|B|`` (L2) or ``sign/ε · softmax_B(s)`` (KL) for soft rank,
+    ``1/|B|`` or ``softmax_B(s)`` for soft sort (``s`` the sorted values). Only the
+    block id of every entry is scattered to the original order; everything else is
+    looked up per block. Sorting runs in ``x``'s dtype, PAV and values in float64.
+    """
+    *batch, n = x.shape
+    rows_k = _RANK_ROWS if rank else _SORT_ROWS
+    x = np.asarray(x).reshape(-1, n)
+    rows, dt = x.shape[0], x.dtype
+    packed = np.empty((rows, rows_k, n), dtype=dt)
+    if rows == 0:
+        return packed.reshape(*batch, rows_k, n)
+    # ascending key: rank sorts theta = ±x/ε descending, sort sorts ±x ascending
+    key = -x if rank != descending else x
+    order, flat, sk = _stable_order(key)
+    rho = np.arange(n, 0, -1, dtype=np.float64)
+    value = None
     if reg == "l2":
-        return _pav_l2_rows((y - w).reshape(-1, n)).reshape(*y.shape[:-1], 4, n)
-    out = np.empty((*y.shape[:-1], 4, n))
-    for idx in np.ndindex(*y.shape[:-1]):
-        v, blocks = _blocks_kl(y[idx], w[idx])
-        sizes = np.diff(blocks)
-        start = np.repeat(blocks[:-1], sizes)
-        out[idx][0] = v
-        out[idx][1] = start
-        out[idx][2] = start + np.repeat(sizes, sizes)
-        out[idx][3] = _softmax_in_blocks(y[idx] if aux_of == "y" else w[idx], blocks)
-    return out
+        # the chained PAV input y - w - shift in one go; value bounds from the sorted ends
+        lo, hi = sk[:, 0], sk[:, -1]
+        if rank:  # y - w = s - rho, s = -sk/ε (theta sorted descending)
+            shift = _chain_offsets(lo, hi, scale=1.0 / eps, extra=n - 1.0)
+            base = np.add.outer(shift, rho)
+            blocks, xs = _isotonic_chained(np.multiply(sk, -1.0 / eps, dtype=np.float64) - base)
+        else:  # y - w = z + sk, z = rho/ε; v - z = xs + shift - z = xs + base
+            shift = _chain_offsets(lo, hi, extra=(n - 1.0) / eps)
+            base = np.subtract.outer(shift, rho / eps)
+            blocks, xs = _isotonic_chained(np.subtract(sk, base, dtype=np.float64))
+    elif rank:
+        s = np.multiply(sk, -1.0 / eps, dtype=np.float64)
+        blocks, value = _pav_kl_rows(s, np.log(rho))
+    else:
+        s = np.negative(sk, dtype=np.float64)
+        blocks, value = _pav_kl_rows(rho / eps, s)
+    starts, sizes = blocks[:-1], blocks[1:] - blocks[:-1]
+    itype = np.int32 if blocks[-1] < 2**31 else np.int64
+    bid = np.repeat(np.arange(sizes.size, dtype=itype), sizes)  # block of each sorted entry
+    bid_orig = np.empty((rows, n), dtype=itype)  # block of each entry, original order
+    bid_orig.ravel()[flat] = bid.reshape(rows, n)
+    scale = ((-1.0 if descending else 1.0) / eps) if rank else 1.0
+    if rank:
+        theta = np.multiply(key, -1.0 / eps, dtype=np.float64)
+        if value is None:
+            value = xs.ravel().take(starts) + shift.take(starts // n)
+        r = np.subtract(theta, value.take(bid_orig))
+        packed[:, 0] = r if reg == "l2" else np.exp(r)
+        packed[:, 1] = order
+    else:  # v - z, sorted; no in-place ufunc on the packed view (NumPy 2.4 gets
+        # in-place negation of an (rows, 1) strided view wrong)
+        y_sorted = xs + base if value is None else value.take(bid).reshape(rows, n) - rho / eps
+        packed[:, 0] = -y_sorted if descending else y_sorted
+    # per-block tables in the output dtype, one take for all: first, last (, weight)
+    k0 = 2 if rank else 1
+    table = np.empty((3 if reg == "l2" else 2, sizes.size), dtype=dt)
+    np.remainder(starts, n, out=table[0], casting="unsafe")
+    np.add(table[0], sizes - 1, out=table[1], casting="unsafe")
+    if reg == "l2":
+        np.divide(scale, sizes, out=table[2], casting="unsafe")
+    packed[:, k0 : k0 + table.shape[0]] = np.moveaxis(table.take(bid_orig, axis=1), 0, 1)
+    if reg == "kl":  # softmax_B(s) = exp(s - LSE(s_B)); s in the original order: theta or -key
+        lse = _logsumexp_in_blocks(s.ravel(), starts, bid)
+        s_orig = theta if rank else np.negative(key, dtype=np.float64)
+        packed[:, k0 + 2] = np.exp(s_orig - lse.take(bid_orig)) * scale
+    return packed.reshape(*batch, rows_k, n)
 
 
 # ---------------------------------------------------------------------------------
 # device-side pieces
 # ---------------------------------------------------------------------------------
-def _rho(like: Any, *, xp: Any) -> Any:
-    n = like.shape[-1]
-    return xp.arange(n, 0, -1, dtype=like.dtype, device=device(like))
+def _host_forward(op: Any, x: Any, *, rank: bool, xp: Any) -> tuple[Any, Any, Any]:
+    """Run :func:`_forward_host`; return ``(y, flat indices (..., 3|2, n), weights)``.
+
+    Indices become flat (``row · n`` added): the VJP gathers with 1-D integer-array
+    indexing, which is cheaper than ``take_along_axis`` through array-api-compat.
+    """
+    *batch, n = x.shape
+    rows_k = _RANK_ROWS if rank else _SORT_ROWS
+
+    def func(x_np: np.ndarray) -> np.ndarray:
+        return _forward_host(x_np, rank=rank, reg=op.reg, eps=op.strength, descending=op.descending)
+
+    packed = host_call(func, x, shape=(*batch, rows_k, n), dtype=x.dtype)
+    itype = index_dtype(xp)
+    rows = math.prod(batch)
+    base = xp.reshape(xp.arange(0, rows * n, n, dtype=itype, device=device(x)), (*batch, 1, 1))
+    idx = xp.astype(packed[..., 1 : rows_k - 1, :], itype) + base
+    # a fresh array: torch forbids in-place edits of a custom Function's view outputs
+    y = xp.asarray(packed[..., 0, :], copy=True)
+    return y, idx, packed[..., rows_k - 1, :]
 
 
-def _block_sum(u: Any, start: Any, end: Any, *, xp: Any) -> Any:
-    """``out_j = Σ_{i ∈ block(j)} u_i`` with blocks ``[start_j, end_j)`` (cumulative sums)."""
-    c = xp.cumulative_sum(u, axis=-1, include_initial=True)
-    return xp.take_along_axis(c, end, axis=-1) - xp.take_along_axis(c, start, axis=-1)
-
-
-def _run_pav(y: Any, w: Any, *, reg: str, aux_of: str, xp: Any) -> tuple[Any, Any, Any, Any]:
-    n = y.shape[-1]
-
-    def func(y_np: np.ndarray, w_np: np.ndarray) -> np.ndarray:
-        return _pav_host(y_np, w_np, reg=reg, aux_of=aux_of)
-
-    y, w = xp.broadcast_arrays(y, w)
-    out = host_call(func, y, w, shape=(*y.shape[:-1], 4, n), dtype=y.dtype)
-    v = out[..., 0, :]
-    start = xp.astype(out[..., 1, :], index_dtype(xp))
-    end = xp.astype(out[..., 2, :], index_dtype(xp))
-    return v, start, end, out[..., 3, :]
+def _block_sums(u: Any, first: Any, last: Any, *, xp: Any) -> Any:
+    """``Σ_{i ∈ block} u_i``: ``u`` in sorted order, ``first``/``last`` the flat sorted
+    positions of each entry's block ends (cumulative sums and two gathers)."""
+    c = xp.cumulative_sum(u, axis=-1)
+    return xp.reshape(c, (-1,))[last] - xp.reshape(c - u, (-1,))[first]
 
 
 @dataclass(frozen=True)
@@ -215,27 +352,17 @@ class SoftRankOp(Op):
     host: ClassVar[bool] = True
 
     def forward(self, x: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
-        theta = (-x if self.descending else x) / self.strength
-        order = xp.argsort(theta, axis=-1, descending=True, stable=True)
-        inv = xp.argsort(order, axis=-1, stable=True)
-        s = xp.take_along_axis(theta, order, axis=-1)
-        rho = _rho(x, xp=xp)
-        if self.reg == "l2":
-            v, start, end, aux = _run_pav(s, rho, reg="l2", aux_of="y", xp=xp)
-            r_sorted = s - v
-        else:
-            v, start, end, aux = _run_pav(s, xp.log(rho), reg="kl", aux_of="y", xp=xp)
-            r_sorted = xp.exp(s - v)
-        return xp.take_along_axis(r_sorted, inv, axis=-1), (order, inv, start, end, aux, r_sorted)
+        r, idx, weights = _host_forward(self, x, rank=True, xp=xp)
+        return r, ((idx, weights, r) if self.reg == "kl" else (idx, weights))
 
     def vjp(self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any) -> tuple[Any | None, ...]:
-        order, inv, start, end, aux, r_sorted = residuals
-        gs = xp.take_along_axis(cotangent, order, axis=-1)
-        if self.reg == "kl":
-            gs = gs * r_sorted  # r = exp(s - v(s))
-        gs = gs - aux * _block_sum(gs, start, end, xp=xp)
-        g = xp.take_along_axis(gs, inv, axis=-1) / self.strength
-        return (-g if self.descending else g,)
+        # ±1/ε · (h - weight_B · Σ_B h) with h = g (L2, weight 1/|B|) or g·r (KL, weight
+        # softmax_B(s)); the block sums run over the sorted order
+        idx, weights = residuals[0], residuals[1]
+        h = cotangent * residuals[2] if self.reg == "kl" else cotangent
+        hs = xp.reshape(h, (-1,))[idx[..., 0, :]]  # h in sorted order
+        scale = (-1.0 if self.descending else 1.0) / self.strength
+        return (h * scale - weights * _block_sums(hs, idx[..., 1, :], idx[..., 2, :], xp=xp),)
 
 
 @dataclass(frozen=True)
@@ -247,30 +374,24 @@ class SoftSortOp(Op):
     host: ClassVar[bool] = True
 
     def forward(self, x: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
-        u = -x if self.descending else x
-        order = xp.argsort(u, axis=-1, stable=True)  # ascending u = descending -u
-        inv = xp.argsort(order, axis=-1, stable=True)
-        s = -xp.take_along_axis(u, order, axis=-1)
-        z = _rho(x, xp=xp) / self.strength
-        if self.reg == "l2":
-            v, start, end, aux = _run_pav(z, s, reg="l2", aux_of="w", xp=xp)
-        else:
-            v, start, end, aux = _run_pav(z, s, reg="kl", aux_of="w", xp=xp)
-        y = v - z
-        return (-y if self.descending else y), (inv, start, end, aux)
+        y, idx, weights = _host_forward(self, x, rank=False, xp=xp)
+        return y, (idx, weights)
 
     def vjp(self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any) -> tuple[Any | None, ...]:
-        inv, start, end, aux = residuals
-        g = -cotangent if self.descending else cotangent
-        gu = aux * _block_sum(g, start, end, xp=xp)
-        gu = xp.take_along_axis(gu, inv, axis=-1)
-        return (-gu if self.descending else gu,)
+        # the output is in sorted order: entry i gets its block's cotangent sum, weighted
+        idx, weights = residuals
+        return (weights * _block_sums(cotangent, idx[..., 0, :], idx[..., 1, :], xp=xp),)
 
 
 def _validate(
     x: Any, strength: Any, reg: Any, descending: Any, check_finite: bool
 ) -> tuple[Any, Any, float, str, bool]:
-    x, _, out_dtype = check_scores(x, name="x", check_finite=check_finite)
+    x, xp, out_dtype = check_scores(x, name="x", check_finite=check_finite)
+    if x.dtype == xp.float32 and x.shape[-1] > _MAX_N_FLOAT32:
+        # the host packs sort positions into the float32 result: exact up to 2**24
+        raise ValueError(
+            f"x: float32 rows longer than 2**24 are not supported (got {x.shape[-1]}); use float64"
+        )
     strength = check_positive(strength, name="regularization_strength")
     reg = check_choice(reg, name="regularization", choices=REGULARIZATIONS)
     descending = check_flag(descending, name="descending")
