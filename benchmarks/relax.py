@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import time
 from collections.abc import Callable
 
@@ -22,16 +23,6 @@ import torch
 import dopt_core as dc
 
 torch.set_num_threads(1)
-
-
-def _time(fn: Callable[[], None], repeat: int) -> float:
-    fn()  # warm-up
-    best = np.inf
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def _network_step(
@@ -44,38 +35,6 @@ def _network_step(
         loss.backward()
 
     return step
-
-
-def bench_networks(sizes: list[int], batch: int, repeat: int) -> None:
-    have = importlib.util.find_spec("diffsort") is not None
-    print(f"sorting networks, batch {batch}, float32, forward+backward (best of {repeat})")
-    print(
-        f"{'network':9s} {'n':>5s} {'with P':>6s} {'dopt ms':>9s} {'diffsort ms':>12s} {'speed-up':>9s}"
-    )
-    for network in ("bitonic", "odd_even"):
-        # odd-even has n layers: diffsort's dense O(n^3)-per-layer products take minutes at n = 256
-        for n in sizes if network == "bitonic" else [m for m in sizes if m <= 64]:
-            x = torch.randn(batch, n)
-            for with_p in (True, False):
-
-                def ours(t: torch.Tensor, network: str = network, with_p: bool = with_p) -> tuple:
-                    if with_p:
-                        return dc.relax.sorting_network(t, network=network)
-                    return dc.relax.sorting_network(
-                        t, network=network, return_permutation=False
-                    ), None
-
-                t_ours = _time(_network_step(ours, x, with_p), repeat)
-                t_ref = np.nan
-                if have:
-                    import diffsort
-
-                    net = diffsort.DiffSortNet(network, n, steepness=10.0, distribution="cauchy")
-                    t_ref = _time(_network_step(lambda t, net=net: net(t), x, with_p), repeat)
-                print(
-                    f"{network:9s} {n:5d} {str(with_p):>6s} {1e3 * t_ours:9.2f} {1e3 * t_ref:12.2f} "
-                    f"{t_ref / t_ours:9.1f}"
-                )
 
 
 def _time_pair(fns: list[Callable[[], None]], repeat: int, min_time: float = 0.02) -> list[float]:
@@ -99,6 +58,42 @@ def _time_pair(fns: list[Callable[[], None]], repeat: int, min_time: float = 0.0
                 fn()
             best[i] = min(best[i], (time.perf_counter() - t0) / k)
     return best
+
+
+def bench_networks(sizes: list[int], batch: int, repeat: int) -> None:
+    have = importlib.util.find_spec("diffsort") is not None
+    print(
+        f"sorting networks, batch {batch}, float32, forward+backward, sigmoid cauchy, "
+        f"steepness 10 (best of {repeat}, dopt and diffsort alternating; "
+        f"load average {os.getloadavg()[0]:.2f})"
+    )
+    print(
+        f"{'network':9s} {'n':>5s} {'with P':>6s} {'dopt ms':>9s} {'diffsort ms':>12s} "
+        f"{'speed-up':>9s}"
+    )
+    for network in ("bitonic", "odd_even"):
+        # odd-even has n layers: diffsort's dense O(n^3)-per-layer products take minutes at n = 256
+        for n in sizes if network == "bitonic" else [m for m in sizes if m <= 64]:
+            x = torch.randn(batch, n)
+            for with_p in (True, False):
+
+                def ours(t: torch.Tensor, network: str = network, with_p: bool = with_p) -> tuple:
+                    if with_p:
+                        return dc.relax.sorting_network(t, network=network)
+                    return dc.relax.sorting_network(
+                        t, network=network, return_permutation=False
+                    ), None
+
+                fns = [_network_step(ours, x, with_p)]
+                if have:
+                    import diffsort
+
+                    net = diffsort.DiffSortNet(network, n, steepness=10.0, distribution="cauchy")
+                    fns.append(_network_step(lambda t, net=net: net(t), x, with_p))
+                times = _time_pair(fns, repeat)
+                t_ours, t_ref = times[0], times[1] if have else np.nan
+                cols = f"{network:9s} {n:5d} {str(with_p):>6s} {1e3 * t_ours:9.2f}"
+                print(f"{cols} {1e3 * t_ref:12.2f} {t_ref / t_ours:9.1f}")
 
 
 def bench_softsort(sizes: list[int], batch: int, repeat: int, regularization: str = "l2") -> None:

@@ -279,7 +279,8 @@ def _build(
     g, G = block.g, n2 // block.g
     lay = _layout_of(1, B)
     R = xp.ones(lay.shape(G, g, 1), dtype=like.dtype, device=device(like))
-    states = []
+    states: list[Any] = []
+    weights: list[Any] = []
     for k in range(len(block.steps) - 1, -1, -1):
         step = block.steps[k]
         m = step.m
@@ -287,12 +288,13 @@ def _build(
         if new.last != lay.last:
             R, lay = _move(R, to_last=new.last, xp=xp), new
         states.append(R)
+        weights.append(W)
         if k:
             Rb = xp.reshape(R, lay.shape(n2 // (2 * m), 2, m, 1, m))
             R = xp.reshape(W * Rb, lay.shape(G, g, 2 * m))
         else:
             R = _first_layer_update(W, R, lay, G, g, xp=xp)
-    return _gather_true(R, block, False, lay, xp=xp), states[::-1]
+    return _gather_true(R, block, False, lay, xp=xp), states[::-1], weights[::-1]
 
 
 def merges_forward(
@@ -302,7 +304,7 @@ def merges_forward(
 
     Returns ``P`` and the residuals for :func:`merges_vjp`: for each block ``b >= 1`` the
     product ``P_{b-1}`` it consumed and its merge matrix ``M_b`` (in the layouts of the
-    block product), then each merge's partial products.
+    block product), then each merge's partial products, then each layer's ``W``.
     """
     batch = tuple(like.shape[:-1])
     B = math.prod(batch)
@@ -311,13 +313,15 @@ def merges_forward(
     P, P_last = None, True
     saved: list[Any] = []
     states_all: list[Any] = []
+    weights_all: list[Any] = []
     first = 0
     for block in sched.blocks:
         g, G = block.g, n2 // block.g
         steps = len(block.steps)
-        M, states = _build(c_flat[first : first + steps], block, B, n2, like, xp=xp)
+        M, states, weights = _build(c_flat[first : first + steps], block, B, n2, like, xp=xp)
         first += steps
         states_all.extend(states)
+        weights_all.extend(weights)
         lay = _product_layout(g, B)
         if _layout_of(g // 2, B).last != lay.last:
             M = _move(M, to_last=lay.last, xp=xp)
@@ -342,31 +346,33 @@ def merges_forward(
     P = xp.reshape(P, (B, n2, n2))
     if n2 != n:
         P = P[:, :n, :n]
-    return xp.reshape(P, (*batch, n, n)), saved + states_all
+    return xp.reshape(P, (*batch, n, n)), saved + states_all + weights_all
 
 
 def merges_vjp(
-    c_slots: list[Any], saved: list[Any], cotangent: Any, sched: MergeSchedule, *, xp: Any
+    num_layers: int, saved: list[Any], cotangent: Any, sched: MergeSchedule, *, xp: Any
 ) -> list[Any]:
-    """Cotangents of every layer's comparator weights ``(..., C)`` from that of ``P``."""
+    """Cotangents of every layer's comparator weights ``(..., C)`` from that of ``P``
+    (``saved``: the residuals of :func:`merges_forward`)."""
     batch = tuple(cotangent.shape[:-2])
     B = math.prod(batch)
     n, n2 = sched.n, sched.n2
     dev = device(cotangent)
-    out: list[Any] = [None] * len(c_slots)
+    out: list[Any] = [None] * num_layers
     if not sched.blocks:
         return out
-    c_flat = [xp.reshape(c, (B, c.shape[-1])) for c in c_slots]
     nblocks = len(sched.blocks)
     products = saved[: 2 * (nblocks - 1) : 2]
     merges = saved[1 : 2 * (nblocks - 1) : 2]
-    states_all = saved[2 * (nblocks - 1) :]
+    L = num_layers
+    states_all = saved[2 * (nblocks - 1) : 2 * (nblocks - 1) + L]
+    weights_all = saved[2 * (nblocks - 1) + L :]
     H = xp.reshape(cotangent, (B, n, n))
     if n2 != n:
         H = xp.concat([H, xp.zeros((B, n2 - n, n), dtype=H.dtype, device=dev)], axis=1)
         H = xp.concat([H, xp.zeros((B, n2, n2 - n), dtype=H.dtype, device=dev)], axis=2)
     H_last = False
-    first = len(c_slots)
+    first = num_layers
     for bi in range(nblocks - 1, -1, -1):
         block = sched.blocks[bi]
         g, G = block.g, n2 // block.g
@@ -397,7 +403,7 @@ def merges_vjp(
         for k in range(steps):
             step, R = block.steps[k], states[k]
             m = step.m
-            W, new = _weights(c_flat[first + k], step, n2, g, xp=xp)
+            W, new = weights_all[first + k], _layout_of(m, B)
             if new.last != lay.last:
                 GM, lay = _move(GM, to_last=new.last, xp=xp), new
             if k:

@@ -356,18 +356,19 @@ class NetworkPermutationOp(Op):
         (:mod:`dopt_core.relax._bitonic_merge`)."""
         idx = _Idx(_layers("bitonic", self.n), x, xp)
         _, alphas, dalphas, deltas = _values_forward(x, self.spec, idx, xp=xp)
-        c = [alphas[li] + idx.asc[li] * (1 - 2 * alphas[li]) for li in range(idx.L)]
-        P, saved = merges_forward(c, _merges(self.n), x, xp=xp)
         res = tuple(_stack(r, x, idx.C, xp=xp) for r in (alphas, dalphas, deltas))
+        lay = _layers("bitonic", self.n)
+        asc = lay.consts.array("asc2d", lay.asc, xp, device(x), x.dtype)
+        c_all = res[0] + asc * (1 - 2 * res[0])  # partner weights: c = α + asc (1 - 2α)
+        c = _unstack(c_all, idx.L)
+        P, saved = merges_forward(c, _merges(self.n), x, xp=xp)
         return P, (*res, *saved)
 
     def _vjp_blocks(
         self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any
     ) -> tuple[Any | None, ...]:
         idx = _Idx(_layers("bitonic", self.n), cotangent, xp)
-        alpha = _unstack(residuals[0], idx.L)
-        c = [alpha[li] + idx.asc[li] * (1 - 2 * alpha[li]) for li in range(idx.L)]
-        g_c = merges_vjp(c, list(residuals[3:]), cotangent, _merges(self.n), xp=xp)
+        g_c = merges_vjp(idx.L, list(residuals[3:]), cotangent, _merges(self.n), xp=xp)
         g_alpha = [g_c[li] * (1 - 2 * idx.asc[li]) for li in range(idx.L)]  # c = α + asc (1 - 2α)
         g = xp.zeros(cotangent.shape[:-1], dtype=cotangent.dtype, device=device(cotangent))
         return (_values_vjp(residuals, g, idx, g_alpha, xp=xp),)
