@@ -134,3 +134,27 @@ def test_backend_cache_picks_the_right_backend_per_type_and_for_subclasses() -> 
         ]
     with pytest.raises(TypeError, match="theta must be an array"):
         backend_for([1.0])
+
+
+def test_index_dtype_cache_is_per_namespace_and_never_for_jax() -> None:
+    from array_api_compat import numpy as compat_numpy
+
+    from dopt_core._lib import _compat
+
+    assert _compat.index_dtype(np) == np.int64 and _compat.index_dtype(compat_numpy) == np.int64
+    try:
+        from array_api_compat import torch as compat_torch
+    except ImportError:  # pragma: no cover
+        compat_torch = None
+    if compat_torch is not None:
+        import torch
+
+        assert _compat.index_dtype(compat_torch) == torch.int64
+        assert _compat.index_dtype(compat_torch) == torch.int64  # from the cache
+    try:
+        import jax.numpy as jnp
+    except ImportError:  # pragma: no cover
+        return
+    # JAX follows the x64 flag, which may change between calls: answered afresh each time
+    assert _compat.index_dtype(jnp) == jnp.asarray(0).dtype
+    assert "jax.numpy" not in _compat._INDEX_DTYPES
