@@ -28,6 +28,7 @@ array type. The registry is guarded by a lock: lookups may come from many thread
 from __future__ import annotations
 
 import importlib
+import math
 import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -88,6 +89,17 @@ class Backend:
     def is_traced(self, x: Any) -> bool:
         """True when ``x``'s values cannot be read now (a tracer, a lazy graph)."""
         return is_lazy_array(x)
+
+    def all_finite(self, x: Any) -> bool | None:
+        """Whether every entry of the floating-point array ``x`` is finite.
+
+        ``None`` when the answer cannot be read now (a JAX tracer: a constant used
+        inside ``jax.jit``). The default tests entry by entry; backends may answer
+        faster, e.g. from one sum (finite only if every entry is).
+        """
+        xp = self.namespace(x)
+        finite = xp.all(xp.isfinite(x))
+        return None if self.is_traced(finite) else bool(finite)
 
     # -- host round trip -----------------------------------------------------------
     def to_numpy(self, x: Any) -> np.ndarray:
@@ -185,6 +197,9 @@ class NumPyBackend(Backend):
 
     def to_numpy(self, x: Any) -> np.ndarray:
         return np.asarray(x)
+
+    def all_finite(self, x: Any) -> bool | None:
+        return _all_finite_numpy(np.asarray(x))
 
     def from_numpy(self, a: np.ndarray, *, like: Any) -> Any:
         return np.asarray(a)
@@ -369,3 +384,13 @@ def _check_host_result(out: np.ndarray, shape: tuple[int, ...]) -> None:
         raise ValueError(
             f"host function returned shape {tuple(out.shape)}, but the caller declared {tuple(shape)}"
         )
+
+
+def _all_finite_numpy(a: np.ndarray) -> bool:
+    # NaN and ±inf propagate through a sum: a finite sum means finite entries. A
+    # non-finite sum (a non-finite entry, or finite entries overflowing) is re-checked
+    # entry by entry, so the answer is always exact.
+    with np.errstate(over="ignore", invalid="ignore"):
+        if math.isfinite(float(np.sum(a, dtype=a.dtype))):
+            return True
+    return bool(np.isfinite(a).all())

@@ -7,6 +7,14 @@ differentiating a backward pass again would silently drop terms. When a backward
 is recorded (``create_graph=True``), every gradient it returns goes through
 :class:`FirstOrderOnly`, which is connected to the op's inputs and to the cotangent
 and raises if anything differentiates through it.
+
+Per-call cost matters here (a small op is dominated by it), so the bridge keeps
+autograd's bookkeeping minimal: the residuals leave ``forward`` as one plain tuple —
+a non-tensor output, which autograd passes through without wrapping, marking or
+versioning it — and are saved with ``save_for_backward`` (version-checked, seen by
+saved-tensor hooks) in ``setup_context``; and :meth:`AutogradOp.apply` skips torch's
+per-call ``inspect.signature`` binding of ``forward``'s arguments, which is the
+identity for ``forward(op, *inputs)``, unless a functorch transform is active.
 """
 
 from __future__ import annotations
@@ -21,11 +29,19 @@ SECOND_ORDER_ERROR = (
     "torch.autograd.functional.hessian) of dopt layers are not supported"
 )
 
+try:  # torch internals behind Function.apply; without them, torch's own apply is used
+    from torch._functorch.utils import unwrap_dead_wrappers as _unwrap_dead_wrappers
+
+    _functorch_active = torch._C._are_functorch_transforms_active
+    _SingleLevelFunction = torch.autograd.function._SingleLevelFunction
+    FAST_APPLY = True
+except (ImportError, AttributeError):  # pragma: no cover - another torch version
+    FAST_APPLY = False
+
 
 def _fresh(t: Any, taken: tuple[Any, ...]) -> Any:
-    # An autograd.Function must not hand back one of its inputs as-is, and a residual
-    # must not be the output tensor itself (marking it non-differentiable would mark
-    # the output): give such tensors a new identity sharing the same storage.
+    # An autograd.Function must not hand back one of its inputs as-is: give such a
+    # tensor a new identity sharing the same storage.
     return t.detach() if any(t is x for x in taken) else t
 
 
@@ -46,42 +62,51 @@ class FirstOrderOnly(torch.autograd.Function):
 
 
 class AutogradOp(torch.autograd.Function):
-    """``AutogradOp.apply(op, *inputs) -> (y, *residuals)``; use :func:`apply_op`."""
+    """``AutogradOp.apply(op, *inputs) -> (y, residuals)``; use :func:`apply_op`.
+
+    ``residuals`` is the tuple ``op.forward`` returned (a non-tensor output: autograd
+    leaves it alone; its tensors never require grad).
+    """
 
     @staticmethod
     def forward(op: Any, *inputs: Any) -> Any:  # type: ignore[override]
         y, residuals = op.forward(*inputs, xp=torch_xp)
-        y = _fresh(y, inputs)
-        out = [y]
-        for r in residuals:
-            out.append(_fresh(r, (*inputs, *out)))
-        return tuple(out)
+        return _fresh(y, inputs), tuple(residuals)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
-        op = inputs[0]
-        residuals = output[1:]
-        ctx.op = op
+        residuals = output[1]
+        ctx.op = inputs[0]
         ctx.num_residuals = len(residuals)
-        ctx.set_materialize_grads(False)  # residual outputs never get gradients: no zero tensors
-        if residuals:
-            ctx.mark_non_differentiable(*residuals)
+        ctx.set_materialize_grads(False)  # the residual output never gets a gradient
         anchors = [x for x in inputs[1:] if isinstance(x, torch.Tensor) and x.requires_grad]
         ctx.save_for_backward(*residuals, *anchors)
+
+    @classmethod
+    def apply(cls, *args: Any) -> Any:  # type: ignore[override]
+        # torch's Function.apply binds ``args`` to ``forward``'s signature with
+        # inspect.signature on every call (tens of µs); for forward(op, *inputs), with
+        # no defaults and no keywords, that binding returns ``args`` unchanged.
+        if not FAST_APPLY or _functorch_active():
+            return super().apply(*args)
+        return super(_SingleLevelFunction, cls).apply(*_unwrap_dead_wrappers(args))
 
     @staticmethod
     def backward(ctx: Any, g: Any, *unused: Any) -> Any:
         n_inputs = len(ctx.needs_input_grad) - 1
         if g is None:  # the output itself was not used by the loss
             return (None,) * (1 + n_inputs)
-        saved = tuple(ctx.saved_tensors)
-        residuals, anchors = saved[: ctx.num_residuals], saved[ctx.num_residuals :]
-        grads = ctx.op.vjp(residuals, g, xp=torch_xp)
+        saved = ctx.saved_tensors
+        k = ctx.num_residuals
+        grads = ctx.op.vjp(saved[:k], g, xp=torch_xp)
         if len(grads) != n_inputs:
-            raise RuntimeError(f"{ctx.op.name}.vjp returned {len(grads)} gradients for {n_inputs} inputs")
+            raise RuntimeError(
+                f"{ctx.op.name}.vjp returned {len(grads)} gradients for {n_inputs} inputs"
+            )
         needs = ctx.needs_input_grad[1:]
         out = [gr if need else None for gr, need in zip(grads, needs, strict=True)]
         if torch.is_grad_enabled():  # create_graph=True: guard against a second derivative
+            anchors = saved[k:]
             out = [None if gr is None else FirstOrderOnly.apply(gr, g, *anchors) for gr in out]
         return (None, *out)
 

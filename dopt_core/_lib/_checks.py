@@ -57,10 +57,8 @@ def check_scores(
         )
     if min_ndim and theta.shape[-1] == 0:
         raise ValueError(f"{name} must have a non-empty last dimension, got shape {tuple(theta.shape)}")
-    if check_finite and not backend.is_traced(theta):
-        finite = xp.all(xp.isfinite(theta))  # a tracer when a constant is used inside jax.jit
-        if not backend.is_traced(finite) and not bool(finite):
-            raise ValueError(f"{name} contains NaN or infinite values (pass check_finite=False to skip this check)")
+    if check_finite and not backend.is_traced(theta) and backend.all_finite(theta) is False:
+        raise ValueError(f"{name} contains NaN or infinite values (pass check_finite=False to skip this check)")
     return theta, xp, out_dtype
 
 

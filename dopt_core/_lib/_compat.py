@@ -46,7 +46,19 @@ def device(x: Any) -> Any:
         return None
 
 
+# namespaces whose default integer dtype never changes at run time (JAX's follows the
+# x64 flag, which can be switched at any time): index_dtype is cached for them
+_FIXED_INDEX_DTYPE = ("numpy", "array_api_compat.numpy", "array_api_compat.torch")
+_INDEX_DTYPES: dict[str, Any] = {}
+
+
 def index_dtype(xp: Any) -> Any:
     """The namespace's default integer dtype (int32 under JAX without x64, else int64):
     casting indices to int64 would warn and truncate under default JAX."""
-    return xp.asarray(0).dtype
+    name = getattr(xp, "__name__", None)
+    dtype = _INDEX_DTYPES.get(name) if name in _FIXED_INDEX_DTYPE else None
+    if dtype is None:
+        dtype = xp.asarray(0).dtype
+        if name in _FIXED_INDEX_DTYPE:
+            _INDEX_DTYPES[name] = dtype
+    return dtype

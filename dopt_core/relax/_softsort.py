@@ -299,11 +299,19 @@ def _forward_host(
     # per-block tables in the output dtype, one take for all: first, last (, weight)
     k0 = 2 if rank else 1
     table = np.empty((3 if reg == "l2" else 2, sizes.size), dtype=dt)
-    np.remainder(starts, n, out=table[0], casting="unsafe")
-    np.add(table[0], sizes - 1, out=table[1], casting="unsafe")
+    first = starts % n  # integer arithmetic, then one cast: ufuncs casting into out= are slow
+    table[0] = first
+    table[1] = first + (sizes - 1)
     if reg == "l2":
-        np.divide(scale, sizes, out=table[2], casting="unsafe")
-    packed[:, k0 : k0 + table.shape[0]] = np.moveaxis(table.take(bid_orig, axis=1), 0, 1)
+        table[2] = scale / sizes
+    # straight into the strided slab; mode="clip" skips the bounds check (bid_orig < #blocks)
+    np.take(
+        table,
+        bid_orig,
+        axis=1,
+        out=np.moveaxis(packed[:, k0 : k0 + table.shape[0]], 1, 0),
+        mode="clip",
+    )
     if reg == "kl":  # softmax_B(s) = exp(s - LSE(s_B)); s in the original order: theta or -key
         lse = _logsumexp_in_blocks(s.ravel(), starts, bid)
         s_orig = theta if rank else np.negative(key, dtype=np.float64)
