@@ -18,8 +18,6 @@ from dopt_core.testing import finite_difference_vjp as _fd_vjp
 REGS = ("l2", "kl")
 
 
-
-
 def _brute_isotonic(y: np.ndarray, w: np.ndarray | None, reg: str) -> np.ndarray:
     """Best feasible solution over all partitions into consecutive blocks (2^(n-1) of them)."""
     n = y.size
@@ -244,8 +242,10 @@ def _two_stage(x: np.ndarray, rank: bool, reg: str, eps: float, descending: bool
             r_sorted = v - z
         inv = np.argsort(order, kind="stable")
         sizes = np.diff(blocks)
-        aux = 1.0 / np.repeat(sizes, sizes) if reg == "l2" else np.concatenate(
-            [_softmax(s[a:b]) for a, b in itertools.pairwise(blocks)]
+        aux = (
+            1.0 / np.repeat(sizes, sizes)
+            if reg == "l2"
+            else np.concatenate([_softmax(s[a:b]) for a, b in itertools.pairwise(blocks)])
         )
         if rank:
             out[i] = r_sorted[inv]
@@ -284,7 +284,8 @@ def _tied(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
 @pytest.mark.parametrize("descending", [False, True])
 @pytest.mark.parametrize("rank", [False, True], ids=["sort", "rank"])
 @pytest.mark.parametrize(
-    "shape", [(3, 4, 7), (9,), (2, 1), (0, 5), (2, 0, 3), (40, 33), (3, 100, 4)]  # 300 rows: chunks
+    "shape",
+    [(3, 4, 7), (9,), (2, 1), (0, 5), (2, 0, 3), (40, 33), (3, 100, 4)],  # 300 rows: chunks
 )
 def test_host_path_equals_two_stage(reg: str, descending: bool, rank: bool, shape: tuple) -> None:
     """The packed one-call host forward and the flat-index VJP give the former two-stage
@@ -428,3 +429,24 @@ def test_float32_rows_longer_than_2_24_are_refused(monkeypatch: pytest.MonkeyPat
         with pytest.raises(ValueError, match="2\\*\\*24"):
             f(np.zeros(5, dtype=np.float32))
         assert f(np.zeros(5)).shape == (5,)  # float64 is fine
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_per_row_positions_equal_flat_positions(monkeypatch: pytest.MonkeyPatch, dtype) -> None:
+    """Past the float's exact range the host writes per-row positions and the device adds
+    row · n; forced here at small sizes, values and VJPs equal the flat-position path."""
+    import dopt_core.relax._softsort as mod
+
+    rng = np.random.default_rng(3)
+    x = np.round(rng.normal(size=(3, 4, 7)), 1).astype(dtype)  # ties too
+    g = rng.normal(size=x.shape).astype(dtype)
+    ref = {}
+    for f in (soft_sort, soft_rank):
+        for reg in REGS:
+            y, vjp = dc.value_and_vjp(f, x, regularization_strength=0.3, regularization=reg)
+            ref[f, reg] = (y, vjp(g))
+    monkeypatch.setattr(mod, "_MAX_FLAT", {4: 5, 8: 5})  # every batch here is larger
+    for (f, reg), (y0, g0) in ref.items():
+        y, vjp = dc.value_and_vjp(f, x, regularization_strength=0.3, regularization=reg)
+        np.testing.assert_array_equal(y, y0)
+        np.testing.assert_array_equal(vjp(g), g0)

@@ -43,7 +43,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .._lib._checks import check_flag, check_scores
-from .._lib._compat import device, index_dtype
+from .._lib._compat import device, index_dtype, is_jax_array
 from ..backend import host_call
 from ..op import Bound, Op, op_function
 from ._common import check_choice, check_positive
@@ -230,6 +230,14 @@ def _stable_order(key: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 _MAX_N_FLOAT32 = 2**24
+# flat positions (row · n + j) are exact in the packed float array up to this many
+# entries in all; beyond, the host writes per-row positions and the device adds row · n
+_MAX_FLAT = {4: 2**24, 8: 2**53}
+
+
+def _flat_on_host(entries: int, itemsize: int) -> bool:
+    return entries <= _MAX_FLAT[itemsize]
+
 
 # the packed host result, ``(..., K, n)`` per op: the output, then the residuals
 _RANK_ROWS = 5  # ranks, sort order, block first, block last, VJP weights
@@ -237,7 +245,13 @@ _SORT_ROWS = 4  # sorted values, block first, block last, VJP weights
 
 
 def _forward_host(
-    x: np.ndarray, *, rank: bool, reg: str, eps: float, descending: bool
+    x: np.ndarray,
+    *,
+    rank: bool,
+    reg: str,
+    eps: float,
+    descending: bool,
+    flat_positions: bool = False,
 ) -> np.ndarray:
     """The whole forward on the host, packed as ``(..., K, n)`` in ``x``'s dtype.
 
@@ -249,6 +263,9 @@ def _forward_host(
     ``1/|B|`` or ``softmax_B(s)`` for soft sort (``s`` the sorted values). Only the
     block id of every entry is scattered to the original order; everything else is
     looked up per block. Sorting runs in ``x``'s dtype, PAV and values in float64.
+    Positions are per-row, or flat (``row · n`` added) with ``flat_positions`` (the caller checks
+    that the packed dtype holds them exactly and that ``x`` is the whole batch, which it
+    is not for a JAX ``vmap``-ed callback).
     """
     *batch, n = x.shape
     rows_k = _RANK_ROWS if rank else _SORT_ROWS
@@ -285,13 +302,14 @@ def _forward_host(
     bid_orig = np.empty((rows, n), dtype=itype)  # block of each entry, original order
     bid_orig.ravel()[flat] = bid.reshape(rows, n)
     scale = ((-1.0 if descending else 1.0) / eps) if rank else 1.0
+    flat_pos = flat_positions
     if rank:
         theta = np.multiply(key, -1.0 / eps, dtype=np.float64)
         if value is None:
             value = xs.ravel().take(starts) + shift.take(starts // n)
         r = np.subtract(theta, value.take(bid_orig))
         packed[:, 0] = r if reg == "l2" else np.exp(r)
-        packed[:, 1] = order
+        packed[:, 1] = flat if flat_pos else order
     else:  # v - z, sorted; no in-place ufunc on the packed view (NumPy 2.4 gets
         # in-place negation of an (rows, 1) strided view wrong)
         y_sorted = xs + base if value is None else value.take(bid).reshape(rows, n) - rho / eps
@@ -299,7 +317,7 @@ def _forward_host(
     # per-block tables in the output dtype, one take for all: first, last (, weight)
     k0 = 2 if rank else 1
     table = np.empty((3 if reg == "l2" else 2, sizes.size), dtype=dt)
-    first = starts % n  # integer arithmetic, then one cast: ufuncs casting into out= are slow
+    first = starts if flat_pos else starts % n  # integer arithmetic, then one cast
     table[0] = first
     table[1] = first + (sizes - 1)
     if reg == "l2":
@@ -309,7 +327,7 @@ def _forward_host(
         table,
         bid_orig,
         axis=1,
-        out=np.moveaxis(packed[:, k0 : k0 + table.shape[0]], 1, 0),
+        out=packed[:, k0 : k0 + table.shape[0]].transpose(1, 0, 2),
         mode="clip",
     )
     if reg == "kl":  # softmax_B(s) = exp(s - LSE(s_B)); s in the original order: theta or -key
@@ -325,20 +343,34 @@ def _forward_host(
 def _host_forward(op: Any, x: Any, *, rank: bool, xp: Any) -> tuple[Any, Any, Any]:
     """Run :func:`_forward_host`; return ``(y, flat indices (..., 3|2, n), weights)``.
 
-    Indices become flat (``row · n`` added): the VJP gathers with 1-D integer-array
-    indexing, which is cheaper than ``take_along_axis`` through array-api-compat.
+    Indices are flat (``row · n`` added, on the host where exact, else here): the VJP
+    gathers with 1-D integer-array indexing, which is cheaper than ``take_along_axis``
+    through array-api-compat.
     """
     *batch, n = x.shape
     rows_k = _RANK_ROWS if rank else _SORT_ROWS
 
+    rows = math.prod(batch)
+    # flat positions from the host where exact and where the host sees the whole batch
+    # (under JAX's vmap the callback gets the vmapped batch: per-row positions there)
+    flat = _flat_on_host(rows * n, 4 if x.dtype == xp.float32 else 8) and not is_jax_array(x)
+
     def func(x_np: np.ndarray) -> np.ndarray:
-        return _forward_host(x_np, rank=rank, reg=op.reg, eps=op.strength, descending=op.descending)
+        return _forward_host(
+            x_np,
+            rank=rank,
+            reg=op.reg,
+            eps=op.strength,
+            descending=op.descending,
+            flat_positions=flat,
+        )
 
     packed = host_call(func, x, shape=(*batch, rows_k, n), dtype=x.dtype)
     itype = index_dtype(xp)
-    rows = math.prod(batch)
-    base = xp.reshape(xp.arange(0, rows * n, n, dtype=itype, device=device(x)), (*batch, 1, 1))
-    idx = xp.astype(packed[..., 1 : rows_k - 1, :], itype) + base
+    idx = xp.astype(packed[..., 1 : rows_k - 1, :], itype)
+    if not flat:
+        base = xp.arange(0, rows * n, n, dtype=itype, device=device(x))
+        idx = idx + xp.reshape(base, (*batch, 1, 1))
     # a fresh array: torch forbids in-place edits of a custom Function's view outputs
     y = xp.asarray(packed[..., 0, :], copy=True)
     return y, idx, packed[..., rows_k - 1, :]
