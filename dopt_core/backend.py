@@ -90,6 +90,14 @@ class Backend:
         """True when ``x``'s values cannot be read now (a tracer, a lazy graph)."""
         return is_lazy_array(x)
 
+    def take(self, x: Any, indices: Any, axis: int) -> Any:
+        """``xp.take(x, indices, axis=axis)`` for indices known to be non-negative.
+
+        Static index tables (sorting networks, merge schedules) are never negative;
+        backends whose compat ``take`` remaps negative indices on every call may skip it.
+        """
+        return self.namespace(x).take(x, indices, axis=axis)
+
     def all_finite(self, x: Any) -> bool | None:
         """Whether every entry of the floating-point array ``x`` is finite.
 
@@ -319,6 +327,12 @@ def apply_op(op: Op, *inputs: Any) -> Any:
     NumPy and other libraries without autodiff, the forward alone runs.
     """
     return backend_for(inputs[0]).apply_op(op, *inputs)
+
+
+def take_nonnegative(x: Any, indices: Any, axis: int) -> Any:
+    """``take`` along ``axis`` with non-negative indices, through ``x``'s adapter
+    (:meth:`Backend.take`)."""
+    return backend_for(x).take(x, indices, axis)
 
 
 def host_call(

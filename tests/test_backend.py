@@ -169,3 +169,17 @@ def test_host_call_on_every_backend(backend: conformance.Env) -> None:
 def test_host_call_checks_declared_shape() -> None:
     with pytest.raises(ValueError, match="declared"):
         host_call(lambda a: a[..., :2], np.zeros((3, 4)), shape=(3, 4), dtype=np.float64)
+
+
+def test_take_nonnegative_equals_take_on_every_backend(backend) -> None:
+    """Backend.take (the torch adapter skips array-api-compat's negative-index remap)
+    equals NumPy's take along every axis, negative axis numbers included."""
+    from dopt_core.backend import take_nonnegative
+
+    x_np = np.arange(2 * 3 * 4, dtype=np.float64).reshape(2, 3, 4)
+    x = backend.asarray(x_np)
+    xp = dc.backend_for(x).namespace(x)
+    for axis, idx in ((0, [1, 0, 1]), (1, [2, 2, 0, 1]), (2, [3, 0]), (-1, [1, 3, 3]), (-2, [0])):
+        ind = xp.asarray(np.asarray(idx), device=dc.backend_for(x).device(x))
+        got = backend.to_numpy(take_nonnegative(x, ind, axis))
+        np.testing.assert_array_equal(got, np.take(x_np, idx, axis=axis))

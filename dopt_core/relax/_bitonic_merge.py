@@ -57,6 +57,7 @@ import numpy as np
 
 from .._lib._compat import device
 from .._lib._constants import DeviceConstants
+from ..backend import take_nonnegative as _take
 
 __all__ = ["MergeSchedule", "merge_schedule", "merges_forward", "merges_vjp"]
 
@@ -223,9 +224,9 @@ def _pair_weights(c_slots: Any, step: _Step, lay: _Layout, *, xp: Any) -> Any:
             ],
             axis=0,
         )
-        return xp.take(full, table, axis=0)
+        return _take(full, table, axis=0)
     full = xp.concat([xp.zeros((lay.B, 1), dtype=c_slots.dtype, device=dev), c_slots], axis=1)
-    return xp.take(full, table, axis=1)
+    return _take(full, table, axis=1)
 
 
 def _step_weights(c_pairs: Any, lay: _Layout, n2: int, g: int, m: int, *, xp: Any) -> Any:
@@ -262,7 +263,7 @@ def _gather_true(M: Any, block: _Block, inverse: bool, lay: _Layout, *, xp: Any)
     G, h, g, k = (M.shape[:-1] if lay.last else M.shape[1:])[-4:]
     flat = xp.reshape(M, lay.shape(G, h * g * k))
     idx = block.consts.array(name, table, xp, device(M))
-    out = xp.take(flat, idx, axis=lay.axis(-1))
+    out = _take(flat, idx, axis=lay.axis(-1))
     return xp.reshape(out, M.shape)
 
 
@@ -426,8 +427,8 @@ def merges_vjp(
             g_pair = xp.reshape(off - diag, lay.shape(n2 // 2))
             table = step.consts.array("slot_pair", step.slot_pair, xp, dev)
             if lay.last:
-                g_slot = xp.permute_dims(xp.take(g_pair, table, axis=0), (1, 0))
+                g_slot = xp.permute_dims(_take(g_pair, table, axis=0), (1, 0))
             else:
-                g_slot = xp.take(g_pair, table, axis=1)
+                g_slot = _take(g_pair, table, axis=1)
             out[first + k] = xp.reshape(g_slot, (*batch, g_slot.shape[-1]))
     return out

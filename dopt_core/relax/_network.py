@@ -33,6 +33,7 @@ from .._lib._checks import check_flag, check_int, check_scores
 from .._lib._compat import device
 from .._lib._constants import DeviceConstants
 from ..backend import backend_for
+from ..backend import take_nonnegative as _take
 from ..op import Bound, Op, op_function
 from . import cdfs
 from ._bitonic_merge import MergeSchedule, merge_schedule, merges_forward, merges_vjp
@@ -201,22 +202,22 @@ class _Idx:
 # ---------------------------------------------------------------------------------
 def _mix(v: Any, alpha: Any, ia: Any, ib: Any, src: Any, axis: int, *, xp: Any) -> Any:
     """One relaxed layer: compared entries along ``axis`` mixed by ``alpha``."""
-    a = xp.take(v, ia, axis=axis)
-    b = xp.take(v, ib, axis=axis)
+    a = _take(v, ia, axis=axis)
+    b = _take(v, ib, axis=axis)
     mn = alpha * a + (1 - alpha) * b
     mx = (1 - alpha) * a + alpha * b
-    return xp.take(xp.concat([v, mn, mx], axis=axis), src, axis=axis)
+    return _take(xp.concat([v, mn, mx], axis=axis), src, axis=axis)
 
 
 def _mix_t(
     h: Any, alpha: Any, dmn: Any, dmx: Any, back: Any, axis: int, *, xp: Any
 ) -> tuple[Any, Any, Any]:
     """The transpose of :func:`_mix` (fixed ``alpha``); also returns ``(h_min, h_max)``."""
-    h_mn = xp.take(h, dmn, axis=axis)
-    h_mx = xp.take(h, dmx, axis=axis)
+    h_mn = _take(h, dmn, axis=axis)
+    h_mx = _take(h, dmx, axis=axis)
     h_a = alpha * h_mn + (1 - alpha) * h_mx
     h_b = (1 - alpha) * h_mn + alpha * h_mx
-    return xp.take(xp.concat([h, h_a, h_b], axis=axis), back, axis=axis), h_mn, h_mx
+    return _take(xp.concat([h, h_a, h_b], axis=axis), back, axis=axis), h_mn, h_mx
 
 
 @dataclass(frozen=True)
@@ -241,13 +242,14 @@ def _values_forward(
     ax = x.ndim - 1
     alphas, dalphas, deltas = [], [], []
     for li in range(idx.L):
-        a = xp.take(x, idx.ia[li], axis=ax)
-        b = xp.take(x, idx.ib[li], axis=ax)
+        a = _take(x, idx.ia[li], axis=ax)
+        b = _take(x, idx.ib[li], axis=ax)
         delta = b - a
         alpha, dalpha = spec.alpha(delta, xp=xp)
-        mn = alpha * a + (1 - alpha) * b
-        mx = (1 - alpha) * a + alpha * b
-        x = xp.take(xp.concat([x, mn, mx], axis=ax), idx.src[li], axis=ax)
+        ad = alpha * delta  # min = α a + (1-α) b = b - α Δ, max = (1-α) a + α b = a + α Δ
+        mn = b - ad
+        mx = a + ad
+        x = _take(xp.concat([x, mn, mx], axis=ax), idx.src[li], axis=ax)
         alphas.append(alpha)
         dalphas.append(dalpha)
         deltas.append(delta)
@@ -259,15 +261,16 @@ def _values_backward_step(
 ) -> Any:
     """Cotangent of layer l's input from its output's cotangent ``g`` (+ a cotangent on α)."""
     ax = g.ndim - 1
-    g_mn = xp.take(g, idx.dmn[li], axis=ax)
-    g_mx = xp.take(g, idx.dmx[li], axis=ax)
-    g_alpha = (g_mx - g_mn) * delta
-    if g_alpha_extra is not None:
-        g_alpha = g_alpha + g_alpha_extra
+    g_mn = _take(g, idx.dmn[li], axis=ax)
+    g_mx = _take(g, idx.dmx[li], axis=ax)
+    d = g_mn - g_mx
+    g_alpha = -(d * delta) if g_alpha_extra is None else g_alpha_extra - d * delta
     g_delta = g_alpha * dalpha
-    g_a = alpha * g_mn + (1 - alpha) * g_mx - g_delta
-    g_b = (1 - alpha) * g_mn + alpha * g_mx + g_delta
-    return xp.take(xp.concat([g, g_a, g_b], axis=ax), idx.back[li], axis=ax)
+    # g_a = α g_min + (1-α) g_max - g_Δ,  g_b = (1-α) g_min + α g_max + g_Δ
+    t = alpha * d - g_delta
+    g_a = g_mx + t
+    g_b = g_mn - t
+    return _take(xp.concat([g, g_a, g_b], axis=ax), idx.back[li], axis=ax)
 
 
 def _stack(items: list[Any], like: Any, C: int, *, xp: Any) -> Any:
@@ -319,7 +322,7 @@ def _partner_coef(alpha: Any, li: int, idx: _Idx, *, xp: Any) -> Any:
     (descending comparator) or 0 (pass-through); shape ``(..., n)``."""
     cp = alpha + idx.asc[li] * (1 - 2 * alpha)
     zero = xp.zeros((*alpha.shape[:-1], 1), dtype=alpha.dtype, device=device(alpha))
-    return xp.take(xp.concat([zero, cp], axis=alpha.ndim - 1), idx.sel[li], axis=alpha.ndim - 1)
+    return _take(xp.concat([zero, cp], axis=alpha.ndim - 1), idx.sel[li], axis=alpha.ndim - 1)
 
 
 @dataclass(frozen=True)
@@ -344,8 +347,8 @@ class NetworkPermutationOp(Op):
         ax = Q.ndim - 2
         diffs = []
         for li in range(idx.L):
-            E = xp.take(Q, idx.partner[li], axis=ax) - Q
-            diffs.append(xp.take(E, idx.ia[li], axis=ax))  # Q[b] - Q[a] per comparator
+            E = _take(Q, idx.partner[li], axis=ax) - Q
+            diffs.append(_take(E, idx.ia[li], axis=ax))  # Q[b] - Q[a] per comparator
             Q = Q + xp.expand_dims(_partner_coef(alphas[li], li, idx, xp=xp), axis=-1) * E
         res = tuple(_stack(r, x, idx.C, xp=xp) for r in (alphas, dalphas, deltas))
         # one residual per layer (no stacking copy): Q[b] - Q[a] for each comparator
@@ -386,8 +389,8 @@ class NetworkPermutationOp(Op):
             cp = xp.expand_dims(_partner_coef(alpha[li], li, idx, xp=xp), axis=-1)
             # Q_new[w] = Q[w] + c_w (Q[p(w)] - Q[w]), c shared by the two wires of a comparator,
             # so H_prev = H + c (H[p] - H) and d<H, Q_new>/dc = Σ_j (H[a] - H[b]) (Q[b] - Q[a])
-            E = xp.take(H, idx.partner[li], axis=ax) - H
-            g_c = xp.sum(xp.take(E, idx.ib[li], axis=ax) * D[li], axis=-1)
+            E = _take(H, idx.partner[li], axis=ax) - H
+            g_c = xp.sum(_take(E, idx.ib[li], axis=ax) * D[li], axis=-1)
             g_alpha = g_c * (1 - 2 * idx.asc[li])  # c = α + asc (1 - 2α)
             H = H + cp * E
             g = _values_backward_step(g, li, alpha[li], dalpha[li], delta[li], g_alpha, idx, xp=xp)
@@ -429,8 +432,8 @@ class SoftTopKOp(Op):
         g_alpha = []
         for li in range(idx.L):
             # Y_{l-1}[a] = Y_l[min] - (1-α) E_l... : d/dα of row a is +E_l, of row b is -E_l
-            G_a = xp.take(G, idx.ia[li], axis=ax)
-            G_b = xp.take(G, idx.ib[li], axis=ax)
+            G_a = _take(G, idx.ia[li], axis=ax)
+            G_b = _take(G, idx.ib[li], axis=ax)
             g_alpha.append(xp.sum((G_a - G_b) * E[..., li, :, :], axis=-1))
             al = xp.expand_dims(alpha[li], axis=-1)
             G = _mix(G, al, idx.ia[li], idx.ib[li], idx.src[li], ax, xp=xp)
