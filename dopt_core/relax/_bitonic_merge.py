@@ -37,9 +37,9 @@ writes for the row ``r = (t, a, i)`` (``a`` = bit ``m`` of ``r``) and the new co
 entries, ``2 g²`` for the whole merge. After the last layer the column index is the
 column itself.
 
-The VJP recomputes each merge's partial products (cheap), runs the block products
-backwards (two matrix products per block) and the layers of each merge backwards,
-returning ``∂/∂c`` per comparator.
+The VJP runs the block products backwards (two matrix products per block) and the
+layers of each merge backwards from the partial products, merge matrices and layer
+weights kept by the forward, returning ``∂/∂c`` per comparator.
 
 Layouts: layers of small bit ``m`` (and the block products of small merges) run with the
 batch axis last, the others with it first, so that elementwise kernels always see long
@@ -229,7 +229,7 @@ def _pair_weights(c_slots: Any, step: _Step, lay: _Layout, *, xp: Any) -> Any:
     return _take(full, table, axis=1)
 
 
-def _step_weights(c_pairs: Any, lay: _Layout, n2: int, g: int, m: int, *, xp: Any) -> Any:
+def _step_weights(c_pairs: Any, lay: _Layout, n2: int, m: int, *, xp: Any) -> Any:
     """``W[group, t, a, 1, β, κ]`` (logical) of one layer from its pair weights."""
     c = xp.reshape(c_pairs, lay.shape(n2 // (2 * m), 1, 1, 1, m))  # (group t, a, i, β, κ)
     eye = xp.reshape(
@@ -238,9 +238,9 @@ def _step_weights(c_pairs: Any, lay: _Layout, n2: int, g: int, m: int, *, xp: An
     return c + (1 - 2 * c) * eye
 
 
-def _weights(c_slots: Any, step: _Step, n2: int, g: int, *, xp: Any) -> tuple[Any, _Layout]:
+def _weights(c_slots: Any, step: _Step, n2: int, *, xp: Any) -> tuple[Any, _Layout]:
     lay = _layout_of(step.m, c_slots.shape[0])
-    return _step_weights(_pair_weights(c_slots, step, lay, xp=xp), lay, n2, g, step.m, xp=xp), lay
+    return _step_weights(_pair_weights(c_slots, step, lay, xp=xp), lay, n2, step.m, xp=xp), lay
 
 
 def _first_layer_update(W: Any, R: Any, lay: _Layout, G: int, g: int, *, xp: Any) -> Any:
@@ -269,10 +269,10 @@ def _gather_true(M: Any, block: _Block, inverse: bool, lay: _Layout, *, xp: Any)
 
 def _build(
     c_slots: list[Any], block: _Block, B: int, n2: int, like: Any, *, xp: Any
-) -> tuple[Any, list[Any]]:
+) -> tuple[Any, list[Any], list[Any]]:
     """A merge matrix, halves-major, ``M[group, h, r, κ] = M_b[r, h g/2 + κ]`` in the true
-    wire order (batch last if ``g/2 < _SMALL``), and the partial products (the input of
-    each layer's update, in layer order).
+    wire order (batch last if ``g/2 < _SMALL``), the partial products (the input of each
+    layer's update) and the layers' ``W``, both in layer order.
 
     The layers are applied from the last to the first as column updates (``R ← R A_l``),
     which keeps the new column bit the most significant one (long contiguous runs).
@@ -285,7 +285,7 @@ def _build(
     for k in range(len(block.steps) - 1, -1, -1):
         step = block.steps[k]
         m = step.m
-        W, new = _weights(c_slots[k], step, n2, g, xp=xp)
+        W, new = _weights(c_slots[k], step, n2, xp=xp)
         if new.last != lay.last:
             R, lay = _move(R, to_last=new.last, xp=xp), new
         states.append(R)

@@ -200,12 +200,23 @@ class _Idx:
 # ---------------------------------------------------------------------------------
 # the layer maps, on any axis (values: last; P: last = columns; top-k: rows)
 # ---------------------------------------------------------------------------------
+def _compare(a: Any, b: Any, alpha: Any, delta: Any = None) -> tuple[Any, Any]:
+    """The relaxed comparator: ``(min, max) = (α a + (1-α) b, (1-α) a + α b)``, written
+    as ``b - αΔ`` and ``a + αΔ`` with ``Δ = b - a`` (passed when already computed)."""
+    ad = alpha * (b - a if delta is None else delta)
+    return b - ad, a + ad
+
+
+def _compare_t(h_mn: Any, h_max: Any, alpha: Any) -> tuple[Any, Any]:
+    """The transpose of :func:`_compare` for fixed ``α``: the cotangents of ``(a, b)``,
+    ``(α h_min + (1-α) h_max, (1-α) h_min + α h_max)``."""
+    t = alpha * (h_mn - h_max)
+    return h_max + t, h_mn - t
+
+
 def _mix(v: Any, alpha: Any, ia: Any, ib: Any, src: Any, axis: int, *, xp: Any) -> Any:
     """One relaxed layer: compared entries along ``axis`` mixed by ``alpha``."""
-    a = _take(v, ia, axis=axis)
-    b = _take(v, ib, axis=axis)
-    mn = alpha * a + (1 - alpha) * b
-    mx = (1 - alpha) * a + alpha * b
+    mn, mx = _compare(_take(v, ia, axis=axis), _take(v, ib, axis=axis), alpha)
     return _take(xp.concat([v, mn, mx], axis=axis), src, axis=axis)
 
 
@@ -215,8 +226,7 @@ def _mix_t(
     """The transpose of :func:`_mix` (fixed ``alpha``); also returns ``(h_min, h_max)``."""
     h_mn = _take(h, dmn, axis=axis)
     h_mx = _take(h, dmx, axis=axis)
-    h_a = alpha * h_mn + (1 - alpha) * h_mx
-    h_b = (1 - alpha) * h_mn + alpha * h_mx
+    h_a, h_b = _compare_t(h_mn, h_mx, alpha)
     return _take(xp.concat([h, h_a, h_b], axis=axis), back, axis=axis), h_mn, h_mx
 
 
@@ -246,9 +256,7 @@ def _values_forward(
         b = _take(x, idx.ib[li], axis=ax)
         delta = b - a
         alpha, dalpha = spec.alpha(delta, xp=xp)
-        ad = alpha * delta  # min = α a + (1-α) b = b - α Δ, max = (1-α) a + α b = a + α Δ
-        mn = b - ad
-        mx = a + ad
+        mn, mx = _compare(a, b, alpha, delta)
         x = _take(xp.concat([x, mn, mx], axis=ax), idx.src[li], axis=ax)
         alphas.append(alpha)
         dalphas.append(dalpha)
@@ -263,13 +271,11 @@ def _values_backward_step(
     ax = g.ndim - 1
     g_mn = _take(g, idx.dmn[li], axis=ax)
     g_mx = _take(g, idx.dmx[li], axis=ax)
-    d = g_mn - g_mx
-    g_alpha = -(d * delta) if g_alpha_extra is None else g_alpha_extra - d * delta
-    g_delta = g_alpha * dalpha
-    # g_a = α g_min + (1-α) g_max - g_Δ,  g_b = (1-α) g_min + α g_max + g_Δ
-    t = alpha * d - g_delta
-    g_a = g_mx + t
-    g_b = g_mn - t
+    d_alpha = (g_mx - g_mn) * delta  # ∂/∂α of <g_min, min> + <g_max, max>
+    g_alpha = d_alpha if g_alpha_extra is None else d_alpha + g_alpha_extra
+    g_delta = g_alpha * dalpha  # α = F(βΔ): through Δ = b - a
+    g_a, g_b = _compare_t(g_mn, g_mx, alpha)
+    g_a, g_b = g_a - g_delta, g_b + g_delta
     return _take(xp.concat([g, g_a, g_b], axis=ax), idx.back[li], axis=ax)
 
 
@@ -360,7 +366,7 @@ class NetworkPermutationOp(Op):
         idx = _Idx(_layers("bitonic", self.n), x, xp)
         _, alphas, dalphas, deltas = _values_forward(x, self.spec, idx, xp=xp)
         res = tuple(_stack(r, x, idx.C, xp=xp) for r in (alphas, dalphas, deltas))
-        lay = _layers("bitonic", self.n)
+        lay = _layers("bitonic", self.n)  # cached: the tables idx was made from
         asc = lay.consts.array("asc2d", lay.asc, xp, device(x), x.dtype)
         c_all = res[0] + asc * (1 - 2 * res[0])  # partner weights: c = α + asc (1 - 2α)
         c = _unstack(c_all, idx.L)
