@@ -24,7 +24,7 @@ import numpy as np
 
 import dopt_core as dc
 
-__all__ = ["BACKEND_NAMES", "Env", "Skip", "setup"]
+__all__ = ["BACKEND_NAMES", "Env", "Skip", "backend_names", "load_env", "register_env", "setup"]
 
 BACKEND_NAMES = (
     "numpy",
@@ -194,12 +194,57 @@ _FACTORIES: dict[str, Callable[[], Env]] = {
     "cupy": CupyEnv,
 }
 _CACHE: dict[str, Env | Skip] = {}
+_EXTRA: list[str] = []
+
+
+def register_env(name: str, factory: Callable[[], Env]) -> None:
+    """Add a third-party backend to the suite.
+
+    ``factory()`` returns an :class:`Env` for your array library (or raises
+    :class:`Skip` with a reason when it is unavailable); register the library's
+    :class:`dopt_core.Backend` adapter with :func:`dopt_core.register_backend` before
+    (or inside) it. Afterwards ``run(backends=[name])``, ``dopt conformance --env
+    MODULE:FACTORY`` and ``pytest --pyargs dopt_conformance --dopt-env
+    MODULE:FACTORY`` check it like the built-in backends.
+    """
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"name must be an identifier-like string, got {name!r}")
+    if name in BACKEND_NAMES:
+        raise ValueError(f"{name!r} is a built-in backend of the suite; choose another name")
+    if not callable(factory):
+        raise TypeError(f"factory must be callable, got {type(factory).__name__}")
+    _FACTORIES[name] = factory
+    _CACHE.pop(name, None)
+    if name not in _EXTRA:
+        _EXTRA.append(name)
+
+
+def load_env(target: str) -> str:
+    """Import ``"module:factory"``, register it with :func:`register_env` and return its
+    name: the factory's ``name`` attribute (an :class:`Env` subclass has one), else the
+    factory's own name."""
+    module, sep, attr = target.partition(":")
+    if not sep or not module or not attr:
+        raise ValueError(f"expected MODULE:FACTORY (e.g. my_adapter:MyEnv), got {target!r}")
+    factory: Any = importlib.import_module(module)
+    for part in attr.split("."):
+        factory = getattr(factory, part)
+    name = getattr(factory, "name", None)
+    name = attr.rsplit(".", 1)[-1] if not isinstance(name, str) or name == Env.name else name
+    if name not in _EXTRA:
+        register_env(name, factory)
+    return name
+
+
+def backend_names() -> tuple[str, ...]:
+    """The built-in backends (:data:`BACKEND_NAMES`) followed by the registered ones."""
+    return BACKEND_NAMES + tuple(_EXTRA)
 
 
 def setup(name: str) -> Env:
     """The environment of backend ``name``, or :class:`Skip` with the reason it is absent."""
     if name not in _FACTORIES:
-        raise ValueError(f"unknown backend {name!r}; known: {', '.join(BACKEND_NAMES)}")
+        raise ValueError(f"unknown backend {name!r}; known: {', '.join(backend_names())}")
     if name not in _CACHE:
         try:
             _CACHE[name] = _FACTORIES[name]()
@@ -208,4 +253,6 @@ def setup(name: str) -> Env:
     env = _CACHE[name]
     if isinstance(env, Skip):
         raise env
+    if not isinstance(env, Env):
+        raise TypeError(f"the factory of backend {name!r} must return a dopt_conformance.Env, got {type(env).__name__}")
     return env

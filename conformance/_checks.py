@@ -13,10 +13,21 @@ apply (with the reason).
 * ``autodiff`` — where the forward is made of differentiable array operations, the
   framework's native autodiff *through the forward* equals the explicit VJP.
 * ``jit`` / ``vmap`` — under JAX, ``jax.jit`` and ``jax.vmap`` give the same numbers.
+* ``torch_func`` — under torch, ``torch.func.vjp`` gives the reference values and VJP
+  (ops with a non-zero gradient).
+* ``torch_vmap`` — under torch, ``torch.func.vmap`` over the batch gives the batched
+  values. Where the installed dopt_torch cannot be vmapped yet (its
+  ``autograd.Function`` reads a tensor's value, e.g. a finiteness check calling
+  ``.item()``), the check is a skip with torch's reason, not a failure.
+* ``torch_compile`` — under torch, ``torch.compile(fn, backend="aot_eager")`` (graph
+  breaks allowed) gives the reference values and VJP. It costs about half a second
+  per op, so it runs on the few ops of :data:`COMPILE_CASES` (and cases tagged
+  ``"compile"``); elsewhere, or where ``torch.compile`` is unsupported, it is a skip.
 """
 
 from __future__ import annotations
 
+import warnings
 import zlib
 from collections.abc import Callable
 from typing import Any
@@ -29,7 +40,10 @@ from dopt_core.testing import assert_close
 from ._backends import Env, Skip
 from ._cases import Case
 
-__all__ = ["CHECKS", "Prepared", "applies", "prepare"]
+__all__ = ["CHECKS", "COMPILE_CASES", "Prepared", "applies", "prepare"]
+
+#: The ops ``torch_compile`` runs on (one per family: a sort, a solver, a relaxation).
+COMPILE_CASES = frozenset({"sort", "argmax", "top_k"})
 
 
 class Prepared:
@@ -157,12 +171,82 @@ def check_vmap(env: Env, case: Case, dtype: str) -> float:
     return assert_close(env.to_numpy(y), p.reference, kind=case.tolerance, err_msg=f"{case.name} vmap:")
 
 
+def _require_torch(env: Env) -> Any:
+    if env.autodiff != "torch":
+        raise Skip("torch only")
+    import torch
+
+    return torch
+
+
+def _torch_vjp_check(env: Env, p: Prepared, fn: Callable[..., Any], what: str) -> float:
+    """Values of ``fn`` against the reference and, if differentiable, its VJP by
+    ``backward`` against the reference VJP."""
+    torch = _require_torch(env)
+    case = p.case
+    theta = p.inputs[0].detach().clone().requires_grad_(case.differentiable)
+    y = fn(theta, *p.inputs[1:])
+    err = assert_close(env.to_numpy(y.detach()), p.reference, kind=case.tolerance, err_msg=f"{case.name} {what}:")
+    if case.differentiable:
+        (grad,) = torch.autograd.grad(y, theta, grad_outputs=env.asarray(p.cotangent))
+        err = max(err, assert_close(env.to_numpy(grad), p.reference_vjp(), kind=case.tolerance,
+                                    err_msg=f"{case.name} {what} vjp:"))
+    return err
+
+
+def check_torch_func(env: Env, case: Case, dtype: str) -> float:
+    torch = _require_torch(env)
+    if not case.differentiable:
+        raise Skip("zero gradient")
+    p = prepare(env, case, dtype)
+    kw = p.backend_kwargs
+    y, pull = torch.func.vjp(lambda t: case.fn(t, *p.inputs[1:], **kw), p.inputs[0])
+    err = assert_close(env.to_numpy(y), p.reference, kind=case.tolerance, err_msg=f"{case.name} torch.func:")
+    (grad,) = pull(env.asarray(p.cotangent))
+    return max(err, assert_close(env.to_numpy(grad), p.reference_vjp(), kind=case.tolerance,
+                                 err_msg=f"{case.name} torch.func.vjp:"))
+
+
+def check_torch_vmap(env: Env, case: Case, dtype: str) -> float:
+    torch = _require_torch(env)
+    if not case.vmap:
+        raise Skip("not batch-separable")
+    p = prepare(env, case, dtype)
+    if p.arrays[0].ndim < 2:
+        raise Skip("unbatched case")
+    fn, args = p.traceable()
+    axes = (0,) * len(p.inputs) + tuple(case.vmap_axes.get(k, 0) for k in p.array_kw)
+    try:
+        y = torch.func.vmap(fn, in_dims=axes)(*args)
+    except RuntimeError as exc:  # dopt_torch's Function has no vmap rule at this version
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise Skip(f"torch.func.vmap unsupported by this dopt_torch: {first[:120]}") from None
+    return assert_close(env.to_numpy(y), p.reference, kind=case.tolerance, err_msg=f"{case.name} torch vmap:")
+
+
+def check_torch_compile(env: Env, case: Case, dtype: str) -> float:
+    torch = _require_torch(env)
+    if case.name not in COMPILE_CASES and "compile" not in case.tags:
+        raise Skip("torch.compile runs on a few ops only (cost); see COMPILE_CASES")
+    if not hasattr(torch, "compile"):
+        raise Skip("torch.compile not available in this torch")
+    p = prepare(env, case, dtype)
+    kw = p.backend_kwargs
+    compiled = torch.compile(lambda t, *rest: case.fn(t, *rest, **kw), backend="aot_eager", dynamic=False)
+    with warnings.catch_warnings():  # dynamo's advice on library internals (lru_cache...)
+        warnings.simplefilter("ignore")
+        return _torch_vjp_check(env, p, compiled, "torch.compile")
+
+
 CHECKS: dict[str, Callable[[Env, Case, str], float]] = {
     "forward": check_forward,
     "vjp": check_vjp,
     "autodiff": check_autodiff,
     "jit": check_jit,
     "vmap": check_vmap,
+    "torch_func": check_torch_func,
+    "torch_vmap": check_torch_vmap,
+    "torch_compile": check_torch_compile,
 }
 
 
@@ -172,6 +256,10 @@ def applies(case: Case, check: str) -> bool:
         return case.differentiable
     if check == "autodiff":
         return case.native_autodiff
-    if check == "vmap":
+    if check == "torch_func":
+        return case.differentiable
+    if check in ("vmap", "torch_vmap"):
         return case.vmap
+    if check == "torch_compile":
+        return case.name in COMPILE_CASES or "compile" in case.tags
     return True

@@ -1,9 +1,14 @@
-"""The ``dopt`` command: ``dopt info`` and ``dopt conformance``.
+"""The ``dopt`` command: ``dopt info``, ``dopt conformance`` and ``dopt gradcheck``.
 
 ``info`` lists the installed backends with versions and devices (it imports the
 frameworks to ask them, unlike ``import dopt_core``). ``conformance`` runs the
-cross-backend suite and prints a case × backend table; it exits with status 1 on any
-disagreement.
+cross-backend suite and prints a case × backend table (``--markdown FILE`` and
+``--json FILE`` write it too); it exits with status 1 on any disagreement.
+``gradcheck MODULE:FUNCTION`` runs :func:`dopt_core.testing.gradcheck` on a function
+of your own, on random scores of ``--shape`` in ``--backend``'s arrays; with
+``--sigma`` the function is taken as a solver, checked with
+:func:`dopt_core.testing.check_solver`, then wrapped in :func:`dopt_core.perturbed`
+and checked statistically. The report is printed; the exit status is 1 on failure.
 """
 
 from __future__ import annotations
@@ -56,9 +61,75 @@ def _info() -> int:
 def _conformance(args: argparse.Namespace) -> int:
     import dopt_conformance as conf
 
-    results = conf.run(backends=args.backend or None, cases=args.case or None)
+    backends = list(args.backend or [])
+    for target in args.env or []:
+        backends.append(conf.load_env(target))
+    results = conf.run(backends=backends or None, cases=args.case or None)
     print(conf.format_table(results))
+    if args.markdown:
+        with open(args.markdown, "w", encoding="utf-8") as fh:
+            fh.write(conf.format_markdown(results))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            fh.write(conf.format_json(results))
     return 1 if any(r.status == "fail" for r in results) else 0
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--shape must be comma-separated integers like 8,10, got {text!r}") from None
+    if not shape or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"--shape must list positive sizes like 8,10, got {text!r}")
+    return shape
+
+
+def _load(target: str) -> object:
+    module, sep, attr = target.partition(":")
+    if not sep or not module or not attr:
+        raise SystemExit(f"dopt gradcheck: expected MODULE:FUNCTION, got {target!r}")
+    obj: object = importlib.import_module(module)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _scores(backend: str, shape: tuple[int, ...], dtype: str, seed: int) -> object:
+    import numpy as np
+
+    a = np.random.default_rng(seed).normal(size=shape).astype(dtype)
+    if backend == "numpy":
+        return a
+    if backend == "torch":
+        import torch
+
+        return torch.asarray(a)
+    if backend == "jax":
+        import jax
+
+        if dtype == "float64":
+            jax.config.update("jax_enable_x64", True)
+        return jax.numpy.asarray(a)
+    raise SystemExit(f"dopt gradcheck: --backend must be numpy, torch or jax, got {backend!r}")
+
+
+def _gradcheck(args: argparse.Namespace) -> int:
+    import dopt_core as dc
+
+    fn = _load(args.target)
+    theta = _scores(args.backend, args.shape, args.dtype, args.seed)
+    if args.sigma is None:
+        report = dc.testing.gradcheck(fn, theta, rng=args.seed)
+        print(report)
+        return 0 if report.ok else 1
+    solver = fn if isinstance(fn, dc.OpFunction) else dc.solvers.solver(fn)  # type: ignore[arg-type]
+    checked = dc.testing.check_solver(solver, theta)
+    print(checked)
+    layer = dc.perturbed(solver, sigma=args.sigma, num_samples=args.num_samples, noise=args.noise)
+    report = dc.testing.gradcheck(layer, theta, rng=args.seed)
+    print(report)
+    return 0 if report.ok and checked.ok else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -68,9 +139,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     conf = sub.add_parser("conformance", help="cross-backend conformance table (exit 1 on failure)")
     conf.add_argument("--backend", action="append", help="restrict to a backend (repeatable)")
     conf.add_argument("--case", action="append", help="restrict to a case (repeatable)")
+    conf.add_argument("--env", action="append", metavar="MODULE:FACTORY",
+                      help="add your own backend (a dopt_conformance.Env factory; repeatable)")
+    conf.add_argument("--markdown", metavar="FILE", help="also write the table as Markdown")
+    conf.add_argument("--json", metavar="FILE", help="also write every result as JSON")
+    grad = sub.add_parser("gradcheck", help="check the gradients of your own function (exit 1 on failure)")
+    grad.add_argument("target", metavar="MODULE:FUNCTION", help="e.g. mypkg.layers:my_layer")
+    grad.add_argument("--backend", default="numpy", help="numpy, torch or jax (default numpy)")
+    grad.add_argument("--shape", type=_shape, default=(4, 5), help="shape of theta, e.g. 8,10 (default 4,5)")
+    grad.add_argument("--dtype", default="float64", choices=("float32", "float64"))
+    grad.add_argument("--sigma", type=float, help="treat FUNCTION as a solver and check perturbed(FUNCTION, sigma)")
+    grad.add_argument("--num-samples", type=int, default=10, help="samples of the perturbed layer (default 10)")
+    grad.add_argument("--noise", default="normal", help="noise of the perturbed layer (default normal)")
+    grad.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.command == "info":
         return _info()
+    if args.command == "gradcheck":
+        return _gradcheck(args)
     return _conformance(args)
 
 
