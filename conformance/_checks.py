@@ -27,6 +27,7 @@ apply (with the reason).
 
 from __future__ import annotations
 
+import logging
 import warnings
 import zlib
 from collections.abc import Callable
@@ -233,9 +234,15 @@ def check_torch_compile(env: Env, case: Case, dtype: str) -> float:
     p = prepare(env, case, dtype)
     kw = p.backend_kwargs
     compiled = torch.compile(lambda t, *rest: case.fn(t, *rest, **kw), backend="aot_eager", dynamic=False)
-    with warnings.catch_warnings():  # dynamo's advice on library internals (lru_cache...)
-        warnings.simplefilter("ignore")
-        return _torch_vjp_check(env, p, compiled, "torch.compile")
+    quiet = logging.getLogger("torch._dynamo")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # graph-break advice is logged at WARNING
+    try:
+        with warnings.catch_warnings():  # dynamo's advice on library internals (lru_cache...)
+            warnings.simplefilter("ignore")
+            return _torch_vjp_check(env, p, compiled, "torch.compile")
+    finally:
+        quiet.setLevel(level)
 
 
 CHECKS: dict[str, Callable[[Env, Case, str], float]] = {

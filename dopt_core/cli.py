@@ -67,12 +67,30 @@ def _conformance(args: argparse.Namespace) -> int:
     results = conf.run(backends=backends or None, cases=args.case or None)
     print(conf.format_table(results))
     if args.markdown:
-        with open(args.markdown, "w", encoding="utf-8") as fh:
-            fh.write(conf.format_markdown(results))
+        _write_markdown(args.markdown, conf.format_markdown(results))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             fh.write(conf.format_json(results))
     return 1 if any(r.status == "fail" for r in results) else 0
+
+
+_START, _END = "<!-- conformance-table:start -->", "<!-- conformance-table:end -->"
+
+
+def _write_markdown(path: str, table: str) -> None:
+    """Write ``table`` to ``path``; a file holding the table markers keeps the rest."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except FileNotFoundError:
+        text = ""
+    if _START in text and _END in text.split(_START, 1)[1]:
+        head, rest = text.split(_START, 1)
+        text = f"{head}{_START}\n{table}{_END}{rest.split(_END, 1)[1]}"
+    else:
+        text = table
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(text)
 
 
 def _shape(text: str) -> tuple[int, ...]:

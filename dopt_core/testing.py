@@ -1,10 +1,27 @@
-"""Assertion helpers and the tolerance policy shared by the tests and the conformance suite.
+"""Gradient checking for users' own layers and solvers, and the shared tolerance policy.
+
+* :func:`gradcheck` — the gradients of a dopt function (finite differences in float64,
+  the backend against the NumPy reference with the same pre-drawn noise, a statistical
+  check of Monte-Carlo estimators, InferOpt's identities) or of any torch/JAX callable
+  with a custom backward (finite differences of its own forward in float64, a NumPy
+  ``reference``), as a :class:`GradcheckReport`;
+* :func:`check_solver` — a solver returns integral, feasible, optimal vertices,
+  deterministically, in ``theta``'s library, dtype, device and batch shape;
+* :func:`check_perturbed_identities` — InferOpt's identities for a noise law;
+* :func:`assert_close`, :func:`tolerance`, :func:`finite_difference_vjp` — what the
+  tests and the conformance suite compare with.
 
 Tolerances scale with the dtype: ``"exact"`` ops (solvers, sorting) must agree to the
 last bit; ``"float"`` ops to ``4·sqrt(eps)`` relative/absolute, the default of the
 array-API test ecosystem; ``"reduction"`` ops (sums over many terms, whose rounding
 order differs between backends) to ``64·eps·sqrt(n)``-style bounds expressed as a
-multiple of ``sqrt(eps)``.
+multiple of ``sqrt(eps)``. Finite-difference checks in float64 use ``rtol=1e-5``,
+``atol=1e-8`` of the largest expected entry; statistical checks ``4.5`` standard
+errors measured from independent noise batches.
+
+This module imports no framework: torch and JAX inputs are recognised through the
+backend registry (:func:`dopt_core.backend_for`), which loads their plugin only when
+such an array is seen.
 """
 
 from __future__ import annotations

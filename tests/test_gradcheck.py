@@ -488,3 +488,9 @@ def test_cli_gradcheck_torch_function(monkeypatch: pytest.MonkeyPatch, capsys: p
     assert code == 0, out
     code, out = _main(monkeypatch, capsys, "test_gradcheck:torch_square_half", "--backend", "torch", "--shape", "2,3")
     assert code == 1 and "FAIL torch VJP vs finite differences" in out, out
+
+
+def test_testing_imports_no_framework() -> None:
+    code = "import sys, dopt_core.testing; print(sorted(m for m in ('torch', 'jax') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "[]"
