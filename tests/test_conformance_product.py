@@ -54,7 +54,8 @@ def test_cli_writes_markdown_between_markers_and_json(tmp_path: Path, capsys: py
     page = tmp_path / "page.md"
     page.write_text(f"# Title\n\nintro\n\n{START}\nold table\n{END}\n\nafter\n")
     out_json = tmp_path / "t.json"
-    code = main(["conformance", "--backend", "numpy", "--case", "sort", "--markdown", str(page), "--json", str(out_json)])
+    code = main(["conformance", "--backend", "numpy", "--case", "sort",
+                 "--markdown", str(page), "--json", str(out_json)])
     assert code == 0
     text = page.read_text()
     assert text.startswith("# Title\n\nintro\n\n" + START) and text.endswith(END + "\n\nafter\n")
