@@ -58,13 +58,18 @@ def run(
     dtypes: Iterable[str] = DTYPES,
     checks: Iterable[str] | None = None,
 ) -> list[Result]:
-    """All results; a backend that is not available yields one "skip" per case."""
+    """All results; a backend that is not available yields one "skip" per case, one
+    whose environment cannot be set up (a broken third-party factory) one "fail"."""
     out = []
     for b in backends or backend_names():
         try:
             setup(b)
         except Skip as exc:
             out += [Result(b, c, "-", "-", "skip", message=str(exc)) for c in cases or CASES]
+            continue
+        except Exception as exc:  # noqa: BLE001 - a broken (third-party) environment fails its row
+            msg = f"setting up the backend failed: {type(exc).__name__}: {exc}"
+            out += [Result(b, c, "-", "setup", "fail", message=msg) for c in cases or CASES]
             continue
         for c in cases or CASES:
             for d in dtypes:
@@ -105,7 +110,7 @@ def format_table(results: list[Result]) -> str:
     lines.append("-" * len(lines[0]))
     for c in cases:
         lines.append(c.ljust(w0) + " | " + " | ".join(cell[b, c].ljust(widths[b]) for b in backends))
-    absent = {r.backend: r.message for r in results if r.dtype == "-"}
+    absent = _absent(results)
     if absent:
         lines.append("")
         lines += [f"skip {b}: {reason}" for b, reason in absent.items()]
@@ -119,7 +124,7 @@ def format_table(results: list[Result]) -> str:
 
 
 def _absent(results: list[Result]) -> dict[str, str]:
-    return {r.backend: r.message for r in results if r.dtype == "-"}
+    return {r.backend: r.message for r in results if r.dtype == "-" and r.status == "skip"}
 
 
 def format_markdown(results: list[Result]) -> str:

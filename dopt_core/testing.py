@@ -459,9 +459,9 @@ def _draw(p: Any, gen: np.random.Generator, shape: tuple[int, ...], *, like: np.
 
 def _fd_checks(f_np: Callable[[np.ndarray], np.ndarray], t64: np.ndarray, vjp: Callable[[Any], Any],
                g: np.ndarray, gen: np.random.Generator, *, eps: float, nd: int, max_elementwise: int,
-               atol: float, rtol: float, label: str) -> list[GradcheckResult]:
+               atol: float, rtol: float, label: str, precision: str = "float64") -> list[GradcheckResult]:
     """The dot-product test in ``nd`` random directions, then every entry of ``J^T g``."""
-    why = f"atol {atol:g} + rtol {rtol:g} x scale: central differences in float64, step {eps:g}"
+    why = f"atol {atol:g} + rtol {rtol:g} x scale: central differences in {precision}, step {eps:g}"
     worst: GradcheckResult | None = None
     for _ in range(nd):
         v = gen.normal(size=t64.shape)
@@ -747,7 +747,9 @@ def _gradcheck_native(fn: Callable[..., Any], inputs: tuple[Any, ...], kwargs: d
             tag = _tag(k, i, multi_out, multi_in)
             t64 = to_numpy(wide[i])
             results += _fd_checks(f_np, t64, vjp, g, gen, eps=step, nd=nd, max_elementwise=max_elementwise,
-                                  atol=atol_fd, rtol=rtol_fd, label=f"{tag}{backend.name} VJP")
+                                  atol=atol_fd, rtol=rtol_fd, label=f"{tag}{backend.name} VJP",
+                                  precision="float64" if x64_ok else
+                                  f"{t64.dtype} (this backend holds no float64 here, e.g. jax_enable_x64 off)")
             if ref_out is not None:
                 def ref_np(t: np.ndarray, i: int = i, k: int = k) -> np.ndarray:
                     args = [to_numpy(a).astype(np.float64) if j in arrays else a for j, a in enumerate(inputs)]

@@ -75,7 +75,11 @@ def test_committed_docs_table_matches_registry() -> None:
     assert sorted(rows) == sorted(conformance.CASES), hint
 
 
-def test_register_env_errors() -> None:
+def test_register_env_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dopt_conformance import _backends
+
+    monkeypatch.setattr(_backends, "_EXTRA", list(_backends._EXTRA))  # forget what this test registers
+    monkeypatch.setattr(_backends, "_FACTORIES", dict(_backends._FACTORIES))
     with pytest.raises(ValueError, match="'numpy' is a built-in backend"):
         conformance.register_env("numpy", conformance.Env)
     with pytest.raises(TypeError, match="factory must be callable"):
@@ -85,6 +89,8 @@ def test_register_env_errors() -> None:
     conformance.register_env("not_an_env", lambda: object())  # type: ignore[arg-type,return-value]
     with pytest.raises(TypeError, match="must return a dopt_conformance.Env"):
         conformance.setup("not_an_env")
+    (row,) = conformance.run(backends=["not_an_env"], cases=["sort"])
+    assert row.status == "fail" and "must return a dopt_conformance.Env" in row.message
     with pytest.raises(ValueError, match="unknown backend 'nope'"):
         conformance.setup("nope")
 
