@@ -494,3 +494,30 @@ def test_testing_imports_no_framework() -> None:
     code = "import sys, dopt_core.testing; print(sorted(m for m in ('torch', 'jax') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("name", ["numpy", "torch"])
+def test_replacements_on_user_solver_checked_against_reference(name: str) -> None:
+    """identity / imle / straight_through have a VJP that is not their forward's derivative:
+    gradcheck compares the backend's with the NumPy reference only (same noise)."""
+    try:
+        env = conformance.setup(name)
+    except conformance.Skip as exc:
+        pytest.skip(str(exc))
+    pairs = dc.solvers.solver(_best_pair)
+    theta = env.asarray(_theta((2, 5), 14))
+    for layer, kw in [
+        (dc.identity(pairs), {}),
+        (dc.imle(pairs, lam=2.0), {"noise": env.asarray(np.zeros((1, 2, 5)))}),
+        (dc.straight_through(pairs, dc.relax.softmax), {}),
+    ]:
+        report = dc.testing.gradcheck(layer, theta, **kw)
+        assert report.ok and report.method == "reference", str(report)
+        assert report.results[-1].method.endswith("vs NumPy reference VJP")
+
+
+def test_docstring_examples_of_testing() -> None:
+    import doctest
+
+    result = doctest.testmod(importlib.import_module("dopt_core.testing"), optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted >= 3 and result.failed == 0
