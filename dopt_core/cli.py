@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -107,8 +108,15 @@ def _load(target: str) -> object:
     module, sep, attr = target.partition(":")
     if not sep or not module or not attr:
         raise SystemExit(f"dopt gradcheck: expected MODULE:FUNCTION, got {target!r}")
-    obj: object = importlib.import_module(module)
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # like `python -m`: modules of the current directory
+    try:
+        obj: object = importlib.import_module(module)
+    except ImportError as exc:
+        raise SystemExit(f"dopt gradcheck: cannot import {module!r}: {exc}") from None
     for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise SystemExit(f"dopt gradcheck: {module!r} has no attribute {attr!r}")
         obj = getattr(obj, part)
     return obj
 
