@@ -5,13 +5,14 @@ wheel (``tests/test_packaging.py`` builds the wheel and imports every subpackage
 the source tree from it). ``[tool.setuptools.packages.find]`` cannot rename a
 directory, and the conformance suite lives in ``conformance/`` but installs as
 ``dopt_conformance`` (``package-dir`` in pyproject.toml maps it): its subpackages are
-found under ``conformance`` and renamed here. ``benchmarks``, ``examples`` and
-``tests`` match no pattern and are not shipped.
+found under ``conformance`` and renamed here. The core and every plugin match
+``dopt_*`` (a new plugin ``dopt_<framework>/`` is shipped without editing this file);
+``benchmarks``, ``examples`` and ``tests`` match no pattern and are not shipped.
 """
 
 from setuptools import find_packages, setup
 
-LIBRARY = ["dopt_core", "dopt_core.*", "dopt_torch", "dopt_torch.*", "dopt_jax", "dopt_jax.*", "dopt_cupy", "dopt_cupy.*"]
+LIBRARY = ["dopt_*"]  # fnmatch: also matches the subpackages (dopt_core.solvers, ...)
 
 
 def packages() -> list[str]:
