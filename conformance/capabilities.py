@@ -16,8 +16,10 @@ conformance cases (:data:`~._cases.CASES`) on their NumPy inputs and reads the
   VJP once on the case's inputs;
 * **no gradient to** — ``Op.nondiff``: inputs that never receive a gradient (noise,
   targets), named after the parameters of ``Op.forward``;
-* **JAX** — ``jit`` always; ``vmap`` unless the case is not batch-separable (a loss
-  reduced over the batch); host Ops run as ``jax.pure_callback``, once per batch;
+* **JAX** — the transformations the conformance suite checks on at least one case:
+  ``jit`` always, ``vmap`` on batched, batch-separable cases (not a loss reduced over
+  the batch); ``host callback`` when a host Op runs as ``jax.pure_callback`` (once per
+  batch under ``vmap``);
 * **dtypes** and **cases** — from the conformance cases (run on every backend).
 
 Run ``python -m dopt_conformance.capabilities --markdown`` to print the table,
@@ -33,6 +35,7 @@ import argparse
 import dataclasses
 import inspect
 import sys
+import textwrap
 import types
 from dataclasses import dataclass
 from typing import Any
@@ -228,7 +231,8 @@ def capability(op: PublicOp) -> Capability:
     cases = cases_for(op)
     if not cases:
         raise LookupError(f"{op.name} has no conformance case")
-    host, grad, nondiff, jax, ops = [], [], [], [], []
+    host, grad, nondiff, ops = [], [], [], []
+    jax: list[str] = []
     for case in cases:
         o, inputs = bound_op(case)
         label = case.name
@@ -236,8 +240,9 @@ def capability(op: PublicOp) -> Capability:
         host.append((label, _host(o)))
         grad.append((label, "zero" if theta_gradient_is_zero(o, inputs) else "explicit VJP"))
         nondiff.extend(nondiff_names(o))
-        via = " (host callback)" if type(o).host else ""
-        jax.append((label, ("jit, vmap" if case.vmap else "jit") + via))
+        # what check_vmap runs: batch-separable cases with a batch axis
+        checked = ["jit", "vmap"] if case.vmap and inputs[0].ndim >= 2 else ["jit"]
+        jax.extend(checked + (["host callback"] if type(o).host else []))
     dtypes = tuple(d for d in ("float32", "float64") if any(d in c.dtypes for c in cases))
     return Capability(
         name=op.name,
@@ -245,7 +250,7 @@ def capability(op: PublicOp) -> Capability:
         host=_merge(host),
         gradient=_merge(grad),
         nondiff=tuple(dict.fromkeys(nondiff)),
-        jax=_merge(jax),
+        jax=", ".join(t for t in ("jit", "vmap", "host callback") if t in jax),
         dtypes=dtypes,
         cases=tuple(c.name for c in cases),
     )
@@ -263,13 +268,17 @@ def markdown(rows: list[Capability] | None = None) -> str:
     """The capability table as Markdown (the block between :data:`BEGIN` and :data:`END`)."""
     rows = capabilities() if rows is None else rows
     backends = ", ".join(f"`{b}`" for b in BACKEND_NAMES)
+    intro = (
+        "Every function below runs on every backend and is checked there by its conformance "
+        f"cases ({backends}; absent devices skip). Columns: **host** — the forward goes "
+        "through `host_call` (one transfer each way; `Op.host`), else it stays on the "
+        "device; **gradient** — the explicit VJP with respect to θ (`zero`: piecewise "
+        "constant, θ gets no gradient); **no gradient to** — inputs that never receive one "
+        "(`Op.nondiff`); **JAX** — transformations checked against the reference on at "
+        "least one case (`host callback`: the host code runs as `jax.pure_callback`)."
+    )
     lines = [
-        "Every function below runs on every backend and is checked there by its conformance",
-        f"cases ({backends}; absent devices skip). Columns: **host** — the forward goes",
-        "through `host_call` (one transfer each way; `Op.host`), else it stays on the",
-        "device; **gradient** — the explicit VJP with respect to θ (`zero`: piecewise",
-        "constant, θ gets no gradient); **no gradient to** — inputs that never receive one",
-        "(`Op.nondiff`); **JAX** — transformations checked against the reference.",
+        *textwrap.wrap(intro, width=88, break_on_hyphens=False),
         "",
         "| function | Op | host | gradient | no gradient to | JAX | dtypes | conformance cases |",
         "|---|---|---|---|---|---|---|---|",
