@@ -148,10 +148,10 @@ _smooth(
     _arrays(_gauss, _gauss, beta=2.0, distribution="gaussian"),
 )
 # soft_argmin, soft_argmax and the vector soft_min/soft_max share one Op (sign and
-# value flags): one case per public function, so that each flag combination runs
+# value flags): the weights with both signs, the value with one (the sign enters the
+# value's VJP exactly as it enters the weights')
 _smooth("relax.soft_argmin", R.soft_argmin, _normal(_B, beta=2.0))
 _smooth("relax.soft_argmax", R.soft_argmax, _normal(_B, beta=2.0))
-_smooth("relax.soft_min[vector]", R.soft_min, _normal(_B, beta=2.0))
 _smooth("relax.soft_max[vector]", R.soft_max, _normal(_B, beta=2.0))
 
 

@@ -76,7 +76,11 @@ def _project(name: str, make: Any) -> None:
     )
 
 
-for projection in ("mean", "norm", "standardize"):
-    _project(f"projections.project[{projection}]", _project_inputs(projection))
-# one instance is a (3, 4) matrix: the statistics run over both trailing axes
-_project("projections.project[norm,event_ndim=2]", _project_inputs("norm", (2, 3, 4), event_ndim=2))
+_project("projections.project[mean]", _project_inputs("mean"))
+_project("projections.project[norm]", _project_inputs("norm"))
+# standardize = norm after mean; one instance is a (3, 4) matrix: the statistics run over
+# both trailing axes
+_project(
+    "projections.project[standardize,event_ndim=2]",
+    _project_inputs("standardize", (2, 3, 4), event_ndim=2),
+)
