@@ -142,8 +142,17 @@ _smooth(
 )
 _smooth("relax.soft_if", R.soft_if, _arrays(_prob, _gauss, _gauss))
 _smooth("relax.soft_min[pair]", R.soft_min, _arrays(_gauss, _gauss, beta=2.0))
-# soft_argmin, soft_argmax and the vector soft_min/soft_max share one Op
+_smooth(
+    "relax.soft_max[pair,gaussian]",
+    R.soft_max,
+    _arrays(_gauss, _gauss, beta=2.0, distribution="gaussian"),
+)
+# soft_argmin, soft_argmax and the vector soft_min/soft_max share one Op (sign and
+# value flags): the weights with both signs, the value with one (the sign enters the
+# value's VJP exactly as it enters the weights')
 _smooth("relax.soft_argmin", R.soft_argmin, _normal(_B, beta=2.0))
+_smooth("relax.soft_argmax", R.soft_argmax, _normal(_B, beta=2.0))
+_smooth("relax.soft_max[vector]", R.soft_max, _normal(_B, beta=2.0))
 
 
 def _loss_inputs(rng: np.random.Generator, dtype: np.dtype) -> Inputs:

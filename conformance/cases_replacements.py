@@ -59,3 +59,28 @@ _add(
     dc.straight_through(S.argmax, functools.partial(dc.relax.sparsemax, tau=0.5)),
     _theta,
 )
+
+
+
+# --- the projections of identity-style backward passes, as layers of their own ---------
+def _project_inputs(projection: str, shape: tuple[int, ...] = BATCH, **kw: Any) -> Any:
+    def make(rng: np.random.Generator, dtype: np.dtype) -> Any:
+        return (rng.normal(size=shape).astype(dtype),), {"projection": projection, **kw}
+
+    return make
+
+
+def _project(name: str, make: Any) -> None:
+    register_case(
+        Case(name, dc.projections.project, make, differentiable=True, native_autodiff=True, tolerance="float")
+    )
+
+
+_project("projections.project[mean]", _project_inputs("mean"))
+_project("projections.project[norm]", _project_inputs("norm"))
+# standardize = norm after mean; one instance is a (3, 4) matrix: the statistics run over
+# both trailing axes
+_project(
+    "projections.project[standardize,event_ndim=2]",
+    _project_inputs("standardize", (2, 3, 4), event_ndim=2),
+)

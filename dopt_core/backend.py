@@ -255,7 +255,20 @@ _NUMPY = NumPyBackend()
 
 
 def register_backend(backend: Backend) -> None:
-    """Add (or replace) a plugin's adapter. Thread-safe; clears the per-type cache."""
+    """Add (or replace) a plugin's adapter. Thread-safe; clears the per-type cache.
+
+    Parameters
+    ----------
+    backend : Backend
+        The adapter; it replaces any adapter registered under the same ``backend.name``.
+
+    Examples
+    --------
+    >>> import dopt_core as dc
+    >>> dc.register_backend("torch")
+    Traceback (most recent call last):
+    TypeError: backend must be a dopt_core.backend.Backend, got str
+    """
     if not isinstance(backend, Backend):
         raise TypeError(f"backend must be a dopt_core.backend.Backend, got {type(backend).__name__}")
     with _LOCK:
@@ -264,7 +277,14 @@ def register_backend(backend: Backend) -> None:
 
 
 def registered_backends() -> dict[str, Backend]:
-    """Snapshot of the registered adapters by name (NumPy always included)."""
+    """Snapshot of the registered adapters by name (NumPy always included).
+
+    Examples
+    --------
+    >>> from dopt_core.backend import registered_backends
+    >>> registered_backends()["numpy"]
+    <dopt backend 'numpy'>
+    """
     with _LOCK:
         return {"numpy": _NUMPY, **_BACKENDS}
 
@@ -285,6 +305,22 @@ def backend_for(x: Any, *, name: str = "theta") -> Backend:
     (which registers itself); failing that, falls back to :class:`ArrayAPIBackend` for
     any array-API object. Raises ``TypeError`` naming ``name`` for non-arrays, and
     naming the extra to install when a framework's plugin cannot be imported.
+
+    Parameters
+    ----------
+    x : array
+        An array of any supported library.
+    name : str
+        The argument's name, used in the error message.
+
+    Examples
+    --------
+    >>> import numpy as np, dopt_core as dc
+    >>> dc.backend_for(np.zeros(3))
+    <dopt backend 'numpy'>
+    >>> dc.backend_for([1.0, 2.0], name="scores")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    TypeError: scores must be an array (NumPy, PyTorch, ...), got builtins.list
     """
     t = type(x)
     cached = _BY_TYPE.get(t)
@@ -325,6 +361,21 @@ def apply_op(op: Op, *inputs: Any) -> Any:
     This is where a core function hands its work to a plugin: under torch the op
     becomes a ``torch.autograd.Function``, under JAX a ``jax.custom_vjp`` function; with
     NumPy and other libraries without autodiff, the forward alone runs.
+
+    Parameters
+    ----------
+    op : Op
+        The operation (an immutable, hashable value).
+    *inputs : array
+        Its array inputs; the adapter of the first one runs the Op.
+
+    Examples
+    --------
+    >>> import numpy as np, dopt_core as dc
+    >>> from dopt_core.backend import apply_op
+    >>> bound = dc.solvers.sort.bind(np.array([3.0, 1.0, 2.0]))
+    >>> apply_op(bound.op, *bound.inputs)
+    array([1., 2., 3.])
     """
     return backend_for(inputs[0]).apply_op(op, *inputs)
 
@@ -345,6 +396,26 @@ def host_call(
     under JAX the call becomes ``jax.pure_callback`` and works under ``jit`` and
     ``vmap`` (batched over leading dimensions). ``func`` must be pure and must not
     raise for inputs that passed validation.
+
+    Parameters
+    ----------
+    func : callable
+        ``func(*numpy_arrays) -> numpy.ndarray``, pure, batched over leading axes.
+    *inputs : array
+        Its inputs, arrays of one backend; the result comes back like ``inputs[0]``.
+    shape : tuple of int
+        The exact shape of the result.
+    dtype : dtype
+        The dtype of the result (of ``inputs[0]``'s library).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from dopt_core.backend import host_call
+    >>> x = np.array([[3.0, 1.0], [0.0, 2.0]])
+    >>> host_call(lambda a: np.sort(a, axis=-1), x, shape=(2, 2), dtype=x.dtype)
+    array([[1., 3.],
+           [0., 2.]])
     """
     return backend_for(inputs[0]).host_call(func, *inputs, shape=tuple(shape), dtype=dtype)
 

@@ -66,6 +66,21 @@ def shortest_path(
     the arc order of :func:`dopt_core.solvers.shortest_path_dag`. Costs are positive;
     the solver's scores are ``theta = -costs``.
 
+    Parameters
+    ----------
+    num_data : int
+        Number of instances.
+    num_feat : int
+        Number of features ``p``.
+    grid : (int, int)
+        ``(H, W)`` of the grid DAG.
+    deg : int
+        Degree of the polynomial feature-to-cost map (module docstring).
+    noise_width : float in [0, 1)
+        Half-width of the multiplicative noise (ε̄ in the module docstring).
+    seed : int
+        Seed of ``numpy.random.RandomState`` (PyEPO's generator).
+
     Example
     -------
     >>> import dopt_core as dc
@@ -103,6 +118,23 @@ def knapsack(
     entries in ``{3.00, 3.01, …, 7.99}`` (fixed across instances), ``x`` of shape
     ``(num_data, num_feat)``, ``values`` of shape ``(num_data, num_items)`` (positive
     integers stored as floats; values are scores already — knapsack maximises).
+
+    Parameters
+    ----------
+    num_data : int
+        Number of instances.
+    num_feat : int
+        Number of features ``p``.
+    num_items : int
+        Number of items.
+    dim : int
+        Number of capacity constraints (rows of ``weights``).
+    deg : int
+        Degree of the polynomial feature-to-value map (module docstring).
+    noise_width : float in [0, 1)
+        Half-width of the multiplicative noise (ε̄ in the module docstring).
+    seed : int
+        Seed of ``numpy.random.RandomState`` (PyEPO's generator).
 
     Example
     -------

@@ -120,6 +120,28 @@ def fenchel_young_loss(
     batch, or ``"none"`` for one loss per instance. ``rng``/``noise`` and the other
     parameters as in :func:`dopt_core.perturbed`.
 
+    Parameters
+    ----------
+    solver : callable
+        A batched oracle ``(..., *event) -> (..., *event)`` (a dopt solver, a
+        ``functools.partial`` of one, or :func:`dopt_core.solvers.solver` around your own).
+    sigma : float
+        Noise scale ε > 0.
+    num_samples : int
+        Monte-Carlo samples M.
+    noise : {"normal", "gumbel"} or Noise
+        Law of Z.
+    multiplicative : bool
+        Multiplicative perturbation ``θ ⊙ exp(εZ - ε²/2)`` (Normal noise, θ ≠ 0).
+    antithetic : bool
+        Use pairs (Z, -Z) (symmetric noise, even ``num_samples``).
+    reduction : {"mean", "sum", "none"}
+        Reduction over the batch.
+    chunk_size : int, optional
+        At most this many samples per solver call.
+    event_ndim : int, optional
+        Trailing axes of θ per instance; read from ``solver.event_ndim`` by default (1).
+
     Example
     -------
     >>> import numpy as np, dopt_core as dc
@@ -195,6 +217,16 @@ def spo_plus_loss(solver: Callable[..., Any], *, reduction: str = "mean", event_
     :math:`\hat\theta`, non-negative, zero at :math:`\hat\theta = \theta`, and bounds
     the regret :math:`\langle\theta, y^*\rangle - \langle\theta, y^*(\hat\theta)\rangle`
     from above. ``reduction``: ``"mean"``, ``"sum"`` or ``"none"`` over the batch.
+
+    Parameters
+    ----------
+    solver : callable
+        A batched oracle ``(..., *event) -> (..., *event)`` (a dopt solver, a
+        ``functools.partial`` of one, or :func:`dopt_core.solvers.solver` around your own).
+    reduction : {"mean", "sum", "none"}
+        Reduction over the batch.
+    event_ndim : int, optional
+        Trailing axes of θ per instance; read from ``solver.event_ndim`` by default (1).
 
     Example
     -------

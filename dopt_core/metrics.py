@@ -39,6 +39,17 @@ def regret(
     ``event_ndim`` defaults to the solver's (2 for ``linear_assignment``). The two
     solver calls are batched (one call each).
 
+    Parameters
+    ----------
+    solver : callable
+        The oracle ``y*(θ)`` (a dopt solver, or ``functools.partial`` of one).
+    theta_hat : array, shape ``(*batch, *event)``
+        Predicted scores: the decisions are ``solver(theta_hat)``.
+    theta_true : array, same shape
+        True scores: the decisions are evaluated (and the optimum taken) under them.
+    event_ndim : int, optional
+        Trailing axes per instance; the solver's ``event_ndim`` by default.
+
     Example
     -------
     >>> import numpy as np, dopt_core as dc
@@ -64,6 +75,17 @@ def normalized_regret(
     solver: Callable[..., Any], theta_hat: Any, theta_true: Any, *, event_ndim: int | None = None
 ) -> float:
     """Sum of regrets over the sum of ``|optimal objective|`` (a Python float).
+
+    Parameters
+    ----------
+    solver : callable
+        The oracle ``y*(θ)`` (a dopt solver, or ``functools.partial`` of one).
+    theta_hat : array, shape ``(*batch, *event)``
+        Predicted scores: the decisions are ``solver(theta_hat)``.
+    theta_true : array, same shape
+        True scores: the decisions are evaluated (and the optimum taken) under them.
+    event_ndim : int, optional
+        Trailing axes per instance; the solver's ``event_ndim`` by default.
 
     Example
     -------

@@ -138,7 +138,19 @@ NOISES: dict[str, Noise] = {"normal": Normal(), "gumbel": Gumbel(), "sum_of_gamm
 
 
 def get_noise(noise: str | Noise) -> Noise:
-    """The :class:`Noise` named ``noise`` (or ``noise`` itself); ``ValueError`` otherwise."""
+    """The :class:`Noise` named ``noise`` (or ``noise`` itself); ``ValueError`` otherwise.
+
+    Parameters
+    ----------
+    noise : str or Noise
+        A name of :data:`NOISES` (``"normal"``, ``"gumbel"``, ``"sum_of_gamma"``) or a law.
+
+    Examples
+    --------
+    >>> from dopt_core.noise import get_noise
+    >>> round(get_noise("gumbel").mean, 4)   # Euler's constant
+    0.5772
+    """
     if isinstance(noise, Noise):
         return noise
     if isinstance(noise, str) and noise in NOISES:

@@ -107,6 +107,14 @@ def value_and_vjp(f: OpFunction, *args: Any, **kwargs: Any) -> tuple[Any, Callab
     namespace (NumPy first of all). Returns ``(y, vjp)`` with ``vjp(g) -> grad_theta``
     shaped like the first argument.
 
+    Parameters
+    ----------
+    f : OpFunction
+        A dopt function built on an Op (every public layer, ``perturbed(...)``'s result,
+        your own ``@op_function``).
+    *args, **kwargs
+        Its arguments; the first positional one is θ.
+
     Example
     -------
     >>> import numpy as np, dopt_core as dc

@@ -359,6 +359,26 @@ def perturbed_max(
     With Gumbel noise and ``argmax``, :math:`F_\varepsilon(\theta) = \varepsilon
     \operatorname{logsumexp}(\theta/\varepsilon) + \varepsilon\gamma` exactly.
 
+    Parameters
+    ----------
+    solver : callable
+        A batched oracle ``(..., *event) -> (..., *event)`` (a dopt solver, a
+        ``functools.partial`` of one, or :func:`dopt_core.solvers.solver` around your own).
+    sigma : float
+        Noise scale ε > 0.
+    num_samples : int
+        Monte-Carlo samples M.
+    noise : {"normal", "gumbel"} or Noise
+        Law of Z.
+    multiplicative : bool
+        Multiplicative perturbation (Normal noise, θ ≠ 0).
+    antithetic : bool
+        Use pairs (Z, -Z) (symmetric noise, even ``num_samples``).
+    chunk_size : int, optional
+        At most this many samples per solver call.
+    event_ndim : int, optional
+        Trailing axes of θ per instance; read from ``solver.event_ndim`` by default (1).
+
     Example
     -------
     >>> import numpy as np, dopt_core as dc

@@ -52,7 +52,27 @@ def _center(x: Any, axes: tuple[int, ...], xp: Any) -> Any:
 def project_forward(
     theta: Any, projection: str | None, *, event_ndim: int = 1, xp: Any
 ) -> tuple[Any, tuple[Any, ...]]:
-    """``(P(θ), residuals)`` for :func:`project_vjp`."""
+    """``(P(θ), residuals)`` for :func:`project_vjp`.
+
+    Parameters
+    ----------
+    theta : array
+        Scores, ``(..., *event)``.
+    projection : {"mean", "norm", "standardize"} or None
+        The projection (``None``: the identity, no residuals).
+    event_ndim : int
+        Trailing axes of θ per instance.
+    xp : namespace
+        θ's array namespace.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from dopt_core.projections import project_forward, project_vjp
+    >>> y, residuals = project_forward(np.array([3.0, 1.0, 2.0]), "mean", xp=np)
+    >>> y, project_vjp(residuals, np.array([1.0, 0.0, 2.0]), "mean", xp=np)
+    (array([ 1., -1.,  0.]), array([ 0., -1.,  1.]))
+    """
     if projection is None:
         return theta, ()
     axes = _axes(theta, event_ndim)
@@ -68,7 +88,29 @@ def project_forward(
 def project_vjp(
     residuals: tuple[Any, ...], g: Any, projection: str | None, *, event_ndim: int = 1, xp: Any
 ) -> Any:
-    """``J_P(θ)^T g`` from the residuals of :func:`project_forward`."""
+    """``J_P(θ)^T g`` from the residuals of :func:`project_forward`.
+
+    Parameters
+    ----------
+    residuals : tuple of arrays
+        What :func:`project_forward` returned with ``P(θ)``.
+    g : array
+        Cotangent, shaped like θ.
+    projection : {"mean", "norm", "standardize"} or None
+        The projection the residuals come from.
+    event_ndim : int
+        Trailing axes of θ per instance.
+    xp : namespace
+        The array namespace of ``g``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from dopt_core.projections import project_forward, project_vjp
+    >>> u, residuals = project_forward(np.array([3.0, 4.0]), "norm", xp=np)
+    >>> u, project_vjp(residuals, np.array([1.0, 0.0]), "norm", xp=np)   # (g - u<u, g>)/|θ|
+    (array([0.6, 0.8]), array([ 0.128, -0.096]))
+    """
     if projection is None:
         return g
     axes = _axes(g, event_ndim)
@@ -95,6 +137,17 @@ class ProjectionOp(Op):
 @op_function
 def project(theta: Any, /, projection: str, *, event_ndim: int = 1, check_finite: bool = True) -> Bound:
     """Apply a projection (table in the module docstring) as a differentiable layer.
+
+    Parameters
+    ----------
+    theta : array, shape ``(..., *event)``
+        Scores; leading axes are batch axes.
+    projection : {"mean", "norm", "standardize"}
+        The projection :math:`P`.
+    event_ndim : int
+        Trailing axes of θ that form one instance (the axes the statistics run over).
+    check_finite : bool
+        Raise ``ValueError`` on NaN or infinite scores.
 
     Example
     -------

@@ -111,6 +111,20 @@ def identity(
     :math:`J_P(\theta)^\top g` (:mod:`dopt_core.projections`). The solver must be a
     linear oracle (output shaped like θ).
 
+    Parameters
+    ----------
+    solver : callable
+        A batched oracle ``(..., *event) -> (..., *event)`` (a dopt solver, a
+        ``functools.partial`` of one, or :func:`dopt_core.solvers.solver` around your own).
+    projection : {None, "mean", "norm", "standardize"}
+        The projection ``P`` applied to θ before the solver and in the backward pass.
+    noise : {"normal", "gumbel", "sum_of_gamma"}, Noise or None
+        Law of the training noise ξ (``None``: no noise).
+    noise_sigma : float
+        Scale of ξ (> 0 when ``noise`` is given).
+    event_ndim : int, optional
+        Trailing axes of θ per instance; read from ``solver.event_ndim`` by default (1).
+
     Example
     -------
     >>> import numpy as np, dopt_core as dc
@@ -178,6 +192,14 @@ def interpolation(solver: Callable[..., Any], *, lam: float = 10.0) -> OpFunctio
     ``lam`` (λ > 0) trades faithfulness (small λ: the true, a.e. zero gradient) for
     informativeness (large λ). One extra solver call per backward pass, batched.
 
+    Parameters
+    ----------
+    solver : callable
+        A batched oracle ``(..., *event) -> (..., *event)`` (a dopt solver, a
+        ``functools.partial`` of one, or :func:`dopt_core.solvers.solver` around your own).
+    lam : float
+        Interpolation step λ > 0.
+
     Example
     -------
     >>> import numpy as np, dopt_core as dc
@@ -244,6 +266,14 @@ def straight_through(solver: Callable[..., Any], relaxation: Callable[..., Any])
     ``functools.partial(dc.relax.softmax, tau=0.5)``). It is bound once per call, so a
     stochastic relaxation draws its noise once; its other array inputs receive no
     gradient.
+
+    Parameters
+    ----------
+    solver : callable
+        A batched oracle ``(..., *event) -> (..., *event)`` (a dopt solver, a
+        ``functools.partial`` of one, or :func:`dopt_core.solvers.solver` around your own).
+    relaxation : callable
+        The dopt function whose VJP is the backward pass (e.g. :func:`dopt_core.relax.softmax`).
 
     Example
     -------
@@ -315,6 +345,30 @@ def imle(
     (the temperature τ). ``noise=`` at call time takes pre-drawn standard noise of
     shape ``(num_samples, *theta.shape)``. ``lam`` is λ; ``two_sided`` uses the
     central difference. The solver must be a linear oracle.
+
+    Parameters
+    ----------
+    solver : callable
+        A batched oracle ``(..., *event) -> (..., *event)`` (a dopt solver, a
+        ``functools.partial`` of one, or :func:`dopt_core.solvers.solver` around your own).
+    lam : float
+        Target step λ > 0.
+    num_samples : int
+        Noise samples per call (the estimates are averaged).
+    noise : {"sum_of_gamma", "gumbel", "normal"} or Noise
+        Law of the perturbation.
+    kappa : float
+        Subset size κ of the sum-of-gamma law.
+    num_terms : int
+        Terms of the sum-of-gamma series.
+    sigma : float
+        Noise scale (the temperature τ).
+    two_sided : bool
+        Central difference ``(y(θ + λg) - y(θ - λg)) / 2λ`` instead of the one-sided one.
+    chunk_size : int, optional
+        At most this many samples per solver call.
+    event_ndim : int, optional
+        Trailing axes of θ per instance; read from ``solver.event_ndim`` by default (1).
 
     Example
     -------

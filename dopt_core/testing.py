@@ -56,14 +56,43 @@ _KINDS = ("exact", "float", "reduction")
 
 
 def to_numpy(x: Any) -> np.ndarray:
-    """A NumPy copy of any supported array (one explicit device->host transfer)."""
+    """A NumPy copy of any supported array (one explicit device->host transfer).
+
+    Parameters
+    ----------
+    x : array
+        An array of any supported library (``TypeError`` for anything else).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from dopt_core.testing import to_numpy
+    >>> to_numpy(np.float32(2.5)), to_numpy(np.arange(3.0))
+    (array(2.5, dtype=float32), array([0., 1., 2.]))
+    """
     if isinstance(x, np.ndarray | np.generic):
         return np.asarray(x)
     return backend_for(x, name="x").to_numpy(x)  # TypeError for non-arrays
 
 
 def tolerance(dtype: Any, kind: str = "float") -> tuple[float, float]:
-    """``(rtol, atol)`` for comparing results of ``dtype`` computed two ways."""
+    """``(rtol, atol)`` for comparing results of ``dtype`` computed two ways.
+
+    Parameters
+    ----------
+    dtype : dtype
+        The dtype of the compared results (any library's float dtype).
+    kind : {"exact", "float", "reduction"}
+        ``"exact"`` (solvers: bit-equal), ``"float"`` (4 √eps), ``"reduction"`` (32 √eps,
+        for sums over many terms).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from dopt_core.testing import tolerance
+    >>> tolerance(np.dtype("float64")), tolerance(np.dtype("float32"), "exact")
+    ((5.960464477539063e-08, 5.960464477539063e-08), (0.0, 0.0))
+    """
     if kind not in _KINDS:
         raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
     if kind == "exact":
@@ -75,6 +104,20 @@ def tolerance(dtype: Any, kind: str = "float") -> tuple[float, float]:
 
 
 def max_abs_error(actual: Any, desired: Any) -> float:
+    """Largest absolute difference of two arrays of one shape, in float64 (0 when empty).
+
+    Parameters
+    ----------
+    actual, desired : array
+        Arrays of any supported libraries.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from dopt_core.testing import max_abs_error
+    >>> max_abs_error(np.array([1.0, 2.0]), np.array([1.0, 2.5]))
+    0.5
+    """
     a, d = to_numpy(actual).astype(np.float64), to_numpy(desired).astype(np.float64)
     if a.size == 0:
         return 0.0
@@ -94,6 +137,29 @@ def assert_close(
     """Assert shape, dtype name and values agree; return the max absolute error.
 
     ``actual`` may be any backend's array; ``desired`` is usually the NumPy reference.
+
+    Parameters
+    ----------
+    actual, desired : array
+        The result and the reference.
+    kind : {"exact", "float", "reduction"}
+        Tolerance class of :func:`tolerance`, for ``desired``'s dtype.
+    rtol, atol : float, optional
+        Override the class's tolerances.
+    check_dtype : bool
+        Also require the same dtype.
+    err_msg : str
+        Prefix of the failure message.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from dopt_core.testing import assert_close
+    >>> assert_close(np.array([1.0, 2.0]), np.array([1.0, 2.0 + 1e-9])) < 1e-8
+    True
+    >>> assert_close(np.array([1.0]), np.array([1.0], dtype=np.float32), err_msg="y:")
+    Traceback (most recent call last):
+    AssertionError: y: dtype float64 != expected float32
     """
     a, d = to_numpy(actual), to_numpy(desired)
     if a.shape != d.shape:
@@ -111,6 +177,24 @@ def finite_difference_vjp(f: Any, x: np.ndarray, g: np.ndarray, h: float = 1e-6)
     """Central finite differences of ``<g, f(x)>`` with respect to every entry of ``x``.
 
     ``f`` maps a NumPy array to a NumPy array (any shape); 2·x.size evaluations.
+
+    Parameters
+    ----------
+    f : callable
+        NumPy array to NumPy array (any shapes).
+    x : numpy.ndarray
+        The point (computed in float64).
+    g : numpy.ndarray
+        Cotangent, shaped like ``f(x)``.
+    h : float
+        Step of the central differences.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from dopt_core.testing import finite_difference_vjp
+    >>> finite_difference_vjp(lambda x: x**2, np.array([1.0, 3.0]), np.ones(2)).round(6)  # 2x
+    array([2., 6.])
     """
     x = np.asarray(x, dtype=np.float64)
     out = np.zeros_like(x)

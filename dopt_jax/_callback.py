@@ -15,6 +15,25 @@ def host_call(func: Callable[..., Any], *inputs: Any, shape: tuple[int, ...], dt
     dopt's host functions are batched over leading dimensions, so under ``vmap`` every
     input is broadcast to carry the mapped axis in front (``vmap_method="broadcast_all"``)
     and the function runs once for the whole batch, not in a Python loop.
+
+    Parameters
+    ----------
+    func : callable
+        ``func(*numpy_arrays) -> numpy.ndarray``, pure, batched over leading axes.
+    *inputs : jax.Array
+        Its inputs (tracers under ``jit`` and ``vmap``).
+    shape : tuple of int
+        The exact shape of the result.
+    dtype : dtype
+        Its dtype.
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp, numpy as np
+    >>> from dopt_jax import host_call
+    >>> f = jax.jit(lambda x: host_call(lambda a: np.sort(a, axis=-1), x, shape=x.shape, dtype=x.dtype))
+    >>> f(jnp.array([[3.0, 1.0], [0.0, 2.0]])).tolist()
+    [[1.0, 3.0], [0.0, 2.0]]
     """
     np_dtype = np.dtype(jax.numpy.dtype(dtype))
 

@@ -53,7 +53,26 @@ _cached = functools.lru_cache(maxsize=512)(_make)
 
 
 def apply_op(op: Any, *inputs: Any) -> Any:
-    """Run a core Op as a ``jax.custom_vjp`` function (jit-, vmap- and grad-safe)."""
+    """Run a core Op as a ``jax.custom_vjp`` function (jit-, vmap- and grad-safe).
+
+    Parameters
+    ----------
+    op : Op
+        A core Op (an immutable, hashable value).
+    *inputs : array
+        Its array inputs.
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp, dopt_core as dc
+    >>> from dopt_jax import apply_op
+    >>> def f(t):
+    ...     bound = dc.solvers.sort.bind(t)
+    ...     return apply_op(bound.op, *bound.inputs)
+    >>> y, vjp = jax.vjp(jax.jit(f), jnp.array([3.0, 1.0, 2.0]))
+    >>> y.tolist(), vjp(jnp.array([10.0, 20.0, 30.0]))[0].tolist()
+    ([1.0, 2.0, 3.0], [30.0, 10.0, 20.0])
+    """
     try:
         f = _cached(op)
     except TypeError:  # an Op with an unhashable field: build the wrapper afresh

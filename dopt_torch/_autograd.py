@@ -112,5 +112,23 @@ class AutogradOp(torch.autograd.Function):
 
 
 def apply_op(op: Any, *inputs: Any) -> Any:
-    """Run a core Op with torch autograd wired to its explicit VJP."""
+    """Run a core Op with torch autograd wired to its explicit VJP.
+
+    Parameters
+    ----------
+    op : Op
+        A core Op (an immutable, hashable value).
+    *inputs : array
+        Its array inputs.
+
+    Examples
+    --------
+    >>> import torch, dopt_core as dc
+    >>> from dopt_torch import apply_op
+    >>> theta = torch.tensor([3.0, 1.0, 2.0], requires_grad=True)
+    >>> bound = dc.solvers.sort.bind(theta)
+    >>> apply_op(bound.op, *bound.inputs).backward(torch.tensor([10.0, 20.0, 30.0]))
+    >>> theta.grad.tolist()   # each slot's cotangent goes back to the entry sorted there
+    [30.0, 10.0, 20.0]
+    """
     return AutogradOp.apply(op, *inputs)[0]

@@ -159,6 +159,19 @@ def soft_compare(
     :math:`F(\beta(a - b))`. ``b`` may be a Python number. Tends to ``1[a > b]`` as
     ``beta → ∞``; equals ½ at ``a == b`` for symmetric distributions.
 
+    Parameters
+    ----------
+    a : array
+        Left-hand side.
+    b : array or float
+        Right-hand side, broadcast against ``a``.
+    beta : float > 0
+        Inverse temperature: the relaxation tends to the exact operation as ``beta → ∞``.
+    distribution : str
+        A CDF of :mod:`dopt_core.relax.cdfs` (``"logistic"``, ``"cauchy"``, ``"gaussian"``...).
+    check_finite : bool
+        Raise ``ValueError`` on NaN or infinite inputs (skipped under ``jax.jit``).
+
     Example
     -------
     >>> import numpy as np
@@ -180,6 +193,15 @@ def soft_if(p: Any, then_value: Any, else_value: Any, /, *, check_finite: bool =
     probability ``p`` (e.g. from :func:`soft_compare`) — AlgoVision's ``If`` with merged
     branches. ``p`` must lie in [0, 1] (checked unless traced); the values may be Python
     numbers. Gradients flow to all three.
+
+    Parameters
+    ----------
+    p : array
+        Probability of the condition, in [0, 1].
+    then_value, else_value : array or float
+        The two branches, broadcast against ``p``.
+    check_finite : bool
+        Raise ``ValueError`` on NaN or infinite inputs (skipped under ``jax.jit``).
 
     Example
     -------
@@ -229,6 +251,20 @@ def soft_min(
     Vector: :math:`\sum_i \operatorname{softmax}(-\beta x)_i\, x_i` (logistic only; for a
     pair the two definitions coincide). Tends to the exact minimum as ``beta → ∞``.
 
+    Parameters
+    ----------
+    x : array
+        A vector (``y`` omitted: the extremum along the last axis) or the first of a pair.
+    y : array or float, optional
+        The second of the pair, broadcast against ``x``.
+    beta : float > 0
+        Inverse temperature: the relaxation tends to the exact operation as ``beta → ∞``.
+    distribution : str
+        A CDF of :mod:`dopt_core.relax.cdfs` (``"logistic"``, ``"cauchy"``, ``"gaussian"``...);
+        pairs only (vectors use the logistic: softmax weights).
+    check_finite : bool
+        Raise ``ValueError`` on NaN or infinite inputs (skipped under ``jax.jit``).
+
     Example
     -------
     >>> import numpy as np
@@ -255,6 +291,20 @@ def soft_max(
     :math:`(1-\alpha) x + \alpha y` with :math:`\alpha = \Pr[y > x]`, for a vector
     :math:`\sum_i \operatorname{softmax}(\beta x)_i\, x_i`.
 
+    Parameters
+    ----------
+    x : array
+        A vector (``y`` omitted: the extremum along the last axis) or the first of a pair.
+    y : array or float, optional
+        The second of the pair, broadcast against ``x``.
+    beta : float > 0
+        Inverse temperature: the relaxation tends to the exact operation as ``beta → ∞``.
+    distribution : str
+        A CDF of :mod:`dopt_core.relax.cdfs` (``"logistic"``, ``"cauchy"``, ``"gaussian"``...);
+        pairs only (vectors use the logistic: softmax weights).
+    check_finite : bool
+        Raise ``ValueError`` on NaN or infinite inputs (skipped under ``jax.jit``).
+
     Example
     -------
     >>> import numpy as np
@@ -272,6 +322,15 @@ def soft_argmin(x: Any, /, *, beta: float = 10.0, check_finite: bool = True) -> 
     The probability of each entry being the minimum when ``x`` is perturbed with Gumbel
     noise of scale :math:`1/\beta`; tends to the one-hot argmin as ``beta → ∞``.
 
+    Parameters
+    ----------
+    x : array, shape ``(..., n)``
+        Scores; leading axes are batch axes.
+    beta : float > 0
+        Inverse temperature: the relaxation tends to the exact operation as ``beta → ∞``.
+    check_finite : bool
+        Raise ``ValueError`` on NaN or infinite inputs (skipped under ``jax.jit``).
+
     Example
     -------
     >>> import numpy as np
@@ -286,6 +345,15 @@ def soft_argmin(x: Any, /, *, beta: float = 10.0, check_finite: bool = True) -> 
 @op_function
 def soft_argmax(x: Any, /, *, beta: float = 10.0, check_finite: bool = True) -> Bound:
     r"""Relaxed one-hot argmax along the last axis: :math:`\operatorname{softmax}(\beta x)`.
+
+    Parameters
+    ----------
+    x : array, shape ``(..., n)``
+        Scores; leading axes are batch axes.
+    beta : float > 0
+        Inverse temperature: the relaxation tends to the exact operation as ``beta → ∞``.
+    check_finite : bool
+        Raise ``ValueError`` on NaN or infinite inputs (skipped under ``jax.jit``).
 
     Example
     -------

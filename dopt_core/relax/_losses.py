@@ -88,6 +88,8 @@ def permutation_loss(
     reduction : {"mean", "sum", "none"}
         Mean over all entries (``BCELoss``'s default, a 0-d array), their sum, or the
         per-instance mean (shape ``(...)``).
+    check_finite : bool
+        Raise ``ValueError`` on NaN or infinite inputs (skipped under ``jax.jit``).
 
     Example
     -------

@@ -116,6 +116,8 @@ def softmax(theta: Any, /, *, tau: float = 1.0, check_finite: bool = True) -> Bo
     theta : array, shape ``(..., n)``, float32 or float64
     tau : float > 0
         Temperature.
+    check_finite : bool
+        Raise ``ValueError`` on NaN or infinite inputs (skipped under ``jax.jit``).
 
     Example
     -------
@@ -141,6 +143,15 @@ def sparsemax(theta: Any, /, *, tau: float = 1.0, check_finite: bool = True) -> 
     and :math:`t = (\sum_{j\le k} z_{(j)} - 1)/k`. With :math:`s = 1[y > 0]` its
     Jacobian is :math:`(\operatorname{diag}(s) - s s^\top/|s|)/\tau`, so
     :math:`J^\top g = s \odot (g - \langle s, g\rangle/|s|)/\tau`.
+
+    Parameters
+    ----------
+    theta : array, shape ``(..., n)``, float32 or float64
+        Scores; leading axes are batch axes.
+    tau : float > 0
+        Temperature.
+    check_finite : bool
+        Raise ``ValueError`` on NaN or infinite inputs (skipped under ``jax.jit``).
 
     Example
     -------
@@ -195,6 +206,8 @@ def gumbel_softmax(
         the same sample). It receives no gradient.
     hard : bool
         Straight-through one-hot forward.
+    check_finite : bool
+        Raise ``ValueError`` on NaN or infinite inputs (skipped under ``jax.jit``).
 
     Example
     -------

@@ -464,6 +464,19 @@ def soft_sort(
     :math:`-\log \operatorname{mean}(e^{-x})`. L2 is piecewise linear in ``x``. Any batch
     shape; ``descending=True`` returns ``-soft_sort(-x)``.
 
+    Parameters
+    ----------
+    x : array, shape ``(..., n)``
+        Values; leading axes are batch axes.
+    regularization_strength : float > 0
+        ε: small values approach the exact operation, large ones flatten it.
+    regularization : {"l2", "kl"}
+        Quadratic (Euclidean projection) or entropic regularisation.
+    descending : bool
+        Reverse the order.
+    check_finite : bool
+        Raise ``ValueError`` on NaN or infinite inputs (skipped under ``jax.jit``).
+
     Example
     -------
     >>> import numpy as np
@@ -506,6 +519,19 @@ def soft_rank(
     :math:`\varepsilon \to 0` the ranks are exact; as :math:`\varepsilon \to \infty` every
     rank tends to :math:`(n+1)/2`. Ranks always lie in the permutahedron (they sum to
     :math:`n(n+1)/2`).
+
+    Parameters
+    ----------
+    x : array, shape ``(..., n)``
+        Values; leading axes are batch axes.
+    regularization_strength : float > 0
+        ε: small values approach the exact operation, large ones flatten it.
+    regularization : {"l2", "kl"}
+        Quadratic (Euclidean projection) or entropic regularisation.
+    descending : bool
+        Reverse the order.
+    check_finite : bool
+        Raise ``ValueError`` on NaN or infinite inputs (skipped under ``jax.jit``).
 
     Example
     -------

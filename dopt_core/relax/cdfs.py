@@ -111,7 +111,22 @@ def _erfc_cf(x: Any, *, xp: Any) -> Any:
 
 
 def erfc(x: Any, *, xp: Any = None) -> Any:
-    """Complementary error function, in the array API (relative error below 3e-13 in float64)."""
+    """Complementary error function, in the array API (relative error below 3e-13 in float64).
+
+    Parameters
+    ----------
+    x : array
+        Real array-API array (float32 or float64).
+    xp : namespace, optional
+        ``x``'s namespace (found from ``x`` by default).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from dopt_core.relax.cdfs import erfc
+    >>> erfc(np.array([0.0, 1.0])).round(6)
+    array([1.      , 0.157299])
+    """
     xp = array_namespace(x) if xp is None else xp
     ax = xp.abs(x)
     small = xp.minimum(ax, xp.full_like(ax, 2.0))
@@ -121,7 +136,22 @@ def erfc(x: Any, *, xp: Any = None) -> Any:
 
 
 def erf(x: Any, *, xp: Any = None) -> Any:
-    """Error function, in the array API."""
+    """Error function, in the array API.
+
+    Parameters
+    ----------
+    x : array
+        Real array-API array (float32 or float64).
+    xp : namespace, optional
+        ``x``'s namespace (found from ``x`` by default).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from dopt_core.relax.cdfs import erf
+    >>> erf(np.array([0.0, 1.0])).round(6)
+    array([0.      , 0.842701])
+    """
     xp = array_namespace(x) if xp is None else xp
     ax = xp.abs(x)
     small = xp.minimum(ax, xp.full_like(ax, 2.0))
@@ -211,7 +241,20 @@ _REGISTRY: dict[str, CDF] = {}
 
 
 def register(entry: CDF) -> CDF:
-    """Add a CDF to the registry (its name must be new)."""
+    """Add a CDF to the registry (its name must be new).
+
+    Parameters
+    ----------
+    entry : CDF
+        The new entry, with its density ``f = F'``.
+
+    Examples
+    --------
+    >>> from dopt_core.relax import cdfs
+    >>> cdfs.register(cdfs.get("logistic"))
+    Traceback (most recent call last):
+    ValueError: a CDF named 'logistic' is already registered
+    """
     if not isinstance(entry, CDF):
         raise TypeError(f"entry must be a dopt_core.relax.cdfs.CDF, got {type(entry).__name__}")
     if entry.name in _REGISTRY:
@@ -221,7 +264,19 @@ def register(entry: CDF) -> CDF:
 
 
 def get(name: str) -> CDF:
-    """The registry entry ``name`` (``ValueError`` listing the known names otherwise)."""
+    """The registry entry ``name`` (``ValueError`` listing the known names otherwise).
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`NAMES`.
+
+    Examples
+    --------
+    >>> from dopt_core.relax import cdfs
+    >>> cdfs.get("gaussian").symmetric, cdfs.get("gumbel_max").symmetric
+    (True, False)
+    """
     return _REGISTRY[check_choice(name, name="distribution", choices=tuple(_REGISTRY))]
 
 
@@ -539,6 +594,31 @@ def cdf(
 
     ``squared=True`` evaluates :math:`F(\operatorname{sign}(x)\,x^2/s)` (GenDR's squared
     distances). ``x`` is any array-API array; the result has its dtype and device.
+
+    Parameters
+    ----------
+    name : str
+        A registry entry (:data:`NAMES`).
+    x : array
+        Any array-API array; the result has its dtype and device.
+    scale : float > 0
+        ``s``: the argument is ``x / s`` (the sorting networks use ``s = 1/steepness``).
+    shape : float, optional
+        ``k`` of ``gamma`` and ``gamma_rev`` (default 2; ``ValueError`` for other entries).
+    shift : float
+        ``c`` of the shifted entries (``exponential``, ``gamma``, ``levy`` and their
+        reverses; must be 0 for the others).
+    art_lambda : float in [0, 1)
+        λ of ``logistic_phi`` (the activation replacement trick).
+    squared : bool
+        Evaluate at ``sign(x) x² / s`` (GenDR's squared distances).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from dopt_core.relax import cdfs
+    >>> cdfs.cdf("cauchy", np.array([-1.0, 0.0, 1.0]))   # arctan(v)/π + 1/2
+    array([0.25, 0.5 , 0.75])
     """
     xp = array_namespace(x)
     entry = get(name)
@@ -560,7 +640,33 @@ def pdf(
     art_lambda: float = 0.25,
     squared: bool = False,
 ) -> Any:
-    """The density ``d cdf(name, x, ...) / dx`` (same arguments as :func:`cdf`)."""
+    """The density ``d cdf(name, x, ...) / dx`` (same arguments as :func:`cdf`).
+
+    Parameters
+    ----------
+    name : str
+        A registry entry (:data:`NAMES`).
+    x : array
+        Any array-API array; the result has its dtype and device.
+    scale : float > 0
+        ``s``: the argument is ``x / s`` (the sorting networks use ``s = 1/steepness``).
+    shape : float, optional
+        ``k`` of ``gamma`` and ``gamma_rev`` (default 2; ``ValueError`` for other entries).
+    shift : float
+        ``c`` of the shifted entries (``exponential``, ``gamma``, ``levy`` and their
+        reverses; must be 0 for the others).
+    art_lambda : float in [0, 1)
+        λ of ``logistic_phi`` (the activation replacement trick).
+    squared : bool
+        Evaluate at ``sign(x) x² / s`` (GenDR's squared distances).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from dopt_core.relax import cdfs
+    >>> cdfs.pdf("logistic", np.array([0.0]), scale=0.5)   # σ'(0) / s = 0.25 / 0.5
+    array([0.5])
+    """
     xp = array_namespace(x)
     entry = get(name)
     scale = check_positive(scale, name="scale")

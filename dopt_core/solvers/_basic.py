@@ -155,6 +155,8 @@ def top_k(theta: Any, /, k: int, *, check_finite: bool = True) -> Bound:
     ----------
     theta : array, shape ``(..., n)``
     k : int, ``1 <= k <= n``
+    check_finite : bool
+        Raise ``ValueError`` on NaN or infinite scores (skipped under ``jax.jit``).
 
     Returns
     -------
@@ -181,6 +183,15 @@ def sort(theta: Any, /, *, descending: bool = False, check_finite: bool = True) 
     same gradient as ``torch.sort`` and ``jnp.sort`` away from ties (at ties, the
     stable order decides).
 
+    Parameters
+    ----------
+    theta : array, shape ``(..., n)``, float32 or float64
+        Scores; leading axes are batch axes.
+    descending : bool
+        Sort in decreasing order.
+    check_finite : bool
+        Raise ``ValueError`` on NaN or infinite scores (skipped under ``jax.jit``).
+
     Example
     -------
     >>> import numpy as np, dopt_core as dc
@@ -204,6 +215,13 @@ def rank(theta: Any, /, *, check_finite: bool = True) -> Bound:
 
     Among equal scores the lower index gets the lower rank (stable ascending order).
 
+    Parameters
+    ----------
+    theta : array, shape ``(..., n)``, float32 or float64
+        Scores; leading axes are batch axes.
+    check_finite : bool
+        Raise ``ValueError`` on NaN or infinite scores (skipped under ``jax.jit``).
+
     Example
     -------
     >>> import numpy as np, dopt_core as dc
@@ -222,6 +240,13 @@ def permutation(theta: Any, /, *, check_finite: bool = True) -> Bound:
     ``sort(x) = x @ P`` (for a row vector x) — diffsort's convention. As an oracle,
     ``P`` maximises ``<θ ⊗ (1, …, n), P> = Σ_{ij} θ_i · j · P_{ij}`` over permutation
     matrices. Ties: stable ascending order.
+
+    Parameters
+    ----------
+    theta : array, shape ``(..., n)``, float32 or float64
+        Scores; leading axes are batch axes.
+    check_finite : bool
+        Raise ``ValueError`` on NaN or infinite scores (skipped under ``jax.jit``).
 
     Example
     -------

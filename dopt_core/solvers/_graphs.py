@@ -187,9 +187,11 @@ def spanning_tree(
     minimum spanning tree of weights ``w`` use ``θ = -w``.
 
     Solved on the host by Kruskal's greedy algorithm as implemented in
-    ``scipy.sparse.csgraph.minimum_spanning_tree``, on the weights ``max θ - θ + 1``:
-    csgraph reads zero weights as absent edges, and a constant shift does not change
-    the optimal trees.
+    ``scipy.sparse.csgraph.minimum_spanning_tree``, on the weights ``1 + rank``, where
+    ``rank`` is the dense rank of ``-θ`` (0 for the best score, equal scores sharing a
+    rank): csgraph reads a zero weight as an absent edge, and the greedy algorithm
+    depends only on the order of the weights, so these weights give the same trees and
+    the same ties as θ at any magnitude (no rounding of close scores into ties).
 
     Parameters
     ----------

@@ -40,6 +40,11 @@ def grid_dag_arcs(grid: tuple[int, int]) -> np.ndarray:
     the order of PyEPO's ``shortestPathModel(grid).arcs`` and of the costs its
     ``pyepo.data.shortestpath.genData`` generates.
 
+    Parameters
+    ----------
+    grid : (int, int)
+        ``(H, W)``, both at least 1.
+
     Example
     -------
     >>> import dopt_core as dc
