@@ -16,6 +16,7 @@ from ._autograd import apply_op
 
 _functorch = torch._C._functorch
 _functorch_active = torch._C._are_functorch_transforms_active
+_is_compiling = torch.compiler.is_compiling
 
 
 def _generator(rng: Any, device: torch.device) -> torch.Generator | None:
@@ -36,9 +37,8 @@ def _generator(rng: Any, device: torch.device) -> torch.Generator | None:
 
 
 def _vmapped(x: Any) -> bool:
-    """Whether ``x`` is batched by ``torch.func.vmap`` at some functorch level."""
-    if not _functorch_active():  # one C call outside functorch transforms
-        return False
+    """Whether ``x`` is batched by ``torch.func.vmap`` at some functorch level (callers
+    ask only while a functorch transform is active: one C call otherwise)."""
     while _functorch.is_functorch_wrapped_tensor(x):
         if _functorch.is_batchedtensor(x):
             return True
@@ -67,7 +67,7 @@ class TorchBackend(Backend):
         # torch.compile traces (reading one forces a graph break and a device sync); a
         # tensor batched by torch.func.vmap (one slice has no readable scalar). Value
         # checks are then skipped, as under jax.jit and jax.vmap.
-        return x.device.type == "meta" or torch.compiler.is_compiling() or _vmapped(x)
+        return x.device.type == "meta" or _is_compiling() or (_functorch_active() and _vmapped(x))
 
     def take(self, x: Any, indices: Any, axis: int) -> Any:
         # array-api-compat's take remaps negative indices with three extra kernels per
@@ -80,7 +80,7 @@ class TorchBackend(Backend):
         # propagate through the sum, so a finite sum means finite entries; a non-finite
         # sum (a non-finite entry, or an overflow of finite ones) is re-checked entrywise.
         # Unknown (None) where values cannot be read now (see is_traced).
-        if torch.compiler.is_compiling() or _vmapped(x):
+        if _is_compiling() or (_functorch_active() and _vmapped(x)):
             return None
         if math.isfinite(x.detach().sum().item()):
             return True
