@@ -157,7 +157,8 @@ def _as_cotangent(g: Any, y: Any, backend: Any, xp: Any) -> Any:
     if isinstance(g, numbers.Real) and not isinstance(g, bool) and not hasattr(g, "shape"):
         if shape:
             raise ValueError(
-                f"cotangent must have the output's shape {shape}: a scalar stands only for a 0-d output"
+                f"cotangent must have the output's shape {shape}: a scalar stands only "
+                "for a 0-d output"
             )
         return xp.asarray(float(g), dtype=y.dtype, device=backend.device(y))
     if isinstance(g, np.ndarray | np.generic) and backend.name != "numpy":

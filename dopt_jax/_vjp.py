@@ -67,7 +67,7 @@ def apply_op(op: Any, *inputs: Any) -> Any:
         f = _make(op)
     try:
         return f(*inputs)
-    except TypeError as exc:  # JAX: "can't apply forward-mode autodiff (jvp) to a custom_vjp function."
+    except TypeError as exc:  # "can't apply forward-mode autodiff (jvp) to a custom_vjp function."
         if "forward-mode" not in str(exc) or "custom_vjp" not in str(exc):
             raise
         raise TypeError(FORWARD_MODE_ERROR.format(name=op.name)) from exc

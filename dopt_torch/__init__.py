@@ -10,7 +10,14 @@ import torch
 
 from dopt_core import *  # noqa: F403 - the plugin exports the core's public names
 from dopt_core import __all__ as _core_all
-from dopt_core import __version__, backend_for, register_backend, solvers, testing, value_and_vjp  # noqa: F401
+from dopt_core import (  # noqa: F401
+    __version__,
+    backend_for,
+    register_backend,
+    solvers,
+    testing,
+    value_and_vjp,
+)
 
 from . import nn
 from ._autograd import AutogradOp

@@ -15,6 +15,12 @@ versioning it — and are saved with ``save_for_backward`` (version-checked, see
 saved-tensor hooks) in ``setup_context``; and :meth:`AutogradOp.apply` skips torch's
 per-call ``inspect.signature`` binding of ``forward``'s arguments, which is the
 identity for ``forward(op, *inputs)``, unless a functorch transform is active.
+
+Under ``torch.func`` transforms, ``grad``/``vjp`` use the same forward and backward;
+``vmap`` (and ``jacrev``, which vmaps the backward) goes through the ``vmap`` rules of
+:class:`AutogradOp` and :class:`FirstOrderOnly`. Forward mode (``jvp``, ``jacfwd``) is
+not supported yet: a ``jvp`` staticmethod would also make ``torch.compile`` refuse the
+Function.
 """
 
 from __future__ import annotations
@@ -119,10 +125,11 @@ class AutogradOp(torch.autograd.Function):
         dims = in_dims[1:]
         if len(inputs) == 1 and not _grad_level_above():
             return (AutogradOp.apply(op, inputs[0].movedim(dims[0], 0))[0], ()), (0, ())
-        outs = [
-            AutogradOp.apply(op, *(x if d is None else x.select(d, b) for x, d in zip(inputs, dims, strict=True)))
-            for b in range(info.batch_size)
-        ]
+
+        def piece(b: int) -> tuple[Any, ...]:
+            return tuple(x if d is None else x.select(d, b) for x, d in zip(inputs, dims, strict=True))
+
+        outs = [AutogradOp.apply(op, *piece(b)) for b in range(info.batch_size)]
         y = torch.stack([out[0] for out in outs])
         residuals = tuple(torch.stack(rs) for rs in zip(*(out[1] for out in outs), strict=True))
         return (y, residuals), (0, (0,) * len(residuals))

@@ -103,7 +103,9 @@ class _Seeded(torch.nn.Module):
 
     _factory: Callable[..., OpFunction]
 
-    def __init__(self, solver: Callable[..., Any], seed: int | None, kwargs: dict[str, Any]) -> None:
+    def __init__(
+        self, solver: Callable[..., Any], seed: int | None, kwargs: dict[str, Any]
+    ) -> None:
         super().__init__()
         self.seed = seed
         self._solver = solver

@@ -167,14 +167,14 @@ def test_value_and_vjp_cotangents(lib: str) -> None:
     np.testing.assert_allclose(np.asarray(vjp(to(g.astype(np.int64)))), expected)
     with pytest.raises(ValueError, match=r"cotangent must have the output's shape \(2, 3\).*0-d"):
         vjp(1.0)
-    with pytest.raises(ValueError, match=r"cotangent must have the output's shape \(2, 3\), got \(3,\)"):
+    with pytest.raises(ValueError, match=r"output's shape \(2, 3\), got \(3,\)"):
         vjp(to(g[0]))
     with pytest.raises(TypeError, match="cotangent must be an array of the output's library"):
         vjp(g.tolist())
     with pytest.raises(TypeError, match="cotangent must have a real floating or integer dtype"):
         vjp(np.ones((2, 3), dtype=bool))
     if lib != "torch":
-        with pytest.raises(TypeError, match=f"cotangent must be an array of the output's library \\({lib}\\)"):
+        with pytest.raises(TypeError, match=f"cotangent must be an array of .*\\({lib}\\)"):
             vjp(torch.ones(2, 3))
 
     # a 0-d output (a loss): Python and NumPy scalars stand for the 0-d cotangent
@@ -228,7 +228,7 @@ def test_vmap_of_a_perturbed_op_with_given_noise_and_of_its_gradient() -> None:
     grads = torch.func.vmap(torch.func.grad(loss))(x, z)  # a grad level above the vmap
     for i in range(3):
         _, vjp = dc.value_and_vjp(f, x[i].numpy(), noise=z[i].numpy())
-        np.testing.assert_allclose(grads[i].numpy(), vjp(np.broadcast_to(w.numpy(), (5,)).copy()), rtol=1e-12)
+        np.testing.assert_allclose(grads[i].numpy(), vjp(w.numpy()), rtol=1e-12)
     assert grads.abs().sum() > 0
     # noise drawn inside vmap follows torch's randomness flag
     with pytest.raises(RuntimeError, match="randomness"):
@@ -254,14 +254,16 @@ def test_jacrev_matches_the_numpy_reference(name: str) -> None:
     }[name]
     tkw = {k: torch.from_numpy(v) for k, v in kw.items()}
     jac = torch.func.jacrev(lambda t: f(t, **tkw))(torch.from_numpy(x))
-    if name == "top_k":  # zero gradient: no reference VJP to bind through partial
-        assert torch.equal(jac, torch.zeros(5, 5, dtype=torch.float64))
-        return
-    ref = _jacobian_reference(f.func if isinstance(f, functools.partial) else f, x, **(f.keywords if isinstance(f, functools.partial) else {}), **kw)
+    if isinstance(f, functools.partial):  # value_and_vjp takes the dopt function itself
+        f, kw = f.func, {**f.keywords, **kw}
+    ref = _jacobian_reference(f, x, **kw)
     np.testing.assert_allclose(jac.numpy(), ref, rtol=1e-12, atol=1e-12)
     if name == "sort":  # the permutation matrix itself
         np.testing.assert_array_equal(ref, np.eye(5)[np.argsort(x)])
-    assert np.abs(ref).sum() > 0
+    if name == "top_k":  # piecewise constant: the a.e. derivative is zero
+        assert not ref.any()
+    else:
+        assert np.abs(ref).sum() > 0
 
 
 def test_second_order_through_torch_func_raises_the_first_order_error() -> None:
@@ -341,4 +343,5 @@ def test_jax_forward_mode_names_the_op_and_reverse_mode() -> None:
         jax.jvp(dj.relax.soft_sort, (x,), (x,))
     with pytest.raises(TypeError, match="sort: .*use reverse mode"):
         jax.jacfwd(dj.solvers.sort)(x)
-    np.testing.assert_array_equal(np.asarray(jax.jacrev(dj.solvers.sort)(x)), np.eye(3)[np.argsort(np.asarray(x))])
+    jac = np.asarray(jax.jacrev(dj.solvers.sort)(x))
+    np.testing.assert_array_equal(jac, np.eye(3)[np.argsort(np.asarray(x))])
