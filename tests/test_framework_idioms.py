@@ -345,3 +345,32 @@ def test_jax_forward_mode_names_the_op_and_reverse_mode() -> None:
         jax.jacfwd(dj.solvers.sort)(x)
     jac = np.asarray(jax.jacrev(dj.solvers.sort)(x))
     np.testing.assert_array_equal(jac, np.eye(3)[np.argsort(np.asarray(x))])
+
+
+def test_registering_a_backend_keeps_the_other_cached_answers() -> None:
+    """torch.compile traces backend_for and cannot trace its locked lookup of an unseen
+    type: the tensor types stay cached when another plugin registers."""
+    from dopt_core import backend as B
+
+    class Other(B.Backend):
+        name = "other-test-backend"
+
+        def owns(self, x: Any) -> bool:
+            return False
+
+    dc.backend_for(torch.ones(1))
+    dc.backend_for(torch.nn.Parameter(torch.ones(1)))
+    saved = dict(B._BACKENDS)
+    try:
+        B.register_backend(Other())
+        assert B._BY_TYPE.get(torch.Tensor) is dc.backend_for(torch.ones(1))
+        assert B._BY_TYPE.get(torch.nn.Parameter) is not None
+        B.register_backend(dt.TorchBackend())  # replacing torch's adapter drops its entries
+        assert torch.Tensor not in B._BY_TYPE
+    finally:
+        with B._LOCK:
+            B._BACKENDS.clear()
+            B._BACKENDS.update(saved)
+            B._BY_TYPE.clear()
+        dc.backend_for(torch.ones(1))
+        dc.backend_for(torch.nn.Parameter(torch.ones(1)))
