@@ -255,7 +255,11 @@ _NUMPY = NumPyBackend()
 
 
 def register_backend(backend: Backend) -> None:
-    """Add (or replace) a plugin's adapter. Thread-safe; clears the per-type cache.
+    """Add (or replace) a plugin's adapter. Thread-safe; forgets the cached answers it
+    may change: those of the adapter it replaces and of the generic fallback (types the
+    new plugin may own). The others stay (lookup keeps registration order), so a
+    plugin can warm the cache for its array types once (torch.compile cannot trace
+    the locked lookup of an unseen type).
 
     Parameters
     ----------
@@ -273,7 +277,9 @@ def register_backend(backend: Backend) -> None:
         raise TypeError(f"backend must be a dopt_core.backend.Backend, got {type(backend).__name__}")
     with _LOCK:
         _BACKENDS[backend.name] = backend
-        _BY_TYPE.clear()
+        for t, b in list(_BY_TYPE.items()):
+            if b.name == backend.name or isinstance(b, ArrayAPIBackend):
+                del _BY_TYPE[t]
 
 
 def registered_backends() -> dict[str, Backend]:

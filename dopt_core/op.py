@@ -28,9 +28,12 @@ public function applies the Op through the array's backend, and
 from __future__ import annotations
 
 import functools
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
+
+import numpy as np
 
 from .backend import apply_op, backend_for
 
@@ -107,6 +110,13 @@ def value_and_vjp(f: OpFunction, *args: Any, **kwargs: Any) -> tuple[Any, Callab
     namespace (NumPy first of all). Returns ``(y, vjp)`` with ``vjp(g) -> grad_theta``
     shaped like the first argument.
 
+    The cotangent ``g`` has the output's shape exactly (no broadcasting, as in
+    ``jax.vjp`` and ``torch.autograd.grad``): an array of the output's library (on its
+    device), or a NumPy array, which is moved there; a Python or NumPy real scalar
+    stands for a 0-d array when the output is 0-d (a loss). Integer cotangents are cast
+    to the output's dtype. Anything else raises ``TypeError``, a wrong shape or device
+    ``ValueError``, both naming ``cotangent``.
+
     Parameters
     ----------
     f : OpFunction
@@ -135,9 +145,7 @@ def value_and_vjp(f: OpFunction, *args: Any, **kwargs: Any) -> tuple[Any, Callab
     out_dtype = bound.out_dtype
 
     def vjp(g: Any) -> Any:
-        if tuple(g.shape) != tuple(y.shape):
-            raise ValueError(f"cotangent must have the output's shape {tuple(y.shape)}, got {tuple(g.shape)}")
-        g = xp.astype(g, y.dtype)
+        g = _as_cotangent(g, y, backend, xp)
         grad = bound.op.vjp(residuals, g, xp=xp)[0]
         if grad is None:
             grad = xp.zeros_like(theta)
@@ -148,3 +156,32 @@ def value_and_vjp(f: OpFunction, *args: Any, **kwargs: Any) -> tuple[Any, Callab
     if out_dtype is not None:
         y = xp.astype(y, out_dtype)
     return y, vjp
+
+
+def _as_cotangent(g: Any, y: Any, backend: Any, xp: Any) -> Any:
+    """``g`` as an array of ``y``'s library, device, shape and dtype (see
+    :func:`value_and_vjp` for what is accepted)."""
+    shape = tuple(y.shape)
+    if isinstance(g, numbers.Real) and not isinstance(g, bool) and not hasattr(g, "shape"):
+        if shape:
+            raise ValueError(
+                f"cotangent must have the output's shape {shape}: a scalar stands only "
+                "for a 0-d output"
+            )
+        return xp.asarray(float(g), dtype=y.dtype, device=backend.device(y))
+    if isinstance(g, np.ndarray | np.generic) and backend.name != "numpy":
+        g = backend.from_numpy(np.asarray(g), like=y)
+    elif not hasattr(g, "shape") or backend_for(g, name="cotangent") is not backend:
+        also = "" if backend.name == "numpy" else " or a NumPy array"
+        raise TypeError(
+            f"cotangent must be an array of the output's library ({backend.name}){also}, "
+            f"got {type(g).__module__}.{type(g).__qualname__}"
+        )
+    if tuple(g.shape) != shape:
+        raise ValueError(f"cotangent must have the output's shape {shape}, got {tuple(g.shape)}")
+    if not (xp.isdtype(g.dtype, "real floating") or xp.isdtype(g.dtype, "integral")):
+        raise TypeError(f"cotangent must have a real floating or integer dtype, got {g.dtype}")
+    dev, dev_y = backend.device(g), backend.device(y)
+    if dev is not None and dev_y is not None and not backend.same_device(dev, dev_y):
+        raise ValueError(f"cotangent is on device {dev} but the output is on {dev_y}")
+    return xp.astype(g, y.dtype)

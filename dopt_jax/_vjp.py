@@ -52,6 +52,13 @@ def _make(op: Any) -> Any:
 _cached = functools.lru_cache(maxsize=512)(_make)
 
 
+FORWARD_MODE_ERROR = (
+    "{name}: dopt ops are jax.custom_vjp functions and have no forward-mode derivative yet "
+    "(jax.jvp, jax.jacfwd, jax.linearize, jax.hessian); use reverse mode (jax.grad, jax.vjp, "
+    "jax.jacrev)"
+)
+
+
 def apply_op(op: Any, *inputs: Any) -> Any:
     """Run a core Op as a ``jax.custom_vjp`` function (jit-, vmap- and grad-safe).
 
@@ -77,4 +84,9 @@ def apply_op(op: Any, *inputs: Any) -> Any:
         f = _cached(op)
     except TypeError:  # an Op with an unhashable field: build the wrapper afresh
         f = _make(op)
-    return f(*inputs)
+    try:
+        return f(*inputs)
+    except TypeError as exc:  # "can't apply forward-mode autodiff (jvp) to a custom_vjp function."
+        if "forward-mode" not in str(exc) or "custom_vjp" not in str(exc):
+            raise
+        raise TypeError(FORWARD_MODE_ERROR.format(name=op.name)) from exc

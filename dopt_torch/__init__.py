@@ -6,9 +6,18 @@ and return tensors on the input's device; gradients come from the core's explici
 vector-Jacobian products through one generic ``torch.autograd.Function``.
 """
 
+import torch
+
 from dopt_core import *  # noqa: F403 - the plugin exports the core's public names
 from dopt_core import __all__ as _core_all
-from dopt_core import __version__, register_backend, solvers, testing, value_and_vjp  # noqa: F401
+from dopt_core import (  # noqa: F401
+    __version__,
+    backend_for,
+    register_backend,
+    solvers,
+    testing,
+    value_and_vjp,
+)
 
 from . import nn
 from ._autograd import AutogradOp
@@ -16,5 +25,10 @@ from ._autograd import apply_op
 from ._backend import TorchBackend
 
 register_backend(TorchBackend())
+# Resolve the tensor types once now: torch.compile traces backend_for, and cannot
+# trace its locked lookup of a type seen for the first time.
+for _t in (torch.empty(0), torch.nn.Parameter(torch.empty(0))):
+    backend_for(_t)
+del _t
 
 __all__ = [*_core_all, "AutogradOp", "TorchBackend", "apply_op", "nn"]

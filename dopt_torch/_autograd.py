@@ -15,6 +15,12 @@ versioning it — and are saved with ``save_for_backward`` (version-checked, see
 saved-tensor hooks) in ``setup_context``; and :meth:`AutogradOp.apply` skips torch's
 per-call ``inspect.signature`` binding of ``forward``'s arguments, which is the
 identity for ``forward(op, *inputs)``, unless a functorch transform is active.
+
+Under ``torch.func`` transforms, ``grad``/``vjp`` use the same forward and backward;
+``vmap`` (and ``jacrev``, which vmaps the backward) goes through the ``vmap`` rules of
+:class:`AutogradOp` and :class:`FirstOrderOnly`. Forward mode (``jvp``, ``jacfwd``) is
+not supported yet: a ``jvp`` staticmethod would also make ``torch.compile`` refuse the
+Function.
 """
 
 from __future__ import annotations
@@ -38,6 +44,12 @@ try:  # torch internals behind Function.apply; without them, torch's own apply i
 except (ImportError, AttributeError):  # pragma: no cover - another torch version
     FAST_APPLY = False
 
+# True while a functorch grad (or jvp) level above runs an autograd.Function's forward
+# on the levels below; unknown: assume so (the per-slice vmap rule is always right)
+_grad_level_above = getattr(
+    torch._C._functorch, "get_single_level_autograd_function_allowed", lambda: True
+)
+
 
 def _fresh(t: Any, taken: tuple[Any, ...]) -> Any:
     # An autograd.Function must not hand back one of its inputs as-is: give such a
@@ -59,6 +71,12 @@ class FirstOrderOnly(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, *grads: Any) -> Any:
         raise RuntimeError(SECOND_ORDER_ERROR)
+
+    @staticmethod
+    def vmap(info: Any, in_dims: tuple[int | None, ...], grad: Any, *anchors: Any) -> Any:
+        # torch.func.jacrev vmaps the backward pass over the cotangents: the identity
+        # keeps the batch axis where it is, and the guard stays on the level below
+        return FirstOrderOnly.apply(grad, *anchors), in_dims[0]
 
 
 class AutogradOp(torch.autograd.Function):
@@ -90,6 +108,31 @@ class AutogradOp(torch.autograd.Function):
         if not FAST_APPLY or _functorch_active():
             return super().apply(*args)
         return super(_SingleLevelFunction, cls).apply(*_unwrap_dead_wrappers(args))
+
+    @staticmethod
+    def vmap(info: Any, in_dims: tuple[int | None, ...], op: Any, *inputs: Any) -> Any:
+        """The ``torch.func.vmap`` rule: the op runs on the level below, unbatched.
+
+        An op with one array input is batched over that input's leading axes (the
+        library's convention), so the vmapped axis moves to the front and the op runs
+        once on the whole batch; its residuals stay on the level below. A ``grad``
+        level above this ``vmap`` (``vmap(grad(f))``) needs the residuals themselves,
+        batched, and a residual's batch axis is op-specific (soft sort packs the
+        batch into one flat table), as are the batch axes of a second input (a
+        perturbed op's noise has the sample axis first): then the op runs once per
+        slice, and the outputs and residuals are stacked.
+        """
+        dims = in_dims[1:]
+        if len(inputs) == 1 and not _grad_level_above():
+            return (AutogradOp.apply(op, inputs[0].movedim(dims[0], 0))[0], ()), (0, ())
+
+        def piece(b: int) -> tuple[Any, ...]:
+            return tuple(x if d is None else x.select(d, b) for x, d in zip(inputs, dims, strict=True))
+
+        outs = [AutogradOp.apply(op, *piece(b)) for b in range(info.batch_size)]
+        y = torch.stack([out[0] for out in outs])
+        residuals = tuple(torch.stack(rs) for rs in zip(*(out[1] for out in outs), strict=True))
+        return (y, residuals), (0, (0,) * len(residuals))
 
     @staticmethod
     def backward(ctx: Any, g: Any, *unused: Any) -> Any:

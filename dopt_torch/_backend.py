@@ -14,6 +14,10 @@ from dopt_core.backend import Backend
 
 from ._autograd import apply_op
 
+_functorch = torch._C._functorch
+_functorch_active = torch._C._are_functorch_transforms_active
+_is_compiling = torch.compiler.is_compiling
+
 
 def _generator(rng: Any, device: torch.device) -> torch.Generator | None:
     if isinstance(rng, torch.Generator):
@@ -30,6 +34,16 @@ def _generator(rng: Any, device: torch.device) -> torch.Generator | None:
         "rng must be a torch.Generator, a numpy.random.Generator, an int seed or None for "
         f"torch tensors, got {type(rng).__name__}"
     )
+
+
+def _vmapped(x: Any) -> bool:
+    """Whether ``x`` is batched by ``torch.func.vmap`` at some functorch level (callers
+    ask only while a functorch transform is active: one C call otherwise)."""
+    while _functorch.is_functorch_wrapped_tensor(x):
+        if _functorch.is_batchedtensor(x):
+            return True
+        x = _functorch.get_unwrapped(x)
+    return False
 
 
 class TorchBackend(Backend):
@@ -49,7 +63,11 @@ class TorchBackend(Backend):
         return torch.device(a) == torch.device(b)
 
     def is_traced(self, x: Any) -> bool:
-        return x.device.type == "meta"  # shapes without values: value checks cannot run
+        # Values that cannot be read now: a meta tensor (shapes only); any tensor while
+        # torch.compile traces (reading one forces a graph break and a device sync); a
+        # tensor batched by torch.func.vmap (one slice has no readable scalar). Value
+        # checks are then skipped, as under jax.jit and jax.vmap.
+        return x.device.type == "meta" or _is_compiling() or (_functorch_active() and _vmapped(x))
 
     def take(self, x: Any, indices: Any, axis: int) -> Any:
         # array-api-compat's take remaps negative indices with three extra kernels per
@@ -61,6 +79,9 @@ class TorchBackend(Backend):
         # (~20 µs at 4096 entries, ~0.4 ms at 128K on one CPU thread): NaN and ±inf
         # propagate through the sum, so a finite sum means finite entries; a non-finite
         # sum (a non-finite entry, or an overflow of finite ones) is re-checked entrywise.
+        # Unknown (None) where values cannot be read now (see is_traced).
+        if _is_compiling() or (_functorch_active() and _vmapped(x)):
+            return None
         if math.isfinite(x.detach().sum().item()):
             return True
         return bool(torch.isfinite(x).all())
