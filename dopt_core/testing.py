@@ -403,6 +403,9 @@ def gradcheck(
         \approx \langle g, (f(\theta + \epsilon v) - f(\theta - \epsilon v))/2\epsilon
         \rangle` (≥ 1); when θ has at most ``max_elementwise`` entries every entry of
         :math:`J^\top g` is checked too and the report names the worst one.
+    max_elementwise : int
+        Largest number of entries of θ for which every entry of :math:`J^\top g` is
+        checked (and the worst one named), beside the dot-product test.
     num_batches : int
         Independent noise batches of the statistical checks (their spread gives the
         standard error; ≥ 2).
@@ -728,6 +731,34 @@ def check_perturbed_identities(
     of ``num_samples`` draws. A wrong ``grad_nu`` of a custom :class:`~dopt_core.noise.Noise`,
     a missing 1/ε or a mis-scaled sample mean fails the first.
 
+    Parameters
+    ----------
+    noise : str or Noise
+        The noise law (``"normal"``, ``"gumbel"`` or a :class:`~dopt_core.noise.Noise`).
+    sigma : float
+        The smoothing ε of the first identity.
+    num_samples : int
+        Samples per estimate (one batch).
+    multiplicative, antithetic : bool
+        The perturbation's form and variance reduction, as in :func:`~dopt_core.perturbed`.
+    theta : array, optional
+        The point of the checks (default four evenly spaced scores in [-0.5, 0.7]).
+    smooth : callable, optional
+        The smooth map of the second identity (default a softmax).
+    small_sigma : float
+        The ε of the second identity.
+    rng : int or numpy.random.Generator, optional
+        Seed of the draws (default 0).
+    num_batches : int
+        Independent batches whose spread gives the standard error (≥ 2).
+    event_ndim : int
+        Trailing axes of ``theta`` forming one instance.
+
+    Returns
+    -------
+    GradcheckReport
+        One line per identity.
+
     Example
     -------
     >>> import dopt_core as dc
@@ -910,6 +941,28 @@ def check_solver(
     * **optimal** on tiny instances when ``feasible_set`` (an array ``(K, *event)`` of
       every feasible point) is given: :math:`\langle\theta, y\rangle` equals the brute-
       force maximum over the set (ties may pick any maximiser), and ``y`` is in the set.
+
+    Parameters
+    ----------
+    fn : callable
+        The batched solver, ``fn(theta) -> y``.
+    theta : array
+        Scores of one or more instances (leading axes are batch axes).
+    feasible_set : array, optional
+        Every feasible point of one instance, shape ``(K, *event)``, for the brute-force
+        optimality check.
+    is_feasible : callable, optional
+        ``is_feasible(y) -> bool`` on one instance's NumPy output.
+    event_ndim : int, optional
+        Trailing axes of ``theta`` forming one instance (default: the solver's declared
+        ``event_ndim``, else 1).
+    integral : bool
+        Check that every output entry is an integer.
+
+    Returns
+    -------
+    GradcheckReport
+        One line per check.
 
     Example
     -------
