@@ -13,7 +13,7 @@ import operator
 from collections.abc import Callable
 from typing import Any
 
-from ..backend import backend_for
+from ._registry import backend_for
 
 __all__ = [
     "check_flag",
