@@ -13,17 +13,18 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+import numpy as np
+
+import dopt_core
+from dopt_core.backend import registered_backends
+
 __all__ = ["main"]
 
 _PLUGINS = (("torch", "dopt_torch", "torch"), ("jax", "dopt_jax", "jax"), ("cupy", "dopt_cupy", "cupy"))
 
 
 def _info() -> int:
-    import numpy as np
-    import scipy
-
-    import dopt_core
-    from dopt_core.backend import registered_backends
+    import scipy  # lazy: only `dopt info` reports it, and `import dopt_core` does not load it
 
     print(f"dopt {dopt_core.__version__} (python {sys.version.split()[0]})")
     print(f"  numpy {np.__version__}, scipy {scipy.__version__}")
@@ -54,7 +55,7 @@ def _info() -> int:
 
 
 def _conformance(args: argparse.Namespace) -> int:
-    import dopt_conformance as conf
+    import dopt_conformance as conf  # lazy: the suite (every case) loads only for this command
 
     results = conf.run(backends=args.backend or None, cases=args.case or None)
     print(conf.format_table(results))

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from .backend import backend_for
+from .op import value_and_vjp
 
 __all__ = [
     "GradcheckReport",
@@ -172,8 +173,6 @@ def gradcheck(
     >>> report.passed
     True
     """
-    from .op import value_and_vjp
-
     name = getattr(f, "__name__", repr(f))
     backend = backend_for(theta, name="theta")
     host = [to_numpy(a).astype(np.float64) if _is_float_array(a) else a for a in (theta, *args)]
