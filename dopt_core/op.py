@@ -126,6 +126,8 @@ class OpFunction:
     ) -> None:
         if not callable(binder):
             raise TypeError(f"binder must be callable, got {type(binder).__name__}")
+        if event_ndim is not None:
+            event_ndim = check_int(event_ndim, name="event_ndim", low=0)
         if name is not None:
             binder.__name__ = binder.__qualname__ = name
         if doc is not None:
@@ -137,7 +139,7 @@ class OpFunction:
         if event_ndim is not None:
             # read by the perturbed estimators, losses and replacements (through
             # dopt_core._lib._checks.solver_event_ndim); unset means 1
-            self.event_ndim = check_int(event_ndim, name="event_ndim", low=0)
+            self.event_ndim = event_ndim
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         bound = self.bind(*args, **kwargs)
