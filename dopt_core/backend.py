@@ -23,23 +23,24 @@ live in their plugins, which register themselves on import. :func:`backend_for` 
 the adapter of an array, importing the plugin lazily — only when an array of that
 framework is seen, so the framework is already imported — and caches the answer per
 array type. The registry is guarded by a lock: lookups may come from many threads.
+Its lookup core is :mod:`dopt_core._lib._registry` (so that the validators of
+``_lib`` can find an adapter without importing this module); :func:`backend_for` and
+:func:`registered_backends` are re-exported from there.
 """
 
 from __future__ import annotations
 
-import importlib
 import math
-import threading
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from ._lib._compat import array_namespace, is_array_api_obj, is_lazy_array
+from ._lib import _registry
+from ._lib._compat import array_namespace, is_lazy_array
 from ._lib._compat import device as _device
-
-if TYPE_CHECKING:
-    from .op import Op
+from ._lib._registry import PLUGINS, backend_for, registered_backends  # noqa: F401 - re-exported
+from ._lib._typing import OpLike
 
 __all__ = [
     "ArrayAPIBackend",
@@ -51,15 +52,6 @@ __all__ = [
     "register_backend",
     "registered_backends",
 ]
-
-#: Root module of an array type -> (plugin module, pip extra).
-PLUGINS: dict[str, tuple[str, str]] = {
-    "torch": ("dopt_torch", "torch"),
-    "jax": ("dopt_jax", "jax"),
-    "jaxlib": ("dopt_jax", "jax"),
-    "cupy": ("dopt_cupy", "cupy"),
-}
-
 
 class Backend:
     """Adapter protocol, with the defaults that hold for any eager array-API library.
@@ -155,7 +147,7 @@ class Backend:
         return self.draw(rng, "exponential", shape, like=like)
 
     # -- execution -----------------------------------------------------------------
-    def apply_op(self, op: Op, *inputs: Any) -> Any:
+    def apply_op(self, op: OpLike, *inputs: Any) -> Any:
         """Run ``op``; frameworks with autodiff wire ``op.vjp`` into it."""
         xp = self.namespace(inputs[0])
         y, _ = op.forward(*inputs, xp=xp)
@@ -246,14 +238,9 @@ class ArrayAPIBackend(Backend):
 
 
 # ---------------------------------------------------------------------------------
-# Registry
+# Registry (its lookup core is dopt_core._lib._registry, so that _lib never imports
+# this module; backend_for and registered_backends are re-exported from there)
 # ---------------------------------------------------------------------------------
-_LOCK = threading.RLock()
-_BACKENDS: dict[str, Backend] = {}
-_BY_TYPE: dict[type, Backend] = {}
-_NUMPY = NumPyBackend()
-
-
 def register_backend(backend: Backend) -> None:
     """Add (or replace) a plugin's adapter. Thread-safe; forgets the cached answers it
     may change: those of the adapter it replaces and of the generic fallback (types the
@@ -275,93 +262,13 @@ def register_backend(backend: Backend) -> None:
     """
     if not isinstance(backend, Backend):
         raise TypeError(f"backend must be a dopt_core.backend.Backend, got {type(backend).__name__}")
-    with _LOCK:
-        _BACKENDS[backend.name] = backend
-        for t, b in list(_BY_TYPE.items()):
-            if b.name == backend.name or isinstance(b, ArrayAPIBackend):
-                del _BY_TYPE[t]
+    _registry.add_backend(backend)
 
 
-def registered_backends() -> dict[str, Backend]:
-    """Snapshot of the registered adapters by name (NumPy always included).
-
-    Examples
-    --------
-    >>> from dopt_core.backend import registered_backends
-    >>> registered_backends()["numpy"]
-    <dopt backend 'numpy'>
-    """
-    with _LOCK:
-        return {"numpy": _NUMPY, **_BACKENDS}
+_registry.install_defaults(NumPyBackend(), ArrayAPIBackend)
 
 
-def _lookup(x: Any) -> Backend | None:
-    if _NUMPY.owns(x):
-        return _NUMPY
-    for b in _BACKENDS.values():
-        if b.owns(x):
-            return b
-    return None
-
-
-def backend_for(x: Any, *, name: str = "theta") -> Backend:
-    """The adapter of array ``x``.
-
-    Looks through the registry; failing that, imports the plugin for ``x``'s framework
-    (which registers itself); failing that, falls back to :class:`ArrayAPIBackend` for
-    any array-API object. Raises ``TypeError`` naming ``name`` for non-arrays, and
-    naming the extra to install when a framework's plugin cannot be imported.
-
-    Parameters
-    ----------
-    x : array
-        An array of any supported library.
-    name : str
-        The argument's name, used in the error message.
-
-    Examples
-    --------
-    >>> import numpy as np, dopt_core as dc
-    >>> dc.backend_for(np.zeros(3))
-    <dopt backend 'numpy'>
-    >>> dc.backend_for([1.0, 2.0], name="scores")  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    TypeError: scores must be an array (NumPy, PyTorch, ...), got builtins.list
-    """
-    t = type(x)
-    cached = _BY_TYPE.get(t)
-    if cached is not None:
-        return cached
-    with _LOCK:
-        found = _lookup(x)
-    if found is None:
-        root = (t.__module__ or "").split(".")[0]
-        if root in PLUGINS:
-            # Import outside the lock: the plugin registers itself (taking the lock), and
-            # another thread may be importing it at the same time (import lock).
-            plugin, extra = PLUGINS[root]
-            try:
-                importlib.import_module(plugin)
-            except ImportError as exc:
-                raise TypeError(
-                    f"{name} is a {root} array, but the dopt plugin {plugin!r} could not be "
-                    f"imported ({exc}); install it with: pip install 'dopt[{extra}]'"
-                ) from exc
-    with _LOCK:
-        found = found or _lookup(x)
-        if found is None and is_array_api_obj(x):
-            generic = ArrayAPIBackend(array_namespace(x))
-            found = _BACKENDS.setdefault(generic.name, generic)
-        if found is None:
-            raise TypeError(
-                f"{name} must be an array (NumPy, PyTorch, JAX, CuPy or any array-API "
-                f"library), got {t.__module__}.{t.__qualname__}"
-            )
-        _BY_TYPE[t] = found
-        return found
-
-
-def apply_op(op: Op, *inputs: Any) -> Any:
+def apply_op(op: OpLike, *inputs: Any) -> Any:
     """Run ``op`` on ``inputs`` through the adapter of ``inputs[0]``.
 
     This is where a core function hands its work to a plugin: under torch the op

@@ -19,17 +19,18 @@ import os
 import sys
 from collections.abc import Sequence
 
+import numpy as np
+
+import dopt_core
+from dopt_core.backend import registered_backends
+
 __all__ = ["main"]
 
 _PLUGINS = (("torch", "dopt_torch", "torch"), ("jax", "dopt_jax", "jax"), ("cupy", "dopt_cupy", "cupy"))
 
 
 def _info() -> int:
-    import numpy as np
-    import scipy
-
-    import dopt_core
-    from dopt_core.backend import registered_backends
+    import scipy  # lazy: only `dopt info` reports it, and `import dopt_core` does not load it
 
     print(f"dopt {dopt_core.__version__} (python {sys.version.split()[0]})")
     print(f"  numpy {np.__version__}, scipy {scipy.__version__}")
@@ -60,7 +61,7 @@ def _info() -> int:
 
 
 def _conformance(args: argparse.Namespace) -> int:
-    import dopt_conformance as conf
+    import dopt_conformance as conf  # lazy: the suite (every case) loads only for this command
 
     backends = list(args.backend or [])
     for target in args.env or []:
@@ -122,17 +123,15 @@ def _load(target: str) -> object:
 
 
 def _scores(backend: str, shape: tuple[int, ...], dtype: str, seed: int) -> object:
-    import numpy as np
-
     a = np.random.default_rng(seed).normal(size=shape).astype(dtype)
     if backend == "numpy":
         return a
     if backend == "torch":
-        import torch
+        import torch  # lazy: only a torch run needs it; `import dopt_core` never loads it
 
         return torch.asarray(a)
     if backend == "jax":
-        import jax
+        import jax  # lazy: only a JAX run needs it; `import dopt_core` never loads it
 
         if dtype == "float64":
             jax.config.update("jax_enable_x64", True)
@@ -141,8 +140,7 @@ def _scores(backend: str, shape: tuple[int, ...], dtype: str, seed: int) -> obje
 
 
 def _gradcheck(args: argparse.Namespace) -> int:
-    import dopt_core as dc
-
+    dc = dopt_core
     fn = _load(args.target)
     theta = _scores(args.backend, args.shape, args.dtype, args.seed)
     if args.sigma is None:

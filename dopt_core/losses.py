@@ -37,15 +37,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ._lib._checks import check_same_device, check_scores, solver_event_ndim, solver_name
-from .noise import Noise
-from .op import Bound, Op, OpFunction
-from .perturbed import (
-    Perturbation,
-    _check_linear_output,
-    _public,
-    make_perturbation,
+from ._lib._checks import (
+    check_linear_output,
+    check_same_device,
+    check_scores,
+    solver_event_ndim,
+    solver_name,
 )
+from .noise import Noise
+from .op import Bound, Op, OpFunction, op_function
+from .perturbed import Perturbation, make_perturbation
 
 __all__ = ["fenchel_young_loss", "spo_plus_loss"]
 
@@ -65,7 +66,7 @@ class FenchelYoungOp(Op):
         p = self.p
         eta, w = p.perturb(theta, z, xp=xp)
         ys = xp.astype(p.solve(eta, xp=xp), theta.dtype)
-        _check_linear_output(ys, eta)
+        check_linear_output(ys, eta)
         ev = p.event_axes(eta.ndim)
         if w is None:
             per = xp.mean(xp.sum((ys - y) * eta, axis=ev), axis=0)
@@ -167,7 +168,9 @@ def fenchel_young_loss(
         check_same_device({"theta": theta, "y_true": y})
         return Bound(op, (theta, xp.astype(y, theta.dtype), z), out_dtype)
 
-    f = _public(bind, f"fenchel_young_loss({solver_name(solver)})", fenchel_young_loss.__doc__)
+    f = op_function(
+        bind, name=f"fenchel_young_loss({solver_name(solver)})", doc=fenchel_young_loss.__doc__
+    )
     f.perturbation = p  # type: ignore[attr-defined]
     return f
 
@@ -188,7 +191,7 @@ class SPOPlusOp(Op):
     def forward(self, theta_hat: Any, theta: Any, y: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
         a = 2.0 * theta_hat - theta
         ya = xp.astype(self.solver(a), a.dtype)
-        _check_linear_output(xp.expand_dims(ya, axis=0), xp.expand_dims(a, axis=0))
+        check_linear_output(xp.expand_dims(ya, axis=0), xp.expand_dims(a, axis=0))
         ev = tuple(range(a.ndim - self.event_ndim, a.ndim))
         per = xp.sum(a * ya, axis=ev) - 2.0 * xp.sum(theta_hat * y, axis=ev) + xp.sum(theta * y, axis=ev)
         return _reduce(per, 2.0 * (ya - y), self.reduction, xp=xp)
@@ -261,4 +264,4 @@ def spo_plus_loss(solver: Callable[..., Any], *, reduction: str = "mean", event_
         dtype = theta_hat.dtype
         return Bound(op, (theta_hat, xp.astype(theta, dtype), xp.astype(y, dtype)), out_dtype)
 
-    return _public(bind, f"spo_plus_loss({solver_name(solver)})", spo_plus_loss.__doc__)
+    return op_function(bind, name=f"spo_plus_loss({solver_name(solver)})", doc=spo_plus_loss.__doc__)

@@ -22,7 +22,10 @@ runs host code (SciPy, a Python loop over instances, a user's oracle) sets
 Public functions are built with :func:`op_function`: the decorated function validates
 its arguments and returns a :class:`Bound` (the Op and its array inputs); calling the
 public function applies the Op through the array's backend, and
-:func:`value_and_vjp` reuses the same binding to expose the explicit VJP.
+:func:`value_and_vjp` reuses the same binding to expose the explicit VJP. A solver
+states its ``event_ndim`` (the trailing axes of θ forming one instance) there, once:
+``@op_function(event_ndim=2)``. Piecewise-constant Ops (solvers) take their zero VJP
+from the :class:`ZeroGradient` mixin.
 """
 
 from __future__ import annotations
@@ -31,13 +34,14 @@ import functools
 import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, overload
 
 import numpy as np
 
+from ._lib._checks import check_int
 from .backend import apply_op, backend_for
 
-__all__ = ["Bound", "Op", "OpFunction", "op_function", "value_and_vjp"]
+__all__ = ["Bound", "Op", "OpFunction", "ZeroGradient", "op_function", "value_and_vjp"]
 
 
 class Op:
@@ -61,6 +65,37 @@ class Op:
         raise NotImplementedError
 
 
+class ZeroGradient:
+    """Mixin: the zero VJP of an Op whose output is locally constant in its array input.
+
+    A solver's output :math:`y^*(\\theta) = \\operatorname{argmax}_{y \\in Y}
+    \\langle \\theta, y\\rangle` is piecewise constant in θ, so its almost-everywhere
+    Jacobian is zero: :math:`J^\\top g = 0`, returned as ``None`` (the adapters turn it
+    into zeros, or into no gradient at all). List it before :class:`Op` in the bases,
+    ``class ArgmaxOp(ZeroGradient, Op)``, for an Op of one array input.
+
+    Example
+    -------
+    >>> import numpy as np, dopt_core as dc
+    >>> from dataclasses import dataclass
+    >>> from dopt_core.op import Bound, Op, ZeroGradient, op_function
+    >>> @dataclass(frozen=True)
+    ... class SignOp(ZeroGradient, Op):
+    ...     def forward(self, theta, *, xp):
+    ...         return xp.sign(theta), ()
+    >>> @op_function
+    ... def sign(theta):
+    ...     return Bound(SignOp(), (theta,))
+    >>> y, vjp = dc.value_and_vjp(sign, np.array([-2.0, 3.0]))
+    >>> y, vjp(np.array([1.0, 1.0]))
+    (array([-1.,  1.]), array([0., 0.]))
+    """
+
+    def vjp(self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any) -> tuple[Any | None, ...]:
+        """``(None,)``: a zero gradient for the one array input."""
+        return (None,)
+
+
 @dataclass(frozen=True)
 class Bound:
     """An Op together with the validated array inputs it will run on.
@@ -79,12 +114,35 @@ class OpFunction:
 
     ``f(*args, **kwargs)`` runs the Op through the backend of its first input, so
     torch and JAX autodiff use the Op's explicit VJP. ``f.bind(*args, **kwargs)``
-    returns the :class:`Bound` without running it.
+    returns the :class:`Bound` without running it. Built by :func:`op_function`, which
+    documents the keywords.
     """
 
-    def __init__(self, binder: Callable[..., Bound]) -> None:
+    def __init__(
+        self,
+        binder: Callable[..., Bound],
+        *,
+        name: str | None = None,
+        doc: str | None = None,
+        event_ndim: int | None = None,
+        module: str | None = None,
+    ) -> None:
+        if not callable(binder):
+            raise TypeError(f"binder must be callable, got {type(binder).__name__}")
+        if event_ndim is not None:
+            event_ndim = check_int(event_ndim, name="event_ndim", low=0)
+        if name is not None:
+            binder.__name__ = binder.__qualname__ = name
+        if doc is not None:
+            binder.__doc__ = doc
+        if module is not None:
+            binder.__module__ = module
         self.bind = binder
         functools.update_wrapper(self, binder)
+        if event_ndim is not None:
+            # read by the perturbed estimators, losses and replacements (through
+            # dopt_core._lib._checks.solver_event_ndim); unset means 1
+            self.event_ndim = event_ndim
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         bound = self.bind(*args, **kwargs)
@@ -98,9 +156,93 @@ class OpFunction:
         return f"<dopt function {self.__name__}>"  # type: ignore[attr-defined]
 
 
-def op_function(binder: Callable[..., Bound]) -> OpFunction:
-    """Decorator: turn a validating binder into a public :class:`OpFunction`."""
-    return OpFunction(binder)
+@overload
+def op_function(
+    binder: Callable[..., Bound],
+    /,
+    *,
+    name: str | None = ...,
+    doc: str | None = ...,
+    event_ndim: int | None = ...,
+    module: str | None = ...,
+) -> OpFunction: ...
+
+
+@overload
+def op_function(
+    binder: None = ...,
+    /,
+    *,
+    name: str | None = ...,
+    doc: str | None = ...,
+    event_ndim: int | None = ...,
+    module: str | None = ...,
+) -> Callable[[Callable[..., Bound]], OpFunction]: ...
+
+
+def op_function(
+    binder: Callable[..., Bound] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    doc: str | None = None,
+    event_ndim: int | None = None,
+    module: str | None = None,
+) -> Any:
+    """Turn a validating binder into a public :class:`OpFunction`.
+
+    Use it as a bare decorator, ``@op_function``, as a decorator with keywords,
+    ``@op_function(event_ndim=2)``, or as a call, ``op_function(bind, name=..., doc=...)``
+    (binders built inside a factory such as :func:`dopt_core.perturbed`).
+
+    Parameters
+    ----------
+    binder : callable
+        Validates the public arguments and returns a :class:`Bound`.
+    name : str, optional
+        The public function's ``__name__`` (and ``__qualname__``), e.g.
+        ``"perturbed(argmax)"``; default: the binder's.
+    doc : str, optional
+        Its docstring; default: the binder's.
+    event_ndim : int, optional
+        For a solver: the number of trailing axes of θ that form one instance (2 for an
+        ``(n, n)`` score matrix or an ``(H, W)`` grid), stated here once and read by the
+        perturbed estimators, losses and replacements. Unset: 1.
+    module : str, optional
+        Its ``__module__`` (a solver lifted from a user's function reports theirs).
+
+    Returns
+    -------
+    OpFunction
+        Or, called without ``binder``, a decorator that makes one.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> from dataclasses import dataclass
+    >>> from dopt_core.op import Bound, Op, op_function
+    >>> @dataclass(frozen=True)
+    ... class ScaleOp(Op):
+    ...     c: float
+    ...     def forward(self, theta, *, xp):
+    ...         return self.c * theta, ()
+    ...     def vjp(self, residuals, g, *, xp):
+    ...         return (self.c * g,)
+    >>> @op_function
+    ... def scale(theta, c=2.0):
+    ...     return Bound(ScaleOp(c), (theta,))
+    >>> scale(np.array([1.0, -3.0]))
+    array([ 2., -6.])
+    >>> def bind(theta):
+    ...     return Bound(ScaleOp(1.0), (theta,))
+    >>> same = op_function(bind, name="same", event_ndim=2)
+    >>> same.__name__, same.event_ndim
+    ('same', 2)
+    """
+    options = {"name": name, "doc": doc, "event_ndim": event_ndim, "module": module}
+    if binder is None:
+        return functools.partial(op_function, **options)
+    return OpFunction(binder, **options)
 
 
 def value_and_vjp(f: OpFunction, *args: Any, **kwargs: Any) -> tuple[Any, Callable[[Any], Any]]:

@@ -58,6 +58,7 @@ from typing import Any, ClassVar
 from ._lib._checks import (
     check_flag,
     check_int,
+    check_linear_output,
     check_positive,
     check_same_device,
     check_scores,
@@ -66,7 +67,7 @@ from ._lib._checks import (
 )
 from .backend import backend_for
 from .noise import Noise, get_noise
-from .op import Bound, Op, OpFunction
+from .op import Bound, Op, OpFunction, op_function
 
 __all__ = ["Perturbation", "perturbed", "perturbed_max"]
 
@@ -191,7 +192,7 @@ class PerturbedMaxOp(Op):
         p = self.p
         eta, w = p.perturb(theta, z, xp=xp)
         ys = xp.astype(p.solve(eta, xp=xp), theta.dtype)
-        _check_linear_output(ys, eta)
+        check_linear_output(ys, eta)
         values = xp.sum(ys * eta, axis=p.event_axes(eta.ndim))
         grad = xp.mean(ys if w is None else ys * w, axis=0)
         return xp.mean(values, axis=0), (grad,)
@@ -207,14 +208,6 @@ def _check_solver_output(ys: Any, eta: Any, event_ndim: int) -> None:
         raise ValueError(
             f"the solver must keep the leading (sample and batch) axes {lead} of its input, "
             f"got an output of shape {tuple(ys.shape)}"
-        )
-
-
-def _check_linear_output(ys: Any, eta: Any) -> None:
-    if tuple(ys.shape) != tuple(eta.shape):
-        raise ValueError(
-            "perturbed maxima and Fenchel-Young losses need a linear oracle whose output has "
-            f"theta's shape {tuple(eta.shape[1:])}; the solver returned {tuple(ys.shape[1:])}"
         )
 
 
@@ -256,12 +249,6 @@ def make_perturbation(
         chunk_size = check_int(chunk_size, name="chunk_size", low=1)
     event_ndim = solver_event_ndim(solver, event_ndim)
     return Perturbation(solver, float(sigma), law, num_samples, multiplicative, antithetic, chunk_size, event_ndim)
-
-
-def _public(binder: Callable[..., Bound], name: str, doc: str | None) -> OpFunction:
-    binder.__name__ = binder.__qualname__ = name
-    binder.__doc__ = doc
-    return OpFunction(binder)
 
 
 def perturbed(
@@ -330,7 +317,7 @@ def perturbed(
         theta, z, out_dtype = p.bind_theta_noise(theta, rng, noise)
         return Bound(op, (theta, z), out_dtype)
 
-    f = _public(bind, f"perturbed({solver_name(solver)})", perturbed.__doc__)
+    f = op_function(bind, name=f"perturbed({solver_name(solver)})", doc=perturbed.__doc__)
     f.perturbation = p  # type: ignore[attr-defined]
     return f
 
@@ -397,6 +384,6 @@ def perturbed_max(
         theta, z, out_dtype = p.bind_theta_noise(theta, rng, noise)
         return Bound(op, (theta, z), out_dtype)
 
-    f = _public(bind, f"perturbed_max({solver_name(solver)})", perturbed_max.__doc__)
+    f = op_function(bind, name=f"perturbed_max({solver_name(solver)})", doc=perturbed_max.__doc__)
     f.perturbation = p  # type: ignore[attr-defined]
     return f

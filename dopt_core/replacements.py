@@ -53,8 +53,8 @@ from ._lib._checks import (
 )
 from .backend import backend_for
 from .noise import Noise, SumOfGamma, get_noise
-from .op import Bound, Op, OpFunction
-from .perturbed import Perturbation, _public, make_perturbation
+from .op import Bound, Op, OpFunction, op_function
+from .perturbed import Perturbation, make_perturbation
 from .projections import check_projection, project_forward, project_vjp
 
 __all__ = ["identity", "imle", "interpolation", "straight_through"]
@@ -163,7 +163,7 @@ def identity(
             xi = xp.astype(xi, theta.dtype)
         return Bound(noisy_op, (theta, xi), out_dtype)
 
-    return _public(bind, f"identity({solver_name(solver)})", identity.__doc__)
+    return op_function(bind, name=f"identity({solver_name(solver)})", doc=identity.__doc__)
 
 
 # ---------------------------------------------------------------------------------
@@ -214,7 +214,9 @@ def interpolation(solver: Callable[..., Any], *, lam: float = 10.0) -> OpFunctio
         theta, _, out_dtype = check_scores(theta)
         return Bound(op, (theta,), out_dtype)
 
-    return _public(bind, f"interpolation({solver_name(solver)})", interpolation.__doc__)
+    return op_function(
+        bind, name=f"interpolation({solver_name(solver)})", doc=interpolation.__doc__
+    )
 
 
 # ---------------------------------------------------------------------------------
@@ -292,7 +294,9 @@ def straight_through(solver: Callable[..., Any], relaxation: Callable[..., Any])
         op = StraightThroughOp(solver, relaxed.op)
         return Bound(op, (relaxed.inputs[0], *relaxed.inputs[1:]), out_dtype)
 
-    return _public(bind, f"straight_through({solver_name(solver)})", straight_through.__doc__)
+    return op_function(
+        bind, name=f"straight_through({solver_name(solver)})", doc=straight_through.__doc__
+    )
 
 
 # ---------------------------------------------------------------------------------
@@ -389,4 +393,4 @@ def imle(
         theta, z, out_dtype = p.bind_theta_noise(theta, rng, noise)
         return Bound(op, (theta, z), out_dtype)
 
-    return _public(bind, f"imle({solver_name(solver)})", imle.__doc__)
+    return op_function(bind, name=f"imle({solver_name(solver)})", doc=imle.__doc__)

@@ -38,6 +38,7 @@ import numpy as np
 from ._lib._checks import check_int, check_positive
 from .backend import Backend, backend_for
 from .op import OpFunction, value_and_vjp
+from .perturbed import perturbed
 
 __all__ = [
     "GradcheckReport",
@@ -765,7 +766,6 @@ def check_perturbed_identities(
     >>> dc.testing.check_perturbed_identities(noise="gumbel", sigma=0.5, num_samples=50).ok
     True
     """
-    from .perturbed import perturbed
 
     gen = _generator(rng)
     b = check_int(num_batches, name="num_batches", low=2)

@@ -44,9 +44,9 @@ def test_registry_is_thread_safe() -> None:
         for _ in range(200):
             seen.append((i % 2, backend_for(xps[i % 2])))
 
-    from dopt_core import backend as bmod
+    from dopt_core._lib import _registry
 
-    bmod._BY_TYPE.clear()
+    _registry.clear_cache()
     threads = [threading.Thread(target=work, args=(i,)) for i in range(16)]
     for t in threads:
         t.start()

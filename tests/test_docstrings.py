@@ -39,8 +39,6 @@ PENDING: dict[str, str] = {
     "dopt_core.relax.sorting_network_layers": "relax/_network.py is split by the relax-split branch",
     "dopt_core.relax.soft_top_k": "relax/_network.py is split by the relax-split branch (its "
     "Parameters section lacks check_finite)",
-    "dopt_core.op_function": "gets keyword parameters (name, doc, event_ndim) on the kit-op "
-    "branch (issue 10 point 4), which writes its docstring",
 }
 
 

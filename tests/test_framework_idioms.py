@@ -351,6 +351,7 @@ def test_registering_a_backend_keeps_the_other_cached_answers() -> None:
     """torch.compile traces backend_for and cannot trace its locked lookup of an unseen
     type: the tensor types stay cached when another plugin registers."""
     from dopt_core import backend as B
+    from dopt_core._lib import _registry as R
 
     class Other(B.Backend):
         name = "other-test-backend"
@@ -360,17 +361,17 @@ def test_registering_a_backend_keeps_the_other_cached_answers() -> None:
 
     dc.backend_for(torch.ones(1))
     dc.backend_for(torch.nn.Parameter(torch.ones(1)))
-    saved = dict(B._BACKENDS)
+    saved = dict(R._BACKENDS)
     try:
         B.register_backend(Other())
-        assert B._BY_TYPE.get(torch.Tensor) is dc.backend_for(torch.ones(1))
-        assert B._BY_TYPE.get(torch.nn.Parameter) is not None
+        assert R._BY_TYPE.get(torch.Tensor) is dc.backend_for(torch.ones(1))
+        assert R._BY_TYPE.get(torch.nn.Parameter) is not None
         B.register_backend(dt.TorchBackend())  # replacing torch's adapter drops its entries
-        assert torch.Tensor not in B._BY_TYPE
+        assert torch.Tensor not in R._BY_TYPE
     finally:
-        with B._LOCK:
-            B._BACKENDS.clear()
-            B._BACKENDS.update(saved)
-            B._BY_TYPE.clear()
+        with R._LOCK:
+            R._BACKENDS.clear()
+            R._BACKENDS.update(saved)
+            R._BY_TYPE.clear()
         dc.backend_for(torch.ones(1))
         dc.backend_for(torch.nn.Parameter(torch.ones(1)))

@@ -13,11 +13,12 @@ import operator
 from collections.abc import Callable
 from typing import Any
 
-from ..backend import backend_for
+from ._registry import backend_for
 
 __all__ = [
     "check_flag",
     "check_int",
+    "check_linear_output",
     "check_positive",
     "check_same_device",
     "check_scores",
@@ -123,3 +124,17 @@ def solver_event_ndim(solver: Callable[..., Any], event_ndim: int | None = None)
 def solver_name(solver: Callable[..., Any]) -> str:
     f = _unwrap(solver)
     return getattr(f, "__name__", type(f).__name__)
+
+
+def check_linear_output(ys: Any, eta: Any) -> None:
+    """The solver's outputs ``ys`` have the shape of its inputs ``eta`` (a linear oracle).
+
+    Perturbed maxima and Fenchel-Young losses evaluate ``<y*(η), η>``, which needs
+    ``y*(η)`` shaped like ``η``; both carry a leading sample axis, left out of the
+    message.
+    """
+    if tuple(ys.shape) != tuple(eta.shape):
+        raise ValueError(
+            "perturbed maxima and Fenchel-Young losses need a linear oracle whose output has "
+            f"theta's shape {tuple(eta.shape[1:])}; the solver returned {tuple(ys.shape[1:])}"
+        )

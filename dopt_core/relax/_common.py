@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["check_choice", "check_positive", "check_real"]
+__all__ = ["check_choice", "check_positive", "check_real", "stable_softmax"]
 
 
 def check_real(value: Any, *, name: str) -> float:
@@ -28,6 +28,14 @@ def check_positive(value: Any, *, name: str) -> float:
     if value <= 0:
         raise ValueError(f"{name} must be > 0, got {value}")
     return value
+
+
+def stable_softmax(z: Any, *, xp: Any) -> Any:
+    """``softmax`` over the last axis, :math:`e^{z_i - m} / \\sum_j e^{z_j - m}` with
+    :math:`m = \\max_j z_j` (the same value, without overflow in the exponentials)."""
+    z = z - xp.max(z, axis=-1, keepdims=True)
+    e = xp.exp(z)
+    return e / xp.sum(e, axis=-1, keepdims=True)
 
 
 def check_choice(value: Any, *, name: str, choices: tuple[str, ...]) -> str:

@@ -28,7 +28,7 @@ from ..backend import backend_for
 from ..op import Bound, Op, op_function
 from . import cdfs
 from ._common import check_choice, check_positive
-from ._simplex import _softmax
+from ._common import stable_softmax
 
 __all__ = ["soft_argmax", "soft_argmin", "soft_compare", "soft_if", "soft_max", "soft_min"]
 
@@ -127,7 +127,7 @@ class SoftExtremumOp(Op):
     name: ClassVar[str] = "soft_extremum"
 
     def forward(self, x: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
-        w = _softmax((self.sign * self.beta) * x, xp=xp)
+        w = stable_softmax((self.sign * self.beta) * x, xp=xp)
         if not self.value:
             return w, (x,)
         return xp.sum(w * x, axis=-1), (x,)
@@ -135,7 +135,7 @@ class SoftExtremumOp(Op):
     def vjp(self, residuals: tuple[Any, ...], g: Any, *, xp: Any) -> tuple[Any | None, ...]:
         (x,) = residuals
         sb = self.sign * self.beta
-        w = _softmax(sb * x, xp=xp)
+        w = stable_softmax(sb * x, xp=xp)
         if not self.value:
             return (sb * w * (g - xp.sum(g * w, axis=-1, keepdims=True)),)
         y = xp.sum(w * x, axis=-1, keepdims=True)

@@ -14,14 +14,9 @@ from .._lib._compat import device, index_dtype
 from ..backend import backend_for
 from ..op import Bound, Op, op_function
 from ._common import check_positive
+from ._common import stable_softmax
 
 __all__ = ["gumbel_softmax", "softmax", "sparsemax"]
-
-
-def _softmax(z: Any, *, xp: Any) -> Any:
-    z = z - xp.max(z, axis=-1, keepdims=True)
-    e = xp.exp(z)
-    return e / xp.sum(e, axis=-1, keepdims=True)
 
 
 def _softmax_vjp(y: Any, g: Any, tau: float, *, xp: Any) -> Any:
@@ -42,11 +37,11 @@ class SoftmaxOp(Op):
 
     def forward(self, theta: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
         # the residual is θ, not y: an autograd output must not double as a residual
-        return _softmax(theta / self.tau, xp=xp), (theta,)
+        return stable_softmax(theta / self.tau, xp=xp), (theta,)
 
     def vjp(self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any) -> tuple[Any | None, ...]:
         (theta,) = residuals
-        y = _softmax(theta / self.tau, xp=xp)
+        y = stable_softmax(theta / self.tau, xp=xp)
         return (_softmax_vjp(y, cotangent, self.tau, xp=xp),)
 
 
@@ -89,13 +84,13 @@ class GumbelSoftmaxOp(Op):
 
     def forward(self, theta: Any, noise: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
         z = theta + noise
-        soft = _softmax(z / self.tau, xp=xp)
+        soft = stable_softmax(z / self.tau, xp=xp)
         y = _one_hot_argmax(soft, xp=xp) if self.hard else soft
         return y, (z,)
 
     def vjp(self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any) -> tuple[Any | None, ...]:
         (z,) = residuals
-        soft = _softmax(z / self.tau, xp=xp)
+        soft = stable_softmax(z / self.tau, xp=xp)
         return (_softmax_vjp(soft, cotangent, self.tau, xp=xp), None)
 
 

@@ -12,12 +12,6 @@ from ._lp import linear_program, milp
 from ._oracle import solver
 from ._paths import grid_dag_arcs, shortest_path_dag, shortest_path_grid
 
-# Trailing axes of θ that form one instance, read by the perturbed estimators and
-# replacements (1 for the others): an (n, n) score matrix, an (H, W) grid.
-linear_assignment.event_ndim = 2  # type: ignore[attr-defined]
-arborescence.event_ndim = 2  # type: ignore[attr-defined]
-shortest_path_grid.event_ndim = 2  # type: ignore[attr-defined]
-
 __all__ = [
     "SolverError",
     "arborescence",

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 from .._lib._checks import check_flag, check_int, check_scores
 from .._lib._compat import device
-from ..op import Bound, Op, op_function
+from ..op import Bound, Op, ZeroGradient, op_function
 
 __all__ = ["argmax", "permutation", "rank", "sort", "top_k"]
 
@@ -44,11 +44,8 @@ def _indicator(index: Any, n: int, *, like: Any, xp: Any) -> Any:
 # ---------------------------------------------------------------------------------
 # Ops
 # ---------------------------------------------------------------------------------
-class _PiecewiseConstant(Op):
+class _PiecewiseConstant(ZeroGradient, Op):
     """A solver whose output is locally constant in θ: its a.e. derivative is zero."""
-
-    def vjp(self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any) -> tuple[Any | None, ...]:
-        return (None,)
 
 
 @dataclass(frozen=True)

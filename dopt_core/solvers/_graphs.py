@@ -45,7 +45,7 @@ class LinearAssignmentOp(HostSolverOp, Op):
         return _assignment_one
 
 
-@op_function
+@op_function(event_ndim=LinearAssignmentOp.event_ndim)
 def linear_assignment(theta: Any, /, *, executor: Any = None, check_finite: bool = True) -> Bound:
     r"""Best permutation matrix for a square score matrix (Hungarian algorithm).
 
@@ -327,7 +327,7 @@ class ArborescenceOp(HostSolverOp, Op):
         return functools.partial(_arborescence_one, root=self.root)
 
 
-@op_function
+@op_function(event_ndim=ArborescenceOp.event_ndim)
 def arborescence(
     theta: Any, /, *, root: int = 0, executor: Any = None, check_finite: bool = True
 ) -> Bound:

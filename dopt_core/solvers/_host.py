@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import backend_for
+from ..backend import backend_for, host_call
+from ..op import ZeroGradient
 
 __all__ = ["SolverError", "StaticArray", "check_executor", "solve_instances", "static_array"]
 
@@ -253,7 +254,7 @@ def solve_instances(
     return np.concatenate(parts, axis=0).reshape((*batch_shape, *out_event))
 
 
-class HostSolverOp:
+class HostSolverOp(ZeroGradient):
     """Mixin for an Op whose forward runs a per-instance NumPy kernel on the host.
 
     Subclasses (frozen dataclasses that also derive from :class:`~dopt_core.op.Op`)
@@ -273,8 +274,6 @@ class HostSolverOp:
         return event
 
     def forward(self, theta: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
-        from ..backend import host_call
-
         nd = theta.ndim - self.event_ndim
         batch, event = tuple(theta.shape[:nd]), tuple(theta.shape[nd:])
         out_event = self.out_event(event)
@@ -301,6 +300,3 @@ class HostSolverOp:
             return out.astype(t.dtype, copy=False)
 
         return host_call(host, theta, shape=(*batch, *out_event), dtype=theta.dtype), ()
-
-    def vjp(self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any) -> tuple[Any | None, ...]:
-        return (None,)

@@ -9,14 +9,14 @@ import numpy as np
 
 from .._lib._checks import check_int, check_scores
 from .._lib._compat import device
-from ..op import Bound, Op, op_function
+from ..op import Bound, Op, ZeroGradient, op_function
 from ._host import StaticArray, static_array
 
 __all__ = ["knapsack"]
 
 
 @dataclass(frozen=True)
-class KnapsackOp(Op):
+class KnapsackOp(ZeroGradient, Op):
     weights: StaticArray
     capacity: int
     name: ClassVar[str] = "knapsack"
@@ -57,9 +57,6 @@ class KnapsackOp(Op):
             c = c - xp.astype(t, index) * weights[i]
         y = xp.stack(chosen[::-1], axis=-1)
         return xp.astype(y, dt), ()
-
-    def vjp(self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any) -> tuple[Any | None, ...]:
-        return (None,)
 
 
 @op_function

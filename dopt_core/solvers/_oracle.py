@@ -10,7 +10,7 @@ import numpy as np
 
 from .._lib._checks import check_flag, check_int, check_scores
 from ..backend import backend_for
-from ..op import Bound, Op, OpFunction, op_function
+from ..op import Bound, Op, OpFunction, ZeroGradient, op_function
 from ._host import HostSolverOp, check_executor
 
 __all__ = ["solver"]
@@ -43,7 +43,7 @@ class OracleOp(HostSolverOp, Op):
 
 
 @dataclass(frozen=True, eq=False)
-class DeviceOracleOp(Op):
+class DeviceOracleOp(ZeroGradient, Op):
     fn: Callable[[Any], Any]
     event_ndim: int = 1
     output_shape: Any = None
@@ -63,9 +63,6 @@ class DeviceOracleOp(Op):
             y = xp.stack(rows, axis=0) if rows else xp.zeros((0, *out_event), dtype=theta.dtype)
         y = xp.reshape(xp.astype(y, theta.dtype), (*batch, *out_event))
         return y, ()
-
-    def vjp(self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any) -> tuple[Any | None, ...]:
-        return (None,)
 
 
 def solver(
@@ -165,9 +162,10 @@ def solver(
         )
         return Bound(op, (theta,), out_dtype)
 
-    bind.__name__ = bind.__qualname__ = label
-    bind.__doc__ = f"dopt solver lifted from {label!r} (see dopt_core.solvers.solver)."
-    bind.__module__ = getattr(fn, "__module__", __name__)
-    lifted = op_function(bind)
-    lifted.event_ndim = event_ndim  # type: ignore[attr-defined] - read by the perturbed estimators
-    return lifted
+    return op_function(
+        bind,
+        name=label,
+        doc=f"dopt solver lifted from {label!r} (see dopt_core.solvers.solver).",
+        event_ndim=event_ndim,
+        module=getattr(fn, "__module__", __name__),
+    )

@@ -20,9 +20,9 @@ import numpy as np
 
 from .._lib._checks import check_scores
 from .._lib._compat import device
-from ..backend import backend_for
-from ..op import Bound, Op, op_function
-from ._host import check_executor
+from ..backend import backend_for, host_call
+from ..op import Bound, Op, ZeroGradient, op_function
+from ._host import check_executor, solve_instances
 
 __all__ = ["grid_dag_arcs", "shortest_path_dag", "shortest_path_grid"]
 
@@ -111,7 +111,7 @@ def _dag_tables(h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
 
 
 @dataclass(frozen=True)
-class ShortestPathDagOp(Op):
+class ShortestPathDagOp(ZeroGradient, Op):
     grid: tuple[int, int]
     name: ClassVar[str] = "shortest_path_dag"
 
@@ -161,9 +161,6 @@ class ShortestPathDagOp(Op):
         if k:  # back to (*batch, m) (a transposed view where the library has views)
             y = xp.permute_dims(y, (*range(1, k + 1), 0))
         return y, ()
-
-    def vjp(self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any) -> tuple[Any | None, ...]:
-        return (None,)
 
 
 @op_function
@@ -316,7 +313,7 @@ def _backtrack_host(dist: np.ndarray, hops: np.ndarray, nb: np.ndarray) -> np.nd
 
 
 @dataclass(frozen=True)
-class GridDijkstraOp(Op):
+class GridDijkstraOp(ZeroGradient, Op):
     executor: Any = field(default=None, compare=True)
     nan_on_error: bool = False
     chunk_size: Any = None
@@ -324,9 +321,6 @@ class GridDijkstraOp(Op):
     host: ClassVar[bool] = True
 
     def forward(self, theta: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
-        from ..backend import host_call
-        from ._host import solve_instances
-
         h, w = theta.shape[-2], theta.shape[-1]
         kernel = functools.partial(_dijkstra_block, shape=(h, w))
         op = self
@@ -346,9 +340,6 @@ class GridDijkstraOp(Op):
             return out.astype(t.dtype, copy=False)
 
         return host_call(host, theta, shape=tuple(theta.shape), dtype=theta.dtype), ()
-
-    def vjp(self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any) -> tuple[Any | None, ...]:
-        return (None,)
 
 
 def _shifted_minima(dist: Any, hops: Any, h: int, w: int, *, xp: Any) -> tuple[Any, Any]:
@@ -379,7 +370,7 @@ def _shifted_minima(dist: Any, hops: Any, h: int, w: int, *, xp: Any) -> tuple[A
 
 
 @dataclass(frozen=True)
-class GridRelaxationOp(Op):
+class GridRelaxationOp(ZeroGradient, Op):
     traced: bool = False
     name: ClassVar[str] = "shortest_path_grid"
 
@@ -452,11 +443,8 @@ class GridRelaxationOp(Op):
                 break
         return xp.reshape(xp.astype(on_path, dt), theta.shape), ()
 
-    def vjp(self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any) -> tuple[Any | None, ...]:
-        return (None,)
 
-
-@op_function
+@op_function(event_ndim=2)
 def shortest_path_grid(
     theta: Any,
     /,
