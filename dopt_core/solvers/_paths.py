@@ -20,9 +20,10 @@ import numpy as np
 
 from .._lib._checks import check_scores
 from .._lib._compat import device
+from .._lib._limits import check_grid_size
 from ..backend import backend_for
 from ..op import Bound, Op, op_function
-from ._host import check_executor
+from ._host import Domain, HostSolverOp, check_executor
 
 __all__ = ["grid_dag_arcs", "shortest_path_dag", "shortest_path_grid"]
 
@@ -38,7 +39,8 @@ def grid_dag_arcs(grid: tuple[int, int]) -> np.ndarray:
     (except in the last row) the ``W`` arcs pointing down from that row, ``(v, v+W)``
     for ``j = 0, …, W-1``. There are ``m = H(W-1) + (H-1)W`` arcs (40 for 5×5). This is
     the order of PyEPO's ``shortestPathModel(grid).arcs`` and of the costs its
-    ``pyepo.data.shortestpath.genData`` generates.
+    ``pyepo.data.shortestpath.genData`` generates. ``H·W`` is at most ``2**22``
+    (``ValueError`` beyond: the tables grow with the value of ``grid``).
 
     Example
     -------
@@ -61,6 +63,7 @@ def _check_grid(grid: Any) -> tuple[int, int]:
         raise ValueError(
             f"grid must be a pair (H, W) of positive integers with H·W >= 2, got {grid!r}"
         )
+    check_grid_size(h, w)
     return h, w
 
 
@@ -257,6 +260,8 @@ def _dijkstra_block(theta: np.ndarray, *, shape: tuple[int, int]) -> np.ndarray:
     from scipy.sparse import csr_matrix
     from scipy.sparse.csgraph import dijkstra
 
+    if _positive_scores(theta).any():  # never reached through the Op (its Domain); a guard
+        raise ValueError(_POSITIVE)
     h, w = shape
     n = h * w
     k = theta.shape[0]
@@ -310,40 +315,31 @@ def _backtrack_host(dist: np.ndarray, hops: np.ndarray, nb: np.ndarray) -> np.nd
     return y
 
 
+_POSITIVE = (
+    "theta must be <= 0 everywhere: shortest_path_grid takes scores theta = -cost with "
+    "non-negative cell costs (Dijkstra does not terminate on negative cycles)"
+)
+
+
+def _positive_scores(block: np.ndarray) -> np.ndarray:
+    """Maps of a block ``(k, H, W)`` with a positive score (a negative cost)."""
+    return np.any(block > 0, axis=tuple(range(1, block.ndim)))
+
+
 @dataclass(frozen=True)
-class GridDijkstraOp(Op):
+class GridDijkstraOp(HostSolverOp, Op):
     executor: Any = field(default=None, compare=True)
     nan_on_error: bool = False
     chunk_size: Any = None
     name: ClassVar[str] = "shortest_path_grid"
-    host: ClassVar[bool] = True
+    event_ndim: ClassVar[int] = 2
+    batched_kernel: ClassVar[bool] = True
 
-    def forward(self, theta: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
-        from ..backend import host_call
-        from ._host import solve_instances
+    def kernel(self, event: tuple[int, ...]) -> Any:
+        return functools.partial(_dijkstra_block, shape=event)
 
-        h, w = theta.shape[-2], theta.shape[-1]
-        kernel = functools.partial(_dijkstra_block, shape=(h, w))
-        op = self
-
-        def host(t: np.ndarray) -> np.ndarray:
-            out = solve_instances(
-                kernel,
-                t,
-                event_ndim=2,
-                out_event=(h, w),
-                name=op.name,
-                executor=op.executor,
-                batched=True,
-                nan_on_error=op.nan_on_error,
-                chunk_size=op.chunk_size,
-            )
-            return out.astype(t.dtype, copy=False)
-
-        return host_call(host, theta, shape=tuple(theta.shape), dtype=theta.dtype), ()
-
-    def vjp(self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any) -> tuple[Any | None, ...]:
-        return (None,)
+    def domain(self) -> Domain:
+        return Domain(_positive_scores, _POSITIVE)
 
 
 def _shifted_minima(dist: Any, hops: Any, h: int, w: int, *, xp: Any) -> tuple[Any, Any]:
@@ -445,7 +441,11 @@ class GridRelaxationOp(Op):
             on_path = on_path | (xp.expand_dims(cur, axis=-1) == cells)
             if not self.traced and not bool(xp.any(cur != 0)):
                 break
-        return xp.reshape(xp.astype(on_path, dt), theta.shape), ()
+        y = xp.reshape(xp.astype(on_path, dt), theta.shape)
+        # maps with a NaN or a positive score (unchecked under jax.jit) have no
+        # meaningful path: NaN, as the Dijkstra method returns for them
+        ok = xp.all(theta <= 0, axis=(-2, -1))
+        return xp.where(ok[..., None, None], y, xp.asarray(xp.nan, dtype=dt, device=dev)), ()
 
     def vjp(self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any) -> tuple[Any | None, ...]:
         return (None,)
@@ -504,8 +504,12 @@ def shortest_path_grid(
     Raises
     ------
     ValueError
-        If a score is positive (a negative cost; checked outside ``jax.jit`` only —
-        under ``jit`` positive scores give an unspecified path).
+        If a score is positive (a negative cost), checked when ``theta``'s values are
+        known. Under ``jax.jit`` (or other tracing) nothing can be raised: a map with
+        a positive score, or with a NaN, gives a NaN map (both methods), so that no
+        input can make Dijkstra loop on a negative cycle. Under :func:`~dopt_core.perturbed`
+        additive noise can make scores positive: use ``multiplicative=True``, which
+        keeps their signs.
 
     Example
     -------
@@ -526,7 +530,8 @@ def shortest_path_grid(
     if not traced and bool(xp.any(theta > 0)):
         raise ValueError(
             "theta must be <= 0 everywhere: shortest_path_grid takes scores theta = -cost "
-            "with non-negative cell costs"
+            "with non-negative cell costs (under dc.perturbed, additive noise makes scores "
+            "positive: use multiplicative=True, which keeps their signs)"
         )
     if method == "device":
         if executor is not None:
