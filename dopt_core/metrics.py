@@ -18,10 +18,11 @@ regrets over sum of optimal objective magnitudes), not a mean of ratios.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
-from ._lib._checks import check_same_device, check_scores, solver_event_ndim
+from ._lib._checks import check_same_device, check_scores, instance_solver
 
 __all__ = ["normalized_regret", "regret"]
 
@@ -45,7 +46,7 @@ def regret(
     >>> dc.regret(dc.solvers.argmax, np.array([[1.0, 0.0]]), np.array([[2.0, 3.0]]))
     array([1.])
     """
-    event_ndim = solver_event_ndim(solver, event_ndim)
+    solver, event_ndim = instance_solver(solver, event_ndim)
     theta_hat, xp, _ = check_scores(theta_hat, name="theta_hat", min_ndim=event_ndim)
     theta_true, _, _ = check_scores(theta_true, name="theta_true", min_ndim=event_ndim)
     if tuple(theta_hat.shape) != tuple(theta_true.shape):
@@ -65,6 +66,8 @@ def normalized_regret(
 ) -> float:
     """Sum of regrets over the sum of ``|optimal objective|`` (a Python float).
 
+    ``ValueError`` for an empty batch (the ratio is 0/0).
+
     Example
     -------
     >>> import numpy as np, dopt_core as dc
@@ -72,9 +75,14 @@ def normalized_regret(
     >>> dc.normalized_regret(dc.solvers.argmax, -truth, truth)   # worst decisions
     0.75
     """
-    event_ndim = solver_event_ndim(solver, event_ndim)
+    solver, event_ndim = instance_solver(solver, event_ndim)
     theta_hat, xp, _ = check_scores(theta_hat, name="theta_hat", min_ndim=event_ndim)
     theta_true, _, _ = check_scores(theta_true, name="theta_true", min_ndim=event_ndim)
+    batch = tuple(theta_true.shape[: theta_true.ndim - event_ndim])
+    if math.prod(batch) == 0:
+        raise ValueError(
+            f"normalized_regret of an empty batch is undefined (0/0): theta_true has batch shape {batch}"
+        )
     r = regret(solver, theta_hat, theta_true, event_ndim=event_ndim)
     opt = xp.sum(theta_true * solver(theta_true), axis=_event_axes(theta_true, event_ndim))
     return float(xp.sum(r)) / max(float(xp.sum(xp.abs(opt))), 1e-12)

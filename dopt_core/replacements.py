@@ -48,7 +48,7 @@ from ._lib._checks import (
     check_positive,
     check_same_device,
     check_scores,
-    solver_event_ndim,
+    instance_solver,
     solver_name,
 )
 from .backend import backend_for
@@ -124,9 +124,9 @@ def identity(
     noise_sigma = 0.0 if noise_sigma == 0 else check_positive(noise_sigma, name="noise_sigma")
     if noise_sigma > 0 and law is None:
         raise ValueError("noise_sigma > 0 needs a noise law (noise='normal', 'gumbel' or 'sum_of_gamma')")
-    nd = solver_event_ndim(solver, event_ndim)
-    op = IdentityOp(solver, projection, noise_sigma, nd)
-    noisy_op = IdentityOp(solver, projection, noise_sigma, nd, noisy=True)
+    checked, nd = instance_solver(solver, event_ndim)
+    op = IdentityOp(checked, projection, noise_sigma, nd)
+    noisy_op = IdentityOp(checked, projection, noise_sigma, nd, noisy=True)
 
     def bind(theta: Any, *, rng: Any = None, noise: Any = None) -> Bound:
         theta, xp, out_dtype = check_scores(theta, min_ndim=nd)
