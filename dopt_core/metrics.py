@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._lib._checks import check_same_device, check_scores, instance_solver
+from .backend import backend_for
 
 __all__ = ["normalized_regret", "regret"]
 
@@ -66,7 +67,8 @@ def normalized_regret(
 ) -> float:
     """Sum of regrets over the sum of ``|optimal objective|`` (a Python float).
 
-    ``ValueError`` for an empty batch (the ratio is 0/0).
+    ``ValueError`` for an empty batch (the ratio is 0/0), ``TypeError`` for traced
+    arrays or torch ``meta`` tensors (no values to make a float of).
 
     Example
     -------
@@ -78,6 +80,12 @@ def normalized_regret(
     solver, event_ndim = instance_solver(solver, event_ndim)
     theta_hat, xp, _ = check_scores(theta_hat, name="theta_hat", min_ndim=event_ndim)
     theta_true, _, _ = check_scores(theta_true, name="theta_true", min_ndim=event_ndim)
+    backend = backend_for(theta_true)
+    if backend.is_traced(theta_true) or backend.is_traced(theta_hat):
+        raise TypeError(
+            "normalized_regret returns a Python float, so it needs concrete arrays, not traced ones "
+            "(jax.jit) or torch meta tensors; compute regret(...) there and the ratio outside"
+        )
     batch = tuple(theta_true.shape[: theta_true.ndim - event_ndim])
     if math.prod(batch) == 0:
         raise ValueError(

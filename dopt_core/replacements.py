@@ -279,7 +279,8 @@ class IMLEOp(Op):
     def forward(self, theta: Any, z: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
         eta, _ = self.p.perturb(theta, z, xp=xp)
         ys = xp.astype(self.p.solve(eta, xp=xp), theta.dtype)
-        _check_same_shape(ys, eta, "imle")
+        if tuple(ys.shape) != tuple(eta.shape):  # name theta's shape, not the samples'
+            _check_same_shape(ys[0, ...] if ys.shape[:1] == eta.shape[:1] else ys, theta, "imle")
         return xp.mean(ys, axis=0), (theta, z, ys)
 
     def vjp(self, residuals: tuple[Any, ...], g: Any, *, xp: Any) -> tuple[Any | None, ...]:
