@@ -311,6 +311,9 @@ def perturbed(
         At most this many samples per solver call.
     event_ndim : int, optional
         Trailing axes of θ per instance; read from ``solver.event_ndim`` by default (1).
+        A solver that declares none (a plain function) is checked on first use to
+        solve each row on its own (``ValueError`` otherwise, saying how to pass
+        ``event_ndim``).
 
     Returns
     -------

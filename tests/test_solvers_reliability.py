@@ -293,6 +293,8 @@ def test_every_host_op_propagates_shapes_on_meta() -> None:
         "linear_program": (lambda t: S.linear_program(t, A_ub=[[1.0, 1.0]], b_ub=[1.0]), (2, 2)),
         "milp": (lambda t: S.milp(t, A_ub=[[1.0, 1.0]], b_ub=[1.0]), (2, 2)),
         "shortest_path_grid": (S.shortest_path_grid, (2, 3, 3)),
+        "shortest_path_grid[device]": (lambda t: S.shortest_path_grid(t, method="device"), (2, 3, 3)),
+        "knapsack": (lambda t: S.knapsack(t, [1, 2, 3], 3), (2, 3)),
         "solver(fn)": (S.solver(lambda t: t[:2] * 0, output_shape=(2,)), (4, 3)),
         "soft_rank": (dc.relax.soft_rank, (2, 5)),
         "soft_sort": (dc.relax.soft_sort, (2, 5)),

@@ -139,10 +139,14 @@ def declares_event_ndim(solver: Callable[..., Any]) -> bool:
     f = _unwrap(solver)
     if getattr(f, "event_ndim", None) is not None:
         return True
-    return any(c.__name__ == "OpFunction" and c.__module__ == "dopt_core.op" for c in type(f).__mro__)
+    return any(
+        c.__name__ == "OpFunction" and c.__module__ == "dopt_core.op" for c in type(f).__mro__
+    )
 
 
-def instance_solver(solver: Callable[..., Any], event_ndim: int | None = None) -> tuple[Callable[..., Any], int]:
+def instance_solver(
+    solver: Callable[..., Any], event_ndim: int | None = None
+) -> tuple[Callable[..., Any], int]:
     """``(solver, event_ndim)`` for the estimators, losses and metrics.
 
     When neither ``event_ndim`` nor the solver declares the number of axes of one
@@ -223,8 +227,11 @@ def _check_row_instances(solver: Callable[..., Any], theta: Any, y: Any) -> bool
     lead = tuple(theta.shape[:-1])
     shape = tuple(getattr(y, "shape", ()))
     if shape[: len(lead)] != lead:
-        raise _row_error(solver, "its output does not keep the leading axes of its input "
-                         f"(input shape {tuple(theta.shape)}, output shape {shape})")
+        detail = (
+            "its output does not keep the leading axes of its input "
+            f"(input shape {tuple(theta.shape)}, output shape {shape})"
+        )
+        raise _row_error(solver, detail)
     count = math.prod(lead)
     if count < 2:
         return True
@@ -237,14 +244,15 @@ def _check_row_instances(solver: Callable[..., Any], theta: Any, y: Any) -> bool
         try:
             yi = solver(rows[i : i + 1, ...])
         except Exception as exc:
-            raise _row_error(
-                solver, f"a single row of scores (shape (1, {n})) made it raise {type(exc).__name__}: {exc}"
-            ) from exc
+            detail = f"a single row of scores (shape (1, {n})) made it raise {type(exc).__name__}: {exc}"
+            raise _row_error(solver, detail) from exc
         got = tuple(getattr(yi, "shape", ()))
         if got != (1, *out):
-            raise _row_error(solver, f"a single row of scores (shape (1, {n})) gave shape {got}, not {(1, *out)}")
+            detail = f"a single row of scores (shape (1, {n})) gave shape {got}, not {(1, *out)}"
+            raise _row_error(solver, detail)
         if values and not _same(xp, yi[0, ...], y_rows[i, ...], theta.dtype):
-            raise _row_error(solver, "a row of scores solved alone gave another output than solved with the others")
+            detail = "a row of scores solved alone gave another output than solved with the others"
+            raise _row_error(solver, detail)
     return values
 
 
@@ -261,7 +269,9 @@ def _same(xp: Any, a: Any, b: Any, dtype: Any) -> bool:
 # ---------------------------------------------------------------------------------
 # Errors from a solver called on internal (stacked) problems
 # ---------------------------------------------------------------------------------
-def solver_failure(solver: Callable[..., Any], exc: BaseException, problems: Any, *, start: int, total: int) -> BaseException:
+def solver_failure(
+    solver: Callable[..., Any], exc: BaseException, problems: Any, *, start: int, total: int
+) -> BaseException:
     """The error to raise when ``solver`` failed on ``problems``: the perturbed copies
     of the user's ``theta`` stacked along a new leading axis (samples ``start, …``
     of ``total``), a shape the user never wrote.

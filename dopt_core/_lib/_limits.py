@@ -31,7 +31,9 @@ def check_size(size: int, *, limit: int, name: str, what: str, alternative: str)
     ValueError: capacity: the table needs 1,000 entries, more than the 100 allowed; use milp
     """
     if size > limit:
-        raise ValueError(f"{name}: {what} needs {size:,} entries, more than the {limit:,} allowed; {alternative}")
+        raise ValueError(
+            f"{name}: {what} needs {size:,} entries, more than the {limit:,} allowed; {alternative}"
+        )
 
 
 def check_grid_size(h: int, w: int) -> None:
