@@ -139,9 +139,13 @@ def declares_event_ndim(solver: Callable[..., Any]) -> bool:
     f = _unwrap(solver)
     if getattr(f, "event_ndim", None) is not None:
         return True
-    return any(
-        c.__name__ == "OpFunction" and c.__module__ == "dopt_core.op" for c in type(f).__mro__
-    )
+    return _is_op_function(f)
+
+
+def _is_op_function(f: Any) -> bool:
+    """A dopt public function (``dopt_core.op.OpFunction``; named, not imported: ``_lib``
+    imports nothing above it)."""
+    return any(c.__name__ == "OpFunction" and c.__module__.startswith("dopt_core") for c in type(f).__mro__)
 
 
 def instance_solver(
@@ -317,7 +321,7 @@ def _rebind(solver: Callable[..., Any], theta: Any) -> BaseException | None:
         else:
             break
     bind = getattr(f, "bind", None)
-    if not callable(bind) or not any(c.__name__ == "OpFunction" for c in type(f).__mro__):
+    if not callable(bind) or not _is_op_function(f):
         return None
     try:
         bind(theta, *args, **kwargs)

@@ -35,7 +35,14 @@ import numpy as np
 
 from ..backend import backend_for
 
-__all__ = ["Domain", "SolverError", "StaticArray", "check_executor", "solve_instances", "static_array"]
+__all__ = [
+    "Domain",
+    "SolverError",
+    "StaticArray",
+    "check_executor",
+    "solve_instances",
+    "static_array",
+]
 
 
 class SolverError(RuntimeError):
@@ -181,13 +188,15 @@ def run_chunk(
     """
     k = block.shape[0]
     out = np.full((k, *out_event), np.nan, dtype=np.float64)
-    skip = np.isnan(block).any(axis=_instance_axes(block)) if block.dtype.kind == "f" else np.zeros(k, bool)
+    if block.dtype.kind == "f":
+        skip = np.isnan(block).any(axis=_instance_axes(block))
+    else:
+        skip = np.zeros(k, dtype=bool)
     if domain is not None and not skip.all():
         bad = np.asarray(domain.bad(block), dtype=bool) & ~skip
         if bad.any() and not nan_on_error:
-            raise SolverError(
-                f"{name} failed on {_where(start + int(np.flatnonzero(bad)[0]), batch_shape)}: {domain.message}"
-            )
+            where = _where(start + int(np.flatnonzero(bad)[0]), batch_shape)
+            raise SolverError(f"{name} failed on {where}: {domain.message}")
         skip |= bad
     todo = np.flatnonzero(~skip)
     if todo.size == 0:
