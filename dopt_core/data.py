@@ -33,6 +33,7 @@ import math
 import numpy as np
 
 from ._lib._checks import check_int
+from ._lib._limits import check_grid_size
 from .metrics import normalized_regret, regret
 
 __all__ = ["knapsack", "normalized_regret", "regret", "shortest_path"]
@@ -94,6 +95,7 @@ def shortest_path(
     h, w = (check_int(g, name="grid", low=1) for g in grid)
     if h * w < 2:
         raise ValueError(f"grid must have at least two nodes, got {grid!r}")
+    check_grid_size(h, w)
     d = (h - 1) * w + (w - 1) * h
     rs = np.random.RandomState(seed)
     B = rs.binomial(1, 0.5, (d, num_feat))

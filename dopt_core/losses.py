@@ -39,9 +39,10 @@ from typing import Any, ClassVar
 
 from ._lib._checks import (
     check_linear_output,
+    check_nonempty_mean,
     check_same_device,
     check_scores,
-    solver_event_ndim,
+    instance_solver,
     solver_name,
 )
 from .noise import Noise
@@ -118,7 +119,8 @@ def fenchel_young_loss(
     Returns ``loss(theta, y_true, *, rng=None, noise=None)``: ``theta`` scores
     ``(*batch, *event)``, ``y_true`` targets of the same shape (solutions, or points of
     their convex hull). ``reduction``: ``"mean"`` (default) or ``"sum"`` over the
-    batch, or ``"none"`` for one loss per instance. ``rng``/``noise`` and the other
+    batch, or ``"none"`` for one loss per instance; the mean of an empty batch raises
+    ``ValueError``. ``rng``/``noise`` and the other
     parameters as in :func:`dopt_core.perturbed`.
 
     Parameters
@@ -162,6 +164,7 @@ def fenchel_young_loss(
 
     def bind(theta: Any, y_true: Any, *, rng: Any = None, noise: Any = None) -> Bound:
         theta, z, out_dtype = p.bind_theta_noise(theta, rng, noise)
+        check_nonempty_mean(tuple(theta.shape[: theta.ndim - p.event_ndim]), reduction, name="theta")
         y, xp, _ = check_scores(y_true, name="y_true", min_ndim=p.event_ndim)
         if tuple(y.shape) != tuple(theta.shape):
             raise ValueError(f"y_true must have theta's shape {tuple(theta.shape)}, got {tuple(y.shape)}")
@@ -219,7 +222,8 @@ def spo_plus_loss(solver: Callable[..., Any], *, reduction: str = "mean", event_
     (PyEPO's ``SPOPlus`` for a minimisation model). SPO+ is convex in
     :math:`\hat\theta`, non-negative, zero at :math:`\hat\theta = \theta`, and bounds
     the regret :math:`\langle\theta, y^*\rangle - \langle\theta, y^*(\hat\theta)\rangle`
-    from above. ``reduction``: ``"mean"``, ``"sum"`` or ``"none"`` over the batch.
+    from above. ``reduction``: ``"mean"``, ``"sum"`` or ``"none"`` over the batch (the
+    mean of an empty batch raises ``ValueError``).
 
     Parameters
     ----------
@@ -243,11 +247,13 @@ def spo_plus_loss(solver: Callable[..., Any], *, reduction: str = "mean", event_
         raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
     if not callable(solver):
         raise TypeError(f"solver must be callable, got {type(solver).__name__}")
-    nd = solver_event_ndim(solver, event_ndim)
+    name = solver_name(solver)
+    solver, nd = instance_solver(solver, event_ndim)
     op = SPOPlusOp(solver, reduction, nd)
 
     def bind(theta_hat: Any, theta_true: Any, y_true: Any = None) -> Bound:
         theta_hat, xp, out_dtype = check_scores(theta_hat, name="theta_hat", min_ndim=nd)
+        check_nonempty_mean(tuple(theta_hat.shape[: theta_hat.ndim - nd]), reduction, name="theta_hat")
         theta, _, _ = check_scores(theta_true, name="theta_true", min_ndim=nd)
         if tuple(theta.shape) != tuple(theta_hat.shape):
             raise ValueError(
@@ -264,4 +270,4 @@ def spo_plus_loss(solver: Callable[..., Any], *, reduction: str = "mean", event_
         dtype = theta_hat.dtype
         return Bound(op, (theta_hat, xp.astype(theta, dtype), xp.astype(y, dtype)), out_dtype)
 
-    return op_function(bind, name=f"spo_plus_loss({solver_name(solver)})", doc=spo_plus_loss.__doc__)
+    return op_function(bind, name=f"spo_plus_loss({name})", doc=spo_plus_loss.__doc__)

@@ -18,10 +18,12 @@ regrets over sum of optimal objective magnitudes), not a mean of ratios.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
-from ._lib._checks import check_same_device, check_scores, solver_event_ndim
+from ._lib._checks import check_same_device, check_scores, instance_solver
+from .backend import backend_for
 
 __all__ = ["normalized_regret", "regret"]
 
@@ -56,7 +58,7 @@ def regret(
     >>> dc.regret(dc.solvers.argmax, np.array([[1.0, 0.0]]), np.array([[2.0, 3.0]]))
     array([1.])
     """
-    event_ndim = solver_event_ndim(solver, event_ndim)
+    solver, event_ndim = instance_solver(solver, event_ndim)
     theta_hat, xp, _ = check_scores(theta_hat, name="theta_hat", min_ndim=event_ndim)
     theta_true, _, _ = check_scores(theta_true, name="theta_true", min_ndim=event_ndim)
     if tuple(theta_hat.shape) != tuple(theta_true.shape):
@@ -76,6 +78,9 @@ def normalized_regret(
 ) -> float:
     """Sum of regrets over the sum of ``|optimal objective|`` (a Python float).
 
+    ``ValueError`` for an empty batch (the ratio is 0/0), ``TypeError`` for traced
+    arrays or torch ``meta`` tensors (no values to make a float of).
+
     Parameters
     ----------
     solver : callable
@@ -94,9 +99,20 @@ def normalized_regret(
     >>> dc.normalized_regret(dc.solvers.argmax, -truth, truth)   # worst decisions
     0.75
     """
-    event_ndim = solver_event_ndim(solver, event_ndim)
+    solver, event_ndim = instance_solver(solver, event_ndim)
     theta_hat, xp, _ = check_scores(theta_hat, name="theta_hat", min_ndim=event_ndim)
     theta_true, _, _ = check_scores(theta_true, name="theta_true", min_ndim=event_ndim)
+    backend = backend_for(theta_true)
+    if backend.is_traced(theta_true) or backend.is_traced(theta_hat):
+        raise TypeError(
+            "normalized_regret returns a Python float, so it needs concrete arrays, not traced ones "
+            "(jax.jit) or torch meta tensors; compute regret(...) there and the ratio outside"
+        )
+    batch = tuple(theta_true.shape[: theta_true.ndim - event_ndim])
+    if math.prod(batch) == 0:
+        raise ValueError(
+            f"normalized_regret of an empty batch is undefined (0/0): theta_true has batch shape {batch}"
+        )
     r = regret(solver, theta_hat, theta_true, event_ndim=event_ndim)
     opt = xp.sum(theta_true * solver(theta_true), axis=_event_axes(theta_true, event_ndim))
     return float(xp.sum(r)) / max(float(xp.sum(xp.abs(opt))), 1e-12)

@@ -62,7 +62,8 @@ from ._lib._checks import (
     check_positive,
     check_same_device,
     check_scores,
-    solver_event_ndim,
+    instance_solver,
+    solver_failure,
     solver_name,
 )
 from .backend import backend_for
@@ -102,10 +103,19 @@ class Perturbation:
         """The solver on every perturbed problem: one call, or one per chunk of samples."""
         m = eta.shape[0]
         if self.chunk_size is None or self.chunk_size >= m:
-            return self.solver(eta)
+            return self._solve(eta, 0, m)
         c = self.chunk_size
-        parts = [self.solver(eta[i : min(i + c, m), ...]) for i in range(0, m, c)]
+        parts = [self._solve(eta[i : min(i + c, m), ...], i, m) for i in range(0, m, c)]
         return xp.concat(parts, axis=0)
+
+    def _solve(self, eta: Any, start: int, total: int) -> Any:
+        try:
+            return self.solver(eta)
+        except Exception as exc:  # errors name theta's shape, not the stacked problems'
+            err = solver_failure(self.solver, exc, eta, start=start, total=total)
+            if err is exc:
+                raise
+            raise err from exc
 
     def event_axes(self, ndim: int) -> tuple[int, ...]:
         return tuple(range(ndim - self.event_ndim, ndim))
@@ -206,8 +216,8 @@ def _check_solver_output(ys: Any, eta: Any, event_ndim: int) -> None:
     lead = tuple(eta.shape[: eta.ndim - event_ndim])
     if tuple(ys.shape[: len(lead)]) != lead:
         raise ValueError(
-            f"the solver must keep the leading (sample and batch) axes {lead} of its input, "
-            f"got an output of shape {tuple(ys.shape)}"
+            f"the solver must keep the batch axes {lead[1:]} of theta (shape {tuple(eta.shape[1:])}, "
+            f"event_ndim={event_ndim}), got an output of shape {tuple(ys.shape[1:])} per sample"
         )
 
 
@@ -247,7 +257,7 @@ def make_perturbation(
         raise ValueError(f"antithetic=True needs an even num_samples, got {num_samples}")
     if chunk_size is not None:
         chunk_size = check_int(chunk_size, name="chunk_size", low=1)
-    event_ndim = solver_event_ndim(solver, event_ndim)
+    solver, event_ndim = instance_solver(solver, event_ndim)
     return Perturbation(solver, float(sigma), law, num_samples, multiplicative, antithetic, chunk_size, event_ndim)
 
 
@@ -288,6 +298,9 @@ def perturbed(
         At most this many samples per solver call.
     event_ndim : int, optional
         Trailing axes of θ per instance; read from ``solver.event_ndim`` by default (1).
+        A solver that declares none (a plain function) is checked on first use to
+        solve each row on its own (``ValueError`` otherwise, saying how to pass
+        ``event_ndim``).
 
     Returns
     -------

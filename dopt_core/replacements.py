@@ -48,7 +48,7 @@ from ._lib._checks import (
     check_positive,
     check_same_device,
     check_scores,
-    solver_event_ndim,
+    instance_solver,
     solver_name,
 )
 from .backend import backend_for
@@ -138,9 +138,9 @@ def identity(
     noise_sigma = 0.0 if noise_sigma == 0 else check_positive(noise_sigma, name="noise_sigma")
     if noise_sigma > 0 and law is None:
         raise ValueError("noise_sigma > 0 needs a noise law (noise='normal', 'gumbel' or 'sum_of_gamma')")
-    nd = solver_event_ndim(solver, event_ndim)
-    op = IdentityOp(solver, projection, noise_sigma, nd)
-    noisy_op = IdentityOp(solver, projection, noise_sigma, nd, noisy=True)
+    checked, nd = instance_solver(solver, event_ndim)
+    op = IdentityOp(checked, projection, noise_sigma, nd)
+    noisy_op = IdentityOp(checked, projection, noise_sigma, nd, noisy=True)
 
     def bind(theta: Any, *, rng: Any = None, noise: Any = None) -> Bound:
         theta, xp, out_dtype = check_scores(theta, min_ndim=nd)
@@ -313,7 +313,8 @@ class IMLEOp(Op):
     def forward(self, theta: Any, z: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
         eta, _ = self.p.perturb(theta, z, xp=xp)
         ys = xp.astype(self.p.solve(eta, xp=xp), theta.dtype)
-        _check_same_shape(ys, eta, "imle")
+        if tuple(ys.shape) != tuple(eta.shape):  # name theta's shape, not the samples'
+            _check_same_shape(ys[0, ...] if ys.shape[:1] == eta.shape[:1] else ys, theta, "imle")
         return xp.mean(ys, axis=0), (theta, z, ys)
 
     def vjp(self, residuals: tuple[Any, ...], g: Any, *, xp: Any) -> tuple[Any | None, ...]:

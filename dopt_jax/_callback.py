@@ -10,11 +10,18 @@ import numpy as np
 
 
 def host_call(func: Callable[..., Any], *inputs: Any, shape: tuple[int, ...], dtype: Any) -> Any:
-    """``func(*numpy_inputs)`` as a ``jax.pure_callback``.
+    """``func(*numpy_inputs)`` as a ``jax.pure_callback``, or directly when nothing is traced.
 
     dopt's host functions are batched over leading dimensions, so under ``vmap`` every
     input is broadcast to carry the mapped axis in front (``vmap_method="broadcast_all"``)
     and the function runs once for the whole batch, not in a Python loop.
+
+    Outside tracing (every input a concrete array) ``func`` runs directly on the host
+    and its result is put on ``inputs[0]``'s device: an exception it raises (a
+    :class:`~dopt_core.solvers.SolverError`) reaches the caller as itself, not wrapped
+    in JAX's ``JaxRuntimeError: INTERNAL: CpuCallback error``. Under tracing a callback
+    cannot raise an error the caller can catch, which is why dopt's host solvers bound
+    on traced arrays return NaN rows for failing instances instead.
 
     Parameters
     ----------
@@ -36,6 +43,8 @@ def host_call(func: Callable[..., Any], *inputs: Any, shape: tuple[int, ...], dt
     [[1.0, 3.0], [0.0, 2.0]]
     """
     np_dtype = np.dtype(jax.numpy.dtype(dtype))
+    if not any(isinstance(x, jax.core.Tracer) for x in inputs):
+        return _eager(func, inputs, tuple(shape), np_dtype)
 
     def callback(*arrays: Any) -> np.ndarray:
         out = func(*(np.asarray(a) for a in arrays))
@@ -43,3 +52,14 @@ def host_call(func: Callable[..., Any], *inputs: Any, shape: tuple[int, ...], dt
 
     spec = jax.ShapeDtypeStruct(tuple(shape), np_dtype)
     return jax.pure_callback(callback, spec, *inputs, vmap_method="broadcast_all")
+
+
+def _eager(func: Callable[..., Any], inputs: tuple[Any, ...], shape: tuple[int, ...], dtype: np.dtype) -> Any:
+    out = np.asarray(func(*(np.asarray(x) for x in inputs)), dtype=dtype)
+    if out.shape != shape:  # what pure_callback would refuse
+        raise ValueError(f"host function returned shape {out.shape}, but the caller declared {shape}")
+    like = inputs[0]
+    devices = like.devices() if isinstance(like, jax.Array) else set()
+    if len(devices) == 1:
+        return jax.device_put(out, next(iter(devices)))
+    return jax.numpy.asarray(out)

@@ -29,6 +29,8 @@ def _generator(rng: Any, device: torch.device) -> torch.Generator | None:
     if rng is None:
         return None  # torch's default generator for that device
     if isinstance(rng, int | np.integer) and not isinstance(rng, bool):
+        if device.type == "meta":  # shapes only: there are no meta generators
+            return None
         return torch.Generator(device=device).manual_seed(int(rng))
     raise TypeError(
         "rng must be a torch.Generator, a numpy.random.Generator, an int seed or None for "
@@ -85,6 +87,13 @@ class TorchBackend(Backend):
         if math.isfinite(x.detach().sum().item()):
             return True
         return bool(torch.isfinite(x).all())
+
+    def host_call(self, func: Any, *inputs: Any, shape: tuple[int, ...], dtype: Any) -> Any:
+        # meta tensors carry shapes without values: host code cannot run, but its result's
+        # shape and dtype are declared up front, so shape propagation still works
+        if any(x.device.type == "meta" for x in inputs):
+            return torch.empty(tuple(shape), dtype=dtype, device="meta")
+        return super().host_call(func, *inputs, shape=shape, dtype=dtype)
 
     def to_numpy(self, x: Any) -> np.ndarray:
         x = x.detach()

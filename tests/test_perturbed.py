@@ -161,7 +161,7 @@ def test_multiplicative_keeps_signs_and_mean() -> None:
 
     theta = np.array([[-1.0, 2.0, -0.5], [0.3, -0.7, 1.1]])
     m = 20_000
-    dc.perturbed(spy, sigma=0.5, num_samples=m, multiplicative=True)(theta, rng=11)
+    dc.perturbed(spy, sigma=0.5, num_samples=m, multiplicative=True, event_ndim=1)(theta, rng=11)
     (eta,) = seen
     assert eta.shape == (m, 2, 3)
     assert np.all(np.sign(eta) == np.sign(theta))  # positivity of the factors
@@ -233,13 +233,13 @@ def test_all_problems_in_one_solver_call_and_chunking() -> None:
 
     theta = np.random.default_rng(17).normal(size=(4, 3, 6))
     Z = np.random.default_rng(18).standard_normal(size=(8, 4, 3, 6))
-    y_full = dc.perturbed(counting, num_samples=8)(theta, noise=Z)
+    y_full = dc.perturbed(counting, num_samples=8, event_ndim=1)(theta, noise=Z)
     assert calls == [(8, 4, 3, 6)]
     calls.clear()
-    dc.perturbed(counting, num_samples=8, control_variate=True)(theta, noise=Z)
+    dc.perturbed(counting, num_samples=8, control_variate=True, event_ndim=1)(theta, noise=Z)
     assert calls == [(9, 4, 3, 6)]
     calls.clear()
-    y_chunked = dc.perturbed(counting, num_samples=8, chunk_size=3)(theta, noise=Z)
+    y_chunked = dc.perturbed(counting, num_samples=8, chunk_size=3, event_ndim=1)(theta, noise=Z)
     assert calls == [(3, 4, 3, 6), (3, 4, 3, 6), (2, 4, 3, 6)]
     np.testing.assert_array_equal(y_full, y_chunked)
     _, v1 = dc.value_and_vjp(dc.perturbed(S.argmax, num_samples=8), theta, noise=Z)

@@ -115,10 +115,14 @@ def _unwrap(solver: Callable[..., Any]) -> Any:
 
 def solver_event_ndim(solver: Callable[..., Any], event_ndim: int | None = None) -> int:
     """Trailing axes of θ forming one instance: ``event_ndim`` if given (>= 1), else
-    the solver's ``event_ndim`` attribute (through ``functools.partial``), else 1."""
+    the solver's ``event_ndim`` attribute (through ``functools.partial``), else 1.
+
+    The final default is an assumption for solvers that declare nothing (plain
+    functions, lambdas): :func:`instance_solver` checks it on first use."""
     if event_ndim is not None:
         return check_int(event_ndim, name="event_ndim", low=1)
-    return int(getattr(_unwrap(solver), "event_ndim", 1))
+    declared = getattr(_unwrap(solver), "event_ndim", None)
+    return 1 if declared is None else int(declared)
 
 
 def solver_name(solver: Callable[..., Any]) -> str:
@@ -137,4 +141,217 @@ def check_linear_output(ys: Any, eta: Any) -> None:
         raise ValueError(
             "perturbed maxima and Fenchel-Young losses need a linear oracle whose output has "
             f"theta's shape {tuple(eta.shape[1:])}; the solver returned {tuple(ys.shape[1:])}"
+        )
+
+
+# ---------------------------------------------------------------------------------
+# Solvers that do not declare their event_ndim
+# ---------------------------------------------------------------------------------
+def declares_event_ndim(solver: Callable[..., Any]) -> bool:
+    """Whether ``solver`` states how many trailing axes form one instance: an
+    ``event_ndim`` attribute (through ``functools.partial``), or a dopt function (whose
+    instances are vectors unless it says otherwise)."""
+    f = _unwrap(solver)
+    if getattr(f, "event_ndim", None) is not None:
+        return True
+    return _is_op_function(f)
+
+
+def _is_op_function(f: Any) -> bool:
+    """A dopt public function (``dopt_core.op.OpFunction``; named, not imported: ``_lib``
+    imports nothing above it)."""
+    return any(c.__name__ == "OpFunction" and c.__module__.startswith("dopt_core") for c in type(f).__mro__)
+
+
+def instance_solver(
+    solver: Callable[..., Any], event_ndim: int | None = None
+) -> tuple[Callable[..., Any], int]:
+    """``(solver, event_ndim)`` for the estimators, losses and metrics.
+
+    When neither ``event_ndim`` nor the solver declares the number of axes of one
+    instance, each row (the last axis) is taken as an instance, and the solver comes
+    back wrapped in :class:`RowInstances`, which checks that assumption on first use
+    instead of letting a matrix solver's rows be summed as instances.
+    """
+    nd = solver_event_ndim(solver, event_ndim)
+    if event_ndim is None and not declares_event_ndim(solver):
+        return RowInstances(solver), nd
+    return solver, nd
+
+
+class RowInstances:
+    """A solver that declares no ``event_ndim``, assumed to solve each row on its own.
+
+    Calling it calls the solver; the first time it sees scores ``theta`` of a new row
+    length with at least two rows, it also solves up to three rows alone and checks
+    that each gives its row of the batched output (the output keeps ``theta``'s
+    leading axes). A solver whose instance is a matrix (``linear_assignment``, a
+    Warcraft map) fails this check: it rejects a single row, or returns something
+    else for it. The check then raises ``ValueError`` saying how to declare
+    ``event_ndim``. Under tracing (``jax.jit``, torch ``meta`` tensors) only the
+    shapes are compared, and the check runs again on the next concrete call.
+    """
+
+    event_ndim = 1
+
+    def __init__(self, solver: Callable[..., Any]) -> None:
+        self.solver = solver
+        self._checked: set[tuple[Any, ...]] = set()
+
+    @property
+    def __name__(self) -> str:  # type: ignore[override]
+        return solver_name(self.solver)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RowInstances) and other.solver == self.solver
+
+    def __hash__(self) -> int:
+        try:
+            return hash(self.solver)
+        except TypeError:
+            return id(self.solver)
+
+    def __repr__(self) -> str:
+        return f"RowInstances({self.solver!r})"
+
+    def __call__(self, theta: Any, *args: Any, **kwargs: Any) -> Any:
+        y = self.solver(theta, *args, **kwargs)
+        ndim = getattr(theta, "ndim", 0)
+        if args or kwargs or ndim < 2:
+            return y
+        key = (type(theta), int(theta.shape[-1]))
+        traced = backend_for(theta).is_traced(theta)
+        if (key, True) in self._checked or (traced and (key, False) in self._checked):
+            return y
+        self._checked.add((key, _check_row_instances(self.solver, theta, y)))
+        return y
+
+
+def _row_error(solver: Callable[..., Any], detail: str) -> ValueError:
+    name = solver_name(solver)
+    return ValueError(
+        f"the solver {name} declares no event_ndim, so each row (the last axis) of theta is taken "
+        f"as one instance, but it does not solve rows on their own: {detail}. If one instance "
+        "spans the last k axes of theta, pass event_ndim=k (or set the solver's event_ndim "
+        "attribute, or build it with dopt_core.solvers.solver(fn, event_ndim=k)); if it does "
+        "solve rows on their own (non-deterministically, say), pass event_ndim=1 to skip this check"
+    )
+
+
+def _check_row_instances(solver: Callable[..., Any], theta: Any, y: Any) -> bool:
+    """Raise unless ``solver`` applied to single rows of ``theta`` gives the rows of
+    ``y = solver(theta)``; return whether values were compared (not just shapes)."""
+    backend = backend_for(theta)
+    xp = backend.namespace(theta)
+    lead = tuple(theta.shape[:-1])
+    shape = tuple(getattr(y, "shape", ()))
+    if shape[: len(lead)] != lead:
+        detail = (
+            "its output does not keep the leading axes of its input "
+            f"(input shape {tuple(theta.shape)}, output shape {shape})"
+        )
+        raise _row_error(solver, detail)
+    count = math.prod(lead)
+    if count < 2:
+        return True
+    out = shape[len(lead):]
+    rows = xp.reshape(theta, (count, theta.shape[-1]))
+    y_rows = xp.reshape(y, (count, *out))
+    values = not (backend.is_traced(theta) or backend.is_traced(y))
+    n = theta.shape[-1]
+    for i in range(min(3, count)):
+        try:
+            yi = solver(rows[i : i + 1, ...])
+        except Exception as exc:
+            detail = f"a single row of scores (shape (1, {n})) made it raise {type(exc).__name__}: {exc}"
+            raise _row_error(solver, detail) from exc
+        got = tuple(getattr(yi, "shape", ()))
+        if got != (1, *out):
+            detail = f"a single row of scores (shape (1, {n})) gave shape {got}, not {(1, *out)}"
+            raise _row_error(solver, detail)
+        if values and not _same(xp, yi[0, ...], y_rows[i, ...], theta.dtype):
+            detail = "a row of scores solved alone gave another output than solved with the others"
+            raise _row_error(solver, detail)
+    return values
+
+
+def _same(xp: Any, a: Any, b: Any, dtype: Any) -> bool:
+    """``a`` and ``b`` agree to float32 rounding (NaN matching NaN)."""
+    try:
+        a, b = xp.astype(xp.asarray(a), dtype), xp.astype(xp.asarray(b), dtype)
+        close = (xp.abs(a - b) <= 1e-6 + 1e-5 * xp.abs(b)) | (xp.isnan(a) & xp.isnan(b))
+        return bool(xp.all(close))
+    except (TypeError, ValueError, AttributeError, RuntimeError):
+        return True  # not arrays of theta's library: nothing to compare here
+
+
+# ---------------------------------------------------------------------------------
+# Errors from a solver called on internal (stacked) problems
+# ---------------------------------------------------------------------------------
+def solver_failure(
+    solver: Callable[..., Any], exc: BaseException, problems: Any, *, start: int, total: int
+) -> BaseException:
+    """The error to raise when ``solver`` failed on ``problems``: the perturbed copies
+    of the user's ``theta`` stacked along a new leading axis (samples ``start, …``
+    of ``total``), a shape the user never wrote.
+
+    A dopt function (or a ``functools.partial`` of one) is validated again on one
+    problem, shaped like ``theta``, so that its own error names the user's shape;
+    otherwise (or if that passes) the error gets a note saying which axis is the
+    sample axis. Returns ``exc`` itself for exceptions other than ``ValueError``,
+    ``TypeError`` and ``SolverError``.
+    """
+    kind = type(exc)
+    if kind not in (ValueError, TypeError) and kind.__name__ != "SolverError":
+        return exc
+    one = problems[0, ...]
+    if kind.__name__ != "SolverError":  # a validation error: let the solver name theta's shape
+        again = _rebind(solver, one)
+        if again is not None and type(again) is kind:
+            return again
+    stop = start + problems.shape[0] - 1
+    where = f"sample {start}" if stop == start else f"samples {start}..{stop}"
+    note = (
+        f"{exc} [raised by {solver_name(solver)} on the perturbed problems: theta's shape "
+        f"{tuple(one.shape)} with a leading sample axis of length {total} ({where} in this call), "
+        f"so instance indices count the sample first]"
+    )
+    try:
+        return kind(note)
+    except Exception:  # an exception type that cannot be built from a message
+        return exc
+
+
+def _rebind(solver: Callable[..., Any], theta: Any) -> BaseException | None:
+    """The error a dopt function's validation raises on ``theta``, or None."""
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = {}
+    f: Any = solver
+    while True:
+        if isinstance(f, functools.partial):
+            args, kwargs = f.args + args, {**f.keywords, **kwargs}
+            f = f.func
+        elif isinstance(f, RowInstances):
+            f = f.solver
+        else:
+            break
+    bind = getattr(f, "bind", None)
+    if not callable(bind) or not _is_op_function(f):
+        return None
+    try:
+        bind(theta, *args, **kwargs)
+    except (ValueError, TypeError) as err:
+        return err
+    return None
+
+
+def check_nonempty_mean(batch_shape: tuple[int, ...], reduction: str, *, name: str) -> None:
+    """``reduction="mean"`` needs at least one instance: the mean of none is 0/0.
+
+    Raises ``ValueError`` naming the argument whose batch axes are empty."""
+    if reduction == "mean" and math.prod(batch_shape) == 0:
+        raise ValueError(
+            f"reduction='mean' of an empty batch is undefined ({name} has batch shape "
+            f"{tuple(batch_shape)}): pass at least one instance, or use reduction='sum' "
+            "(0 for an empty batch) or reduction='none'"
         )

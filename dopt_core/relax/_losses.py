@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from .._lib._checks import check_same_device, check_scores
+from .._lib._checks import check_nonempty_mean, check_same_device, check_scores
 from .._lib._compat import device, index_dtype
 from ..backend import backend_for
 from ..op import Bound, Op, op_function
@@ -86,8 +86,8 @@ def permutation_loss(
     target_ranks : array ``(..., n)``, integer or float
         A permutation of ``1..n`` per instance, e.g. ``dopt_core.solvers.rank(values)``.
     reduction : {"mean", "sum", "none"}
-        Mean over all entries (``BCELoss``'s default, a 0-d array), their sum, or the
-        per-instance mean (shape ``(...)``).
+        Mean over all entries (``BCELoss``'s default, a 0-d array; ``ValueError`` for
+        an empty batch), their sum, or the per-instance mean (shape ``(...)``).
     check_finite : bool
         Raise ``ValueError`` on NaN or infinite inputs (skipped under ``jax.jit``).
 
@@ -104,6 +104,7 @@ def permutation_loss(
     if P.shape[-2] != n:
         raise ValueError(f"P must have shape (..., n, n), got {tuple(P.shape)}")
     reduction = check_choice(reduction, name="reduction", choices=REDUCTIONS)
+    check_nonempty_mean(tuple(P.shape[:-2]), reduction, name="P")
     backend_for(target_ranks, name="target_ranks")
     check_same_device({"P": P, "target_ranks": target_ranks})
     if tuple(target_ranks.shape) != tuple(P.shape[:-1]):

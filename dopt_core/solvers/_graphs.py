@@ -41,7 +41,7 @@ class LinearAssignmentOp(HostSolverOp, Op):
     name: ClassVar[str] = "linear_assignment"
     event_ndim: ClassVar[int] = 2
 
-    def kernel(self) -> Any:
+    def kernel(self, event: tuple[int, ...]) -> Any:
         return _assignment_one
 
 
@@ -136,7 +136,7 @@ class SpanningTreeOp(HostSolverOp, Op):
     name: ClassVar[str] = "spanning_tree"
     event_ndim: ClassVar[int] = 1
 
-    def kernel(self) -> Any:
+    def kernel(self, event: tuple[int, ...]) -> Any:
         return functools.partial(_spanning_tree_one, edges=self.edges, num_nodes=self.num_nodes)
 
 
@@ -323,7 +323,7 @@ class ArborescenceOp(HostSolverOp, Op):
     name: ClassVar[str] = "arborescence"
     event_ndim: ClassVar[int] = 2
 
-    def kernel(self) -> Any:
+    def kernel(self, event: tuple[int, ...]) -> Any:
         return functools.partial(_arborescence_one, root=self.root)
 
 

@@ -13,6 +13,13 @@ index in the batch shape and in the flattened batch). Under ``jax.jit`` a host
 callback must not raise, so solvers bound on traced arrays ask for NaN rows instead
 (``nan_on_error=True``); a failure of the executor itself (a dead worker) always
 raises.
+
+Bad values never reach a kernel. An instance containing NaN gets a NaN output row
+and its kernel is not called (traced or not; eager calls only see NaN with
+``check_finite=False``). An instance outside a kernel's :class:`Domain` (e.g.
+positive scores for Dijkstra, which would loop on the negative cycles) raises
+:class:`SolverError`, or gets a NaN row under ``nan_on_error``. Every kernel then runs
+for a time bounded by its input's shape.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import math
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -28,7 +36,14 @@ import numpy as np
 from ..backend import backend_for, host_call
 from ..op import ZeroGradient
 
-__all__ = ["SolverError", "StaticArray", "check_executor", "solve_instances", "static_array"]
+__all__ = [
+    "Domain",
+    "SolverError",
+    "StaticArray",
+    "check_executor",
+    "solve_instances",
+    "static_array",
+]
 
 
 class SolverError(RuntimeError):
@@ -37,6 +52,21 @@ class SolverError(RuntimeError):
     The message names the instance: its index in the batch shape and in the flattened
     batch. Raised by every host solver, serially or through an ``executor``.
     """
+
+
+@dataclass(frozen=True)
+class Domain:
+    """The instances a host kernel accepts, checked on the host before it runs.
+
+    ``bad(block)`` maps a block of instances ``(k, *event)`` (NaN-free) to a boolean
+    mask ``(k,)`` of the instances the kernel must not see; ``message`` says why, in
+    the :class:`SolverError` raised for them (without ``nan_on_error``; with it, their
+    output rows are NaN). ``bad`` must be picklable (a module-level function) to
+    travel to executor workers.
+    """
+
+    bad: Callable[[np.ndarray], np.ndarray]
+    message: str
 
 
 class StaticArray:
@@ -137,6 +167,10 @@ def _where(flat: int, batch_shape: tuple[int, ...]) -> str:
     return f"instance {index} (flat index {flat})"
 
 
+def _instance_axes(block: np.ndarray) -> tuple[int, ...]:
+    return tuple(range(1, block.ndim))
+
+
 def run_chunk(
     fn: Callable[[np.ndarray], np.ndarray],
     block: np.ndarray,
@@ -146,25 +180,45 @@ def run_chunk(
     name: str,
     batched: bool,
     nan_on_error: bool,
+    domain: Domain | None = None,
 ) -> np.ndarray:
-    """Solve ``block`` (instances ``start, start+1, ...``); runs in executor workers."""
-    out = np.empty((block.shape[0], *out_event), dtype=np.float64)
+    """Solve ``block`` (instances ``start, start+1, ...``); runs in executor workers.
+
+    Instances with a NaN, and (under ``nan_on_error``) instances outside ``domain``,
+    get NaN rows without calling ``fn`` (module docstring).
+    """
+    k = block.shape[0]
+    out = np.full((k, *out_event), np.nan, dtype=np.float64)
+    if block.dtype.kind == "f":
+        skip = np.isnan(block).any(axis=_instance_axes(block))
+    else:
+        skip = np.zeros(k, dtype=bool)
+    if domain is not None and not skip.all():
+        bad = np.asarray(domain.bad(block), dtype=bool) & ~skip
+        if bad.any() and not nan_on_error:
+            where = _where(start + int(np.flatnonzero(bad)[0]), batch_shape)
+            raise SolverError(f"{name} failed on {where}: {domain.message}")
+        skip |= bad
+    todo = np.flatnonzero(~skip)
+    if todo.size == 0:
+        return out
     if batched:
+        sub = block if todo.size == k else block[todo]
         try:
-            res = np.asarray(fn(block), dtype=np.float64)
-            if res.shape != out.shape:
-                raise ValueError(f"returned shape {res.shape}, expected {out.shape}")
-            return res
+            res = np.asarray(fn(sub), dtype=np.float64)
+            if res.shape != (todo.size, *out_event):
+                raise ValueError(f"returned shape {res.shape}, expected {(todo.size, *out_event)}")
         except Exception as exc:
             if nan_on_error:
-                out[...] = np.nan
                 return out
             first = _where(start, batch_shape)
-            last = _where(start + block.shape[0] - 1, batch_shape)
+            last = _where(start + k - 1, batch_shape)
             raise SolverError(
                 f"{name} failed on the chunk from {first} to {last}: {type(exc).__name__}: {exc}"
             ) from exc
-    for i in range(block.shape[0]):
+        out[todo] = res
+        return out
+    for i in todo:
         try:
             res = np.asarray(fn(block[i]), dtype=np.float64)
             if res.shape != out_event:
@@ -172,10 +226,9 @@ def run_chunk(
             out[i] = res
         except Exception as exc:
             if nan_on_error:
-                out[i] = np.nan
                 continue
             raise SolverError(
-                f"{name} failed on {_where(start + i, batch_shape)}: {type(exc).__name__}: {exc}"
+                f"{name} failed on {_where(start + int(i), batch_shape)}: {type(exc).__name__}: {exc}"
             ) from exc
     return out
 
@@ -198,6 +251,7 @@ def solve_instances(
     batched: bool = False,
     nan_on_error: bool = False,
     chunk_size: int | None = None,
+    domain: Domain | None = None,
 ) -> np.ndarray:
     """Apply a per-instance (or, with ``batched``, per-block) NumPy solver to every instance.
 
@@ -205,7 +259,8 @@ def solve_instances(
     result has shape ``(*batch, *out_event)`` (float64; the caller casts). With an
     ``executor`` the flattened instances are split into contiguous chunks, one task
     each; results are reassembled in order. Any failure raises :class:`SolverError`
-    naming the instance (or the chunk, when the executor itself failed).
+    naming the instance (or the chunk, when the executor itself failed). Instances
+    with a NaN, or outside ``domain``, are handled as in the module docstring.
     """
     out_event = tuple(int(s) for s in out_event)
     batch_shape = tuple(theta.shape[: theta.ndim - event_ndim])
@@ -215,7 +270,7 @@ def solve_instances(
     if n == 0:
         return np.empty((*batch_shape, *out_event))
     if executor is None:
-        out = run_chunk(fn, flat, 0, batch_shape, out_event, name, batched, nan_on_error)
+        out = run_chunk(fn, flat, 0, batch_shape, out_event, name, batched, nan_on_error, domain)
         return out.reshape((*batch_shape, *out_event))
     k = _num_chunks(executor, n, chunk_size)
     bounds = np.linspace(0, n, k + 1).astype(int)
@@ -226,7 +281,7 @@ def solve_instances(
             block = np.ascontiguousarray(flat[a:b])
             futures.append(
                 executor.submit(
-                    run_chunk, fn, block, a, batch_shape, out_event, name, batched, nan_on_error
+                    run_chunk, fn, block, a, batch_shape, out_event, name, batched, nan_on_error, domain
                 )
             )
         parts = []
@@ -258,32 +313,40 @@ class HostSolverOp(ZeroGradient):
     """Mixin for an Op whose forward runs a per-instance NumPy kernel on the host.
 
     Subclasses (frozen dataclasses that also derive from :class:`~dopt_core.op.Op`)
-    define ``event_ndim``, :meth:`kernel` (a picklable per-instance function, so it can
-    travel to executor workers) and, if the output shape differs from the event shape,
-    :meth:`out_event`. They carry ``executor`` and ``nan_on_error`` fields.
+    define ``event_ndim``, :meth:`kernel` (a picklable function of one instance, or of
+    a block of instances with ``batched_kernel = True``, so it can travel to executor
+    workers), if the output shape differs from the event shape :meth:`out_event`, and
+    if some finite inputs are outside the kernel's domain :meth:`domain`. They carry
+    ``executor`` and ``nan_on_error`` fields.
     """
 
     host = True
     event_ndim: int = 1
     batched_kernel: bool = False
 
-    def kernel(self) -> Callable[[np.ndarray], np.ndarray]:
+    def kernel(self, event: tuple[int, ...]) -> Callable[[np.ndarray], np.ndarray]:
+        """The host function for instances of shape ``event``."""
         raise NotImplementedError
 
     def out_event(self, event: tuple[int, ...]) -> tuple[int, ...]:
         return event
 
+    def domain(self) -> Domain | None:
+        """Finite inputs the kernel must not see (default: none)."""
+        return None
+
     def forward(self, theta: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
         nd = theta.ndim - self.event_ndim
         batch, event = tuple(theta.shape[:nd]), tuple(theta.shape[nd:])
         out_event = self.out_event(event)
-        kernel = self.kernel()
+        kernel = self.kernel(event)
         executor = getattr(self, "executor", None)
         nan_on_error = bool(getattr(self, "nan_on_error", False))
         chunk_size = getattr(self, "chunk_size", None)
         name = getattr(self, "label", None) or getattr(self, "name", "solver")
         batched = self.batched_kernel
         event_ndim = self.event_ndim
+        domain = self.domain()
 
         def host(t: np.ndarray) -> np.ndarray:
             out = solve_instances(
@@ -296,6 +359,7 @@ class HostSolverOp(ZeroGradient):
                 batched=batched,
                 nan_on_error=nan_on_error,
                 chunk_size=chunk_size,
+                domain=domain,
             )
             return out.astype(t.dtype, copy=False)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -9,6 +10,7 @@ import numpy as np
 
 from .._lib._checks import check_int, check_scores
 from .._lib._compat import device
+from .._lib._limits import MAX_KNAPSACK_CELLS, check_size
 from ..op import Bound, Op, ZeroGradient, op_function
 from ._host import StaticArray, static_array
 
@@ -76,6 +78,14 @@ def knapsack(theta: Any, /, weights: Any, capacity: int, *, check_finite: bool =
     instance, on ``theta``'s device (traces under ``jax.jit``). Ties: an item is taken
     only if it strictly improves the score, deciding from the last item backwards.
 
+    The table is first made as small as the problem allows, without changing the
+    result: weights and capacity are divided by the weights' greatest common divisor
+    ``g`` (``C ← ⌊C/g⌋``), and the capacity is clamped to the total weight (beyond it
+    every subset fits). The remaining table, ``n·(C + 1)`` entries per instance, must
+    not exceed ``2**25`` (a ``ValueError`` naming ``capacity`` otherwise): memory and
+    time grow with the capacity's value, not with an array's shape. For larger
+    problems use :func:`milp` with ``A_ub=[weights], b_ub=[capacity], bounds=(0, 1)``.
+
     Parameters
     ----------
     theta : array, shape ``(..., n)``
@@ -109,4 +119,29 @@ def knapsack(theta: Any, /, weights: Any, capacity: int, *, check_finite: bool =
     if np.any(w < 0):
         raise ValueError(f"weights must be non-negative, got {int(w.min())}")
     capacity = check_int(capacity, name="capacity", low=0)
-    return Bound(KnapsackOp(StaticArray(w), capacity), (theta,), out_dtype)
+    w, cap = _reduced(w, capacity)
+    check_size(
+        w.shape[0] * (cap + 1),
+        limit=MAX_KNAPSACK_CELLS,
+        name="capacity",
+        what=(
+            f"the dynamic program over capacities (n·(C + 1) with n = {w.shape[0]} items and "
+            f"C = {cap}, the capacity {capacity} after reduction by the weights' gcd and the total weight)"
+        ),
+        alternative=(
+            "solve it as an integer program instead: dc.solvers.milp(theta, A_ub=[weights], "
+            "b_ub=[capacity], bounds=(0, 1))"
+        ),
+    )
+    return Bound(KnapsackOp(StaticArray(w), cap), (theta,), out_dtype)
+
+
+def _reduced(weights: np.ndarray, capacity: int) -> tuple[np.ndarray, int]:
+    """The same knapsack with the smallest table: weights and capacity divided by the
+    weights' gcd ``g`` (``w y <= C`` iff ``(w/g) y <= ⌊C/g⌋`` for integer ``w/g``), the
+    capacity clamped to the total weight (every capacity above it admits every subset,
+    so the dynamic program takes the same decisions there)."""
+    g = math.gcd(*(int(v) for v in weights)) if weights.size else 0
+    if g > 1:
+        weights, capacity = weights // g, capacity // g
+    return weights, min(capacity, int(weights.sum()))

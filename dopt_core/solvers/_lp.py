@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .._lib._checks import check_scores
+from .._lib._checks import check_positive, check_scores
 from ..backend import backend_for
 from ..op import Bound, Op, op_function
 from ._host import HostSolverOp, StaticArray, check_executor, static_array
@@ -30,10 +30,16 @@ class _Problem:
     integrality: StaticArray
 
 
-_STATUS = {2: "infeasible", 3: "unbounded (the score grows without limit along a feasible ray)"}
+_STATUS = {
+    1: "HiGHS stopped at its time or iteration limit (time_limit) before proving optimality",
+    2: "infeasible",
+    3: "unbounded (the score grows without limit along a feasible ray)",
+}
 
 
-def _solve_one(theta: np.ndarray, *, problem: _Problem, integer: bool) -> np.ndarray:
+def _solve_one(
+    theta: np.ndarray, *, problem: _Problem, integer: bool, time_limit: float | None = None
+) -> np.ndarray:
     from scipy.optimize import Bounds, LinearConstraint, linprog
     from scipy.optimize import milp as scipy_milp
 
@@ -49,6 +55,7 @@ def _solve_one(theta: np.ndarray, *, problem: _Problem, integer: bool) -> np.nda
             b_eq=p.b_eq.array if p.A_eq.array.size else None,
             bounds=list(zip(p.lb.array.tolist(), p.ub.array.tolist(), strict=True)) if n else None,
             method="highs-ds",  # dual simplex: a basic (vertex) solution
+            options={} if time_limit is None else {"time_limit": time_limit},
         )
     else:
         cons = []
@@ -61,6 +68,7 @@ def _solve_one(theta: np.ndarray, *, problem: _Problem, integer: bool) -> np.nda
             integrality=p.integrality.array,
             bounds=Bounds(p.lb.array, p.ub.array),
             constraints=cons,
+            options={} if time_limit is None else {"time_limit": time_limit},
         )
     if res.status != 0 or res.x is None:
         raise ValueError(_STATUS.get(res.status, f"HiGHS status {res.status}: {res.message}"))
@@ -77,6 +85,7 @@ class LinearProgramOp(HostSolverOp, Op):
     executor: Any = None
     nan_on_error: bool = False
     chunk_size: Any = None
+    time_limit: float | None = None
     name: ClassVar[str] = "linear_program"
     event_ndim: ClassVar[int] = 1
 
@@ -85,8 +94,10 @@ class LinearProgramOp(HostSolverOp, Op):
         """The public name, for error messages."""
         return "milp" if self.integer else "linear_program"
 
-    def kernel(self) -> Any:
-        return functools.partial(_solve_one, problem=self.problem, integer=self.integer)
+    def kernel(self, event: tuple[int, ...]) -> Any:
+        return functools.partial(
+            _solve_one, problem=self.problem, integer=self.integer, time_limit=self.time_limit
+        )
 
 
 def _problem(
@@ -154,11 +165,11 @@ def _problem(
     return _Problem(*(StaticArray(a) for a in (A_ub, b_ub, A_eq, b_eq, lb, ub, integ)))
 
 
-def _check_feasible(problem: _Problem, integer: bool) -> None:
+def _check_feasible(problem: _Problem, integer: bool, time_limit: float | None = None) -> None:
     """The constraints do not depend on θ: check once that they can be met."""
     n = problem.lb.array.shape[0]
     try:
-        _solve_one(np.zeros(n), problem=problem, integer=integer)
+        _solve_one(np.zeros(n), problem=problem, integer=integer, time_limit=time_limit)
     except ValueError as exc:
         if "infeasible" in str(exc):
             raise ValueError(
@@ -180,14 +191,17 @@ def _bind(
     executor: Any,
     check_finite: bool,
     integer: bool,
+    time_limit: Any = None,
 ) -> Bound:
     theta, _, out_dtype = check_scores(theta, check_finite=check_finite)
     problem = _problem(
         theta.shape[-1], A_ub, b_ub, A_eq, b_eq, bounds, integrality, integer=integer
     )
-    _check_feasible(problem, integer)
+    if time_limit is not None:
+        time_limit = check_positive(time_limit, name="time_limit")
+    _check_feasible(problem, integer, time_limit)
     traced = backend_for(theta).is_traced(theta)
-    op = LinearProgramOp(problem, integer, check_executor(executor), traced)
+    op = LinearProgramOp(problem, integer, check_executor(executor), traced, None, time_limit)
     return Bound(op, (theta,), out_dtype)
 
 
@@ -210,6 +224,13 @@ _COMMON_DOC = """
         Raise ``ValueError`` on NaN or infinite scores.
 """
 
+_TIME_DOC = """    time_limit : float, optional
+        Seconds HiGHS may spend per instance (and on the feasibility check); default
+        no limit. The simplex method always terminates, but branch and bound
+        (``milp``) can take exponentially long on hard instances: an instance that
+        reaches the limit fails like an unbounded one (below).
+"""
+
 _RAISES_DOC = """
     Raises
     ------
@@ -217,11 +238,11 @@ _RAISES_DOC = """
         When the constraints are infeasible (checked once, when the function is
         called: they do not depend on θ).
     SolverError
-        When an instance is unbounded; the message names the instance. With NumPy,
-        PyTorch and CuPy arrays it is raised as is; with eager JAX arrays the same
-        message arrives inside JAX's runtime error (host callbacks cannot raise
-        through JAX); under ``jax.jit`` nothing can be raised, and the rows of the
-        failing instances are NaN.
+        When an instance is unbounded or reaches ``time_limit``; the message names
+        the instance. Raised as is with NumPy, PyTorch, CuPy and eager JAX arrays;
+        under ``jax.jit`` (or ``jax.grad``, ``jax.vmap``: any tracing) a host callback
+        cannot raise, and the rows of the failing instances are NaN. Instances with a
+        NaN score are never solved: their rows are NaN.
 """
 
 
@@ -237,8 +258,12 @@ def linear_program(
     *,
     executor: Any = None,
     check_finite: bool = True,
+    time_limit: float | None = None,
 ) -> Bound:
-    return _bind(theta, A_ub, b_ub, A_eq, b_eq, bounds, None, executor, check_finite, integer=False)
+    return _bind(
+        theta, A_ub, b_ub, A_eq, b_eq, bounds, None, executor, check_finite, integer=False,
+        time_limit=time_limit,
+    )
 
 
 linear_program.__doc__ = (
@@ -254,6 +279,7 @@ linear_program.__doc__ = (
     a basic solution, i.e. a vertex, the kind of point perturbed optimizers average.
 """
     + _COMMON_DOC
+    + _TIME_DOC
     + _RAISES_DOC
     + r"""
     Returns
@@ -283,9 +309,11 @@ def milp(
     *,
     executor: Any = None,
     check_finite: bool = True,
+    time_limit: float | None = None,
 ) -> Bound:
     return _bind(
-        theta, A_ub, b_ub, A_eq, b_eq, bounds, integrality, executor, check_finite, integer=True
+        theta, A_ub, b_ub, A_eq, b_eq, bounds, integrality, executor, check_finite, integer=True,
+        time_limit=time_limit,
     )
 
 
@@ -306,6 +334,7 @@ milp.__doc__ = (
     + r"""    integrality : array-like of 0/1, shape ``(n,)`` or scalar, optional
         1 for an integer variable; default: all integer.
 """
+    + _TIME_DOC
     + _RAISES_DOC
     + r"""
     Returns

@@ -35,7 +35,7 @@ class OracleOp(HostSolverOp, Op):
     label: str = "solver"
     name: ClassVar[str] = "solver"
 
-    def kernel(self) -> Any:
+    def kernel(self, event: tuple[int, ...]) -> Any:
         return self.fn
 
     def out_event(self, event: tuple[int, ...]) -> tuple[int, ...]:

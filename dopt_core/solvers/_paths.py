@@ -20,9 +20,10 @@ import numpy as np
 
 from .._lib._checks import check_scores
 from .._lib._compat import device
+from .._lib._limits import check_grid_size
 from ..backend import backend_for, host_call
 from ..op import Bound, Op, ZeroGradient, op_function
-from ._host import check_executor, solve_instances
+from ._host import Domain, HostSolverOp, check_executor, solve_instances
 
 __all__ = ["grid_dag_arcs", "shortest_path_dag", "shortest_path_grid"]
 
@@ -38,7 +39,8 @@ def grid_dag_arcs(grid: tuple[int, int]) -> np.ndarray:
     (except in the last row) the ``W`` arcs pointing down from that row, ``(v, v+W)``
     for ``j = 0, …, W-1``. There are ``m = H(W-1) + (H-1)W`` arcs (40 for 5×5). This is
     the order of PyEPO's ``shortestPathModel(grid).arcs`` and of the costs its
-    ``pyepo.data.shortestpath.genData`` generates.
+    ``pyepo.data.shortestpath.genData`` generates. ``H·W`` is at most ``2**22``
+    (``ValueError`` beyond: the tables grow with the value of ``grid``).
 
     Parameters
     ----------
@@ -66,6 +68,7 @@ def _check_grid(grid: Any) -> tuple[int, int]:
         raise ValueError(
             f"grid must be a pair (H, W) of positive integers with H·W >= 2, got {grid!r}"
         )
+    check_grid_size(h, w)
     return h, w
 
 
@@ -73,41 +76,33 @@ def _check_grid(grid: Any) -> tuple[int, int]:
 def _dag_tables(h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Arc list, and for anti-diagonal d and row r the arc entering node (r, d-r)
     from the left (``into_h``) and from above (``into_v``); ``m`` (a padding slot)
-    where there is none."""
-    arcs = []
-    right = np.full((h, w), -1)
-    down = np.full((h, w), -1)
-    for i in range(h):
-        for j in range(w - 1):
-            right[i, j] = len(arcs)
-            arcs.append((i * w + j, i * w + j + 1))
-        if i < h - 1:
-            for j in range(w):
-                down[i, j] = len(arcs)
-                arcs.append((i * w + j, (i + 1) * w + j))
-    m = len(arcs)
+    where there is none. Vectorised: ``O(H·W)`` NumPy work, no Python loop per node."""
+    # row i holds arcs i(2W-1) .. : its W-1 right arcs, then (i < H-1) its W down arcs
+    stride = 2 * w - 1
+    rows, cols = np.arange(h)[:, None], np.arange(w)[None, :]
+    right = rows * stride + cols  # right[i, j], valid for j <= W-2
+    down = rows * stride + (w - 1) + cols  # down[i, j], valid for i <= H-2
+    m = h * (w - 1) + (h - 1) * w
+    v = rows * w + cols
+    arcs = np.empty((m, 2), dtype=np.int64)
+    r_ok = np.broadcast_to(cols < w - 1, (h, w))
+    arcs[right[r_ok]] = np.stack([v[r_ok], v[r_ok] + 1], axis=1)
+    d_ok = np.broadcast_to(rows < h - 1, (h, w))
+    arcs[down[d_ok]] = np.stack([v[d_ok], v[d_ok] + w], axis=1)
     nd = h + w - 1
-    into_h = np.full((nd, h), m)
-    into_v = np.full((nd, h), m)
-    for d in range(nd):
-        for r in range(h):
-            c = d - r
-            if 1 <= c <= w - 1:
-                into_h[d, r] = right[r, c - 1]
-            if r >= 1 and 0 <= c <= w - 1:
-                into_v[d, r] = down[r - 1, c]
+    d, r = np.arange(nd)[:, None], np.arange(h)[None, :]
+    c = d - r
+    into_h = np.where((c >= 1) & (c <= w - 1), r * stride + c - 1, m)
+    into_v = np.where((r >= 1) & (c >= 0) & (c <= w - 1), (r - 1) * stride + (w - 1) + c, m)
     # position of every arc in the walk-back tables: kind (right, down) × diagonal d
     # (stored for d = D-1 down to 1) × row
     arc_slot = np.empty(m, dtype=np.int64)
-    for d in range(1, nd):
-        for r in range(h):
-            k = (nd - 1 - d) * h + r
-            if into_h[d, r] < m:
-                arc_slot[into_h[d, r]] = k
-            if into_v[d, r] < m:
-                arc_slot[into_v[d, r]] = (nd - 1) * h + k
+    k = (nd - 1 - d) * h + r
+    for into, offset in ((into_h, 0), (into_v, (nd - 1) * h)):
+        ok = into[1:] < m
+        arc_slot[into[1:][ok]] = (k[1:] + offset)[ok]
     # (left writeable: torch.asarray warns on read-only NumPy arrays; never mutated)
-    return np.array(arcs, dtype=np.int64).reshape(m, 2), into_h, into_v, arc_slot
+    return arcs, into_h, into_v, arc_slot
 
 
 @dataclass(frozen=True)
@@ -259,6 +254,8 @@ def _dijkstra_block(theta: np.ndarray, *, shape: tuple[int, int]) -> np.ndarray:
     from scipy.sparse import csr_matrix
     from scipy.sparse.csgraph import dijkstra
 
+    if _positive_scores(theta).any():  # never reached through the Op (its Domain); a guard
+        raise ValueError(_POSITIVE)
     h, w = shape
     n = h * w
     k = theta.shape[0]
@@ -312,34 +309,31 @@ def _backtrack_host(dist: np.ndarray, hops: np.ndarray, nb: np.ndarray) -> np.nd
     return y
 
 
+_POSITIVE = (
+    "theta must be <= 0 everywhere: shortest_path_grid takes scores theta = -cost with "
+    "non-negative cell costs (Dijkstra does not terminate on negative cycles)"
+)
+
+
+def _positive_scores(block: np.ndarray) -> np.ndarray:
+    """Maps of a block ``(k, H, W)`` with a positive score (a negative cost)."""
+    return np.any(block > 0, axis=tuple(range(1, block.ndim)))
+
+
 @dataclass(frozen=True)
-class GridDijkstraOp(ZeroGradient, Op):
+class GridDijkstraOp(HostSolverOp, Op):
     executor: Any = field(default=None, compare=True)
     nan_on_error: bool = False
     chunk_size: Any = None
     name: ClassVar[str] = "shortest_path_grid"
-    host: ClassVar[bool] = True
+    event_ndim: ClassVar[int] = 2
+    batched_kernel: ClassVar[bool] = True
 
-    def forward(self, theta: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
-        h, w = theta.shape[-2], theta.shape[-1]
-        kernel = functools.partial(_dijkstra_block, shape=(h, w))
-        op = self
+    def kernel(self, event: tuple[int, ...]) -> Any:
+        return functools.partial(_dijkstra_block, shape=event)
 
-        def host(t: np.ndarray) -> np.ndarray:
-            out = solve_instances(
-                kernel,
-                t,
-                event_ndim=2,
-                out_event=(h, w),
-                name=op.name,
-                executor=op.executor,
-                batched=True,
-                nan_on_error=op.nan_on_error,
-                chunk_size=op.chunk_size,
-            )
-            return out.astype(t.dtype, copy=False)
-
-        return host_call(host, theta, shape=tuple(theta.shape), dtype=theta.dtype), ()
+    def domain(self) -> Domain:
+        return Domain(_positive_scores, _POSITIVE)
 
 
 def _shifted_minima(dist: Any, hops: Any, h: int, w: int, *, xp: Any) -> tuple[Any, Any]:
@@ -441,7 +435,11 @@ class GridRelaxationOp(ZeroGradient, Op):
             on_path = on_path | (xp.expand_dims(cur, axis=-1) == cells)
             if not self.traced and not bool(xp.any(cur != 0)):
                 break
-        return xp.reshape(xp.astype(on_path, dt), theta.shape), ()
+        y = xp.reshape(xp.astype(on_path, dt), theta.shape)
+        # maps with a NaN or a positive score (unchecked under jax.jit) have no
+        # meaningful path: NaN, as the Dijkstra method returns for them
+        ok = xp.all(theta <= 0, axis=(-2, -1))
+        return xp.where(ok[..., None, None], y, xp.asarray(xp.nan, dtype=dt, device=dev)), ()
 
 
 @op_function(event_ndim=2)
@@ -497,8 +495,12 @@ def shortest_path_grid(
     Raises
     ------
     ValueError
-        If a score is positive (a negative cost; checked outside ``jax.jit`` only —
-        under ``jit`` positive scores give an unspecified path).
+        If a score is positive (a negative cost), checked when ``theta``'s values are
+        known. Under ``jax.jit`` (or other tracing) nothing can be raised: a map with
+        a positive score, or with a NaN, gives a NaN map (both methods), so that no
+        input can make Dijkstra loop on a negative cycle. Under :func:`~dopt_core.perturbed`
+        additive noise can make scores positive: use ``multiplicative=True``, which
+        keeps their signs.
 
     Example
     -------
@@ -519,7 +521,8 @@ def shortest_path_grid(
     if not traced and bool(xp.any(theta > 0)):
         raise ValueError(
             "theta must be <= 0 everywhere: shortest_path_grid takes scores theta = -cost "
-            "with non-negative cell costs"
+            "with non-negative cell costs (under dc.perturbed, additive noise makes scores "
+            "positive: use multiplicative=True, which keeps their signs)"
         )
     if method == "device":
         if executor is not None:
