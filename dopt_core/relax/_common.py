@@ -2,32 +2,9 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-import numpy as np
-
-__all__ = ["check_choice", "check_positive", "check_real"]
-
-
-def check_real(value: Any, *, name: str) -> float:
-    """A finite Python float (ints and NumPy scalars accepted; bools and arrays are not)."""
-    if isinstance(value, bool | np.bool_) or not isinstance(
-        value, int | float | np.integer | np.floating
-    ):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    return value
-
-
-def check_positive(value: Any, *, name: str) -> float:
-    """A finite float ``> 0``."""
-    value = check_real(value, name=name)
-    if value <= 0:
-        raise ValueError(f"{name} must be > 0, got {value}")
-    return value
+__all__ = ["check_choice"]
 
 
 def check_choice(value: Any, *, name: str, choices: tuple[str, ...]) -> str:
