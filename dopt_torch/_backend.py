@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from array_api_compat import torch as torch_xp
 
-from dopt_core.backend import Backend
+from dopt_core.backend import Backend, int_seed, type_name
 
 from ._autograd import apply_op
 
@@ -24,11 +24,12 @@ def _generator(rng: Any, device: torch.device) -> torch.Generator | None:
         return rng
     if rng is None:
         return None  # torch's default generator for that device
-    if isinstance(rng, int | np.integer) and not isinstance(rng, bool):
-        return torch.Generator(device=device).manual_seed(int(rng))
+    seed = int_seed(rng)
+    if seed is not None:
+        return torch.Generator(device=device).manual_seed(seed)
     raise TypeError(
         "rng must be a torch.Generator, a numpy.random.Generator, an int seed or None for "
-        f"torch tensors, got {type(rng).__name__}"
+        f"torch tensors, got {type_name(rng)}"
     )
 
 
@@ -74,31 +75,27 @@ class TorchBackend(Backend):
     def from_numpy(self, a: np.ndarray, *, like: Any) -> Any:
         return torch.from_numpy(np.asarray(a, order="C")).to(like.device)
 
-    def draw(self, rng: Any, kind: str, shape: Sequence[int], *, like: Any) -> Any:
-        if isinstance(rng, np.random.Generator):
-            return super().draw(rng, kind, shape, like=like)
-        shape = tuple(shape)
+    def draws_on_host(self, rng: Any) -> bool:
+        return isinstance(rng, np.random.Generator)
+
+    def native_draw(self, rng: Any, kind: str, shape: tuple[int, ...], *, like: Any) -> Any:
         gen = _generator(rng, like.device)
         kw: dict[str, Any] = {"dtype": like.dtype, "device": like.device}
         if kind == "normal":
             return torch.randn(shape, generator=gen, **kw)
         if kind == "uniform":
             return torch.rand(shape, generator=gen, **kw)
-        if kind in ("exponential", "gumbel"):
-            e = torch.empty(shape, **kw).exponential_(generator=gen)
-            if kind == "exponential":
-                return e
-            return -torch.log(e.clamp_min(torch.finfo(like.dtype).tiny))  # E may round to 0
-        return super().draw(rng, kind, shape, like=like)  # raises the unknown-kind error
+        return torch.empty(shape, **kw).exponential_(generator=gen)
 
-    def standard_gamma(self, rng: Any, concentration: float, shape: Sequence[int], *, like: Any) -> Any:
-        # torch's gamma sampler takes no generator: seed a NumPy draw from the torch
-        # generator instead, so that results still follow ``rng``.
-        if isinstance(rng, torch.Generator) or rng is None:
+    def native_gamma(self, rng: Any, concentration: float, shape: tuple[int, ...], *, like: Any) -> Any:
+        # torch's gamma sampler takes no generator: an int seed seeds NumPy directly, a
+        # torch generator (or torch's default one) seeds a NumPy draw, so that results
+        # still follow ``rng``.
+        seed = int_seed(rng)
+        if seed is None:
             gen = _generator(rng, torch.device("cpu") if rng is None else torch.device(rng.device))
             seed = int(torch.randint(0, 2**62, (1,), generator=gen, device=gen.device if gen is not None else "cpu"))
-            rng = np.random.default_rng(seed)
-        return super().standard_gamma(rng, concentration, shape, like=like)
+        return super().standard_gamma(np.random.default_rng(seed), concentration, shape, like=like)
 
     def native_vjp(self, fn: Any, theta: Any, cotangent: Any) -> Any:
         theta = theta.detach().clone().requires_grad_(True)
