@@ -174,7 +174,9 @@ class Backend:
             return self.from_numpy(a.astype(_numpy_dtype(like.dtype), copy=False), like=like)
         return self.native_gamma(rng, float(concentration), shape, like=like)
 
-    def native_gamma(self, rng: Any, concentration: float, shape: tuple[int, ...], *, like: Any) -> Any:
+    def native_gamma(
+        self, rng: Any, concentration: float, shape: tuple[int, ...], *, like: Any
+    ) -> Any:
         """Plugin hook: ``Gamma(concentration)`` draws from the framework's generator."""
         raise NotImplementedError(f"{self.name} makes its draws on the host")
 
@@ -254,7 +256,9 @@ class NumPyBackend(Backend):
     def native_draw(self, rng: Any, kind: str, shape: tuple[int, ...], *, like: Any) -> Any:
         return _draw_numpy(numpy_generator(rng), kind, shape, _numpy_dtype(like.dtype))
 
-    def native_gamma(self, rng: Any, concentration: float, shape: tuple[int, ...], *, like: Any) -> Any:
+    def native_gamma(
+        self, rng: Any, concentration: float, shape: tuple[int, ...], *, like: Any
+    ) -> Any:
         a = numpy_generator(rng).standard_gamma(concentration, shape)
         return a.astype(_numpy_dtype(like.dtype), copy=False)
 
@@ -400,8 +404,8 @@ _KINDS = ("normal", "uniform", "exponential")
 def _check_kind(kind: str) -> None:
     if kind not in _KINDS:
         raise ValueError(
-            f"noise kind must be one of {_KINDS} (the basic draws; laws such as the Gumbel "
-            f"are in dopt_core.noise: noise.GUMBEL.sample(backend, rng, shape, like=...)), got {kind!r}"
+            f"noise kind must be one of {_KINDS} (the basic draws; laws such as the Gumbel are "
+            f"in dopt_core.noise: noise.GUMBEL.sample(backend, rng, shape, like=...)), got {kind!r}"
         )
 
 

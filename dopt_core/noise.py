@@ -28,7 +28,16 @@ from typing import Any
 
 from ._lib._checks import check_int, check_positive
 
-__all__ = ["GUMBEL", "NOISES", "Gumbel", "Noise", "Normal", "SumOfGamma", "get_noise", "gumbel_from_exponential"]
+__all__ = [
+    "GUMBEL",
+    "NOISES",
+    "Gumbel",
+    "Noise",
+    "Normal",
+    "SumOfGamma",
+    "get_noise",
+    "gumbel_from_exponential",
+]
 
 EULER_GAMMA = 0.5772156649015329
 

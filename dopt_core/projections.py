@@ -36,6 +36,10 @@ PROJECTIONS = ("mean", "norm", "standardize")
 
 
 def check_projection(projection: str | None) -> str | None:
+    if projection is not None and not isinstance(projection, str):
+        raise TypeError(
+            f"projection must be None or a string, one of {PROJECTIONS}, got {type(projection).__name__}"
+        )
     if projection is not None and projection not in PROJECTIONS:
         raise ValueError(f"projection must be None or one of {PROJECTIONS}, got {projection!r}")
     return projection

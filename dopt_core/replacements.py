@@ -193,7 +193,9 @@ def interpolation(solver: Callable[..., Any], *, lam: float = 10.0) -> OpFunctio
 # ---------------------------------------------------------------------------------
 # straight-through
 # ---------------------------------------------------------------------------------
-def _unwrap_relaxation(relaxation: Callable[..., Any]) -> tuple[OpFunction, tuple[Any, ...], dict[str, Any]]:
+def _unwrap_relaxation(
+    relaxation: Callable[..., Any],
+) -> tuple[OpFunction, tuple[Any, ...], dict[str, Any]]:
     """``(dopt function, args, kwargs)`` of a dopt function or a ``functools.partial`` of one."""
     args: tuple[Any, ...] = ()
     kwargs: dict[str, Any] = {}

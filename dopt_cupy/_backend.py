@@ -6,7 +6,6 @@ CuPy forbids implicit conversion to NumPy, so every transfer here is explicit
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import cupy
@@ -66,7 +65,9 @@ class CupyBackend(Backend):
                 return gen.random(shape, dtype=like.dtype)
             return gen.standard_exponential(shape, dtype=like.dtype)
 
-    def native_gamma(self, rng: Any, concentration: float, shape: tuple[int, ...], *, like: Any) -> Any:
+    def native_gamma(
+        self, rng: Any, concentration: float, shape: tuple[int, ...], *, like: Any
+    ) -> Any:
         with like.device:
             return _generator(rng).standard_gamma(concentration, size=shape, dtype=like.dtype)
 

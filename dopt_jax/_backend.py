@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
 from typing import Any
 
 import jax
@@ -27,10 +27,10 @@ def _key(rng: Any) -> Any:
         if (typed and rng.ndim == 0) or (raw and rng.ndim == 1):
             return rng
         if typed or raw:
-            n = rng.shape if typed else rng.shape[:-1]
+            n = math.prod(rng.shape if typed else rng.shape[:-1])
             raise ValueError(
-                f"rng must be one JAX key, got an array of {n} keys (shape {tuple(rng.shape)}), e.g. "
-                "from jax.random.split: pass one of them (keys[0]), or map over them with jax.vmap"
+                f"rng must be one JAX key, got an array of {n} keys (shape {tuple(rng.shape)}), "
+                "e.g. from jax.random.split: pass one of them (keys[0]), or jax.vmap over them"
             )
     raise TypeError(
         "rng must be a jax.random.key, a numpy.random.Generator or an int seed for JAX arrays, "
@@ -70,7 +70,9 @@ class JaxBackend(Backend):
             return jax.random.uniform(key, shape, dtype)
         return jax.random.exponential(key, shape, dtype)
 
-    def native_gamma(self, rng: Any, concentration: float, shape: tuple[int, ...], *, like: Any) -> Any:
+    def native_gamma(
+        self, rng: Any, concentration: float, shape: tuple[int, ...], *, like: Any
+    ) -> Any:
         return jax.random.gamma(_key(rng), concentration, shape, like.dtype)
 
     def native_vjp(self, fn: Any, theta: Any, cotangent: Any) -> Any:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -87,13 +86,16 @@ class TorchBackend(Backend):
             return torch.rand(shape, generator=gen, **kw)
         return torch.empty(shape, **kw).exponential_(generator=gen)
 
-    def native_gamma(self, rng: Any, concentration: float, shape: tuple[int, ...], *, like: Any) -> Any:
+    def native_gamma(
+        self, rng: Any, concentration: float, shape: tuple[int, ...], *, like: Any
+    ) -> Any:
         # torch's gamma sampler takes no generator: an int seed seeds NumPy directly, a
         # torch generator (or torch's default one) seeds a NumPy draw, so that results
         # still follow ``rng``.
         seed = int_seed(rng)
         if seed is None:
-            gen = _generator(rng, torch.device("cpu") if rng is None else torch.device(rng.device))
+            on = torch.device(rng.device) if isinstance(rng, torch.Generator) else torch.device("cpu")
+            gen = _generator(rng, on)  # TypeError for anything but a generator or None
             seed = int(torch.randint(0, 2**62, (1,), generator=gen, device=gen.device if gen is not None else "cpu"))
         return super().standard_gamma(np.random.default_rng(seed), concentration, shape, like=like)
 

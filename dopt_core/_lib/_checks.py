@@ -17,6 +17,7 @@ from ..backend import backend_for
 from ._compat import is_array_api_obj
 
 __all__ = [
+    "check_choice",
     "check_dtype_kind",
     "check_flag",
     "check_int",
@@ -174,6 +175,21 @@ def check_nonnegative(value: Any, *, name: str) -> float:
     return x
 
 
+def check_choice(value: Any, *, name: str, choices: tuple[str, ...]) -> str:
+    """One of the strings ``choices``: ``TypeError`` for a non-string, ``ValueError`` otherwise.
+
+    Examples
+    --------
+    >>> check_choice("mean", name="reduction", choices=("mean", "sum"))
+    'mean'
+    """
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a string, one of {choices}, got {type(value).__name__}")
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+    return value
+
+
 def check_solver(solver: Any, *, name: str = "solver") -> Callable[..., Any]:
     """A callable oracle; ``TypeError`` naming ``name`` otherwise (checked at construction)."""
     if not callable(solver):
@@ -198,9 +214,8 @@ def check_dtype_kind(xp: Any, dtype: Any, kind: str, *, name: str) -> bool:
         return bool(xp.isdtype(dtype, kind))
     except (TypeError, ValueError):
         raise TypeError(
-            f"{name} has dtype {dtype}, which {getattr(xp, '__name__', 'its array library')} does "
-            "not support as an array-API dtype (an extension dtype such as ml_dtypes.bfloat16?): "
-            f"cast {name} to float32 or float64 first"
+            f"{name} has dtype {dtype}, an extension dtype (e.g. from ml_dtypes) that the array "
+            f"API does not cover: cast {name} to float32 or float64 first"
         ) from None
 
 
@@ -223,8 +238,8 @@ def _concrete_scalar(value: Any, *, name: str, what: str) -> Any:
     backend = backend_for(value, name=name)
     if backend.is_traced(value):
         raise TypeError(
-            f"{name} must be static (a Python {what}), got a traced {backend.name} value whose number "
-            f"is unknown until run time: under jax.jit, mark {name} static "
+            f"{name} must be static (a Python {what}), got a traced {backend.name} value whose "
+            f"number is unknown until run time: under jax.jit, mark {name} static "
             f"(jax.jit(f, static_argnums=...) or static_argnames=({name!r},)) or close over it "
             "(functools.partial(f, ...)) instead of passing it as a traced argument"
         )
@@ -244,6 +259,8 @@ def _concrete_scalar(value: Any, *, name: str, what: str) -> Any:
 
 def _real(value: Any, *, name: str) -> float:
     """A real number (any value, finite or not) as ``float``; ``TypeError`` for other kinds."""
+    if type(value) is float or type(value) is int:  # the common case, without the array test
+        return float(value)
     value = _concrete_scalar(value, name=name, what="float")
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number (a Python float), got {_kind(value)}")

@@ -5,11 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from .._lib._checks import check_dtype_kind, check_same_device, check_scores
+from .._lib._checks import check_choice, check_dtype_kind, check_same_device, check_scores
 from .._lib._compat import device, index_dtype
 from ..backend import backend_for
 from ..op import Bound, Op, op_function
-from ._common import check_choice
 
 __all__ = ["permutation_loss"]
 
