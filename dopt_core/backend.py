@@ -117,6 +117,11 @@ class Backend:
         finite = xp.all(xp.isfinite(x))
         return None if self.is_traced(finite) else bool(finite)
 
+    def clamp_min(self, x: Any, low: float) -> Any:
+        """``max(x, low)`` entrywise for a Python float ``low`` (``xp.maximum`` by default;
+        backends whose compat layer converts the scalar on every call may go direct)."""
+        return self.namespace(x).maximum(x, low)
+
     # -- host round trip -----------------------------------------------------------
     def to_numpy(self, x: Any) -> np.ndarray:
         return np.from_dlpack(x)
@@ -431,7 +436,7 @@ def int_seed(rng: Any) -> int | None:
     >>> int_seed(np.int64(3)), int_seed(None), int_seed(True)
     (3, None, None)
     """
-    if isinstance(rng, bool | np.bool_) or not isinstance(rng, numbers.Integral):
+    if type(rng) is not int and (isinstance(rng, bool | np.bool_) or not isinstance(rng, numbers.Integral)):
         return None
     seed = int(rng)
     if seed < 0:

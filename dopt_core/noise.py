@@ -42,21 +42,24 @@ __all__ = [
 EULER_GAMMA = 0.5772156649015329
 
 
-def gumbel_from_exponential(e: Any, *, xp: Any) -> Any:
+def gumbel_from_exponential(e: Any, *, backend: Any) -> Any:
     r"""Standard Gumbel draws :math:`G = -\log E` from :math:`E \sim \mathrm{Exp}(1)`.
 
     :math:`P(-\log E \le g) = P(E \ge e^{-g}) = \exp(-e^{-g})`, the Gumbel CDF. In
     float32 an exponential draw rounds to 0 about once in :math:`10^7`; clamping
     :math:`E` at the smallest normal number keeps every :math:`G` finite
-    (:math:`G \le -\log(1.18 \cdot 10^{-38}) \approx 87.3`).
+    (:math:`G \le -\log(1.18 \cdot 10^{-38}) \approx 87.3`). ``backend`` is ``e``'s
+    adapter (:meth:`~dopt_core.backend.Backend.clamp_min`).
 
     Examples
     --------
-    >>> import numpy as np
-    >>> gumbel_from_exponential(np.array([0.0, 1.0], dtype=np.float32), xp=np)
+    >>> import numpy as np, dopt_core as dc
+    >>> e = np.array([0.0, 1.0], dtype=np.float32)
+    >>> gumbel_from_exponential(e, backend=dc.backend_for(e))
     array([87.33655, -0.     ], dtype=float32)
     """
-    return -xp.log(xp.clip(e, min=xp.finfo(e.dtype).smallest_normal))
+    xp = backend.namespace(e)
+    return -xp.log(backend.clamp_min(e, float(xp.finfo(e.dtype).smallest_normal)))
 
 
 @dataclass(frozen=True)
@@ -117,7 +120,7 @@ class Gumbel(Noise):
 
     def draw_with(self, backend: Any, rng: Any, shape: tuple[int, ...], *, like: Any) -> Any:
         e = backend.draw(rng, "exponential", shape, like=like)
-        return gumbel_from_exponential(e, xp=backend.namespace(e))
+        return gumbel_from_exponential(e, backend=backend)
 
     def grad_nu(self, z: Any, *, xp: Any) -> Any:
         return 1.0 - xp.exp(-z)

@@ -56,6 +56,9 @@ class TorchBackend(Backend):
         # call; the core's static tables are non-negative
         return torch.index_select(x, axis % x.ndim, indices)
 
+    def clamp_min(self, x: Any, low: float) -> Any:
+        return x.clamp_min(low)  # compat's maximum builds a tensor from the scalar per call
+
     def all_finite(self, x: Any) -> bool | None:
         # One reduction and one scalar read instead of an elementwise isfinite + all
         # (~20 µs at 4096 entries, ~0.4 ms at 128K on one CPU thread): NaN and ±inf

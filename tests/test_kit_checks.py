@@ -180,6 +180,8 @@ CONSTRUCTION: list[tuple[Callable[[], Any], type[Exception], str]] = [
     (lambda: dc.spo_plus_loss(S.argmax, reduction=None), TypeError, "reduction must be a string"),
     (lambda: dc.spo_plus_loss(S.argmax, reduction="avg"), ValueError, "reduction must be one of"),
     (lambda: dc.spo_plus_loss(None), TypeError, "solver must be callable"),
+    (lambda: dc.data.shortest_path(4, 3, noise_width="a"), TypeError, "noise_width must be a real number"),
+    (lambda: dc.data.shortest_path(4, 3, noise_width=1.0), ValueError, r"noise_width must be a number in \[0, 1\)"),
 ]
 
 
