@@ -175,18 +175,24 @@ def check_nonnegative(value: Any, *, name: str) -> float:
     return x
 
 
-def check_choice(value: Any, *, name: str, choices: tuple[str, ...]) -> str:
-    """One of the strings ``choices``: ``TypeError`` for a non-string, ``ValueError`` otherwise.
+def check_choice(value: Any, *, name: str, choices: tuple[str, ...], allow_none: bool = False) -> Any:
+    """One of the strings ``choices`` (or ``None`` when ``allow_none``): ``TypeError`` for
+    another kind, ``ValueError`` for another string.
 
     Examples
     --------
     >>> check_choice("mean", name="reduction", choices=("mean", "sum"))
     'mean'
+    >>> check_choice(None, name="projection", choices=("mean",), allow_none=True) is None
+    True
     """
+    if value is None and allow_none:
+        return None
+    either = "None or " if allow_none else ""
     if not isinstance(value, str):
-        raise TypeError(f"{name} must be a string, one of {choices}, got {type(value).__name__}")
+        raise TypeError(f"{name} must be {either}a string, one of {choices}, got {type(value).__name__}")
     if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+        raise ValueError(f"{name} must be {either}one of {choices}, got {value!r}")
     return value
 
 
