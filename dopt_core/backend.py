@@ -8,10 +8,13 @@ does not cover random numbers, host transfers or automatic differentiation. A
 * :meth:`Backend.owns` — does this array belong to me?
 * :meth:`Backend.device` — the device an array lives on;
 * :meth:`Backend.to_numpy` / :meth:`Backend.from_numpy` — the host round trip;
-* random draws — :meth:`Backend.standard_normal`, :meth:`Backend.gumbel`,
-  :meth:`Backend.uniform`, :meth:`Backend.exponential` — from the backend's own
-  generator (NumPy ``Generator``, ``torch.Generator``, JAX key, CuPy generator), an
-  ``int`` seed, or a NumPy ``Generator`` (drawn on the host, then transferred);
+* random draws — only the basic ones: :meth:`Backend.native_draw` (normal, uniform,
+  exponential) and :meth:`Backend.native_gamma` — from the backend's own generator
+  (NumPy ``Generator``, ``torch.Generator``, JAX key, CuPy generator) or a
+  non-negative ``int`` seed (:func:`int_seed`); a NumPy ``Generator`` draws on the
+  host (:meth:`Backend.draws_on_host`), then transfers. The laws built on them
+  (Gumbel, Normal, sum-of-Gamma) live in :mod:`dopt_core.noise`, sampled through
+  :meth:`Backend.sample`;
 * :meth:`Backend.apply_op` — run a core :class:`~dopt_core.op.Op` so that the
   framework's autodiff uses the Op's explicit VJP;
 * :meth:`Backend.host_call` — run a NumPy function on the host inside a computation
@@ -31,8 +34,9 @@ Its lookup core is :mod:`dopt_core._lib._registry` (so that the validators of
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -42,6 +46,9 @@ from ._lib._compat import device as _device
 from ._lib._registry import PLUGINS, backend_for, registered_backends  # noqa: F401 - re-exported
 from ._lib._typing import OpLike
 
+if TYPE_CHECKING:
+    from .noise import Noise
+
 __all__ = [
     "ArrayAPIBackend",
     "Backend",
@@ -49,8 +56,11 @@ __all__ = [
     "apply_op",
     "backend_for",
     "host_call",
+    "int_seed",
+    "numpy_generator",
     "register_backend",
     "registered_backends",
+    "type_name",
 ]
 
 class Backend:
@@ -101,6 +111,11 @@ class Backend:
         finite = xp.all(xp.isfinite(x))
         return None if self.is_traced(finite) else bool(finite)
 
+    def clamp_min(self, x: Any, low: float) -> Any:
+        """``max(x, low)`` entrywise for a Python float ``low`` (``xp.maximum`` by default;
+        backends whose compat layer converts the scalar on every call may go direct)."""
+        return self.namespace(x).maximum(x, low)
+
     # -- host round trip -----------------------------------------------------------
     def to_numpy(self, x: Any) -> np.ndarray:
         return np.from_dlpack(x)
@@ -110,33 +125,63 @@ class Backend:
         return xp.asarray(np.asarray(a, order="C"), device=self.device(like))
 
     # -- random numbers ------------------------------------------------------------
-    def _numpy_draw(self, rng: Any, kind: str, shape: tuple[int, ...], dtype: Any, like: Any) -> Any:
-        gen = _numpy_generator(rng)
-        a = _draw_numpy(gen, kind, shape, _numpy_dtype(dtype))
-        return self.from_numpy(a, like=like)
+    def draws_on_host(self, rng: Any) -> bool:
+        """Whether draws from ``rng`` are made on the host by NumPy (then transferred once).
+
+        The default (libraries without a plugin): always. Plugins draw natively and say
+        ``True`` only for a NumPy ``Generator``; the NumPy adapter is the host.
+        """
+        return True
+
+    def sample(self, law: Noise, rng: Any, shape: Sequence[int], *, like: Any) -> Any:
+        """Draws of the noise law ``law`` (:mod:`dopt_core.noise`), ``like``'s dtype and device.
+
+        When :meth:`draws_on_host` holds, the whole law is sampled by the NumPy adapter
+        and transferred once, so a NumPy ``Generator`` gives the NumPy reference values on
+        every backend; otherwise the law is built on this adapter's native draws.
+        """
+        shape = tuple(shape)
+        if self.draws_on_host(rng):
+            host_like = np.empty(0, dtype=_numpy_dtype(like.dtype))
+            return self.from_numpy(law.draw_with(_NUMPY, rng, shape, like=host_like), like=like)
+        return law.draw_with(self, rng, shape, like=like)
 
     def draw(self, rng: Any, kind: str, shape: Sequence[int], *, like: Any) -> Any:
-        """Standard draw of ``kind`` ("normal", "gumbel", "uniform", "exponential").
+        """Basic draw of ``kind`` ("normal", "uniform" or "exponential").
 
-        The result has ``like``'s dtype and device. The default draws with NumPy on the
-        host and transfers once; plugins draw natively from their own generators.
+        The result has ``like``'s dtype and device. Adapters make only these (and
+        :meth:`standard_gamma`); laws built on them — Gumbel, sum-of-Gamma — are
+        defined once in :mod:`dopt_core.noise` and sampled with :meth:`sample`.
         """
         _check_kind(kind)
-        return self._numpy_draw(rng, kind, tuple(shape), like.dtype, like)
+        shape = tuple(shape)
+        if self.draws_on_host(rng):
+            a = _draw_numpy(numpy_generator(rng), kind, shape, _numpy_dtype(like.dtype))
+            return self.from_numpy(a, like=like)
+        return self.native_draw(rng, kind, shape, like=like)
+
+    def native_draw(self, rng: Any, kind: str, shape: tuple[int, ...], *, like: Any) -> Any:
+        """Plugin hook: a basic draw ("normal", "uniform", "exponential") from the
+        framework's own generator, an int seed or ``None``."""
+        raise NotImplementedError(f"{self.name} makes its draws on the host")
 
     def standard_gamma(self, rng: Any, concentration: float, shape: Sequence[int], *, like: Any) -> Any:
-        """``Gamma(concentration, scale=1)`` draws (default: NumPy on the host, one transfer)."""
-        gen = _numpy_generator(rng)
-        a = gen.standard_gamma(float(concentration), tuple(shape))
-        return self.from_numpy(a.astype(_numpy_dtype(like.dtype), copy=False), like=like)
+        """``Gamma(concentration, scale=1)`` draws (on the host when :meth:`draws_on_host`)."""
+        shape = tuple(shape)
+        if self.draws_on_host(rng):
+            a = numpy_generator(rng).standard_gamma(float(concentration), shape)
+            return self.from_numpy(a.astype(_numpy_dtype(like.dtype), copy=False), like=like)
+        return self.native_gamma(rng, float(concentration), shape, like=like)
+
+    def native_gamma(
+        self, rng: Any, concentration: float, shape: tuple[int, ...], *, like: Any
+    ) -> Any:
+        """Plugin hook: ``Gamma(concentration)`` draws from the framework's generator."""
+        raise NotImplementedError(f"{self.name} makes its draws on the host")
 
     def standard_normal(self, rng: Any, shape: Sequence[int], *, like: Any) -> Any:
         """``N(0, 1)`` draws."""
         return self.draw(rng, "normal", shape, like=like)
-
-    def gumbel(self, rng: Any, shape: Sequence[int], *, like: Any) -> Any:
-        """Standard Gumbel draws, ``G = -log E`` with ``E ~ Exp(1)`` (mean γ, variance π²/6)."""
-        return self.draw(rng, "gumbel", shape, like=like)
 
     def uniform(self, rng: Any, shape: Sequence[int], *, like: Any) -> Any:
         """``U[0, 1)`` draws."""
@@ -204,9 +249,17 @@ class NumPyBackend(Backend):
     def from_numpy(self, a: np.ndarray, *, like: Any) -> Any:
         return np.asarray(a)
 
-    def draw(self, rng: Any, kind: str, shape: Sequence[int], *, like: Any) -> Any:
-        _check_kind(kind)
-        return _draw_numpy(_numpy_generator(rng), kind, tuple(shape), _numpy_dtype(like.dtype))
+    def draws_on_host(self, rng: Any) -> bool:
+        return False  # NumPy is the host: its native draws are the reference
+
+    def native_draw(self, rng: Any, kind: str, shape: tuple[int, ...], *, like: Any) -> Any:
+        return _draw_numpy(numpy_generator(rng), kind, shape, _numpy_dtype(like.dtype))
+
+    def native_gamma(
+        self, rng: Any, concentration: float, shape: tuple[int, ...], *, like: Any
+    ) -> Any:
+        a = numpy_generator(rng).standard_gamma(concentration, shape)
+        return a.astype(_numpy_dtype(like.dtype), copy=False)
 
     def info(self) -> dict[str, Any]:
         return {"name": self.name, "version": np.__version__, "devices": ["cpu"]}
@@ -265,7 +318,8 @@ def register_backend(backend: Backend) -> None:
     _registry.add_backend(backend)
 
 
-_registry.install_defaults(NumPyBackend(), ArrayAPIBackend)
+_NUMPY = NumPyBackend()
+_registry.install_defaults(_NUMPY, ArrayAPIBackend)
 
 
 def apply_op(op: OpLike, *inputs: Any) -> Any:
@@ -336,23 +390,90 @@ def host_call(
 # ---------------------------------------------------------------------------------
 # NumPy random draws (used by the NumPy adapter and as the fallback for all others)
 # ---------------------------------------------------------------------------------
-_KINDS = ("normal", "gumbel", "uniform", "exponential")
+_KINDS = ("normal", "uniform", "exponential")
 
 
 def _check_kind(kind: str) -> None:
     if kind not in _KINDS:
-        raise ValueError(f"noise kind must be one of {_KINDS}, got {kind!r}")
+        raise ValueError(
+            f"noise kind must be one of {_KINDS} (the basic draws; laws such as the Gumbel are "
+            f"in dopt_core.noise: noise.GUMBEL.sample(backend, rng, shape, like=...)), got {kind!r}"
+        )
 
 
-def _numpy_generator(rng: Any) -> np.random.Generator:
+def type_name(x: Any) -> str:
+    """``x``'s type for error messages: ``torch.Generator``, ``numpy.random.Generator``, ``str``.
+
+    Parameters
+    ----------
+    x : object
+        Any object.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> type_name(np.random.default_rng(0)), type_name("a")
+    ('numpy.random.Generator', 'str')
+    """
+    t = type(x)
+    root = (t.__module__ or "").split(".")[0]
+    if root == "builtins":
+        return t.__qualname__
+    if root == "numpy" and isinstance(x, np.random.Generator):
+        return "numpy.random.Generator"
+    return f"{root}.{t.__qualname__}"
+
+
+def int_seed(rng: Any) -> int | None:
+    """``rng`` as an ``int`` if it is an integer seed (Python or NumPy integer, not a
+    bool), else ``None``. The one seed rule of every adapter: a negative seed raises
+    ``ValueError`` naming ``rng`` (NumPy refuses them; torch and JAX would accept them).
+
+    Parameters
+    ----------
+    rng : object
+        The ``rng=`` argument of a stochastic op.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> int_seed(np.int64(3)), int_seed(None), int_seed(True)
+    (3, None, None)
+    """
+    if type(rng) is not int and (isinstance(rng, bool | np.bool_) or not isinstance(rng, numbers.Integral)):
+        return None
+    seed = int(rng)
+    if seed < 0:
+        raise ValueError(f"rng must be a non-negative int seed, got {seed}")
+    return seed
+
+
+def numpy_generator(rng: Any) -> np.random.Generator:
+    """The NumPy ``Generator`` for ``rng``: a ``Generator`` itself, an int seed, or ``None``.
+
+    Other kinds raise ``TypeError`` naming ``rng``.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator, int or None
+        The ``rng=`` argument of a stochastic op drawn on the host.
+
+    Examples
+    --------
+    >>> numpy_generator(0).normal() == numpy_generator(0).normal()
+    True
+    """
     if isinstance(rng, np.random.Generator):
         return rng
-    if rng is None or (isinstance(rng, int | np.integer) and not isinstance(rng, bool)):
-        return np.random.default_rng(None if rng is None else int(rng))
-    raise TypeError(
-        f"rng must be a numpy.random.Generator, an int seed or None for NumPy arrays, "
-        f"got {type(rng).__name__}"
-    )
+    if rng is None:
+        return np.random.default_rng()
+    seed = int_seed(rng)
+    if seed is None:
+        raise TypeError(
+            f"rng must be a numpy.random.Generator, an int seed or None for NumPy arrays (and "
+            f"for any array drawn on the host), got {type_name(rng)}"
+        )
+    return np.random.default_rng(seed)
 
 
 def _numpy_dtype(dtype: Any) -> np.dtype:
@@ -370,10 +491,8 @@ def _draw_numpy(gen: np.random.Generator, kind: str, shape: tuple[int, ...], dty
         a = gen.standard_normal(shape, dtype=fdtype)
     elif kind == "exponential":
         a = gen.standard_exponential(shape, dtype=fdtype)
-    elif kind == "uniform":
+    else:
         a = gen.random(shape, dtype=fdtype)
-    else:  # gumbel = -log(E), E ~ Exp(1); in float32 E = 0 about once in 10^7 draws: clamp
-        a = -np.log(np.maximum(gen.standard_exponential(shape, dtype=fdtype), np.finfo(fdtype).tiny))
     return a.astype(dtype, copy=False)
 
 

@@ -32,7 +32,7 @@ import math
 
 import numpy as np
 
-from ._lib._checks import check_int
+from ._lib._checks import check_int, check_real
 from ._lib._limits import check_grid_size
 from .metrics import normalized_regret, regret
 
@@ -44,7 +44,7 @@ def _check_common(num_data: int, num_feat: int, deg: int, noise_width: float, se
     check_int(num_feat, name="num_feat", low=1)
     check_int(deg, name="deg", low=1)
     check_int(seed, name="seed", low=0)
-    if isinstance(noise_width, bool) or not isinstance(noise_width, int | float) or not 0 <= noise_width < 1:
+    if not 0 <= check_real(noise_width, name="noise_width") < 1:
         raise ValueError(f"noise_width must be a number in [0, 1), got {noise_width!r}")
 
 

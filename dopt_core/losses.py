@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ._lib._checks import (
+    check_choice,
     check_linear_output,
     check_nonempty_mean,
     check_same_device,
@@ -158,8 +159,7 @@ def fenchel_young_loss(
         solver, sigma=sigma, num_samples=num_samples, noise=noise, multiplicative=multiplicative,
         antithetic=antithetic, chunk_size=chunk_size, event_ndim=event_ndim,
     )
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    reduction = check_choice(reduction, name="reduction", choices=_REDUCTIONS)
     op = FenchelYoungOp(p, reduction)
 
     def bind(theta: Any, y_true: Any, *, rng: Any = None, noise: Any = None) -> Bound:
@@ -243,8 +243,7 @@ def spo_plus_loss(solver: Callable[..., Any], *, reduction: str = "mean", event_
     >>> float(loss(theta, theta)), float(loss(np.array([[2.0, 1.0, 0.0]]), theta))
     (0.0, 3.0)
     """
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    reduction = check_choice(reduction, name="reduction", choices=_REDUCTIONS)
     if not callable(solver):
         raise TypeError(f"solver must be callable, got {type(solver).__name__}")
     name = solver_name(solver)

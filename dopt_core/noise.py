@@ -3,9 +3,10 @@ r"""Perturbation noise: the distributions of Berthet et al. (2020), as small obj
 A noise ``Z`` has density :math:`\mu(z) \propto e^{-\nu(z)}`, i.i.d. over the
 entries of θ. What the estimators need of it:
 
-* ``kind`` — which standard draw the backend adapters make
-  (:meth:`dopt_core.backend.Backend.draw`), so that every framework samples from its
-  own generator;
+* how to draw it — :meth:`Noise.draw_with` builds the law on the adapters' basic
+  draws (:meth:`dopt_core.backend.Backend.draw`: normal, uniform, exponential;
+  :meth:`~dopt_core.backend.Backend.standard_gamma`), so that every framework samples
+  from its own generator and the law's math is written once, here;
 * ``mean`` — :math:`\mathbb E[Z]` (used by the Fenchel-Young loss value);
 * ``grad_nu(z)`` — :math:`\nabla\nu(z)`, the score that turns a Monte-Carlo average
   into a Jacobian estimate (:math:`\mathbb E[\nabla\nu(Z)] = 0`);
@@ -25,9 +26,47 @@ import math
 from dataclasses import KW_ONLY, dataclass
 from typing import Any
 
-__all__ = ["NOISES", "Gumbel", "Noise", "Normal", "SumOfGamma", "get_noise"]
+from ._lib._checks import check_int, check_positive
+
+__all__ = [
+    "GUMBEL",
+    "NOISES",
+    "Gumbel",
+    "Noise",
+    "Normal",
+    "SumOfGamma",
+    "get_noise",
+    "gumbel_from_exponential",
+]
 
 EULER_GAMMA = 0.5772156649015329
+
+
+def gumbel_from_exponential(e: Any, *, backend: Any) -> Any:
+    r"""Standard Gumbel draws :math:`G = -\log E` from :math:`E \sim \mathrm{Exp}(1)`.
+
+    :math:`P(-\log E \le g) = P(E \ge e^{-g}) = \exp(-e^{-g})`, the Gumbel CDF. In
+    float32 an exponential draw rounds to 0 about once in :math:`10^7`; clamping
+    :math:`E` at the smallest normal number keeps every :math:`G` finite
+    (:math:`G \le -\log(1.18 \cdot 10^{-38}) \approx 87.3`). ``backend`` is ``e``'s
+    adapter (:meth:`~dopt_core.backend.Backend.clamp_min`).
+
+    Parameters
+    ----------
+    e : array
+        Standard exponential draws.
+    backend : Backend
+        ``e``'s adapter.
+
+    Examples
+    --------
+    >>> import numpy as np, dopt_core as dc
+    >>> e = np.array([0.0, 1.0], dtype=np.float32)
+    >>> gumbel_from_exponential(e, backend=dc.backend_for(e))
+    array([87.33655, -0.     ], dtype=float32)
+    """
+    xp = backend.namespace(e)
+    return -xp.log(backend.clamp_min(e, float(xp.finfo(e.dtype).smallest_normal)))
 
 
 @dataclass(frozen=True)
@@ -42,7 +81,13 @@ class Noise:
     has_score: bool = True
 
     def sample(self, backend: Any, rng: Any, shape: tuple[int, ...], *, like: Any) -> Any:
-        """Standard draws of this law, shaped ``shape``, with ``like``'s dtype and device."""
+        """Standard draws of this law, shaped ``shape``, with ``like``'s dtype and device
+        (through :meth:`dopt_core.backend.Backend.sample`: a NumPy ``Generator`` samples
+        the law on the host, the backend's own generator natively)."""
+        return backend.sample(self, rng, tuple(shape), like=like)
+
+    def draw_with(self, backend: Any, rng: Any, shape: tuple[int, ...], *, like: Any) -> Any:
+        """The law built on ``backend``'s basic draws (default: the basic draw ``kind``)."""
         return backend.draw(rng, self.kind, shape, like=like)
 
     def grad_nu(self, z: Any, *, xp: Any) -> Any:
@@ -80,6 +125,10 @@ class Gumbel(Noise):
     mean: float = EULER_GAMMA
     symmetric: bool = False
 
+    def draw_with(self, backend: Any, rng: Any, shape: tuple[int, ...], *, like: Any) -> Any:
+        e = backend.draw(rng, "exponential", shape, like=like)
+        return gumbel_from_exponential(e, backend=backend)
+
     def grad_nu(self, z: Any, *, xp: Any) -> Any:
         return 1.0 - xp.exp(-z)
 
@@ -116,16 +165,14 @@ class SumOfGamma(Noise):
     has_score: bool = False
 
     def __post_init__(self) -> None:
-        if isinstance(self.kappa, bool) or not isinstance(self.kappa, int | float) or not self.kappa > 0:
-            raise ValueError(f"kappa must be a positive number, got {self.kappa!r}")
-        if isinstance(self.num_terms, bool) or not isinstance(self.num_terms, int) or self.num_terms < 1:
-            raise ValueError(f"num_terms must be a positive integer, got {self.num_terms!r}")
+        object.__setattr__(self, "kappa", check_positive(self.kappa, name="kappa"))
+        object.__setattr__(self, "num_terms", check_int(self.num_terms, name="num_terms", low=1))
 
     def expected_mean(self) -> float:
         s = self.num_terms
         return (sum(1.0 / i for i in range(1, s + 1)) - math.log(s)) / self.kappa
 
-    def sample(self, backend: Any, rng: Any, shape: tuple[int, ...], *, like: Any) -> Any:
+    def draw_with(self, backend: Any, rng: Any, shape: tuple[int, ...], *, like: Any) -> Any:
         s, k = self.num_terms, float(self.kappa)
         xp = backend.namespace(like)
         g = backend.standard_gamma(rng, 1.0 / k, (s, *shape), like=like)
@@ -134,7 +181,8 @@ class SumOfGamma(Noise):
         return (xp.sum(g * scale, axis=0) - math.log(s)) / k
 
 
-NOISES: dict[str, Noise] = {"normal": Normal(), "gumbel": Gumbel(), "sum_of_gamma": SumOfGamma()}
+GUMBEL = Gumbel()
+NOISES: dict[str, Noise] = {"normal": Normal(), "gumbel": GUMBEL, "sum_of_gamma": SumOfGamma()}
 
 
 def get_noise(noise: str | Noise) -> Noise:

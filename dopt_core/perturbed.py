@@ -60,12 +60,13 @@ from ._lib._checks import (
     check_int,
     check_linear_output,
     check_positive,
-    check_same_device,
     check_scores,
+    check_callable_solver,
     instance_solver,
     solver_failure,
     solver_name,
 )
+from ._lib._random import bind_noise
 from .backend import backend_for
 from .noise import Noise, get_noise
 from .op import Bound, Op, OpFunction, op_function
@@ -125,20 +126,10 @@ class Perturbation:
         """Validate θ and draw (or validate) the standard noise ``(M, *θ.shape)``."""
         theta, xp, out_dtype = check_scores(theta, min_ndim=self.event_ndim)
         backend = backend_for(theta)
-        shape = (self.num_samples, *theta.shape)
-        if noise is None:
-            m = self.num_samples // 2 if self.antithetic else self.num_samples
-            z = self.noise.sample(backend, rng, (m, *theta.shape), like=theta)
-            if self.antithetic:
-                z = xp.concat([z, -z], axis=0)
-        else:
-            if rng is not None:
-                raise ValueError("pass either rng or noise, not both")
-            z, _, _ = check_scores(noise, name="noise", min_ndim=1)
-            if tuple(z.shape) != shape:
-                raise ValueError(f"noise must have shape (num_samples, *theta.shape) = {shape}, got {tuple(z.shape)}")
-            check_same_device({"theta": theta, "noise": z})
-            z = xp.astype(z, theta.dtype)
+        z = bind_noise(
+            theta, rng, noise, law=self.noise, sample_shape=(self.num_samples,),
+            sample_names=("num_samples",), antithetic=self.antithetic,
+        )
         if self.multiplicative and not backend.is_traced(theta):
             zero = xp.any(theta == 0)
             if not backend.is_traced(zero) and bool(zero):
@@ -237,8 +228,7 @@ def make_perturbation(
     require_score: bool = True,
 ) -> Perturbation:
     """Validate the static configuration shared by the perturbed ops and losses."""
-    if not callable(solver):
-        raise TypeError(f"solver must be callable (e.g. dopt_core.solvers.argmax), got {type(solver).__name__}")
+    check_callable_solver(solver)
     sigma = check_positive(sigma, name="sigma")
     num_samples = check_int(num_samples, name="num_samples", low=1)
     law = get_noise(noise)

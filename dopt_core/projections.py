@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ._lib._checks import check_int, check_scores
+from ._lib._checks import check_choice, check_int, check_scores
 from .op import Bound, Op, op_function
 
 __all__ = ["PROJECTIONS", "project", "project_forward", "project_vjp"]
@@ -36,9 +36,7 @@ PROJECTIONS = ("mean", "norm", "standardize")
 
 
 def check_projection(projection: str | None) -> str | None:
-    if projection is not None and projection not in PROJECTIONS:
-        raise ValueError(f"projection must be None or one of {PROJECTIONS}, got {projection!r}")
-    return projection
+    return check_choice(projection, name="projection", choices=PROJECTIONS, allow_none=True)
 
 
 def _axes(x: Any, event_ndim: int) -> tuple[int, ...]:

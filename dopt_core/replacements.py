@@ -45,13 +45,14 @@ from typing import Any, ClassVar
 
 from ._lib._checks import (
     check_flag,
+    check_nonnegative,
     check_positive,
-    check_same_device,
     check_scores,
+    check_callable_solver,
     instance_solver,
     solver_name,
 )
-from .backend import backend_for
+from ._lib._random import bind_noise
 from .noise import Noise, SumOfGamma, get_noise
 from .op import Bound, Op, OpFunction, op_function
 from .perturbed import Perturbation, make_perturbation
@@ -133,9 +134,10 @@ def identity(
     >>> y, vjp(np.array([1.0, 0.0, -4.0]))
     (array([0., 1., 0.]), array([ 2.,  1., -3.]))
     """
+    check_callable_solver(solver)
     projection = check_projection(projection)
     law = None if noise is None else get_noise(noise)
-    noise_sigma = 0.0 if noise_sigma == 0 else check_positive(noise_sigma, name="noise_sigma")
+    noise_sigma = check_nonnegative(noise_sigma, name="noise_sigma")
     if noise_sigma > 0 and law is None:
         raise ValueError("noise_sigma > 0 needs a noise law (noise='normal', 'gumbel' or 'sum_of_gamma')")
     checked, nd = instance_solver(solver, event_ndim)
@@ -143,7 +145,7 @@ def identity(
     noisy_op = IdentityOp(checked, projection, noise_sigma, nd, noisy=True)
 
     def bind(theta: Any, *, rng: Any = None, noise: Any = None) -> Bound:
-        theta, xp, out_dtype = check_scores(theta, min_ndim=nd)
+        theta, _, out_dtype = check_scores(theta, min_ndim=nd)
         if noise is not None and rng is not None:
             raise ValueError("pass either rng or noise, not both")
         if rng is None and noise is None:
@@ -153,14 +155,7 @@ def identity(
                 "this identity layer adds no noise (build it with noise=... and noise_sigma > 0); "
                 "do not pass rng or noise to it"
             )
-        if noise is None:
-            xi = law.sample(backend_for(theta), rng, tuple(theta.shape), like=theta)
-        else:
-            xi, _, _ = check_scores(noise, name="noise", min_ndim=0)
-            if tuple(xi.shape) != tuple(theta.shape):
-                raise ValueError(f"noise must have theta's shape {tuple(theta.shape)}, got {tuple(xi.shape)}")
-            check_same_device({"theta": theta, "noise": xi})
-            xi = xp.astype(xi, theta.dtype)
+        xi = bind_noise(theta, rng, noise, law=law)
         return Bound(noisy_op, (theta, xi), out_dtype)
 
     return op_function(bind, name=f"identity({solver_name(solver)})", doc=identity.__doc__)
@@ -208,7 +203,7 @@ def interpolation(solver: Callable[..., Any], *, lam: float = 10.0) -> OpFunctio
     >>> vjp(np.array([2.0, -2.0, 0.0]))      # L = |y - e_2|^2: move mass from item 0 to 1
     array([ 0.1, -0.1,  0. ])
     """
-    op = InterpolationOp(solver, check_positive(lam, name="lam"))
+    op = InterpolationOp(check_callable_solver(solver), check_positive(lam, name="lam"))
 
     def bind(theta: Any) -> Bound:
         theta, _, out_dtype = check_scores(theta)
@@ -222,8 +217,10 @@ def interpolation(solver: Callable[..., Any], *, lam: float = 10.0) -> OpFunctio
 # ---------------------------------------------------------------------------------
 # straight-through
 # ---------------------------------------------------------------------------------
-def _bind_relaxation(relaxation: Callable[..., Any], theta: Any) -> Bound:
-    """Bind a dopt function (or a ``functools.partial`` of one) to ``theta``."""
+def _unwrap_relaxation(
+    relaxation: Callable[..., Any],
+) -> tuple[OpFunction, tuple[Any, ...], dict[str, Any]]:
+    """``(dopt function, args, kwargs)`` of a dopt function or a ``functools.partial`` of one."""
     args: tuple[Any, ...] = ()
     kwargs: dict[str, Any] = {}
     f = relaxation
@@ -235,6 +232,12 @@ def _bind_relaxation(relaxation: Callable[..., Any], theta: Any) -> Bound:
             "relaxation must be a dopt function (e.g. dopt_core.relax.softmax) or a functools.partial "
             f"of one, got {type(relaxation).__name__}"
         )
+    return f, args, kwargs
+
+
+def _bind_relaxation(relaxation: Callable[..., Any], theta: Any) -> Bound:
+    """Bind a dopt function (or a ``functools.partial`` of one) to ``theta``."""
+    f, args, kwargs = _unwrap_relaxation(relaxation)
     return f.bind(theta, *args, **kwargs)
 
 
@@ -285,8 +288,8 @@ def straight_through(solver: Callable[..., Any], relaxation: Callable[..., Any])
     >>> y                                                   # exact forward
     array([0., 1., 0.])
     """
-    if not callable(solver):
-        raise TypeError(f"solver must be callable, got {type(solver).__name__}")
+    check_callable_solver(solver)
+    _unwrap_relaxation(relaxation)  # refuse a non-dopt relaxation now, not at the first call
 
     def bind(theta: Any) -> Bound:
         theta, _, out_dtype = check_scores(theta)
@@ -383,7 +386,8 @@ def imle(
     >>> y, vjp(np.array([2.0, -2.0, 0.0]))      # the target moves the mass to item 1
     (array([1., 0., 0.]), array([ 0.1, -0.1,  0. ]))
     """
-    law = SumOfGamma(kappa, num_terms) if noise == "sum_of_gamma" else get_noise(noise)
+    sog = SumOfGamma(kappa, num_terms)  # validates kappa and num_terms whatever the law
+    law = sog if isinstance(noise, str) and noise == "sum_of_gamma" else get_noise(noise)
     p = make_perturbation(
         solver, sigma=sigma, num_samples=num_samples, noise=law, multiplicative=False,
         antithetic=False, chunk_size=chunk_size, event_ndim=event_ndim, require_score=False,

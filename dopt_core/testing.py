@@ -845,7 +845,6 @@ def _gradcheck_native(fn: Callable[..., Any], inputs: tuple[Any, ...], kwargs: d
                                     f"dtype policy for {dt}"))
     for k in range(len(outs)):
         g = gen.normal(size=tuple(outs[k].shape))
-        g_b = backend.from_numpy(g.astype(to_numpy(outs[k]).dtype), like=outs[k])
         for i in arrays:
             def f_i(t: Any, i: int = i, k: int = k, base: list[Any] = wide) -> Any:
                 args = list(base)

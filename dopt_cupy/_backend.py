@@ -6,24 +6,24 @@ CuPy forbids implicit conversion to NumPy, so every transfer here is explicit
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import cupy
 import numpy as np
 from array_api_compat import cupy as cupy_xp
 
-from dopt_core.backend import Backend
+from dopt_core.backend import Backend, int_seed, type_name
 
 
 def _generator(rng: Any) -> Any:
     if isinstance(rng, cupy.random.Generator):
         return rng
-    if rng is None or (isinstance(rng, int | np.integer) and not isinstance(rng, bool)):
-        return cupy.random.default_rng(None if rng is None else int(rng))
+    seed = int_seed(rng)
+    if rng is None or seed is not None:
+        return cupy.random.default_rng(seed)
     raise TypeError(
         "rng must be a cupy.random.Generator, a numpy.random.Generator, an int seed or None for "
-        f"CuPy arrays, got {type(rng).__name__}"
+        f"CuPy arrays, got {type_name(rng)}"
     )
 
 
@@ -53,29 +53,23 @@ class CupyBackend(Backend):
         with like.device:
             return cupy.asarray(a)
 
-    def draw(self, rng: Any, kind: str, shape: Sequence[int], *, like: Any) -> Any:
-        if isinstance(rng, np.random.Generator):
-            return super().draw(rng, kind, shape, like=like)
-        shape = tuple(shape)
-        dtype = like.dtype
+    def draws_on_host(self, rng: Any) -> bool:
+        return isinstance(rng, np.random.Generator)
+
+    def native_draw(self, rng: Any, kind: str, shape: tuple[int, ...], *, like: Any) -> Any:
         with like.device:
             gen = _generator(rng)
             if kind == "normal":
-                return gen.standard_normal(shape, dtype=dtype)
+                return gen.standard_normal(shape, dtype=like.dtype)
             if kind == "uniform":
-                return gen.random(shape, dtype=dtype)
-            if kind in ("exponential", "gumbel"):
-                e = gen.standard_exponential(shape, dtype=dtype)
-                if kind == "exponential":
-                    return e
-                return -cupy.log(cupy.maximum(e, cupy.finfo(dtype).tiny))  # E may round to 0
-        return super().draw(rng, kind, shape, like=like)
+                return gen.random(shape, dtype=like.dtype)
+            return gen.standard_exponential(shape, dtype=like.dtype)
 
-    def standard_gamma(self, rng: Any, concentration: float, shape: Sequence[int], *, like: Any) -> Any:
-        if isinstance(rng, np.random.Generator):
-            return super().standard_gamma(rng, concentration, shape, like=like)
+    def native_gamma(
+        self, rng: Any, concentration: float, shape: tuple[int, ...], *, like: Any
+    ) -> Any:
         with like.device:
-            return _generator(rng).standard_gamma(float(concentration), size=tuple(shape), dtype=like.dtype)
+            return _generator(rng).standard_gamma(concentration, size=shape, dtype=like.dtype)
 
     def info(self) -> dict[str, Any]:
         n = cupy.cuda.runtime.getDeviceCount()

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dopt_core.backend import Backend
+from dopt_core.backend import Backend, int_seed, type_name
 
 from ._callback import host_call
 from ._vjp import apply_op
@@ -18,14 +18,23 @@ from ._vjp import apply_op
 def _key(rng: Any) -> Any:
     if rng is None:
         raise ValueError("rng is required for JAX arrays (JAX has no global random state): pass a key or an int seed")
-    if isinstance(rng, int | np.integer) and not isinstance(rng, bool):
-        return jax.random.key(int(rng))
-    if isinstance(rng, jax.Array) and (
-        jnp.issubdtype(rng.dtype, jax.dtypes.prng_key) or (rng.dtype == jnp.uint32 and rng.shape == (2,))
-    ):
-        return rng
+    seed = int_seed(rng)
+    if seed is not None:
+        return jax.random.key(seed)
+    if isinstance(rng, jax.Array):
+        typed = jnp.issubdtype(rng.dtype, jax.dtypes.prng_key)
+        raw = rng.dtype == jnp.uint32 and rng.shape[-1:] == (2,)
+        if (typed and rng.ndim == 0) or (raw and rng.ndim == 1):
+            return rng
+        if typed or raw:
+            n = math.prod(rng.shape if typed else rng.shape[:-1])
+            raise ValueError(
+                f"rng must be one JAX key, got an array of {n} keys (shape {tuple(rng.shape)}), "
+                "e.g. from jax.random.split: pass one of them (keys[0]), or jax.vmap over them"
+            )
     raise TypeError(
-        f"rng must be a jax.random.key, a numpy.random.Generator or an int seed for JAX arrays, got {type(rng).__name__}"
+        "rng must be a jax.random.key, a numpy.random.Generator or an int seed for JAX arrays, "
+        f"got {type_name(rng)}"
     )
 
 
@@ -50,25 +59,21 @@ class JaxBackend(Backend):
         out = jnp.asarray(a)
         return jax.device_put(out, dev) if dev is not None else out
 
-    def draw(self, rng: Any, kind: str, shape: Sequence[int], *, like: Any) -> Any:
-        if isinstance(rng, np.random.Generator):
-            return super().draw(rng, kind, shape, like=like)
-        key, shape, dtype = _key(rng), tuple(shape), like.dtype
+    def draws_on_host(self, rng: Any) -> bool:
+        return isinstance(rng, np.random.Generator)
+
+    def native_draw(self, rng: Any, kind: str, shape: tuple[int, ...], *, like: Any) -> Any:
+        key, dtype = _key(rng), like.dtype
         if kind == "normal":
             return jax.random.normal(key, shape, dtype)
         if kind == "uniform":
             return jax.random.uniform(key, shape, dtype)
-        if kind == "exponential":
-            return jax.random.exponential(key, shape, dtype)
-        if kind == "gumbel":  # -log(E); E can round to 0 in float32: clamp to the smallest normal
-            e = jax.random.exponential(key, shape, dtype)
-            return -jnp.log(jnp.maximum(e, jnp.finfo(dtype).tiny))
-        return super().draw(rng, kind, shape, like=like)
+        return jax.random.exponential(key, shape, dtype)
 
-    def standard_gamma(self, rng: Any, concentration: float, shape: Sequence[int], *, like: Any) -> Any:
-        if isinstance(rng, np.random.Generator):
-            return super().standard_gamma(rng, concentration, shape, like=like)
-        return jax.random.gamma(_key(rng), concentration, tuple(shape), like.dtype)
+    def native_gamma(
+        self, rng: Any, concentration: float, shape: tuple[int, ...], *, like: Any
+    ) -> Any:
+        return jax.random.gamma(_key(rng), concentration, shape, like.dtype)
 
     def native_vjp(self, fn: Any, theta: Any, cotangent: Any) -> Any:
         _, pullback = jax.vjp(fn, theta)

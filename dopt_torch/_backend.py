@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from array_api_compat import torch as torch_xp
 
-from dopt_core.backend import Backend
+from dopt_core.backend import Backend, int_seed, type_name
 
 from ._autograd import apply_op
 
@@ -28,13 +27,14 @@ def _generator(rng: Any, device: torch.device) -> torch.Generator | None:
         return rng
     if rng is None:
         return None  # torch's default generator for that device
-    if isinstance(rng, int | np.integer) and not isinstance(rng, bool):
+    seed = int_seed(rng)
+    if seed is not None:
         if device.type == "meta":  # shapes only: there are no meta generators
             return None
-        return torch.Generator(device=device).manual_seed(int(rng))
+        return torch.Generator(device=device).manual_seed(seed)
     raise TypeError(
         "rng must be a torch.Generator, a numpy.random.Generator, an int seed or None for "
-        f"torch tensors, got {type(rng).__name__}"
+        f"torch tensors, got {type_name(rng)}"
     )
 
 
@@ -76,6 +76,9 @@ class TorchBackend(Backend):
         # call; the core's static tables are non-negative
         return torch.index_select(x, axis % x.ndim, indices)
 
+    def clamp_min(self, x: Any, low: float) -> Any:
+        return x.clamp_min(low)  # compat's maximum builds a tensor from the scalar per call
+
     def all_finite(self, x: Any) -> bool | None:
         # One reduction and one scalar read instead of an elementwise isfinite + all
         # (~20 µs at 4096 entries, ~0.4 ms at 128K on one CPU thread): NaN and ±inf
@@ -104,31 +107,30 @@ class TorchBackend(Backend):
     def from_numpy(self, a: np.ndarray, *, like: Any) -> Any:
         return torch.from_numpy(np.asarray(a, order="C")).to(like.device)
 
-    def draw(self, rng: Any, kind: str, shape: Sequence[int], *, like: Any) -> Any:
-        if isinstance(rng, np.random.Generator):
-            return super().draw(rng, kind, shape, like=like)
-        shape = tuple(shape)
+    def draws_on_host(self, rng: Any) -> bool:
+        return isinstance(rng, np.random.Generator)
+
+    def native_draw(self, rng: Any, kind: str, shape: tuple[int, ...], *, like: Any) -> Any:
         gen = _generator(rng, like.device)
         kw: dict[str, Any] = {"dtype": like.dtype, "device": like.device}
         if kind == "normal":
             return torch.randn(shape, generator=gen, **kw)
         if kind == "uniform":
             return torch.rand(shape, generator=gen, **kw)
-        if kind in ("exponential", "gumbel"):
-            e = torch.empty(shape, **kw).exponential_(generator=gen)
-            if kind == "exponential":
-                return e
-            return -torch.log(e.clamp_min(torch.finfo(like.dtype).tiny))  # E may round to 0
-        return super().draw(rng, kind, shape, like=like)  # raises the unknown-kind error
+        return torch.empty(shape, **kw).exponential_(generator=gen)
 
-    def standard_gamma(self, rng: Any, concentration: float, shape: Sequence[int], *, like: Any) -> Any:
-        # torch's gamma sampler takes no generator: seed a NumPy draw from the torch
-        # generator instead, so that results still follow ``rng``.
-        if isinstance(rng, torch.Generator) or rng is None:
-            gen = _generator(rng, torch.device("cpu") if rng is None else torch.device(rng.device))
+    def native_gamma(
+        self, rng: Any, concentration: float, shape: tuple[int, ...], *, like: Any
+    ) -> Any:
+        # torch's gamma sampler takes no generator: an int seed seeds NumPy directly, a
+        # torch generator (or torch's default one) seeds a NumPy draw, so that results
+        # still follow ``rng``.
+        seed = int_seed(rng)
+        if seed is None:
+            on = torch.device(rng.device) if isinstance(rng, torch.Generator) else torch.device("cpu")
+            gen = _generator(rng, on)  # TypeError for anything but a generator or None
             seed = int(torch.randint(0, 2**62, (1,), generator=gen, device=gen.device if gen is not None else "cpu"))
-            rng = np.random.default_rng(seed)
-        return super().standard_gamma(rng, concentration, shape, like=like)
+        return super().standard_gamma(np.random.default_rng(seed), concentration, shape, like=like)
 
     def native_vjp(self, fn: Any, theta: Any, cotangent: Any) -> Any:
         theta = theta.detach().clone().requires_grad_(True)

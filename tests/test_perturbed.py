@@ -130,7 +130,7 @@ def _check_fd(options: dict[str, Any], theta: np.ndarray, seed: int) -> None:
     r, m, h, n = 400, 500, 0.05, theta.shape[-1]
     f = dc.perturbed(S.argmax, sigma=0.5, num_samples=m, **options)
     law = "normal" if options.get("multiplicative") or options.get("noise", "normal") == "normal" else "gumbel"
-    Z = dc.backend_for(theta).draw(seed, law, (m, r, n), like=theta)
+    Z = dc.noise.get_noise(law).sample(dc.backend_for(theta), seed, (m, r, n), like=theta)
     J = jacobian_replicates_with_noise(f, theta, Z)
     cols = []
     for j in range(n):
@@ -271,8 +271,11 @@ def test_matrix_valued_solver_and_event_ndim() -> None:
 
 
 def test_bad_configuration_and_inputs() -> None:
-    for sigma in (0.0, -1.0, float("nan"), float("inf"), True, "1"):
+    for sigma in (0.0, -1.0, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="sigma must be a finite positive number"):
+            dc.perturbed(S.argmax, sigma=sigma)
+    for sigma in (True, "1", None, 1j):  # a wrong kind is a TypeError (tests/test_kit_checks.py)
+        with pytest.raises(TypeError, match="sigma must be a real number"):
             dc.perturbed(S.argmax, sigma=sigma)
     with pytest.raises(ValueError, match="num_samples must be >= 1"):
         dc.perturbed(S.argmax, num_samples=0)

@@ -241,7 +241,7 @@ def test_bad_replacement_arguments() -> None:
             dc.interpolation(S.argmax, lam=lam)
         with pytest.raises(ValueError, match="lam must be a finite positive number"):
             dc.imle(S.argmax, lam=lam)
-    with pytest.raises(ValueError, match="kappa must be a positive number"):
+    with pytest.raises(ValueError, match="kappa must be a finite positive number"):
         dc.imle(S.argmax, kappa=0.0)
     with pytest.raises(ValueError, match="no closed-form score"):
         dc.perturbed(S.argmax, noise="sum_of_gamma")

@@ -16,7 +16,7 @@ def test_float32_gumbel_draws_are_finite() -> None:
     """E ~ Exp(1) rounds to 0 about once in 10^7 float32 draws; -log E must stay finite.
     (Seed 0 gave 3 infinities in these 3·10^7 draws before the clamp.)"""
     like = np.zeros(1, np.float32)
-    z = dc.backend_for(like).draw(0, "gumbel", (30_000_000,), like=like)
+    z = dc.noise.GUMBEL.sample(dc.backend_for(like), 0, (30_000_000,), like=like)
     assert np.isfinite(z).all()
     assert z.max() <= -np.log(np.finfo(np.float32).tiny) + 1e-3
 

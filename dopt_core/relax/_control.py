@@ -22,12 +22,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from .._lib._checks import check_same_device, check_scores
+from .._lib._checks import check_choice, check_positive, check_same_device, check_scores
 from .._lib._compat import device
 from ..backend import backend_for
 from ..op import Bound, Op, op_function
 from . import cdfs
-from ._common import check_choice, check_positive
 from ._common import stable_softmax
 
 __all__ = ["soft_argmax", "soft_argmin", "soft_compare", "soft_if", "soft_max", "soft_min"]

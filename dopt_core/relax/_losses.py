@@ -5,11 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from .._lib._checks import check_nonempty_mean, check_same_device, check_scores
+from .._lib._checks import check_choice, check_dtype_kind, check_nonempty_mean, check_same_device, check_scores
 from .._lib._compat import device, index_dtype
 from ..backend import backend_for
 from ..op import Bound, Op, op_function
-from ._common import check_choice
 
 __all__ = ["permutation_loss"]
 
@@ -113,8 +112,8 @@ def permutation_loss(
             f"{tuple(target_ranks.shape)}"
         )
     if not (
-        xp.isdtype(target_ranks.dtype, "integral")
-        or xp.isdtype(target_ranks.dtype, "real floating")
+        check_dtype_kind(xp, target_ranks.dtype, "integral", name="target_ranks")
+        or check_dtype_kind(xp, target_ranks.dtype, "real floating", name="target_ranks")
     ):
         raise TypeError(f"target_ranks must hold integers (1..n), got dtype {target_ranks.dtype}")
     ranks = xp.astype(target_ranks, P.dtype)

@@ -29,7 +29,14 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .._lib._checks import check_flag, check_int, check_scores
+from .._lib._checks import (
+    check_choice,
+    check_flag,
+    check_int,
+    check_positive,
+    check_real,
+    check_scores,
+)
 from .._lib._compat import device
 from .._lib._constants import DeviceConstants
 from ..backend import backend_for
@@ -37,7 +44,6 @@ from ..backend import take_nonnegative as _take
 from ..op import Bound, Op, op_function
 from . import cdfs
 from ._bitonic_merge import MergeSchedule, merge_schedule, merges_forward, merges_vjp
-from ._common import check_choice, check_positive, check_real
 
 __all__ = [
     "network_permutation",

@@ -9,11 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from .._lib._checks import check_flag, check_same_device, check_scores
+from .._lib._checks import check_flag, check_positive, check_scores
 from .._lib._compat import device, index_dtype
-from ..backend import backend_for
+from .._lib._random import bind_noise
+from ..noise import GUMBEL
 from ..op import Bound, Op, op_function
-from ._common import check_positive
 from ._common import stable_softmax
 
 __all__ = ["gumbel_softmax", "softmax", "sparsemax"]
@@ -195,7 +195,7 @@ def gumbel_softmax(
         Temperature (required).
     rng : generator, key or int, optional
         The backend's own generator (NumPy ``Generator``, ``torch.Generator``, JAX key)
-        or an int seed; ignored when ``noise`` is given.
+        or an int seed; not together with ``noise``.
     noise : array shaped like ``theta``, optional
         Pre-drawn standard Gumbel noise (how the conformance suite gives every backend
         the same sample). It receives no gradient.
@@ -220,14 +220,5 @@ def gumbel_softmax(
     theta, xp, out_dtype = check_scores(theta, check_finite=check_finite)
     tau = check_positive(tau, name="tau")
     hard = check_flag(hard, name="hard")
-    if noise is None:
-        noise = backend_for(theta).draw(rng, "gumbel", tuple(theta.shape), like=theta)
-    else:
-        noise, _, _ = check_scores(noise, name="noise", check_finite=check_finite)
-        check_same_device({"theta": theta, "noise": noise})
-        if tuple(noise.shape) != tuple(theta.shape):
-            raise ValueError(
-                f"noise must have theta's shape {tuple(theta.shape)}, got {tuple(noise.shape)}"
-            )
-        noise = xp.astype(noise, theta.dtype)
+    noise = bind_noise(theta, rng, noise, law=GUMBEL, check_finite=check_finite)
     return Bound(GumbelSoftmaxOp(tau, hard), (theta, noise), out_dtype)

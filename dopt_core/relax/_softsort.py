@@ -42,11 +42,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .._lib._checks import check_flag, check_scores
+from .._lib._checks import check_choice, check_flag, check_positive, check_scores
 from .._lib._compat import device, index_dtype, is_jax_array
 from ..backend import host_call
 from ..op import Bound, Op, op_function
-from ._common import check_choice, check_positive
 
 __all__ = ["isotonic_kl", "isotonic_l2", "soft_rank", "soft_sort"]
 

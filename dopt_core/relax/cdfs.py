@@ -73,8 +73,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._lib._checks import check_choice, check_positive, check_real
 from .._lib._compat import array_namespace
-from ._common import check_choice, check_positive, check_real
 
 __all__ = ["CDF", "NAMES", "cdf", "erf", "erfc", "get", "pdf", "register"]
 

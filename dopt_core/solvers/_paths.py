@@ -21,9 +21,9 @@ import numpy as np
 from .._lib._checks import check_scores
 from .._lib._compat import device
 from .._lib._limits import check_grid_size
-from ..backend import backend_for, host_call
+from ..backend import backend_for
 from ..op import Bound, Op, ZeroGradient, op_function
-from ._host import Domain, HostSolverOp, check_executor, solve_instances
+from ._host import Domain, HostSolverOp, check_executor
 
 __all__ = ["grid_dag_arcs", "shortest_path_dag", "shortest_path_grid"]
 
