@@ -6,8 +6,10 @@ perturb the compared quantity with noise of CDF ``F`` and inverse temperature
 
 .. math::
 
-    \Pr[a > b] = \Pr[a - b + \varepsilon/\beta > 0] = 1 - F(-\beta(a - b))
-    \;(= F(\beta(a-b))\ \text{for symmetric}\ F),
+    \Pr[a > b] = \Pr[b + \varepsilon/\beta < a] = F(\beta(a - b))
+
+(the comparator of the sorting networks, :mod:`dopt_core.relax._comparator`; for
+symmetric ``F`` also :math:`\Pr[a - b + \varepsilon/\beta > 0]`),
 
 a conditional by the expectation over its branches, ``p·then + (1-p)·else``, and
 argmin/min over a vector by the softmin weights :math:`\operatorname{softmax}(-\beta x)`
@@ -28,6 +30,7 @@ from ..backend import backend_for
 from ..op import Bound, Op, op_function
 from . import cdfs
 from ._common import check_choice, check_positive
+from ._comparator import comparator_alpha, compare, compare_vjp
 from ._simplex import _softmax
 
 __all__ = ["soft_argmax", "soft_argmin", "soft_compare", "soft_if", "soft_max", "soft_min"]
@@ -48,12 +51,9 @@ def _broadcast(*arrays: Any, xp: Any) -> tuple[Any, ...]:
 
 
 def _prob_greater(v: Any, beta: float, dist: str, *, xp: Any) -> tuple[Any, Any]:
-    """``G(v) = Pr[v + ε/β > 0]`` and ``dG/dv``."""
-    entry = cdfs.get(dist)
-    p = {}
-    if entry.symmetric:
-        return entry.cdf_steep(v, beta, p, xp=xp), entry.pdf_steep(v, beta, p, xp=xp)
-    return 1 - entry.cdf_steep(-v, beta, p, xp=xp), entry.pdf_steep(-v, beta, p, xp=xp)
+    """``F(βv) = Pr[ε/β < v]`` and its derivative: the comparator's α
+    (:func:`dopt_core.relax._comparator.comparator_alpha`) for ``v = b - a``."""
+    return comparator_alpha(v, beta, cdfs.get(dist), {}, xp=xp)
 
 
 def _dist(distribution: Any) -> str:
@@ -102,19 +102,17 @@ class SoftPairOp(Op):
     name: ClassVar[str] = "soft_pair_extremum"
 
     def forward(self, a: Any, b: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
-        # α = Pr[b > a]: min = α a + (1-α) b, max = (1-α) a + α b
-        alpha, dalpha = _prob_greater(b - a, self.beta, self.dist, xp=xp)
-        m = b + alpha * (a - b)
-        y = m if self.sign < 0 else a + b - m
-        return y, (alpha, dalpha, a - b)
+        # the networks' comparator: α = F(βΔ), Δ = b - a; min = b - αΔ, max = a + αΔ
+        delta = b - a
+        alpha, dalpha = _prob_greater(delta, self.beta, self.dist, xp=xp)
+        mn, mx = compare(a, b, alpha, delta)
+        return (mn if self.sign < 0 else mx), (alpha, dalpha, delta)
 
     def vjp(self, residuals: tuple[Any, ...], g: Any, *, xp: Any) -> tuple[Any | None, ...]:
-        alpha, dalpha, d = residuals
-        dm_da = alpha - d * dalpha
-        dm_db = (1 - alpha) + d * dalpha
-        if self.sign < 0:
-            return (g * dm_da, g * dm_db)
-        return (g * (1 - dm_da), g * (1 - dm_db))
+        alpha, dalpha, delta = residuals
+        zero = xp.zeros_like(g)
+        g_mn, g_mx = (g, zero) if self.sign < 0 else (zero, g)
+        return compare_vjp(g_mn, g_mx, alpha, dalpha, delta)
 
 
 @dataclass(frozen=True)
@@ -152,11 +150,13 @@ def soft_compare(
     distribution: str = "logistic",
     check_finite: bool = True,
 ) -> Bound:
-    r"""Relaxed ``a > b``: the probability :math:`\Pr[a - b + \varepsilon/\beta > 0]`.
+    r"""Relaxed ``a > b``: :math:`F(\beta(a - b)) = \Pr[b + \varepsilon/\beta < a]`.
 
     ``distribution`` names a CDF of :mod:`dopt_core.relax.cdfs` (``"logistic"``, AlgoVision's
-    choice, ``"cauchy"``, ``"gaussian"``...); for symmetric ones the result is
-    :math:`F(\beta(a - b))`. ``b`` may be a Python number. Tends to ``1[a > b]`` as
+    choice, ``"cauchy"``, ``"gaussian"``...), the law of the noise ``ε``; for symmetric
+    ones the result is also :math:`\Pr[a - b + \varepsilon/\beta > 0]`. The sorting
+    networks' comparator uses the same α (``soft_compare(b, a)`` is the weight of ``a``
+    in the relaxed ``min(a, b)``). ``b`` may be a Python number. Tends to ``1[a > b]`` as
     ``beta → ∞``; equals ½ at ``a == b`` for symmetric distributions.
 
     Example
@@ -224,7 +224,8 @@ def soft_min(
 ) -> Bound:
     r"""Relaxed minimum of a pair ``(x, y)`` or of a vector ``x`` along its last axis.
 
-    Pair: with :math:`\alpha = \Pr[y > x]` (:func:`soft_compare`),
+    Pair: with :math:`\alpha = F(\beta(y - x)) = \Pr[x + \varepsilon/\beta < y]`
+    (``soft_compare(y, x)``),
     :math:`\alpha x + (1 - \alpha) y` — the relaxed comparator of the sorting networks.
     Vector: :math:`\sum_i \operatorname{softmax}(-\beta x)_i\, x_i` (logistic only; for a
     pair the two definitions coincide). Tends to the exact minimum as ``beta → ∞``.
@@ -252,7 +253,7 @@ def soft_max(
     check_finite: bool = True,
 ) -> Bound:
     r"""Relaxed maximum of a pair or of a vector (see :func:`soft_min`): for a pair
-    :math:`(1-\alpha) x + \alpha y` with :math:`\alpha = \Pr[y > x]`, for a vector
+    :math:`(1-\alpha) x + \alpha y` with :math:`\alpha = F(\beta(y - x))`, for a vector
     :math:`\sum_i \operatorname{softmax}(\beta x)_i\, x_i`.
 
     Example

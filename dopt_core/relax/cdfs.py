@@ -1,12 +1,14 @@
 r"""The registry of perturbation CDFs (and their densities) used by every relaxation.
 
 A relaxed comparison replaces the step :math:`1[x > 0]` by :math:`F(x/s)`, the
-probability that :math:`x + s\varepsilon > 0` for a noise :math:`\varepsilon` with CDF
-:math:`F` (Petersen, "Learning with differentiable algorithms", 2022, ch. 3; GenDR,
-CVPR 2022). This module holds one registry of such CDFs, each with its density
-:math:`f = F'` — the sorting networks use :math:`F` in the forward pass and
-:math:`f` in their explicit VJP; :func:`dopt_core.relax.soft_compare` and later
-relaxations share it.
+probability :math:`\Pr[s\varepsilon < x]` that a noise :math:`\varepsilon` with CDF
+:math:`F` stays below :math:`x/s` (for symmetric :math:`F` also
+:math:`\Pr[x + s\varepsilon > 0]`) (Petersen, "Learning with differentiable
+algorithms", 2022, ch. 3; GenDR, CVPR 2022). This module holds one registry of such
+CDFs, each with its density :math:`f = F'`; the one relaxed comparator built on them,
+shared by the sorting networks and :func:`dopt_core.relax.soft_compare` /
+``soft_min`` / ``soft_max``, is :mod:`dopt_core.relax._comparator` (:math:`F` in the
+forward pass, :math:`f` in the explicit VJP).
 
 Names, with :math:`v = x/s` (``s`` = ``scale``; the sorting networks use
 ``s = 1/steepness``), :math:`c` = ``shift``, :math:`k` = ``shape``:
