@@ -123,3 +123,45 @@ def solver_event_ndim(solver: Callable[..., Any], event_ndim: int | None = None)
 def solver_name(solver: Callable[..., Any]) -> str:
     f = _unwrap(solver)
     return getattr(f, "__name__", type(f).__name__)
+
+
+def check_exact_integers(count: int, dtype: Any, *, name: str, what: str, xp: Any) -> None:
+    """Refuse outputs holding integers up to ``count`` in a float ``dtype`` too short for them.
+
+    A float with ``p`` significand bits (``eps = 2**(1-p)``) holds every integer up to
+    ``2**p = 2/eps`` exactly: 2048 for float16, 256 for bfloat16, ``2**24`` for float32.
+    Beyond, neighbouring integers round together (ranks would stop being a permutation),
+    so ``ValueError`` names the argument, the dtype and its limit.
+    """
+    limit = round(2.0 / float(xp.finfo(dtype).eps))
+    if count > limit:
+        raise ValueError(
+            f"{name}: {what} up to {count} are not exact in {dtype} (its integers are exact "
+            f"only up to {limit}); use a wider floating dtype (float32 or float64)"
+        )
+
+
+def _broadcast_shape(shapes: list[tuple[int, ...]]) -> tuple[int, ...] | None:
+    """The array-API broadcast of ``shapes`` (right-aligned; 1 stretches), ``None`` if none."""
+    ndim = max((len(s) for s in shapes), default=0)
+    out = []
+    for axis in range(-ndim, 0):
+        sizes = {s[axis] for s in shapes if len(s) >= -axis} - {1}
+        if len(sizes) > 1:
+            return None
+        out.append(sizes.pop() if sizes else 1)
+    return tuple(out)
+
+
+def check_broadcastable(arrays: dict[str, Any]) -> tuple[int, ...]:
+    """The common broadcast shape of named arrays, or ``ValueError`` naming them all.
+
+    ``arrays`` maps argument names to arrays (anything with ``.shape``). Checked up front
+    so that every backend reports the same message instead of its own broadcast error.
+    """
+    shapes = {k: tuple(v.shape) for k, v in arrays.items()}
+    out = _broadcast_shape(list(shapes.values()))
+    if out is None:
+        listed = ", ".join(f"{k} {s}" for k, s in shapes.items())
+        raise ValueError(f"{' and '.join(shapes)} must broadcast to a common shape, got {listed}")
+    return out

@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from .._lib._checks import check_same_device, check_scores
+from .._lib._checks import check_broadcastable, check_same_device, check_scores
 from .._lib._compat import device
 from ..backend import backend_for
 from ..op import Bound, Op, op_function
@@ -46,8 +46,10 @@ def _as_array(v: Any, like: Any, *, name: str, xp: Any, check_finite: bool) -> A
     return xp.astype(v, like.dtype)
 
 
-def _broadcast(*arrays: Any, xp: Any) -> tuple[Any, ...]:
-    return tuple(xp.broadcast_arrays(*arrays))
+def _broadcast(arrays: dict[str, Any], *, xp: Any) -> tuple[Any, ...]:
+    """The named arguments broadcast together (``ValueError`` naming them if they do not)."""
+    check_broadcastable(arrays)
+    return tuple(xp.broadcast_arrays(*arrays.values()))
 
 
 def _prob_greater(v: Any, beta: float, dist: str, *, xp: Any) -> tuple[Any, Any]:
@@ -169,7 +171,7 @@ def soft_compare(
     a, xp, out_dtype = check_scores(a, name="a", min_ndim=0, check_finite=check_finite)
     b = _as_array(b, a, name="b", xp=xp, check_finite=check_finite)
     op = SoftCompareOp(check_positive(beta, name="beta"), _dist(distribution))
-    return Bound(op, _broadcast(a, b, xp=xp), out_dtype)
+    return Bound(op, _broadcast({"a": a, "b": b}, xp=xp), out_dtype)
 
 
 @op_function
@@ -194,7 +196,9 @@ def soft_if(p: Any, then_value: Any, else_value: Any, /, *, check_finite: bool =
             raise ValueError("p must lie in [0, 1] (a probability)")
     t = _as_array(then_value, p, name="then_value", xp=xp, check_finite=check_finite)
     e = _as_array(else_value, p, name="else_value", xp=xp, check_finite=check_finite)
-    return Bound(SoftIfOp(), _broadcast(p, t, e, xp=xp), out_dtype)
+    return Bound(
+        SoftIfOp(), _broadcast({"p": p, "then_value": t, "else_value": e}, xp=xp), out_dtype
+    )
 
 
 def _extremum(x: Any, y: Any, beta: Any, distribution: Any, check_finite: bool, sign: int) -> Bound:
@@ -209,7 +213,8 @@ def _extremum(x: Any, y: Any, beta: Any, distribution: Any, check_finite: bool, 
         return Bound(SoftExtremumOp(beta, sign, True), (x,), out_dtype)
     x, xp, out_dtype = check_scores(x, name="x", min_ndim=0, check_finite=check_finite)
     y = _as_array(y, x, name="y", xp=xp, check_finite=check_finite)
-    return Bound(SoftPairOp(beta, _dist(distribution), sign), _broadcast(x, y, xp=xp), out_dtype)
+    pair = _broadcast({"x": x, "y": y}, xp=xp)
+    return Bound(SoftPairOp(beta, _dist(distribution), sign), pair, out_dtype)
 
 
 @op_function

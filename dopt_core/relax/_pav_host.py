@@ -101,7 +101,7 @@ _ROWS_PER_CALL = 128
 
 
 def _chain_offsets(
-    lo: np.ndarray, hi: np.ndarray, *, scale: float = 1.0, extra: float = 0.0
+    lo: np.ndarray, hi: np.ndarray, *, scale: float = 1.0, extra: float = 0.0, unit: int = 0
 ) -> np.ndarray:
     """Offsets that chain rows into one isotonic problem per chunk of rows.
 
@@ -109,7 +109,9 @@ def _chain_offsets(
     ``scale > 0``). Within a chunk row ``r`` is shifted down by ``r · big``, ``big`` a
     power of two above twice the chunk's spread: no block can straddle two rows (the
     constraint between rows is slack), and subtracting the offset is exact for
-    integer (dyadic) data, so ties there stay ties.
+    integer (dyadic) data, so ties there stay ties. ``unit = k``: the values are those
+    of a problem scaled by ``2**k`` (``scale`` and ``extra`` already include it), and the
+    offsets are exactly ``2**k`` times those of the unscaled problem.
     """
     rows = lo.shape[0]
     shift = np.arange(rows, dtype=np.float64)
@@ -118,7 +120,9 @@ def _chain_offsets(
         spread = (float(hi[chunk].max()) - float(lo[chunk].min())) * scale + extra
         if not math.isfinite(spread):  # NaN/inf with check_finite=False: garbage, no error
             spread = 0.0
-        big = 2.0 ** math.ceil(math.log2(2.0 * spread + 1.0))
+        # 2**ceil(log2(2·spread/2**k + 1)) · 2**k, without forming spread/2**k
+        e = math.ceil(math.log2(2.0 * spread + math.ldexp(1.0, unit)) - unit)
+        big = math.ldexp(1.0, e + unit)
         if rows <= _ROWS_PER_CALL:
             shift *= big
         else:
@@ -229,10 +233,10 @@ def forward_host(
     order except soft sort's output and the rank's sort order: positions in the sorted
     order, ``order[j]`` = index of the ``j``-th entry, block bounds ``first``/``last``
     = sorted positions of the first/last entry of the entry's PAV block. The VJP
-    weights are ``sign/ε · 1/|B|`` (L2) or ``sign/ε · softmax_B(s)`` (KL) for soft rank,
-    ``1/|B|`` or ``softmax_B(s)`` for soft sort (``s`` the sorted values). Only the
-    block id of every entry is scattered to the original order; everything else is
-    looked up per block. Sorting runs in ``x``'s dtype, PAV and values in float64.
+    weights are ``1/|B|`` (L2) or ``softmax_B(s)`` (KL; ``s`` the sorted values); soft
+    rank's VJP scales by ``±1/ε`` last, so that singleton blocks give an exact zero.
+    Only the block id of every entry is scattered to the original order; everything
+    else is looked up per block. Sorting runs in ``x``'s dtype, PAV and values in float64.
     Positions are per-row, or flat (``row · n`` added) with ``flat_positions`` (the caller checks
     that the packed dtype holds them exactly and that ``x`` is the whole batch, which it
     is not for a JAX ``vmap``-ed callback).
@@ -248,50 +252,61 @@ def forward_host(
     key = -x if rank != descending else x
     order, flat, sk = _stable_order(key)
     rho = np.arange(n, 0, -1, dtype=np.float64)
-    value = None
     if reg == "l2":
-        # the chained PAV input y - w - shift in one go; value bounds from the sorted ends
-        lo, hi = sk[:, 0], sk[:, -1]
-        if rank:  # y - w = s - rho, s = -sk/ε (theta sorted descending)
-            shift = _chain_offsets(lo, hi, scale=1.0 / eps, extra=n - 1.0)
-            base = np.add.outer(shift, rho)
-            blocks, xs = _isotonic_chained(np.multiply(sk, -1.0 / eps, dtype=np.float64) - base)
-        else:  # y - w = z + sk, z = rho/ε; v - z = xs + shift - z = xs + base
-            shift = _chain_offsets(lo, hi, extra=(n - 1.0) / eps)
-            base = np.subtract.outer(shift, rho / eps)
-            blocks, xs = _isotonic_chained(np.subtract(sk, base, dtype=np.float64))
-    elif rank:
-        s = np.multiply(sk, -1.0 / eps, dtype=np.float64)
-        blocks, value = _pav_kl_rows(s, np.log(rho))
+        blocks = _l2_blocks(sk, rho, rank=rank, eps=eps)
     else:
-        s = np.negative(sk, dtype=np.float64)
-        blocks, value = _pav_kl_rows(rho / eps, s)
+        blocks = _kl_blocks(sk, rho, rank=rank, eps=eps)
     starts, sizes = blocks[:-1], blocks[1:] - blocks[:-1]
     itype = np.int32 if blocks[-1] < 2**31 else np.int64
     bid = np.repeat(np.arange(sizes.size, dtype=itype), sizes)  # block of each sorted entry
     bid_orig = np.empty((rows, n), dtype=itype)  # block of each entry, original order
     bid_orig.ravel()[flat] = bid.reshape(rows, n)
-    scale = ((-1.0 if descending else 1.0) / eps) if rank else 1.0
     flat_pos = flat_positions
+    # the outputs from the blocks alone, in a form without cancellation: every term is
+    # a difference of keys inside one block (exact for ties), a difference of positions,
+    # or a block mean of ρ, so that ε → 0 gives the exact sort/ranks (no x/ε - (x/ε - ρ))
+    first_row = starts % n  # sorted position of each block's first entry, in its row
+    k_first = sk.ravel().take(starts)  # each block's smallest key
+    if reg == "l2":
+        # block means of the key, as k_first + mean(key - k_first) (exact for ties)
+        u = np.subtract(sk.ravel(), k_first.take(bid), dtype=np.float64)
+        mean_u = np.add.reduceat(u, starts) / sizes
+    else:
+        # softmax_B(s) with s = -key·κ (κ = 1/ε for ranks, 1 for sort): e / Z_B
+        kappa = 1.0 / eps if rank else 1.0
+        u = np.subtract(sk.ravel(), k_first.take(bid), dtype=np.float64)
+        z = np.add.reduceat(np.exp(u * -kappa), starts)
+        e_orig = np.exp(np.subtract(key, k_first.take(bid_orig), dtype=np.float64) * -kappa)
+        soft = e_orig / z.take(bid_orig)  # softmax_B(s), original order
     if rank:
-        theta = np.multiply(key, -1.0 / eps, dtype=np.float64)
-        if value is None:
-            value = xs.ravel().take(starts) + shift.take(starts // n)
-        r = np.subtract(theta, value.take(bid_orig))
-        packed[:, 0] = r if reg == "l2" else np.exp(r)
+        if reg == "l2":  # r = θ - mean_B θ + mean_B ρ,  θ - mean_B θ = -(key - mean_B key)/ε
+            dev = np.subtract(key, k_first.take(bid_orig), dtype=np.float64)
+            dev -= mean_u.take(bid_orig)
+            mean_rho = n - first_row - (sizes - 1) / 2.0
+            r = dev * (-1.0 / eps) + mean_rho.take(bid_orig)
+        else:  # r = softmax_B(θ) · Σ_B ρ  (P_E: e^{θ - LSE(θ_B) + log Σ_B ρ})
+            sum_rho = sizes * (n - first_row - (sizes - 1) / 2.0)
+            r = soft * sum_rho.take(bid_orig)
+        packed[:, 0] = r
         packed[:, 1] = flat if flat_pos else order
-    else:  # v - z, sorted; no in-place ufunc on the packed view (NumPy 2.4 gets
-        # in-place negation of an (rows, 1) strided view wrong)
-        y_sorted = xs + base if value is None else value.take(bid).reshape(rows, n) - rho / eps
+    else:  # no in-place ufunc on the packed view (NumPy 2.4 gets in-place negation of an
+        # (rows, 1) strided view wrong)
+        j = np.arange(rows * n, dtype=np.int64) - starts.take(bid)  # position in the block
+        if reg == "l2":  # mean_B(key) + (mean_B ρ - ρ_j)/ε = mean_B(key) + (j - (m-1)/2)/ε
+            y = (k_first + mean_u).take(bid) + (j - (sizes.take(bid) - 1) / 2.0) / eps
+        else:  # LSE_B(ρ/ε) - ρ_j/ε - LSE_B(-key): positions and in-block key differences
+            lse_rho = np.log(-np.expm1(-sizes / eps)) - np.log(-np.expm1(-1.0 / eps))
+            y = j / eps + (lse_rho + k_first - np.log(z)).take(bid)
+        y_sorted = y.reshape(rows, n)
         packed[:, 0] = -y_sorted if descending else y_sorted
     # per-block tables in the output dtype, one take for all: first, last (, weight)
     k0 = 2 if rank else 1
     table = np.empty((3 if reg == "l2" else 2, sizes.size), dtype=dt)
-    first = starts if flat_pos else starts % n  # integer arithmetic, then one cast
+    first = starts if flat_pos else first_row  # integer arithmetic, then one cast
     table[0] = first
     table[1] = first + (sizes - 1)
     if reg == "l2":
-        table[2] = scale / sizes
+        table[2] = 1.0 / sizes
     # straight into the strided slab; mode="clip" skips the bounds check (bid_orig < #blocks)
     np.take(
         table,
@@ -300,10 +315,59 @@ def forward_host(
         out=packed[:, k0 : k0 + table.shape[0]].transpose(1, 0, 2),
         mode="clip",
     )
-    if reg == "kl":  # softmax_B(s) = exp(s - LSE(s_B)); s in the original order: theta or -key
-        lse = _logsumexp_in_blocks(s.ravel(), starts, bid)
-        s_orig = theta if rank else np.negative(key, dtype=np.float64)
-        packed[:, k0 + 2] = np.exp(s_orig - lse.take(bid_orig)) * scale
+    if reg == "kl":  # VJP weights: softmax_B(s)
+        packed[:, k0 + 2] = soft
     return packed.reshape(*batch, rows_k, n)
 
 
+def _l2_blocks(sk: np.ndarray, rho: np.ndarray, *, rank: bool, eps: float) -> np.ndarray:
+    """PAV blocks of the L2 problem of every row (flat block starts, then ``sk.size``).
+
+    Rank: ``v = iso(s - ρ)`` with ``s = -sk/ε``; sort: ``v = iso(sk + ρ/ε)`` (both
+    non-increasing). Isotonic regression is positively homogeneous, so the blocks are
+    those of ``c·(...)`` for any ``c > 0``: ``c`` = the power of two in ``(ε/2, ε]`` (1 for
+    ``ε >= 1``) keeps every term within about ``max(|x|, n)`` for any ε (no ``x/ε`` or
+    ``ρ/ε`` overflow as ε → 0) and rounds exactly as the unscaled problem. Rows are chained
+    by :func:`_chain_offsets` (one ``isotonic_regression`` call per chunk of rows).
+    """
+    n = sk.shape[-1]
+    k = min(0, math.frexp(eps)[1] - 1)  # c = 2**k in (ε/2, ε] for ε < 1, else 1
+    c = math.ldexp(1.0, k)
+    lo, hi = sk[:, 0], sk[:, -1]
+    # c a power of two: the scaled problem rounds exactly like the unscaled one (same
+    # blocks, bit for bit, wherever the unscaled one does not overflow)
+    if rank:  # c (s - ρ) = -sk·(c/ε) - c ρ
+        shift = _chain_offsets(lo, hi, scale=c / eps, extra=c * (n - 1.0), unit=k)
+        base = np.add.outer(shift, c * rho)
+        y = np.multiply(sk, -c / eps, dtype=np.float64) - base
+    else:  # c (sk + ρ/ε) = c sk + (c/ε) ρ
+        shift = _chain_offsets(lo, hi, scale=c, extra=c * (n - 1.0) / eps, unit=k)
+        rw = rho / eps * c if eps > 2.0**-900 else rho * (c / eps)
+        base = np.subtract.outer(shift, rw)
+        y = np.subtract(np.multiply(sk, c, dtype=np.float64), base)
+    blocks, _ = _isotonic_chained(y)
+    return blocks
+
+
+#: The KL PAV runs at ``ε >= max(|x|, 1) · n · 2**-40``: there ``x/ε`` is small enough
+#: for float64 to resolve ``log ρ_i - log ρ_{i+1} >= 1/n`` (so exact ties pool, as in the
+#: ε → 0 limit), and the blocks are those of ε → 0 except for entries closer than about
+#: ``1e-12 · n · max|x|`` (treated as ties; float32 inputs are never that close).
+_KL_FLOOR = 2.0**-40
+
+
+def _kl_blocks(sk: np.ndarray, rho: np.ndarray, *, rank: bool, eps: float) -> np.ndarray:
+    """PAV blocks of the KL problem of every row (flat block starts, then ``sk.size``).
+
+    Rank: ``v_E(s, log ρ)``, ``s = -sk/ε``; sort: ``v_E(ρ/ε, -sk)``. The PAV is not
+    homogeneous, so ε is floored (:data:`_KL_FLOOR`) for the block decisions only; the
+    outputs use the true ε.
+    """
+    ends = np.abs(sk[:, [0, -1]])
+    big = float(ends.max()) if np.isfinite(ends).all() else 0.0
+    e = max(eps, max(big, 1.0) * sk.shape[-1] * _KL_FLOOR)
+    if rank:
+        blocks, _ = _pav_kl_rows(np.multiply(sk, -1.0 / e, dtype=np.float64), np.log(rho))
+    else:
+        blocks, _ = _pav_kl_rows(rho / e, np.negative(sk, dtype=np.float64))
+    return blocks

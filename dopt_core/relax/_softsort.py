@@ -42,7 +42,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .._lib._checks import check_flag, check_scores
+from .._lib._checks import check_exact_integers, check_flag, check_scores
 from .._lib._compat import device, index_dtype
 from ..backend import backend_for, host_call
 from ..op import Bound, Op, op_function
@@ -126,12 +126,13 @@ class SoftRankOp(Op):
 
     def vjp(self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any) -> tuple[Any | None, ...]:
         # ±1/ε · (h - weight_B · Σ_B h) with h = g (L2, weight 1/|B|) or g·r (KL, weight
-        # softmax_B(s)); the block sums run over the sorted order
+        # softmax_B(s)); the block sums run over the sorted order; 1/ε last, so that a
+        # singleton block gives an exact 0 even where h/ε overflows
         idx, weights, *ranks = residuals  # KL also keeps the ranks r
         h = cotangent * ranks[0] if self.reg == "kl" else cotangent
         hs = xp.reshape(h, (-1,))[idx[..., 0, :]]  # h in sorted order
         scale = (-1.0 if self.descending else 1.0) / self.strength
-        return (h * scale - weights * _block_sums(hs, idx[..., 1, :], idx[..., 2, :], xp=xp),)
+        return ((h - weights * _block_sums(hs, idx[..., 1, :], idx[..., 2, :], xp=xp)) * scale,)
 
 
 @dataclass(frozen=True)
@@ -153,15 +154,25 @@ class SoftSortOp(Op):
 
 
 def _validate(
-    x: Any, strength: Any, reg: Any, descending: Any, check_finite: bool
+    x: Any, strength: Any, reg: Any, descending: Any, check_finite: bool, *, rank: bool
 ) -> tuple[Any, Any, float, str, bool]:
     x, xp, out_dtype = check_scores(x, name="x", check_finite=check_finite)
+    dtype = x.dtype if out_dtype is None else out_dtype
+    if rank:  # ranks up to n in the output dtype (float16: 2048, bfloat16: 256)
+        check_exact_integers(x.shape[-1], dtype, name="x", what="ranks", xp=xp)
     if x.dtype == xp.float32 and x.shape[-1] > _MAX_N_FLOAT32:
         # the host packs sort positions into the float32 result: exact up to 2**24
         raise ValueError(
             f"x: float32 rows longer than 2**24 are not supported (got {x.shape[-1]}); use float64"
         )
     strength = check_positive(strength, name="regularization_strength")
+    tiny = float(xp.finfo(x.dtype).smallest_normal)
+    if strength < tiny:
+        # the VJP scales by 1/ε in x's dtype; at ε = tiny the result is already exact
+        raise ValueError(
+            f"regularization_strength must be >= {tiny:.6g} (the smallest normal {x.dtype}: "
+            f"the gradient scales by 1/regularization_strength), got {strength!r}"
+        )
     reg = check_choice(reg, name="regularization", choices=REGULARIZATIONS)
     descending = check_flag(descending, name="descending")
     return x, out_dtype, strength, reg, descending
@@ -188,7 +199,10 @@ def soft_sort(
 
     (see the module docstring), the conventions of torchsort (weights
     :math:`(n, \dots, 1)/\varepsilon`): the numbers equal ``torchsort.soft_sort``. As
-    :math:`\varepsilon \to 0` the output is the exact ascending sort; as
+    :math:`\varepsilon \to 0` the output is the exact ascending sort (reached in floating
+    point too, batched or not: the outputs are formed from in-block differences, never
+    as :math:`x/\varepsilon - \rho/\varepsilon`); ``regularization_strength`` below the
+    smallest normal number of ``x``'s dtype (1.2e-38 in float32) raises ``ValueError``. As
     :math:`\varepsilon \to \infty`, L2 tends to the mean of ``x`` in every slot and KL to
     :math:`-\log \operatorname{mean}(e^{-x})`. L2 is piecewise linear in ``x``. Any batch
     shape; ``descending=True`` returns ``-soft_sort(-x)``.
@@ -208,7 +222,7 @@ def soft_sort(
     ICML 2020, arXiv:2002.08871.
     """
     x, out_dtype, eps, reg, desc = _validate(
-        x, regularization_strength, regularization, descending, check_finite
+        x, regularization_strength, regularization, descending, check_finite, rank=False
     )
     return Bound(SoftSortOp(eps, reg, desc), (x,), out_dtype)
 
@@ -232,7 +246,10 @@ def soft_rank(
 
     with :math:`\rho = (n, \dots, 1)`: the largest entry gets rank ``n`` (``descending=True``:
     rank 1), as :func:`dopt_core.solvers.rank` and ``torchsort.soft_rank``. As
-    :math:`\varepsilon \to 0` the ranks are exact; as :math:`\varepsilon \to \infty` every
+    :math:`\varepsilon \to 0` the ranks are exact (in floating point too, for every
+    ``ε`` down to the smallest normal number of ``x``'s dtype; smaller raises
+    ``ValueError``, as does ``n`` beyond the integers the output dtype holds exactly:
+    2048 in float16, 256 in bfloat16); as :math:`\varepsilon \to \infty` every
     rank tends to :math:`(n+1)/2`. Ranks always lie in the permutahedron (they sum to
     :math:`n(n+1)/2`).
 
@@ -251,6 +268,6 @@ def soft_rank(
     ICML 2020, arXiv:2002.08871.
     """
     x, out_dtype, eps, reg, desc = _validate(
-        x, regularization_strength, regularization, descending, check_finite
+        x, regularization_strength, regularization, descending, check_finite, rank=True
     )
     return Bound(SoftRankOp(eps, reg, desc), (x,), out_dtype)
