@@ -29,9 +29,8 @@ from .._lib._compat import device
 from ..backend import backend_for
 from ..op import Bound, Op, op_function
 from . import cdfs
-from ._common import check_choice, check_positive
+from ._common import check_choice, check_in_dtype_range, check_positive, softmax_last
 from ._comparator import comparator_alpha, compare, compare_vjp
-from ._simplex import _softmax
 
 __all__ = ["soft_argmax", "soft_argmin", "soft_compare", "soft_if", "soft_max", "soft_min"]
 
@@ -56,6 +55,11 @@ def _prob_greater(v: Any, beta: float, dist: str, *, xp: Any) -> tuple[Any, Any]
     """``F(βv) = Pr[ε/β < v]`` and its derivative: the comparator's α
     (:func:`dopt_core.relax._comparator.comparator_alpha`) for ``v = b - a``."""
     return comparator_alpha(v, beta, cdfs.get(dist), {}, xp=xp)
+
+
+def _beta(beta: float, like: Any, *, xp: Any) -> float:
+    """β usable in ``like``'s dtype (:func:`._common.check_in_dtype_range`)."""
+    return check_in_dtype_range(beta, name="beta", dtype=like.dtype, xp=xp)
 
 
 def _dist(distribution: Any) -> str:
@@ -127,7 +131,8 @@ class SoftExtremumOp(Op):
     name: ClassVar[str] = "soft_extremum"
 
     def forward(self, x: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
-        w = _softmax((self.sign * self.beta) * x, xp=xp)
+        # softmax(±β x) as exp(±β (x - x*)): ±β x overflows for large finite x
+        w = softmax_last(x, self.sign * self.beta, xp=xp)
         if not self.value:
             return w, (x,)
         return xp.sum(w * x, axis=-1), (x,)
@@ -135,11 +140,12 @@ class SoftExtremumOp(Op):
     def vjp(self, residuals: tuple[Any, ...], g: Any, *, xp: Any) -> tuple[Any | None, ...]:
         (x,) = residuals
         sb = self.sign * self.beta
-        w = _softmax(sb * x, xp=xp)
+        w = softmax_last(x, sb, xp=xp)
         if not self.value:
             return (sb * w * (g - xp.sum(g * w, axis=-1, keepdims=True)),)
         y = xp.sum(w * x, axis=-1, keepdims=True)
-        return (xp.expand_dims(g, axis=-1) * w * (1 + sb * (x - y)),)
+        # w (1 + sb (x - y)) as w + sb (w (x - y)): where w = 0, sb (x - y) may overflow
+        return (xp.expand_dims(g, axis=-1) * (w + sb * (w * (x - y))),)
 
 
 @op_function
@@ -170,7 +176,8 @@ def soft_compare(
     """
     a, xp, out_dtype = check_scores(a, name="a", min_ndim=0, check_finite=check_finite)
     b = _as_array(b, a, name="b", xp=xp, check_finite=check_finite)
-    op = SoftCompareOp(check_positive(beta, name="beta"), _dist(distribution))
+    beta = _beta(check_positive(beta, name="beta"), a, xp=xp)
+    op = SoftCompareOp(beta, _dist(distribution))
     return Bound(op, _broadcast({"a": a, "b": b}, xp=xp), out_dtype)
 
 
@@ -204,7 +211,8 @@ def soft_if(p: Any, then_value: Any, else_value: Any, /, *, check_finite: bool =
 def _extremum(x: Any, y: Any, beta: Any, distribution: Any, check_finite: bool, sign: int) -> Bound:
     beta = check_positive(beta, name="beta")
     if y is None:
-        x, _, out_dtype = check_scores(x, name="x", check_finite=check_finite)
+        x, xp, out_dtype = check_scores(x, name="x", check_finite=check_finite)
+        beta = _beta(beta, x, xp=xp)
         if distribution != "logistic":
             raise ValueError(
                 "distribution must be 'logistic' for the min/max of a vector (softmin weights); "
@@ -212,6 +220,7 @@ def _extremum(x: Any, y: Any, beta: Any, distribution: Any, check_finite: bool, 
             )
         return Bound(SoftExtremumOp(beta, sign, True), (x,), out_dtype)
     x, xp, out_dtype = check_scores(x, name="x", min_ndim=0, check_finite=check_finite)
+    beta = _beta(beta, x, xp=xp)
     y = _as_array(y, x, name="y", xp=xp, check_finite=check_finite)
     pair = _broadcast({"x": x, "y": y}, xp=xp)
     return Bound(SoftPairOp(beta, _dist(distribution), sign), pair, out_dtype)
@@ -285,8 +294,9 @@ def soft_argmin(x: Any, /, *, beta: float = 10.0, check_finite: bool = True) -> 
     >>> soft_argmin(np.array([0.0, np.log(3.0)]), beta=1.0)
     array([0.75, 0.25])
     """
-    x, _, out_dtype = check_scores(x, name="x", check_finite=check_finite)
-    return Bound(SoftExtremumOp(check_positive(beta, name="beta"), -1, False), (x,), out_dtype)
+    x, xp, out_dtype = check_scores(x, name="x", check_finite=check_finite)
+    beta = _beta(check_positive(beta, name="beta"), x, xp=xp)
+    return Bound(SoftExtremumOp(beta, -1, False), (x,), out_dtype)
 
 
 @op_function
@@ -300,5 +310,6 @@ def soft_argmax(x: Any, /, *, beta: float = 10.0, check_finite: bool = True) -> 
     >>> soft_argmax(np.array([0.0, np.log(3.0)]), beta=1.0)
     array([0.25, 0.75])
     """
-    x, _, out_dtype = check_scores(x, name="x", check_finite=check_finite)
-    return Bound(SoftExtremumOp(check_positive(beta, name="beta"), +1, False), (x,), out_dtype)
+    x, xp, out_dtype = check_scores(x, name="x", check_finite=check_finite)
+    beta = _beta(check_positive(beta, name="beta"), x, xp=xp)
+    return Bound(SoftExtremumOp(beta, +1, False), (x,), out_dtype)

@@ -28,7 +28,7 @@ from .._lib._checks import check_flag, check_int, check_scores
 from ..backend import backend_for
 from ..op import Bound, op_function
 from . import cdfs
-from ._common import check_choice, check_positive, check_real
+from ._common import check_choice, check_in_dtype_range, check_positive, check_real
 from ._network_ops import NetworkPermutationOp, NetworkSortOp, SoftTopKOp, Spec
 from ._network_tables import NETWORKS, comparators
 
@@ -60,9 +60,14 @@ def sorting_network_layers(network: str, n: int) -> list[list[tuple[int, int, in
 # ---------------------------------------------------------------------------------
 # public functions
 # ---------------------------------------------------------------------------------
-def _spec(network: Any, steepness: Any, sigmoid: Any, art_lambda: Any) -> Spec:
+def _spec(
+    network: Any, steepness: Any, sigmoid: Any, art_lambda: Any, like: Any = None
+) -> Spec:
     network = check_choice(network, name="network", choices=NETWORKS)
     steepness = check_positive(steepness, name="steepness")
+    if like is not None:  # β and 1/β normal numbers of the arrays' dtype
+        xp = backend_for(like).namespace(like)
+        steepness = check_in_dtype_range(steepness, name="steepness", dtype=like.dtype, xp=xp)
     sigmoid = check_choice(sigmoid, name="sigmoid", choices=cdfs.NAMES)
     art_lambda = check_real(art_lambda, name="art_lambda")
     if not 0 <= art_lambda < 1:
@@ -123,7 +128,7 @@ def network_sort(
     """
     x, _, out_dtype = check_scores(x, name="x", check_finite=check_finite)
     return Bound(
-        NetworkSortOp(_spec(network, steepness, sigmoid, art_lambda), int(x.shape[-1])),
+        NetworkSortOp(_spec(network, steepness, sigmoid, art_lambda, x), int(x.shape[-1])),
         (x,),
         out_dtype,
     )
@@ -189,7 +194,9 @@ def network_permutation(
     """
     x, _, out_dtype = check_scores(x, name="x", check_finite=check_finite)
     return Bound(
-        NetworkPermutationOp(_spec(network, steepness, sigmoid, art_lambda), int(x.shape[-1])),
+        NetworkPermutationOp(
+            _spec(network, steepness, sigmoid, art_lambda, x), int(x.shape[-1])
+        ),
         (x,),
         out_dtype,
     )
@@ -343,4 +350,5 @@ def soft_top_k(
     x, _, out_dtype = check_scores(x, name="x", check_finite=check_finite)
     n = int(x.shape[-1])
     k = check_int(k, name="k", low=1, high=n)
-    return Bound(SoftTopKOp(_spec(network, steepness, sigmoid, art_lambda), n, k), (x,), out_dtype)
+    spec = _spec(network, steepness, sigmoid, art_lambda, x)
+    return Bound(SoftTopKOp(spec, n, k), (x,), out_dtype)

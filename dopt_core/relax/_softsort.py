@@ -107,9 +107,13 @@ def _host_forward(op: Any, x: Any, *, rank: bool, xp: Any) -> tuple[Any, Any, An
 
 def _block_sums(u: Any, first: Any, last: Any, *, xp: Any) -> Any:
     """``Σ_{i ∈ block} u_i``: ``u`` in sorted order, ``first``/``last`` the flat sorted
-    positions of each entry's block ends (cumulative sums and two gathers)."""
-    c = xp.cumulative_sum(u, axis=-1)
-    return xp.reshape(c, (-1,))[last] - xp.reshape(c - u, (-1,))[first]
+    positions of each entry's block ends (a cumulative sum and three gathers).
+
+    Written ``c[last] - c[first] + u[first]``: exact for a singleton block (``u``
+    itself), which ``c[last] - (c - u)[first]`` is not — soft rank's VJP multiplies the
+    rounding by 1/ε, and as ε → 0 every block is a singleton."""
+    c = xp.reshape(xp.cumulative_sum(u, axis=-1), (-1,))
+    return (c[last] - c[first]) + xp.reshape(u, (-1,))[first]
 
 
 @dataclass(frozen=True)

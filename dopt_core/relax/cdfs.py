@@ -303,16 +303,23 @@ def _exp_pdf(u: Any, xp: Any) -> Any:
     return xp.where(u >= 0, xp.exp(-xp.maximum(u, xp.zeros_like(u))), xp.zeros_like(u))
 
 
+def _levy_support(u: Any, xp: Any) -> tuple[Any, Any]:
+    """``u > 0`` and ``u`` there (1 elsewhere). Below the smallest normal number both F and
+    f are 0 to the dtype's precision, and ``1/(2u)`` would overflow: treated as outside."""
+    pos = u > float(xp.finfo(u.dtype).smallest_normal)
+    return pos, xp.where(pos, u, xp.ones_like(u))
+
+
 def _levy_cdf(u: Any, xp: Any) -> Any:
-    pos = u > 0
-    us = xp.where(pos, u, xp.ones_like(u))
+    pos, us = _levy_support(u, xp)
     return xp.where(pos, erfc(xp.sqrt(1 / (2 * us)), xp=xp), xp.zeros_like(u))
 
 
 def _levy_pdf(u: Any, xp: Any) -> Any:
-    pos = u > 0
-    us = xp.where(pos, u, xp.ones_like(u))
-    d = xp.exp(-1 / (2 * us)) / (math.sqrt(2 * math.pi) * us * xp.sqrt(us))
+    # exp(-1/(2u)) / (√(2π) u^{3/2}) in log form: u^{3/2} underflows long before the
+    # exponential does, which gave 0/0
+    pos, us = _levy_support(u, xp)
+    d = xp.exp(-1 / (2 * us) - 1.5 * xp.log(us)) / math.sqrt(2 * math.pi)
     return xp.where(pos, d, xp.zeros_like(u))
 
 
