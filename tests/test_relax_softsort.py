@@ -450,3 +450,20 @@ def test_per_row_positions_equal_flat_positions(monkeypatch: pytest.MonkeyPatch,
         y, vjp = dc.value_and_vjp(f, x, regularization_strength=0.3, regularization=reg)
         np.testing.assert_array_equal(y, y0)
         np.testing.assert_array_equal(vjp(g), g0)
+
+
+def test_host_call_batch_capability() -> None:
+    """The adapters state whether a host callback sees the whole batch (JAX's vmap splits
+    it); soft sort/rank read that capability instead of naming a framework."""
+    from dopt_core.backend import Backend
+
+    assert Backend.host_call_sees_whole_batch is True
+    assert dc.backend_for(np.zeros(1)).host_call_sees_whole_batch is True
+    jnp = pytest.importorskip("jax.numpy")
+    import jax
+
+    assert dc.backend_for(jnp.zeros(1)).host_call_sees_whole_batch is False
+    x = np.random.default_rng(0).normal(size=(3, 5))
+    per_row = np.stack([soft_rank(r, regularization_strength=0.4) for r in x])
+    vm = jax.vmap(lambda r: soft_rank(r, regularization_strength=0.4))(jnp.asarray(x))
+    np.testing.assert_allclose(np.asarray(vm), per_row, rtol=1e-12)

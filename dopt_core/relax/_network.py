@@ -11,13 +11,11 @@ steepness) writes
     \\max{}_\\alpha(x_a, x_b) = (1 - \\alpha) x_a + \\alpha x_b
 
 to the wire that receives the minimum (``a``, or ``b`` in a descending block of the
-bitonic network) and to the other one. Layers are applied with gathers over static
-index arrays (values: O(n) work per layer). The permutation matrix is built without a
-dense n×n layer matrix: for odd-even by row gathers (O(n²) per layer); for bitonic one
-merge matrix and one batched matrix product per merge block
-(:mod:`dopt_core.relax._bitonic_merge`: ⅔n³ multiply-adds in BLAS and about 2n² entries
-written per block, instead of several elementwise passes over the n² entries in every
-layer). The explicit VJPs run the layers (or blocks) backwards with the same maps.
+bitonic network) and to the other one (:mod:`dopt_core.relax._comparator`, shared with
+``soft_min``/``soft_max``). This module holds the public functions and their
+validation only: the comparator layouts are :mod:`dopt_core.relax._network_tables`
+(pure NumPy, cached), the Ops and their VJPs :mod:`dopt_core.relax._network_ops`, the
+bitonic merge matrices :mod:`dopt_core.relax._bitonic_merge`.
 """
 
 from __future__ import annotations

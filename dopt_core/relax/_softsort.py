@@ -31,7 +31,8 @@ code on the arrays' device. The forward runs on the host in one
 ``isotonic_regression`` for L2, on chunks of rows chained with separating offsets so
 that a whole batch costs a few calls; a pure-Python PAV for KL, O(n) per row but slow
 for long rows) and its bookkeeping, returned as one array holding the output and the
-VJP's residuals.
+VJP's residuals — all of it pure NumPy in :mod:`dopt_core.relax._pav_host`; this module
+holds the Ops, their device-side VJPs and the public functions.
 """
 
 from __future__ import annotations
