@@ -43,11 +43,17 @@ __all__ = ["comparator_alpha", "compare", "compare_t", "compare_vjp"]
 def comparator_alpha(
     delta: Any, steepness: float, entry: cdfs.CDF, params: dict[str, Any], *, xp: Any
 ) -> tuple[Any, Any]:
-    """``α = F(β Δ)`` and ``dα/dΔ = β f(β Δ)`` (``entry``: a registry CDF, β: steepness)."""
-    return (
-        entry.cdf_steep(delta, steepness, params, xp=xp),
-        entry.pdf_steep(delta, steepness, params, xp=xp),
-    )
+    """``α = F(β Δ)`` and ``dα/dΔ = β f(β Δ)`` (``entry``: a registry CDF, β: steepness).
+
+    ``βΔ`` is formed once, from Δ clipped to ``±cdfs.V_MAX/β`` (finite inputs would
+    overflow it; the clip changes no value with ``|βΔ| < V_MAX``)."""
+    if entry.raw:  # receives the unscaled Δ (logistic_phi)
+        return (
+            entry.cdf_steep(delta, steepness, params, xp=xp),
+            entry.pdf_steep(delta, steepness, params, xp=xp),
+        )
+    v = cdfs.clip_standardised(delta, xp=xp, scale=steepness)
+    return entry.F(v, params, xp), entry.f(v, params, xp) * steepness
 
 
 def compare(a: Any, b: Any, alpha: Any, delta: Any = None) -> tuple[Any, Any]:

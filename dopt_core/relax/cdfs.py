@@ -323,17 +323,35 @@ def _levy_pdf(u: Any, xp: Any) -> Any:
     return xp.where(pos, d, xp.zeros_like(u))
 
 
+#: Standardised arguments are clipped to ±V_MAX before F and f (every F is 0 or 1
+#: there to float64 precision but Lévy's, within 1e-9; ``V_MAX²`` is finite in float32):
+#: ``x · steepness`` may overflow to inf for finite inputs, and inf/inf or inf - inf
+#: inside a formula gives NaN
+V_MAX = 1e18
+
+
+def clip_standardised(v: Any, *, xp: Any, scale: float = 1.0) -> Any:
+    """``v · scale`` clipped to ``[-V_MAX, V_MAX]``; ``v`` is clipped first (to
+    ``±V_MAX/scale``), so that the product never overflows."""
+    if scale == 1.0:
+        return xp.clip(v, min=-V_MAX, max=V_MAX)
+    bound = V_MAX / scale
+    return xp.clip(v, min=-bound, max=bound) * scale
+
+
 def _art_cdf(x: Any, steep: float, p: dict[str, Any], xp: Any) -> Any:
     lam = float(p.get("art_lambda", 0.25))
-    return _sigmoid(x * steep / (xp.abs(x) + 1e-10) ** lam, xp)
+    return _sigmoid(clip_standardised(x / (xp.abs(x) + 1e-10) ** lam, xp=xp, scale=steep), xp)
 
 
 def _art_pdf(x: Any, steep: float, p: dict[str, Any], xp: Any) -> Any:
     # u = β x/(|x|+ε)^λ;  du/dx = β (|x| + ε - λ|x|) / (|x|+ε)^{λ+1}
+    #                            = β (1 - λ|x|/a) / a^λ   (no overflow for large |x|)
     lam = float(p.get("art_lambda", 0.25))
     a = xp.abs(x) + 1e-10
-    u = x * steep / a**lam
-    du = steep * (a - lam * xp.abs(x)) / a ** (lam + 1)
+    al = a**lam
+    u = clip_standardised(x / al, xp=xp, scale=steep)
+    du = steep * (1 - lam * xp.abs(x) / a) / al
     return _sigmoid_pdf(u, xp) * du
 
 
