@@ -252,8 +252,11 @@ def forward_host(
     key = -x if rank != descending else x
     order, flat, sk = _stable_order(key)
     rho = np.arange(n, 0, -1, dtype=np.float64)
+    direct = None
     if reg == "l2":
-        blocks = _l2_blocks(sk, rho, rank=rank, eps=eps)
+        blocks, xs, shift, base = _l2_blocks(sk, rho, rank=rank, eps=eps)
+        if eps >= 1.0:  # the PAV solution itself is accurate here: use it (cheaper)
+            direct = (xs, shift, base)
     else:
         blocks = _kl_blocks(sk, rho, rank=rank, eps=eps)
     starts, sizes = blocks[:-1], blocks[1:] - blocks[:-1]
@@ -267,10 +270,15 @@ def forward_host(
     # or a block mean of ρ, so that ε → 0 gives the exact sort/ranks (no x/ε - (x/ε - ρ))
     first_row = starts % n  # sorted position of each block's first entry, in its row
     k_first = sk.ravel().take(starts)  # each block's smallest key
-    if reg == "l2":
-        # block means of the key, as k_first + mean(key - k_first) (exact for ties)
+    if direct is not None:
+        pass
+    elif reg == "l2" and rank:
+        # block means of the key, as k_first + mean(key - k_first): exact for ties, whose
+        # deviation the rank multiplies by 1/ε
         u = np.subtract(sk.ravel(), k_first.take(bid), dtype=np.float64)
-        mean_u = np.add.reduceat(u, starts) / sizes
+        mean_key = k_first + np.add.reduceat(u, starts) / sizes
+    elif reg == "l2":
+        mean_key = np.add.reduceat(sk.ravel(), starts, dtype=np.float64) / sizes
     else:
         # softmax_B(s) with s = -key·κ (κ = 1/ε for ranks, 1 for sort): e / Z_B
         kappa = 1.0 / eps if rank else 1.0
@@ -279,11 +287,15 @@ def forward_host(
         e_orig = np.exp(np.subtract(key, k_first.take(bid_orig), dtype=np.float64) * -kappa)
         soft = e_orig / z.take(bid_orig)  # softmax_B(s), original order
     if rank:
-        if reg == "l2":  # r = θ - mean_B θ + mean_B ρ,  θ - mean_B θ = -(key - mean_B key)/ε
-            dev = np.subtract(key, k_first.take(bid_orig), dtype=np.float64)
-            dev -= mean_u.take(bid_orig)
-            mean_rho = n - first_row - (sizes - 1) / 2.0
-            r = dev * (-1.0 / eps) + mean_rho.take(bid_orig)
+        if direct is not None:  # r = θ - v_B, v_B from the PAV solution (ε >= 1: no x/ε blow-up)
+            xs, shift, _ = direct
+            theta = np.multiply(key, -1.0 / eps, dtype=np.float64)
+            value = xs.ravel().take(starts) + shift.take(starts // n)
+            r = np.subtract(theta, value.take(bid_orig))
+        elif reg == "l2":  # r = θ - mean_B θ + mean_B ρ, θ - mean_B θ = -(key - mean_B key)/ε
+            tab = np.stack([mean_key, n - first_row - (sizes - 1) / 2.0])
+            t = np.take(tab, bid_orig, axis=1, mode="clip")  # mean key, mean ρ per entry
+            r = np.subtract(key, t[0], dtype=np.float64) * (-1.0 / eps) + t[1]
         else:  # r = softmax_B(θ) · Σ_B ρ  (P_E: e^{θ - LSE(θ_B) + log Σ_B ρ})
             sum_rho = sizes * (n - first_row - (sizes - 1) / 2.0)
             r = soft * sum_rho.take(bid_orig)
@@ -291,13 +303,19 @@ def forward_host(
         packed[:, 1] = flat if flat_pos else order
     else:  # no in-place ufunc on the packed view (NumPy 2.4 gets in-place negation of an
         # (rows, 1) strided view wrong)
-        j = np.arange(rows * n, dtype=np.int64) - starts.take(bid)  # position in the block
-        if reg == "l2":  # mean_B(key) + (mean_B ρ - ρ_j)/ε = mean_B(key) + (j - (m-1)/2)/ε
-            y = (k_first + mean_u).take(bid) + (j - (sizes.take(bid) - 1) / 2.0) / eps
+        pos = np.arange(n, dtype=np.float64)
+        if direct is not None:  # v - z from the PAV solution (ε >= 1: ρ/ε <= n)
+            xs, _, base = direct
+            y_sorted = xs + base
+        elif reg == "l2":  # mean_B(key) + (mean_B ρ - ρ_j)/ε = mean_B(key) + (j - centre_B)/ε
+            tab = np.stack([mean_key, first_row + (sizes - 1) / 2.0])
+            t = np.take(tab, bid.reshape(rows, n), axis=1, mode="clip")
+            y_sorted = (pos - t[1]) * (1.0 / eps) + t[0]
         else:  # LSE_B(ρ/ε) - ρ_j/ε - LSE_B(-key): positions and in-block key differences
             lse_rho = np.log(-np.expm1(-sizes / eps)) - np.log(-np.expm1(-1.0 / eps))
-            y = j / eps + (lse_rho + k_first - np.log(z)).take(bid)
-        y_sorted = y.reshape(rows, n)
+            tab = np.stack([first_row.astype(np.float64), lse_rho + k_first - np.log(z)])
+            t = np.take(tab, bid.reshape(rows, n), axis=1, mode="clip")
+            y_sorted = (pos - t[0]) * (1.0 / eps) + t[1]
         packed[:, 0] = -y_sorted if descending else y_sorted
     # per-block tables in the output dtype, one take for all: first, last (, weight)
     k0 = 2 if rank else 1
@@ -320,8 +338,11 @@ def forward_host(
     return packed.reshape(*batch, rows_k, n)
 
 
-def _l2_blocks(sk: np.ndarray, rho: np.ndarray, *, rank: bool, eps: float) -> np.ndarray:
-    """PAV blocks of the L2 problem of every row (flat block starts, then ``sk.size``).
+def _l2_blocks(
+    sk: np.ndarray, rho: np.ndarray, *, rank: bool, eps: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """PAV blocks of the L2 problem of every row (flat block starts, then ``sk.size``),
+    and the chained solution ``xs`` with its row offsets ``shift`` and ``base``.
 
     Rank: ``v = iso(s - ρ)`` with ``s = -sk/ε``; sort: ``v = iso(sk + ρ/ε)`` (both
     non-increasing). Isotonic regression is positively homogeneous, so the blocks are
@@ -344,9 +365,10 @@ def _l2_blocks(sk: np.ndarray, rho: np.ndarray, *, rank: bool, eps: float) -> np
         shift = _chain_offsets(lo, hi, scale=c, extra=c * (n - 1.0) / eps, unit=k)
         rw = rho / eps * c if eps > 2.0**-900 else rho * (c / eps)
         base = np.subtract.outer(shift, rw)
-        y = np.subtract(np.multiply(sk, c, dtype=np.float64), base)
-    blocks, _ = _isotonic_chained(y)
-    return blocks
+        scaled = sk if c == 1.0 else np.multiply(sk, c, dtype=np.float64)
+        y = np.subtract(scaled, base, dtype=np.float64)
+    blocks, xs = _isotonic_chained(y)
+    return blocks, xs, shift, base
 
 
 #: The KL PAV runs at ``ε >= max(|x|, 1) · n · 2**-40``: there ``x/ε`` is small enough
