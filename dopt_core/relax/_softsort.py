@@ -106,15 +106,17 @@ def _host_forward(op: Any, x: Any, *, rank: bool, xp: Any) -> tuple[Any, Any, An
     return y, idx, packed[..., rows_k - 1, :]
 
 
-def _block_sums(u: Any, first: Any, last: Any, *, xp: Any) -> Any:
-    """``Σ_{i ∈ block} u_i``: ``u`` in sorted order, ``first``/``last`` the flat sorted
-    positions of each entry's block ends (a cumulative sum and three gathers).
+def _block_sums(u: Any, ends: Any, *, xp: Any) -> Any:
+    """``Σ_{i ∈ block} u_i``: ``u`` in sorted order, ``ends[..., 0, :]``/``ends[..., 1, :]``
+    the flat sorted positions of each entry's block's first/last entry (a cumulative sum
+    and two gathers).
 
     Written ``c[last] - c[first] + u[first]``: exact for a singleton block (``u``
     itself), which ``c[last] - (c - u)[first]`` is not — soft rank's VJP multiplies the
     rounding by 1/ε, and as ε → 0 every block is a singleton."""
-    c = xp.reshape(xp.cumulative_sum(u, axis=-1), (-1,))
-    return (c[last] - c[first]) + xp.reshape(u, (-1,))[first]
+    c = xp.reshape(xp.cumulative_sum(u, axis=-1), (-1,))[ends]  # c at (first, last)
+    first = ends[..., 0, :]
+    return (c[..., 1, :] - c[..., 0, :]) + xp.reshape(u, (-1,))[first]
 
 
 @dataclass(frozen=True)
@@ -137,7 +139,7 @@ class SoftRankOp(Op):
         h = cotangent * ranks[0] if self.reg == "kl" else cotangent
         hs = xp.reshape(h, (-1,))[idx[..., 0, :]]  # h in sorted order
         scale = (-1.0 if self.descending else 1.0) / self.strength
-        return ((h - weights * _block_sums(hs, idx[..., 1, :], idx[..., 2, :], xp=xp)) * scale,)
+        return ((h - weights * _block_sums(hs, idx[..., 1:3, :], xp=xp)) * scale,)
 
 
 @dataclass(frozen=True)
@@ -155,7 +157,7 @@ class SoftSortOp(Op):
     def vjp(self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any) -> tuple[Any | None, ...]:
         # the output is in sorted order: entry i gets its block's cotangent sum, weighted
         idx, weights = residuals
-        return (weights * _block_sums(cotangent, idx[..., 0, :], idx[..., 1, :], xp=xp),)
+        return (weights * _block_sums(cotangent, idx[..., 0:2, :], xp=xp),)
 
 
 def _validate(
