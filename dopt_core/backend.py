@@ -74,6 +74,11 @@ class Backend:
 
     name: str = "abstract"
     extra: str | None = None
+    #: Whether :meth:`host_call`'s ``func`` always receives the whole array it was
+    #: given. False where a batching transform may split it (JAX's ``vmap`` runs the
+    #: callback on the vmapped slice, without the mapped axis), so that host code must
+    #: not rely on flat positions computed from the array it sees.
+    host_call_sees_whole_batch: bool = True
 
     # -- identity ------------------------------------------------------------------
     def owns(self, x: Any) -> bool:

@@ -41,6 +41,7 @@ def _key(rng: Any) -> Any:
 class JaxBackend(Backend):
     name = "jax"
     extra = "jax"
+    host_call_sees_whole_batch = False  # under vmap the callback sees one slice
 
     def owns(self, x: Any) -> bool:
         return isinstance(x, jax.Array)

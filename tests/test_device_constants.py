@@ -31,14 +31,14 @@ def test_replaced_network_tables_do_not_share_a_cache() -> None:
     """A network built from another's tables (dataclasses.replace) gets its own memo."""
     import dataclasses
 
-    from dopt_core.relax import _network as nw
+    from dopt_core.relax import _network_ops as nwo, _network_tables as nwt
 
-    full = nw._layers("bitonic", 6)
+    full = nwt.layers("bitonic", 6)
     sub = dataclasses.replace(full, ia=full.ia[:2], counts=full.counts[:2])
     assert sub.consts is not full.consts
     x = np.zeros(6)
-    assert len(nw._Idx(full, x, np).ia) == full.num_layers
-    assert len(nw._Idx(sub, x, np).ia) == 2
+    assert len(nwo._Idx(full, x, np).ia) == full.num_layers
+    assert len(nwo._Idx(sub, x, np).ia) == 2
 
 
 @pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch not installed")

@@ -30,16 +30,7 @@ FRAMEWORK = {"dopt_torch": "torch", "dopt_jax": "jax", "dopt_cupy": "cupy"}
 
 #: Public functions whose docstring is being rewritten on another branch, with why.
 #: ``test_pending_entries_still_fail`` fails once one passes: then delete its entry.
-PENDING: dict[str, str] = {
-    "dopt_core.relax.network_sort": "relax/_network.py is split by the relax-split branch (issue 10 "
-    "point 7), which rewrites the spliced docstrings",
-    "dopt_core.relax.network_permutation": "relax/_network.py is split by the relax-split branch",
-    "dopt_core.relax.sorting_network": "its __doc__ is None (built by concatenation); fixed by the "
-    "relax-split branch with the module split",
-    "dopt_core.relax.sorting_network_layers": "relax/_network.py is split by the relax-split branch",
-    "dopt_core.relax.soft_top_k": "relax/_network.py is split by the relax-split branch (its "
-    "Parameters section lacks check_finite)",
-}
+PENDING: dict[str, str] = {}
 
 
 def _available(modname: str) -> bool:

@@ -62,10 +62,10 @@ def test_soft_compare_closed_forms_and_limits() -> None:
         np.arctan(3.0 * (a - 0.5)) / np.pi + 0.5,
         rtol=1e-14,
     )
-    # asymmetric noise: Pr[d + G/beta > 0] = 1 - F(-beta d) for Gumbel G
+    # asymmetric noise: Pr[b + G/beta < a] = F(beta (a - b)) for Gumbel G (the comparator)
     np.testing.assert_allclose(
         soft_compare(a, 0.5, beta=3.0, distribution="gumbel_max"),
-        1 - np.exp(-np.exp(3.0 * (a - 0.5))),
+        np.exp(-np.exp(-3.0 * (a - 0.5))),
         rtol=1e-13,
     )
     for dist in ("logistic", "cauchy", "gaussian", "gumbel_min"):
@@ -85,7 +85,7 @@ def test_soft_compare_monte_carlo() -> None:
     g = rng.gumbel(size=200_000)
     assert float(
         soft_compare(np.array(d), 0.0, beta=beta, distribution="gumbel_max")
-    ) == pytest.approx(np.mean(d + g / beta > 0), abs=4e-3)
+    ) == pytest.approx(np.mean(0.0 + g / beta < d), abs=4e-3)
 
 
 def test_vjps_match_finite_differences() -> None:
@@ -99,6 +99,8 @@ def test_vjps_match_finite_differences() -> None:
         (soft_min, (a, b), dict(beta=1.5)),
         (soft_min, (a, b), dict(beta=1.5, distribution="gaussian")),
         (soft_max, (a, b), dict(beta=1.5, distribution="laplace")),
+        (soft_min, (a, b), dict(beta=1.5, distribution="gumbel_max")),
+        (soft_max, (a, b), dict(beta=1.5, distribution="gamma")),
         (soft_min, (a,), dict(beta=1.5)),
         (soft_max, (a,), dict(beta=0.7)),
         (soft_argmin, (a,), dict(beta=1.3)),

@@ -94,9 +94,9 @@ def test_every_layer_is_doubly_stochastic() -> None:
     """Prefixes of the network: P of the first l layers is doubly stochastic for every l."""
     rng = np.random.default_rng(7)
     x = rng.normal(size=6)
-    from dopt_core.relax import _network as nw
+    from dopt_core.relax import _network_ops as nwo, _network_tables as nwt
 
-    full = nw._layers("bitonic", 6)
+    full = nwt.layers("bitonic", 6)
     for L in range(1, full.num_layers + 1):
         sub = dataclasses.replace(
             full,
@@ -116,12 +116,12 @@ def test_every_layer_is_doubly_stochastic() -> None:
                 )
             },
         )
-        idx = nw._Idx(sub, x, np)
-        spec = nw._Spec("bitonic", 2.0, "logistic", 0.25)
-        _, alphas, _, _ = nw._values_forward(x, spec, idx, xp=np)
+        idx = nwo._Idx(sub, x, np)
+        spec = nwo.Spec("bitonic", 2.0, "logistic", 0.25)
+        _, alphas, _, _ = nwo._values_forward(x, spec, idx, xp=np)
         X = np.eye(6)
         for l in range(L):
-            X = nw._mix(X, alphas[l][None, :], idx.ia[l], idx.ib[l], idx.src[l], 1, xp=np)
+            X = nwo._mix(X, alphas[l][None, :], idx.ia[l], idx.ib[l], idx.src[l], 1, xp=np)
         np.testing.assert_allclose(X.sum(0), 1, atol=1e-13)
         np.testing.assert_allclose(X.sum(1), 1, atol=1e-13)
         assert np.all(X >= 0)
@@ -295,12 +295,12 @@ def test_bitonic_sorts_where_diffsorts_construction_fails(n: int) -> None:
 
 def _dense_layer_product(x: np.ndarray, network: str, **kw) -> np.ndarray:
     """P as the plain product of dense n×n layer matrices (the definition), one row of x."""
-    from dopt_core.relax import _network as nw
+    from dopt_core.relax import _network as nw, _network_ops as nwo, _network_tables as nwt
 
     n = x.shape[-1]
     spec = nw._spec(network, kw.get("steepness", 10.0), kw.get("sigmoid", "cauchy"), 0.25)
-    idx = nw._Idx(nw._layers(network, n), x, np)
-    _, alphas, _, _ = nw._values_forward(x, spec, idx, xp=np)
+    idx = nwo._Idx(nwt.layers(network, n), x, np)
+    _, alphas, _, _ = nwo._values_forward(x, spec, idx, xp=np)
     P = np.eye(n)
     for layer, alpha in zip(sorting_network_layers(network, n), alphas, strict=True):
         A = np.eye(n)  # column j of A: where the value on wire j goes (sorted = x @ P)
@@ -331,16 +331,16 @@ def test_bitonic_merge_matrices_equal_dense_layer_products(n: int) -> None:
 def test_bitonic_merge_vjp_equals_layer_by_layer_vjp(n: int) -> None:
     """The merge path's VJP equals the layer-by-layer VJP (the odd-even code path run on
     the bitonic comparators) to rounding, and central differences at one size."""
-    from dopt_core.relax import _network as nw
+    from dopt_core.relax import _network as nw, _network_ops as nwo
 
-    class LayerByLayer(nw.NetworkPermutationOp):
+    class LayerByLayer(nwo.NetworkPermutationOp):
         def _blocked(self) -> bool:
             return False
 
     rng = np.random.default_rng(200 + n)
     x = rng.normal(size=(2, 3, n))
     spec = nw._spec("bitonic", 3.0, "logistic", 0.25)
-    fast, slow = nw.NetworkPermutationOp(spec, n), LayerByLayer(spec, n)
+    fast, slow = nwo.NetworkPermutationOp(spec, n), LayerByLayer(spec, n)
     P1, r1 = fast.forward(x, xp=np)
     P2, r2 = slow.forward(x, xp=np)
     np.testing.assert_allclose(P1, P2, atol=1e-14)
@@ -434,3 +434,15 @@ def test_bitonic_merge_path_float32_accuracy(n: int) -> None:
     np.testing.assert_allclose(P32, P64, atol=1e-5)
     g64, g32 = v64(G), v32(G.astype(np.float32))
     np.testing.assert_allclose(g32, g64, atol=1e-4 * np.abs(g64).max())
+
+
+def test_public_docstrings_are_written_out() -> None:
+    """The network functions carry literal docstrings (sorting_network's was None when it
+    was built by concatenation) with parameters and Examples; the bitonic text matches
+    the code (all-ascending form for n not a power of two, not diffsort's layout)."""
+    from dopt_core import relax
+
+    for f in (relax.sorting_network, relax.network_sort, relax.network_permutation):
+        doc = f.__doc__
+        assert doc is not None and "Parameters\n    ----------" in doc and "Examples\n    --------" in doc
+        assert "all-ascending" in doc and "as diffsort does" not in doc

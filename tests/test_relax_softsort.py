@@ -12,7 +12,7 @@ from scipy.special import logsumexp
 
 import dopt_core as dc
 from dopt_core.relax import soft_rank, soft_sort
-from dopt_core.relax._softsort import isotonic_kl, isotonic_l2
+from dopt_core.relax._pav_host import isotonic_kl, isotonic_l2
 from dopt_core.testing import finite_difference_vjp as _fd_vjp
 
 REGS = ("l2", "kl")
@@ -188,7 +188,7 @@ def test_batched_l2_pav_equals_row_by_row() -> None:
     """Rows chained with separating offsets (and split in chunks) give each row's own PAV:
     the same values, and the same blocks except where adjacent blocks have equal values
     (a kink: either partition is a valid subgradient)."""
-    from dopt_core.relax._softsort import _blocks_l2, _pav_l2_rows
+    from dopt_core.relax._pav_host import _blocks_l2, _pav_l2_rows
 
     rng = np.random.default_rng(7)
     y = rng.normal(size=(300, 9)) * rng.uniform(0.01, 100, size=(300, 1))
@@ -219,7 +219,7 @@ def _two_stage(x: np.ndarray, rank: bool, reg: str, eps: float, descending: bool
     """The former algorithm, row by row in float64: stable argsort, inverse permutation
     by a second argsort, one SciPy / Python PAV per row, VJP in sorted coordinates.
     Returns ``(y, vjp)``."""
-    from dopt_core.relax._softsort import _blocks_kl, _blocks_l2
+    from dopt_core.relax._pav_host import _blocks_kl, _blocks_l2
 
     x = np.asarray(x, dtype=np.float64)
     n = x.shape[-1]
@@ -318,7 +318,7 @@ def test_host_path_equals_two_stage(reg: str, descending: bool, rank: bool, shap
 def test_stable_order_matches_numpy_stable_argsort() -> None:
     """Introsort plus the tie fix is exactly NumPy's stable argsort: ties (±0 included)
     and NaN in index order, one row or many, rows with and without ties."""
-    from dopt_core.relax._softsort import _stable_order
+    from dopt_core.relax._pav_host import _stable_order
 
     rng = np.random.default_rng(11)
     for dtype in (np.float32, np.float64):
@@ -435,7 +435,7 @@ def test_float32_rows_longer_than_2_24_are_refused(monkeypatch: pytest.MonkeyPat
 def test_per_row_positions_equal_flat_positions(monkeypatch: pytest.MonkeyPatch, dtype) -> None:
     """Past the float's exact range the host writes per-row positions and the device adds
     row · n; forced here at small sizes, values and VJPs equal the flat-position path."""
-    import dopt_core.relax._softsort as mod
+    import dopt_core.relax._pav_host as mod
 
     rng = np.random.default_rng(3)
     x = np.round(rng.normal(size=(3, 4, 7)), 1).astype(dtype)  # ties too
@@ -445,8 +445,25 @@ def test_per_row_positions_equal_flat_positions(monkeypatch: pytest.MonkeyPatch,
         for reg in REGS:
             y, vjp = dc.value_and_vjp(f, x, regularization_strength=0.3, regularization=reg)
             ref[f, reg] = (y, vjp(g))
-    monkeypatch.setattr(mod, "_MAX_FLAT", {4: 5, 8: 5})  # every batch here is larger
+    monkeypatch.setattr(mod, "MAX_FLAT", {4: 5, 8: 5})  # every batch here is larger
     for (f, reg), (y0, g0) in ref.items():
         y, vjp = dc.value_and_vjp(f, x, regularization_strength=0.3, regularization=reg)
         np.testing.assert_array_equal(y, y0)
         np.testing.assert_array_equal(vjp(g), g0)
+
+
+def test_host_call_batch_capability() -> None:
+    """The adapters state whether a host callback sees the whole batch (JAX's vmap splits
+    it); soft sort/rank read that capability instead of naming a framework."""
+    from dopt_core.backend import Backend
+
+    assert Backend.host_call_sees_whole_batch is True
+    assert dc.backend_for(np.zeros(1)).host_call_sees_whole_batch is True
+    jnp = pytest.importorskip("jax.numpy")
+    import jax
+
+    assert dc.backend_for(jnp.zeros(1)).host_call_sees_whole_batch is False
+    x = np.random.default_rng(0).normal(size=(3, 5))
+    per_row = np.stack([soft_rank(r, regularization_strength=0.4) for r in x])
+    vm = jax.vmap(lambda r: soft_rank(r, regularization_strength=0.4))(jnp.asarray(x))
+    np.testing.assert_allclose(np.asarray(vm), per_row, rtol=1e-12)

@@ -21,6 +21,9 @@ __all__ = [
     "check_dtype_kind",
     "check_flag",
     "check_int",
+    "check_broadcastable",
+    "check_exact_integers",
+    "check_in_dtype_range",
     "check_linear_output",
     "check_nonnegative",
     "check_positive",
@@ -522,3 +525,61 @@ def check_nonempty_mean(batch_shape: tuple[int, ...], reduction: str, *, name: s
             f"{tuple(batch_shape)}): pass at least one instance, or use reduction='sum' "
             "(0 for an empty batch) or reduction='none'"
         )
+
+
+def check_exact_integers(count: int, dtype: Any, *, name: str, what: str, xp: Any) -> None:
+    """Refuse outputs holding integers up to ``count`` in a float ``dtype`` too short for them.
+
+    A float with ``p`` significand bits (``eps = 2**(1-p)``) holds every integer up to
+    ``2**p = 2/eps`` exactly: 2048 for float16, 256 for bfloat16, ``2**24`` for float32.
+    Beyond, neighbouring integers round together (ranks would stop being a permutation),
+    so ``ValueError`` names the argument, the dtype and its limit.
+    """
+    limit = round(2.0 / float(xp.finfo(dtype).eps))
+    if count > limit:
+        raise ValueError(
+            f"{name}: {what} up to {count} are not exact in {dtype} (its integers are exact "
+            f"only up to {limit}); use a wider floating dtype (float32 or float64)"
+        )
+
+
+def _broadcast_shape(shapes: list[tuple[int, ...]]) -> tuple[int, ...] | None:
+    """The array-API broadcast of ``shapes`` (right-aligned; 1 stretches), ``None`` if none."""
+    ndim = max((len(s) for s in shapes), default=0)
+    out = []
+    for axis in range(-ndim, 0):
+        sizes = {s[axis] for s in shapes if len(s) >= -axis} - {1}
+        if len(sizes) > 1:
+            return None
+        out.append(sizes.pop() if sizes else 1)
+    return tuple(out)
+
+
+def check_broadcastable(arrays: dict[str, Any]) -> tuple[int, ...]:
+    """The common broadcast shape of named arrays, or ``ValueError`` naming them all.
+
+    ``arrays`` maps argument names to arrays (anything with ``.shape``). Checked up front
+    so that every backend reports the same message instead of its own broadcast error.
+    """
+    shapes = {k: tuple(v.shape) for k, v in arrays.items()}
+    out = _broadcast_shape(list(shapes.values()))
+    if out is None:
+        listed = ", ".join(f"{k} {s}" for k, s in shapes.items())
+        raise ValueError(f"{' and '.join(shapes)} must broadcast to a common shape, got {listed}")
+    return out
+
+
+def check_in_dtype_range(value: float, *, name: str, dtype: Any, xp: Any) -> float:
+    """A strength, temperature or steepness usable in ``dtype``: ``value`` and ``1/value``
+    both normal numbers of the dtype, i.e. ``smallest_normal <= value <= 1/smallest_normal``
+    (1.2e-38 to 8.5e37 in float32, 2.2e-308 to 4.5e307 in float64). Outside, the value
+    or its inverse becomes 0 or inf in the arrays' dtype and the result NaN, while the
+    op's limit (exact, or uniform) is already reached well inside the range.
+    """
+    tiny = float(xp.finfo(dtype).smallest_normal)
+    if not tiny <= value <= 1.0 / tiny:
+        raise ValueError(
+            f"{name} must lie in [{tiny:.6g}, {1.0 / tiny:.6g}] for {dtype} arrays (it and "
+            f"its inverse must be normal {dtype} numbers), got {value!r}"
+        )
+    return value

@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -59,7 +59,7 @@ from .._lib._compat import device
 from .._lib._constants import DeviceConstants
 from ..backend import take_nonnegative as _take
 
-__all__ = ["MergeSchedule", "merge_schedule", "merges_forward", "merges_vjp"]
+__all__ = ["MergeResiduals", "MergeSchedule", "merge_schedule", "merges_forward", "merges_vjp"]
 
 
 @dataclass(frozen=True)
@@ -298,21 +298,47 @@ def _build(
     return _gather_true(R, block, False, lay, xp=xp), states[::-1], weights[::-1]
 
 
+class MergeResiduals(NamedTuple):
+    """What :func:`merges_forward` keeps for :func:`merges_vjp`.
+
+    ``products[b-1]`` and ``merges[b-1]``: the product ``P_{b-1}`` block ``b >= 1``
+    consumed and its merge matrix ``M_b`` (in the layouts of the block product);
+    ``states``/``weights``: every layer's partial product and ``W``, in layer order.
+    At the Op boundary the residuals are one flat tuple of arrays (:meth:`flat`);
+    :meth:`unflatten` rebuilds this from it and the schedule's counts.
+    """
+
+    products: list[Any]
+    merges: list[Any]
+    states: list[Any]
+    weights: list[Any]
+
+    def flat(self) -> tuple[Any, ...]:
+        return (*self.products, *self.merges, *self.states, *self.weights)
+
+    @classmethod
+    def unflatten(
+        cls, saved: tuple[Any, ...], sched: MergeSchedule, num_layers: int
+    ) -> MergeResiduals:
+        nb = max(len(sched.blocks) - 1, 0)
+        s = list(saved)
+        return cls(s[:nb], s[nb : 2 * nb], s[2 * nb : 2 * nb + num_layers], s[2 * nb + num_layers :])
+
+
 def merges_forward(
     c_slots: list[Any], sched: MergeSchedule, like: Any, *, xp: Any
-) -> tuple[Any, list[Any]]:
+) -> tuple[Any, MergeResiduals]:
     """``P`` ``(..., n, n)`` from each layer's comparator weights ``c`` ``(..., C)``.
 
-    Returns ``P`` and the residuals for :func:`merges_vjp`: for each block ``b >= 1`` the
-    product ``P_{b-1}`` it consumed and its merge matrix ``M_b`` (in the layouts of the
-    block product), then each merge's partial products, then each layer's ``W``.
+    Returns ``P`` and the residuals for :func:`merges_vjp` (:class:`MergeResiduals`).
     """
     batch = tuple(like.shape[:-1])
     B = math.prod(batch)
     n, n2 = sched.n, sched.n2
     c_flat = [xp.reshape(c, (B, c.shape[-1])) for c in c_slots]
     P, P_last = None, True
-    saved: list[Any] = []
+    products: list[Any] = []
+    merge_mats: list[Any] = []
     states_all: list[Any] = []
     weights_all: list[Any] = []
     first = 0
@@ -331,8 +357,8 @@ def merges_forward(
             continue
         if P_last != lay.last:
             P, P_last = _move(P, to_last=lay.last, xp=xp), lay.last
-        saved.append(P)
-        saved.append(M)
+        products.append(P)
+        merge_mats.append(M)
         if lay.last:  # small blocks: Σ_κ P[h, x, κ] M[h, r, κ] as a broadcast product
             Pp = xp.reshape(P, lay.shape(G, 2, g // 2, 1, g // 2))
             Mb = xp.reshape(M, lay.shape(G, 2, 1, g, g // 2))
@@ -341,17 +367,19 @@ def merges_forward(
             Pp = xp.reshape(P, lay.shape(G, 2, g // 2, g // 2))
             P = xp.reshape(xp.matmul(Pp, xp.matrix_transpose(M)), lay.shape(G, g, g))
     if P is None:  # n == 1
-        return xp.ones((*batch, 1, 1), dtype=like.dtype, device=device(like)), []
+        one = xp.ones((*batch, 1, 1), dtype=like.dtype, device=device(like))
+        return one, MergeResiduals([], [], [], [])
     if P_last:
         P = _move(P, to_last=False, xp=xp)
     P = xp.reshape(P, (B, n2, n2))
     if n2 != n:
         P = P[:, :n, :n]
-    return xp.reshape(P, (*batch, n, n)), saved + states_all + weights_all
+    res = MergeResiduals(products, merge_mats, states_all, weights_all)
+    return xp.reshape(P, (*batch, n, n)), res
 
 
 def merges_vjp(
-    num_layers: int, saved: list[Any], cotangent: Any, sched: MergeSchedule, *, xp: Any
+    num_layers: int, saved: MergeResiduals, cotangent: Any, sched: MergeSchedule, *, xp: Any
 ) -> list[Any]:
     """Cotangents of every layer's comparator weights ``(..., C)`` from that of ``P``
     (``saved``: the residuals of :func:`merges_forward`)."""
@@ -363,11 +391,7 @@ def merges_vjp(
     if not sched.blocks:
         return out
     nblocks = len(sched.blocks)
-    products = saved[: 2 * (nblocks - 1) : 2]
-    merges = saved[1 : 2 * (nblocks - 1) : 2]
-    L = num_layers
-    states_all = saved[2 * (nblocks - 1) : 2 * (nblocks - 1) + L]
-    weights_all = saved[2 * (nblocks - 1) + L :]
+    products, merges, states_all, weights_all = saved
     H = xp.reshape(cotangent, (B, n, n))
     if n2 != n:
         H = xp.concat([H, xp.zeros((B, n2 - n, n), dtype=H.dtype, device=dev)], axis=1)

@@ -6,8 +6,10 @@ perturb the compared quantity with noise of CDF ``F`` and inverse temperature
 
 .. math::
 
-    \Pr[a > b] = \Pr[a - b + \varepsilon/\beta > 0] = 1 - F(-\beta(a - b))
-    \;(= F(\beta(a-b))\ \text{for symmetric}\ F),
+    \Pr[a > b] = \Pr[b + \varepsilon/\beta < a] = F(\beta(a - b))
+
+(the comparator of the sorting networks, :mod:`dopt_core.relax._comparator`; for
+symmetric ``F`` also :math:`\Pr[a - b + \varepsilon/\beta > 0]`),
 
 a conditional by the expectation over its branches, ``p·then + (1-p)·else``, and
 argmin/min over a vector by the softmin weights :math:`\operatorname{softmax}(-\beta x)`
@@ -22,12 +24,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from .._lib._checks import check_choice, check_positive, check_same_device, check_scores
+from .._lib._checks import (
+    check_broadcastable,
+    check_choice,
+    check_in_dtype_range,
+    check_positive,
+    check_same_device,
+    check_scores,
+)
 from .._lib._compat import device
 from ..backend import backend_for
 from ..op import Bound, Op, op_function
 from . import cdfs
-from ._common import stable_softmax
+from ._common import softmax_last
+from ._comparator import comparator_alpha, compare, compare_vjp
 
 __all__ = ["soft_argmax", "soft_argmin", "soft_compare", "soft_if", "soft_max", "soft_min"]
 
@@ -42,17 +52,21 @@ def _as_array(v: Any, like: Any, *, name: str, xp: Any, check_finite: bool) -> A
     return xp.astype(v, like.dtype)
 
 
-def _broadcast(*arrays: Any, xp: Any) -> tuple[Any, ...]:
-    return tuple(xp.broadcast_arrays(*arrays))
+def _broadcast(arrays: dict[str, Any], *, xp: Any) -> tuple[Any, ...]:
+    """The named arguments broadcast together (``ValueError`` naming them if they do not)."""
+    check_broadcastable(arrays)
+    return tuple(xp.broadcast_arrays(*arrays.values()))
 
 
 def _prob_greater(v: Any, beta: float, dist: str, *, xp: Any) -> tuple[Any, Any]:
-    """``G(v) = Pr[v + ε/β > 0]`` and ``dG/dv``."""
-    entry = cdfs.get(dist)
-    p = {}
-    if entry.symmetric:
-        return entry.cdf_steep(v, beta, p, xp=xp), entry.pdf_steep(v, beta, p, xp=xp)
-    return 1 - entry.cdf_steep(-v, beta, p, xp=xp), entry.pdf_steep(-v, beta, p, xp=xp)
+    """``F(βv) = Pr[ε/β < v]`` and its derivative: the comparator's α
+    (:func:`dopt_core.relax._comparator.comparator_alpha`) for ``v = b - a``."""
+    return comparator_alpha(v, beta, cdfs.get(dist), {}, xp=xp)
+
+
+def _beta(beta: float, like: Any, *, xp: Any) -> float:
+    """β usable in ``like``'s dtype (:func:`._common.check_in_dtype_range`)."""
+    return check_in_dtype_range(beta, name="beta", dtype=like.dtype, xp=xp)
 
 
 def _dist(distribution: Any) -> str:
@@ -101,19 +115,17 @@ class SoftPairOp(Op):
     name: ClassVar[str] = "soft_pair_extremum"
 
     def forward(self, a: Any, b: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
-        # α = Pr[b > a]: min = α a + (1-α) b, max = (1-α) a + α b
-        alpha, dalpha = _prob_greater(b - a, self.beta, self.dist, xp=xp)
-        m = b + alpha * (a - b)
-        y = m if self.sign < 0 else a + b - m
-        return y, (alpha, dalpha, a - b)
+        # the networks' comparator: α = F(βΔ), Δ = b - a; min = b - αΔ, max = a + αΔ
+        delta = b - a
+        alpha, dalpha = _prob_greater(delta, self.beta, self.dist, xp=xp)
+        mn, mx = compare(a, b, alpha, delta)
+        return (mn if self.sign < 0 else mx), (alpha, dalpha, delta)
 
     def vjp(self, residuals: tuple[Any, ...], g: Any, *, xp: Any) -> tuple[Any | None, ...]:
-        alpha, dalpha, d = residuals
-        dm_da = alpha - d * dalpha
-        dm_db = (1 - alpha) + d * dalpha
-        if self.sign < 0:
-            return (g * dm_da, g * dm_db)
-        return (g * (1 - dm_da), g * (1 - dm_db))
+        alpha, dalpha, delta = residuals
+        zero = xp.zeros_like(g)
+        g_mn, g_mx = (g, zero) if self.sign < 0 else (zero, g)
+        return compare_vjp(g_mn, g_mx, alpha, dalpha, delta)
 
 
 @dataclass(frozen=True)
@@ -126,7 +138,8 @@ class SoftExtremumOp(Op):
     name: ClassVar[str] = "soft_extremum"
 
     def forward(self, x: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
-        w = stable_softmax((self.sign * self.beta) * x, xp=xp)
+        # softmax(±β x) as exp(±β (x - x*)): ±β x overflows for large finite x
+        w = softmax_last(x, self.sign * self.beta, xp=xp)
         if not self.value:
             return w, (x,)
         return xp.sum(w * x, axis=-1), (x,)
@@ -134,11 +147,12 @@ class SoftExtremumOp(Op):
     def vjp(self, residuals: tuple[Any, ...], g: Any, *, xp: Any) -> tuple[Any | None, ...]:
         (x,) = residuals
         sb = self.sign * self.beta
-        w = stable_softmax(sb * x, xp=xp)
+        w = softmax_last(x, sb, xp=xp)
         if not self.value:
             return (sb * w * (g - xp.sum(g * w, axis=-1, keepdims=True)),)
         y = xp.sum(w * x, axis=-1, keepdims=True)
-        return (xp.expand_dims(g, axis=-1) * w * (1 + sb * (x - y)),)
+        # w (1 + sb (x - y)) as w + sb (w (x - y)): where w = 0, sb (x - y) may overflow
+        return (xp.expand_dims(g, axis=-1) * (w + sb * (w * (x - y))),)
 
 
 @op_function
@@ -151,11 +165,13 @@ def soft_compare(
     distribution: str = "logistic",
     check_finite: bool = True,
 ) -> Bound:
-    r"""Relaxed ``a > b``: the probability :math:`\Pr[a - b + \varepsilon/\beta > 0]`.
+    r"""Relaxed ``a > b``: :math:`F(\beta(a - b)) = \Pr[b + \varepsilon/\beta < a]`.
 
     ``distribution`` names a CDF of :mod:`dopt_core.relax.cdfs` (``"logistic"``, AlgoVision's
-    choice, ``"cauchy"``, ``"gaussian"``...); for symmetric ones the result is
-    :math:`F(\beta(a - b))`. ``b`` may be a Python number. Tends to ``1[a > b]`` as
+    choice, ``"cauchy"``, ``"gaussian"``...), the law of the noise ``ε``; for symmetric
+    ones the result is also :math:`\Pr[a - b + \varepsilon/\beta > 0]`. The sorting
+    networks' comparator uses the same α (``soft_compare(b, a)`` is the weight of ``a``
+    in the relaxed ``min(a, b)``). ``b`` may be a Python number. Tends to ``1[a > b]`` as
     ``beta → ∞``; equals ½ at ``a == b`` for symmetric distributions.
 
     Parameters
@@ -180,8 +196,9 @@ def soft_compare(
     """
     a, xp, out_dtype = check_scores(a, name="a", min_ndim=0, check_finite=check_finite)
     b = _as_array(b, a, name="b", xp=xp, check_finite=check_finite)
-    op = SoftCompareOp(check_positive(beta, name="beta"), _dist(distribution))
-    return Bound(op, _broadcast(a, b, xp=xp), out_dtype)
+    beta = _beta(check_positive(beta, name="beta"), a, xp=xp)
+    op = SoftCompareOp(beta, _dist(distribution))
+    return Bound(op, _broadcast({"a": a, "b": b}, xp=xp), out_dtype)
 
 
 @op_function
@@ -215,13 +232,16 @@ def soft_if(p: Any, then_value: Any, else_value: Any, /, *, check_finite: bool =
             raise ValueError("p must lie in [0, 1] (a probability)")
     t = _as_array(then_value, p, name="then_value", xp=xp, check_finite=check_finite)
     e = _as_array(else_value, p, name="else_value", xp=xp, check_finite=check_finite)
-    return Bound(SoftIfOp(), _broadcast(p, t, e, xp=xp), out_dtype)
+    return Bound(
+        SoftIfOp(), _broadcast({"p": p, "then_value": t, "else_value": e}, xp=xp), out_dtype
+    )
 
 
 def _extremum(x: Any, y: Any, beta: Any, distribution: Any, check_finite: bool, sign: int) -> Bound:
     beta = check_positive(beta, name="beta")
     if y is None:
-        x, _, out_dtype = check_scores(x, name="x", check_finite=check_finite)
+        x, xp, out_dtype = check_scores(x, name="x", check_finite=check_finite)
+        beta = _beta(beta, x, xp=xp)
         if distribution != "logistic":
             raise ValueError(
                 "distribution must be 'logistic' for the min/max of a vector (softmin weights); "
@@ -229,8 +249,10 @@ def _extremum(x: Any, y: Any, beta: Any, distribution: Any, check_finite: bool, 
             )
         return Bound(SoftExtremumOp(beta, sign, True), (x,), out_dtype)
     x, xp, out_dtype = check_scores(x, name="x", min_ndim=0, check_finite=check_finite)
+    beta = _beta(beta, x, xp=xp)
     y = _as_array(y, x, name="y", xp=xp, check_finite=check_finite)
-    return Bound(SoftPairOp(beta, _dist(distribution), sign), _broadcast(x, y, xp=xp), out_dtype)
+    pair = _broadcast({"x": x, "y": y}, xp=xp)
+    return Bound(SoftPairOp(beta, _dist(distribution), sign), pair, out_dtype)
 
 
 @op_function
@@ -245,7 +267,8 @@ def soft_min(
 ) -> Bound:
     r"""Relaxed minimum of a pair ``(x, y)`` or of a vector ``x`` along its last axis.
 
-    Pair: with :math:`\alpha = \Pr[y > x]` (:func:`soft_compare`),
+    Pair: with :math:`\alpha = F(\beta(y - x)) = \Pr[x + \varepsilon/\beta < y]`
+    (``soft_compare(y, x)``),
     :math:`\alpha x + (1 - \alpha) y` — the relaxed comparator of the sorting networks.
     Vector: :math:`\sum_i \operatorname{softmax}(-\beta x)_i\, x_i` (logistic only; for a
     pair the two definitions coincide). Tends to the exact minimum as ``beta → ∞``.
@@ -287,7 +310,7 @@ def soft_max(
     check_finite: bool = True,
 ) -> Bound:
     r"""Relaxed maximum of a pair or of a vector (see :func:`soft_min`): for a pair
-    :math:`(1-\alpha) x + \alpha y` with :math:`\alpha = \Pr[y > x]`, for a vector
+    :math:`(1-\alpha) x + \alpha y` with :math:`\alpha = F(\beta(y - x))`, for a vector
     :math:`\sum_i \operatorname{softmax}(\beta x)_i\, x_i`.
 
     Parameters
@@ -337,8 +360,9 @@ def soft_argmin(x: Any, /, *, beta: float = 10.0, check_finite: bool = True) -> 
     >>> soft_argmin(np.array([0.0, np.log(3.0)]), beta=1.0)
     array([0.75, 0.25])
     """
-    x, _, out_dtype = check_scores(x, name="x", check_finite=check_finite)
-    return Bound(SoftExtremumOp(check_positive(beta, name="beta"), -1, False), (x,), out_dtype)
+    x, xp, out_dtype = check_scores(x, name="x", check_finite=check_finite)
+    beta = _beta(check_positive(beta, name="beta"), x, xp=xp)
+    return Bound(SoftExtremumOp(beta, -1, False), (x,), out_dtype)
 
 
 @op_function
@@ -361,5 +385,6 @@ def soft_argmax(x: Any, /, *, beta: float = 10.0, check_finite: bool = True) -> 
     >>> soft_argmax(np.array([0.0, np.log(3.0)]), beta=1.0)
     array([0.25, 0.75])
     """
-    x, _, out_dtype = check_scores(x, name="x", check_finite=check_finite)
-    return Bound(SoftExtremumOp(check_positive(beta, name="beta"), +1, False), (x,), out_dtype)
+    x, xp, out_dtype = check_scores(x, name="x", check_finite=check_finite)
+    beta = _beta(check_positive(beta, name="beta"), x, xp=xp)
+    return Bound(SoftExtremumOp(beta, +1, False), (x,), out_dtype)

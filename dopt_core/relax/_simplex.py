@@ -9,12 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from .._lib._checks import check_flag, check_positive, check_scores
+from .._lib._checks import check_flag, check_in_dtype_range, check_positive, check_scores
 from .._lib._compat import device, index_dtype
 from .._lib._random import bind_noise
 from ..noise import GUMBEL
 from ..op import Bound, Op, op_function
-from ._common import stable_softmax
+from ._common import shifted_scaled, softmax_last
 
 __all__ = ["gumbel_softmax", "softmax", "sparsemax"]
 
@@ -36,12 +36,13 @@ class SoftmaxOp(Op):
     name: ClassVar[str] = "softmax"
 
     def forward(self, theta: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
-        # the residual is θ, not y: an autograd output must not double as a residual
-        return stable_softmax(theta / self.tau, xp=xp), (theta,)
+        # the residual is θ, not y: an autograd output must not double as a residual;
+        # softmax((θ - max θ)/τ): θ/τ itself overflows for large finite θ and small τ
+        return softmax_last(theta, self.tau, xp=xp, divide=True), (theta,)
 
     def vjp(self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any) -> tuple[Any | None, ...]:
         (theta,) = residuals
-        y = stable_softmax(theta / self.tau, xp=xp)
+        y = softmax_last(theta, self.tau, xp=xp, divide=True)
         return (_softmax_vjp(y, cotangent, self.tau, xp=xp),)
 
 
@@ -51,10 +52,11 @@ class SparsemaxOp(Op):
     name: ClassVar[str] = "sparsemax"
 
     def forward(self, theta: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
-        z = theta / self.tau
         # sparsemax(z + c) = sparsemax(z): centre on the max so that 1 + z_(1) > z_(1)
-        # also holds in floating point for large |z| (and the sums stay accurate)
-        z = z - xp.max(z, axis=-1, keepdims=True)
+        # also holds in floating point for large |z| (and the sums stay accurate), and
+        # before dividing by τ (θ/τ overflows for large finite θ and small τ); entries
+        # clipped below -1e4 are outside the support either way
+        z = shifted_scaled(theta, self.tau, xp=xp, divide=True)
         n = z.shape[-1]
         zs = xp.sort(z, axis=-1, descending=True)
         cs = xp.cumulative_sum(zs, axis=-1)
@@ -84,13 +86,13 @@ class GumbelSoftmaxOp(Op):
 
     def forward(self, theta: Any, noise: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
         z = theta + noise
-        soft = stable_softmax(z / self.tau, xp=xp)
+        soft = softmax_last(z, self.tau, xp=xp, divide=True)
         y = _one_hot_argmax(soft, xp=xp) if self.hard else soft
         return y, (z,)
 
     def vjp(self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any) -> tuple[Any | None, ...]:
         (z,) = residuals
-        soft = stable_softmax(z / self.tau, xp=xp)
+        soft = softmax_last(z, self.tau, xp=xp, divide=True)
         return (_softmax_vjp(soft, cotangent, self.tau, xp=xp), None)
 
 
@@ -120,8 +122,10 @@ def softmax(theta: Any, /, *, tau: float = 1.0, check_finite: bool = True) -> Bo
     >>> dc.relax.softmax(np.log(np.array([1.0, 3.0])))
     array([0.25, 0.75])
     """
-    theta, _, out_dtype = check_scores(theta, check_finite=check_finite)
-    return Bound(SoftmaxOp(check_positive(tau, name="tau")), (theta,), out_dtype)
+    theta, xp, out_dtype = check_scores(theta, check_finite=check_finite)
+    tau = check_positive(tau, name="tau")
+    tau = check_in_dtype_range(tau, name="tau", dtype=theta.dtype, xp=xp)
+    return Bound(SoftmaxOp(tau), (theta,), out_dtype)
 
 
 @op_function
@@ -160,8 +164,10 @@ def sparsemax(theta: Any, /, *, tau: float = 1.0, check_finite: bool = True) -> 
     Martins and Astudillo, "From softmax to sparsemax: a sparse model of attention and
     multi-label classification", ICML 2016, arXiv:1602.02068.
     """
-    theta, _, out_dtype = check_scores(theta, check_finite=check_finite)
-    return Bound(SparsemaxOp(check_positive(tau, name="tau")), (theta,), out_dtype)
+    theta, xp, out_dtype = check_scores(theta, check_finite=check_finite)
+    tau = check_positive(tau, name="tau")
+    tau = check_in_dtype_range(tau, name="tau", dtype=theta.dtype, xp=xp)
+    return Bound(SparsemaxOp(tau), (theta,), out_dtype)
 
 
 @op_function
@@ -219,6 +225,7 @@ def gumbel_softmax(
     """
     theta, xp, out_dtype = check_scores(theta, check_finite=check_finite)
     tau = check_positive(tau, name="tau")
+    tau = check_in_dtype_range(tau, name="tau", dtype=theta.dtype, xp=xp)
     hard = check_flag(hard, name="hard")
     noise = bind_noise(theta, rng, noise, law=GUMBEL, check_finite=check_finite)
     return Bound(GumbelSoftmaxOp(tau, hard), (theta, noise), out_dtype)

@@ -1,12 +1,14 @@
 r"""The registry of perturbation CDFs (and their densities) used by every relaxation.
 
 A relaxed comparison replaces the step :math:`1[x > 0]` by :math:`F(x/s)`, the
-probability that :math:`x + s\varepsilon > 0` for a noise :math:`\varepsilon` with CDF
-:math:`F` (Petersen, "Learning with differentiable algorithms", 2022, ch. 3; GenDR,
-CVPR 2022). This module holds one registry of such CDFs, each with its density
-:math:`f = F'` — the sorting networks use :math:`F` in the forward pass and
-:math:`f` in their explicit VJP; :func:`dopt_core.relax.soft_compare` and later
-relaxations share it.
+probability :math:`\Pr[s\varepsilon < x]` that a noise :math:`\varepsilon` with CDF
+:math:`F` stays below :math:`x/s` (for symmetric :math:`F` also
+:math:`\Pr[x + s\varepsilon > 0]`) (Petersen, "Learning with differentiable
+algorithms", 2022, ch. 3; GenDR, CVPR 2022). This module holds one registry of such
+CDFs, each with its density :math:`f = F'`; the one relaxed comparator built on them,
+shared by the sorting networks and :func:`dopt_core.relax.soft_compare` /
+``soft_min`` / ``soft_max``, is :mod:`dopt_core.relax._comparator` (:math:`F` in the
+forward pass, :math:`f` in the explicit VJP).
 
 Names, with :math:`v = x/s` (``s`` = ``scale``; the sorting networks use
 ``s = 1/steepness``), :math:`c` = ``shift``, :math:`k` = ``shape``:
@@ -356,30 +358,55 @@ def _exp_pdf(u: Any, xp: Any) -> Any:
     return xp.where(u >= 0, xp.exp(-xp.maximum(u, xp.zeros_like(u))), xp.zeros_like(u))
 
 
+def _levy_support(u: Any, xp: Any) -> tuple[Any, Any]:
+    """``u > 0`` and ``u`` there (1 elsewhere). Below the smallest normal number both F and
+    f are 0 to the dtype's precision, and ``1/(2u)`` would overflow: treated as outside."""
+    pos = u > float(xp.finfo(u.dtype).smallest_normal)
+    return pos, xp.where(pos, u, xp.ones_like(u))
+
+
 def _levy_cdf(u: Any, xp: Any) -> Any:
-    pos = u > 0
-    us = xp.where(pos, u, xp.ones_like(u))
+    pos, us = _levy_support(u, xp)
     return xp.where(pos, erfc(xp.sqrt(1 / (2 * us)), xp=xp), xp.zeros_like(u))
 
 
 def _levy_pdf(u: Any, xp: Any) -> Any:
-    pos = u > 0
-    us = xp.where(pos, u, xp.ones_like(u))
-    d = xp.exp(-1 / (2 * us)) / (math.sqrt(2 * math.pi) * us * xp.sqrt(us))
+    # exp(-1/(2u)) / (√(2π) u^{3/2}) in log form: u^{3/2} underflows long before the
+    # exponential does, which gave 0/0
+    pos, us = _levy_support(u, xp)
+    d = xp.exp(-1 / (2 * us) - 1.5 * xp.log(us)) / math.sqrt(2 * math.pi)
     return xp.where(pos, d, xp.zeros_like(u))
+
+
+#: Standardised arguments are clipped to ±V_MAX before F and f (every F is 0 or 1
+#: there to float64 precision but Lévy's, within 1e-9; ``V_MAX²`` is finite in float32):
+#: ``x · steepness`` may overflow to inf for finite inputs, and inf/inf or inf - inf
+#: inside a formula gives NaN
+V_MAX = 1e18
+
+
+def clip_standardised(v: Any, *, xp: Any, scale: float = 1.0) -> Any:
+    """``v · scale`` clipped to ``[-V_MAX, V_MAX]``; ``v`` is clipped first (to
+    ``±V_MAX/scale``), so that the product never overflows."""
+    if scale == 1.0:
+        return xp.clip(v, min=-V_MAX, max=V_MAX)
+    bound = V_MAX / scale
+    return xp.clip(v, min=-bound, max=bound) * scale
 
 
 def _art_cdf(x: Any, steep: float, p: dict[str, Any], xp: Any) -> Any:
     lam = float(p.get("art_lambda", 0.25))
-    return _sigmoid(x * steep / (xp.abs(x) + 1e-10) ** lam, xp)
+    return _sigmoid(clip_standardised(x / (xp.abs(x) + 1e-10) ** lam, xp=xp, scale=steep), xp)
 
 
 def _art_pdf(x: Any, steep: float, p: dict[str, Any], xp: Any) -> Any:
     # u = β x/(|x|+ε)^λ;  du/dx = β (|x| + ε - λ|x|) / (|x|+ε)^{λ+1}
+    #                            = β (1 - λ|x|/a) / a^λ   (no overflow for large |x|)
     lam = float(p.get("art_lambda", 0.25))
     a = xp.abs(x) + 1e-10
-    u = x * steep / a**lam
-    du = steep * (a - lam * xp.abs(x)) / a ** (lam + 1)
+    al = a**lam
+    u = clip_standardised(x / al, xp=xp, scale=steep)
+    du = steep * (1 - lam * xp.abs(x) / a) / al
     return _sigmoid_pdf(u, xp) * du
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from .._lib._checks import check_flag, check_int, check_scores
+from .._lib._checks import check_exact_integers, check_flag, check_int, check_scores
 from .._lib._compat import device
 from ..op import Bound, Op, ZeroGradient, op_function
 
@@ -211,6 +211,9 @@ def rank(theta: Any, /, *, check_finite: bool = True) -> Bound:
         r^*(\theta) = \operatorname*{argmax}_{r \in \Pi(1, \dots, n)} \langle \theta, r \rangle .
 
     Among equal scores the lower index gets the lower rank (stable ascending order).
+    The ranks are returned in ``theta``'s dtype, which must hold the integers up to
+    ``n`` exactly (``ValueError`` otherwise: n <= 2048 in float16, 256 in bfloat16,
+    2**24 in float32).
 
     Parameters
     ----------
@@ -225,7 +228,9 @@ def rank(theta: Any, /, *, check_finite: bool = True) -> Bound:
     >>> dc.solvers.rank(np.array([0.3, -1.0, 2.0, 0.3]))
     array([2., 1., 4., 3.])
     """
-    theta, _, out_dtype = check_scores(theta, check_finite=check_finite)
+    theta, xp, out_dtype = check_scores(theta, check_finite=check_finite)
+    dtype = theta.dtype if out_dtype is None else out_dtype
+    check_exact_integers(theta.shape[-1], dtype, name="theta", what="ranks", xp=xp)
     return Bound(RankOp(), (theta,), out_dtype)
 
 

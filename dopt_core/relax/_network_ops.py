@@ -1,0 +1,308 @@
+"""The Ops of the sorting networks: values, relaxed permutation matrix, soft top-k (private).
+
+Layers are applied with gathers over the static index arrays of
+:mod:`dopt_core.relax._network_tables` (values: O(n) work per layer), every comparator
+through the one relaxed comparator of :mod:`dopt_core.relax._comparator`. The
+permutation matrix is built without a dense n×n layer matrix: for odd-even by row
+gathers (O(n²) per layer); for bitonic one merge matrix and one batched matrix product
+per merge block (:mod:`dopt_core.relax._bitonic_merge`). The explicit VJPs run the
+layers (or blocks) backwards with the same maps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, NamedTuple
+
+from .._lib._compat import device
+from ..backend import take_nonnegative as _take
+from ..op import Op
+from . import cdfs
+from ._bitonic_merge import MergeResiduals, merges_forward, merges_vjp
+from ._comparator import compare, compare_t, compare_vjp, comparator_alpha
+from ._network_tables import Layers, layers, merges
+
+__all__ = ["NetworkPermutationOp", "NetworkSortOp", "SoftTopKOp", "Spec"]
+
+
+class _Idx:
+    """The static index arrays of one network on the arrays' device."""
+
+    def __init__(self, lay: Layers, like: Any, xp: Any) -> None:
+        dev = device(like)
+
+        def conv(name: str) -> Any:
+            return lay.consts.rows(name, getattr(lay, name), xp, dev)
+
+        self.ia, self.ib = conv("ia"), conv("ib")
+        self.dmn, self.dmx = conv("dmn"), conv("dmx")
+        self.src, self.back = conv("src"), conv("back")
+        self.partner, self.sel = conv("partner"), conv("sel")
+        self.asc = lay.consts.rows("asc", lay.asc, xp, dev, like.dtype)
+        self.L, self.C, self.n = lay.num_layers, lay.width, lay.n
+
+
+# ---------------------------------------------------------------------------------
+# the layer maps, on any axis (values: last; P: last = columns; top-k: rows)
+# ---------------------------------------------------------------------------------
+def _mix(v: Any, alpha: Any, ia: Any, ib: Any, src: Any, axis: int, *, xp: Any) -> Any:
+    """One relaxed layer: compared entries along ``axis`` mixed by ``alpha``."""
+    mn, mx = compare(_take(v, ia, axis=axis), _take(v, ib, axis=axis), alpha)
+    return _take(xp.concat([v, mn, mx], axis=axis), src, axis=axis)
+
+
+def _mix_t(
+    h: Any, alpha: Any, dmn: Any, dmx: Any, back: Any, axis: int, *, xp: Any
+) -> tuple[Any, Any, Any]:
+    """The transpose of :func:`_mix` (fixed ``alpha``); also returns ``(h_min, h_max)``."""
+    h_mn = _take(h, dmn, axis=axis)
+    h_mx = _take(h, dmx, axis=axis)
+    h_a, h_b = compare_t(h_mn, h_mx, alpha)
+    return _take(xp.concat([h, h_a, h_b], axis=axis), back, axis=axis), h_mn, h_mx
+
+
+@dataclass(frozen=True)
+class Spec:
+    network: str
+    steepness: float
+    sigmoid: str
+    art_lambda: float
+
+    def alpha(self, delta: Any, *, xp: Any) -> tuple[Any, Any]:
+        """``α = F(β Δ)`` and ``dα/dΔ`` (:func:`._comparator.comparator_alpha`)."""
+        p = {"art_lambda": self.art_lambda}
+        return comparator_alpha(delta, self.steepness, cdfs.get(self.sigmoid), p, xp=xp)
+
+
+def _values_forward(
+    x: Any, spec: Spec, idx: _Idx, *, xp: Any
+) -> tuple[Any, list[Any], list[Any], list[Any]]:
+    ax = x.ndim - 1
+    alphas, dalphas, deltas = [], [], []
+    for li in range(idx.L):
+        a = _take(x, idx.ia[li], axis=ax)
+        b = _take(x, idx.ib[li], axis=ax)
+        delta = b - a
+        alpha, dalpha = spec.alpha(delta, xp=xp)
+        mn, mx = compare(a, b, alpha, delta)
+        x = _take(xp.concat([x, mn, mx], axis=ax), idx.src[li], axis=ax)
+        alphas.append(alpha)
+        dalphas.append(dalpha)
+        deltas.append(delta)
+    return x, alphas, dalphas, deltas
+
+
+def _values_backward_step(
+    g: Any, li: int, alpha: Any, dalpha: Any, delta: Any, g_alpha_extra: Any, idx: _Idx, *, xp: Any
+) -> Any:
+    """Cotangent of layer l's input from its output's cotangent ``g`` (+ a cotangent on α)."""
+    ax = g.ndim - 1
+    g_mn = _take(g, idx.dmn[li], axis=ax)
+    g_mx = _take(g, idx.dmx[li], axis=ax)
+    g_a, g_b = compare_vjp(g_mn, g_mx, alpha, dalpha, delta, g_alpha_extra)
+    return _take(xp.concat([g, g_a, g_b], axis=ax), idx.back[li], axis=ax)
+
+
+class Comparators(NamedTuple):
+    """The values network's residuals, stacked ``(..., L, C)`` per comparator slot: ``α``,
+    ``dα/dΔ`` and ``Δ``. Every Op's residuals start with these three arrays (a flat
+    tuple at the Op boundary); :meth:`of` reads them back and :meth:`layers` unstacks."""
+
+    alpha: Any
+    dalpha: Any
+    delta: Any
+
+    @classmethod
+    def of(cls, residuals: tuple[Any, ...]) -> Comparators:
+        return cls(*residuals[: len(cls._fields)])
+
+    @classmethod
+    def stacked(
+        cls, alphas: list[Any], dalphas: list[Any], deltas: list[Any], like: Any, C: int, *, xp: Any
+    ) -> Comparators:
+        return cls(*(_stack(r, like, C, xp=xp) for r in (alphas, dalphas, deltas)))
+
+    def layers(self, L: int) -> tuple[list[Any], list[Any], list[Any]]:
+        return _unstack(self.alpha, L), _unstack(self.dalpha, L), _unstack(self.delta, L)
+
+
+#: Number of leading residuals that are :class:`Comparators`; the Op's own follow.
+_NCOMP = len(Comparators._fields)
+
+
+def _stack(items: list[Any], like: Any, C: int, *, xp: Any) -> Any:
+    if items:
+        return xp.stack(items, axis=-2)
+    return xp.zeros((*like.shape[:-1], 0, C), dtype=like.dtype, device=device(like))
+
+
+def _unstack(a: Any, L: int) -> list[Any]:
+    return [a[..., li, :] for li in range(L)]
+
+
+def _values_vjp(
+    residuals: tuple[Any, ...], g: Any, idx: _Idx, g_alpha: list[Any] | None, *, xp: Any
+) -> Any:
+    alpha, dalpha, delta = Comparators.of(residuals).layers(idx.L)
+    for li in range(idx.L - 1, -1, -1):
+        extra = None if g_alpha is None else g_alpha[li]
+        g = _values_backward_step(g, li, alpha[li], dalpha[li], delta[li], extra, idx, xp=xp)
+    return g
+
+
+@dataclass(frozen=True)
+class NetworkSortOp(Op):
+    spec: Spec
+    n: int
+    name: ClassVar[str] = "network_sort"
+
+    def forward(self, x: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
+        idx = _Idx(layers(self.spec.network, self.n), x, xp)
+        y, alphas, dalphas, deltas = _values_forward(x, self.spec, idx, xp=xp)
+        res = Comparators.stacked(alphas, dalphas, deltas, x, idx.C, xp=xp)
+        if idx.L == 0:
+            y = y * 1  # a fresh array, not the input
+        return y, tuple(res)
+
+    def vjp(self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any) -> tuple[Any | None, ...]:
+        idx = _Idx(layers(self.spec.network, self.n), cotangent, xp)
+        return (_values_vjp(residuals, cotangent, idx, None, xp=xp),)
+
+
+def _eye_batch(x: Any, n: int, *, xp: Any) -> Any:
+    eye = xp.eye(n, dtype=x.dtype, device=device(x))
+    return xp.broadcast_to(eye, (*x.shape[:-1], n, n))
+
+
+def _partner_coef(alpha: Any, li: int, idx: _Idx, *, xp: Any) -> Any:
+    """Per-wire weight of the partner wire in layer l: ``1-α`` (ascending comparator), ``α``
+    (descending comparator) or 0 (pass-through); shape ``(..., n)``."""
+    cp = alpha + idx.asc[li] * (1 - 2 * alpha)
+    zero = xp.zeros((*alpha.shape[:-1], 1), dtype=alpha.dtype, device=device(alpha))
+    return _take(xp.concat([zero, cp], axis=alpha.ndim - 1), idx.sel[li], axis=alpha.ndim - 1)
+
+
+@dataclass(frozen=True)
+class NetworkPermutationOp(Op):
+    """P is built transposed, ``Q = Pᵀ`` (rows = wires), so that every layer is one gather of
+    whole rows: ``Q ← Q + c ⊙ (Q[partner] - Q)`` with ``c`` the partner weight per wire."""
+
+    spec: Spec
+    n: int
+    name: ClassVar[str] = "network_permutation"
+
+    def _blocked(self) -> bool:
+        """The merge-matrix path (bitonic networks, n >= 2)."""
+        return self.spec.network == "bitonic" and self.n > 1
+
+    def forward(self, x: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
+        if self._blocked():
+            return self._forward_blocks(x, xp=xp)
+        idx = _Idx(layers(self.spec.network, self.n), x, xp)
+        _, alphas, dalphas, deltas = _values_forward(x, self.spec, idx, xp=xp)
+        Q = _eye_batch(x, self.n, xp=xp)
+        ax = Q.ndim - 2
+        diffs = []
+        for li in range(idx.L):
+            E = _take(Q, idx.partner[li], axis=ax) - Q
+            diffs.append(_take(E, idx.ia[li], axis=ax))  # Q[b] - Q[a] per comparator
+            Q = Q + xp.expand_dims(_partner_coef(alphas[li], li, idx, xp=xp), axis=-1) * E
+        res = Comparators.stacked(alphas, dalphas, deltas, x, idx.C, xp=xp)
+        # one residual per layer (no stacking copy): Q[b] - Q[a] for each comparator
+        return xp.matrix_transpose(Q), (*res, *diffs)
+
+    def _forward_blocks(self, x: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
+        """Bitonic: one merge matrix and one batched matrix product per block
+        (:mod:`dopt_core.relax._bitonic_merge`)."""
+        idx = _Idx(layers("bitonic", self.n), x, xp)
+        _, alphas, dalphas, deltas = _values_forward(x, self.spec, idx, xp=xp)
+        res = Comparators.stacked(alphas, dalphas, deltas, x, idx.C, xp=xp)
+        lay = layers("bitonic", self.n)  # cached: the tables idx was made from
+        asc = lay.consts.array("asc2d", lay.asc, xp, device(x), x.dtype)
+        c_all = res.alpha + asc * (1 - 2 * res.alpha)  # partner weights: c = α + asc (1 - 2α)
+        c = _unstack(c_all, idx.L)
+        P, saved = merges_forward(c, merges(self.n), x, xp=xp)
+        return P, (*res, *saved.flat())
+
+    def _vjp_blocks(
+        self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any
+    ) -> tuple[Any | None, ...]:
+        idx = _Idx(layers("bitonic", self.n), cotangent, xp)
+        sched = merges(self.n)
+        saved = MergeResiduals.unflatten(residuals[_NCOMP:], sched, idx.L)
+        g_c = merges_vjp(idx.L, saved, cotangent, sched, xp=xp)
+        g_alpha = [g_c[li] * (1 - 2 * idx.asc[li]) for li in range(idx.L)]  # c = α + asc (1 - 2α)
+        g = xp.zeros(cotangent.shape[:-1], dtype=cotangent.dtype, device=device(cotangent))
+        return (_values_vjp(residuals, g, idx, g_alpha, xp=xp),)
+
+    def vjp(self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any) -> tuple[Any | None, ...]:
+        if self._blocked():
+            return self._vjp_blocks(residuals, cotangent, xp=xp)
+        idx = _Idx(layers(self.spec.network, self.n), cotangent, xp)
+        alpha, dalpha, delta = Comparators.of(residuals).layers(idx.L)
+        D = residuals[_NCOMP:]  # per layer: Q[b] - Q[a] for each comparator
+        H = xp.matrix_transpose(cotangent)  # cotangent of Q
+        ax = H.ndim - 2
+        g = xp.zeros(cotangent.shape[:-1], dtype=cotangent.dtype, device=device(cotangent))
+        for li in range(idx.L - 1, -1, -1):
+            cp = xp.expand_dims(_partner_coef(alpha[li], li, idx, xp=xp), axis=-1)
+            # Q_new[w] = Q[w] + c_w (Q[p(w)] - Q[w]), c shared by the two wires of a comparator,
+            # so H_prev = H + c (H[p] - H) and d<H, Q_new>/dc = Σ_j (H[a] - H[b]) (Q[b] - Q[a])
+            E = _take(H, idx.partner[li], axis=ax) - H
+            g_c = xp.sum(_take(E, idx.ib[li], axis=ax) * D[li], axis=-1)
+            g_alpha = g_c * (1 - 2 * idx.asc[li])  # c = α + asc (1 - 2α)
+            H = H + cp * E
+            g = _values_backward_step(g, li, alpha[li], dalpha[li], delta[li], g_alpha, idx, xp=xp)
+        return (g,)
+
+
+@dataclass(frozen=True)
+class SoftTopKOp(Op):
+    spec: Spec
+    n: int
+    k: int
+    name: ClassVar[str] = "soft_top_k"
+
+    def forward(self, x: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
+        idx = _Idx(layers(self.spec.network, self.n), x, xp)
+        _, alphas, dalphas, deltas = _values_forward(x, self.spec, idx, xp=xp)
+        # Y_L = last k columns of I;  Y_{l-1} = M_l Y_l  (rows mixed by the transposed layer)
+        Y = _eye_batch(x, self.n, xp=xp)[..., self.n - self.k :]
+        ax = Y.ndim - 2
+        diffs: list[Any] = [None] * idx.L
+        for li in range(idx.L - 1, -1, -1):
+            al = xp.expand_dims(alphas[li], axis=-1)
+            Y, Y_mn, Y_mx = _mix_t(Y, al, idx.dmn[li], idx.dmx[li], idx.back[li], ax, xp=xp)
+            diffs[li] = Y_mn - Y_mx
+        res = Comparators.stacked(alphas, dalphas, deltas, x, idx.C, xp=xp)
+        E = (
+            xp.stack(diffs, axis=-3)
+            if diffs
+            else xp.zeros((*x.shape[:-1], 0, 0, self.k), dtype=x.dtype, device=device(x))
+        )
+        return Y * 1 if idx.L == 0 else Y, (*res, E)
+
+    def vjp(self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any) -> tuple[Any | None, ...]:
+        idx = _Idx(layers(self.spec.network, self.n), cotangent, xp)
+        alpha, dalpha, delta = Comparators.of(residuals).layers(idx.L)
+        (E,) = residuals[_NCOMP:]
+        G = cotangent  # cotangent of Y_0
+        ax = G.ndim - 2
+        g_alpha = []
+        for li in range(idx.L):
+            # Y_{l-1}[a] = Y_l[min] - (1-α) E_l... : d/dα of row a is +E_l, of row b is -E_l
+            G_a = _take(G, idx.ia[li], axis=ax)
+            G_b = _take(G, idx.ib[li], axis=ax)
+            g_alpha.append(xp.sum((G_a - G_b) * E[..., li, :, :], axis=-1))
+            al = xp.expand_dims(alpha[li], axis=-1)
+            G = _mix(G, al, idx.ia[li], idx.ib[li], idx.src[li], ax, xp=xp)
+        g = xp.zeros(
+            (*cotangent.shape[:-2], self.n), dtype=cotangent.dtype, device=device(cotangent)
+        )
+        for li in range(idx.L - 1, -1, -1):
+            g = _values_backward_step(
+                g, li, alpha[li], dalpha[li], delta[li], g_alpha[li], idx, xp=xp
+            )
+        return (g,)
+
+

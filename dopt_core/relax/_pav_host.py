@@ -1,0 +1,395 @@
+"""Host half of soft sort / soft rank: stable sort, PAV and the packed result (pure NumPy).
+
+Everything here runs on NumPy arrays inside the one :func:`dopt_core.backend.host_call`
+of :mod:`dopt_core.relax._softsort`: a stable sort, pool-adjacent-violators (SciPy's
+``isotonic_regression`` for L2 on chunks of chained rows, a Python PAV for KL), the
+outputs from block means in a cancellation-free form, and the VJP's bookkeeping
+(sort order, block bounds, weights) packed with the output into one array of the
+input's dtype. No framework array reaches this module.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = [
+    "RANK_ROWS",
+    "SORT_ROWS",
+    "flat_on_host",
+    "forward_host",
+    "isotonic_kl",
+    "isotonic_l2",
+]
+
+
+# ---------------------------------------------------------------------------------
+# host PAV
+# ---------------------------------------------------------------------------------
+def _blocks_l2(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    from scipy.optimize import isotonic_regression
+
+    res = isotonic_regression(y, increasing=False)
+    return np.asarray(res.x), np.asarray(res.blocks)
+
+
+def _blocks_kl(y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """PAV for v_E: the solution and the blocks (start indices, then n)."""
+    val, blocks = _kl_pav(y, w)
+    return np.repeat(val, np.diff(blocks)), blocks
+
+
+def _kl_pav(y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """PAV for v_E: the value of every block and the blocks (start indices, then n).
+
+    Each new entry is pooled with the blocks before it while it violates
+    ``v_prev >= v_new``; a block keeps ``LSE(y_B)``, ``LSE(w_B)`` and its value
+    ``LSE(y_B) - LSE(w_B)``. Plain Python floats (this loop is the cost).
+    """
+    yl, wl = y.tolist(), w.tolist()
+    starts: list[int] = []
+    ly: list[float] = []
+    lw: list[float] = []
+    val: list[float] = []
+    log1p, exp = math.log1p, math.exp
+    for i in range(len(yl)):
+        a, b, st = yl[i], wl[i], i
+        v = a - b
+        while val and val[-1] < v:
+            pa, pb = ly.pop(), lw.pop()
+            val.pop()
+            st = starts.pop()
+            a = max(a, pa) + log1p(exp(-abs(a - pa)))
+            b = max(b, pb) + log1p(exp(-abs(b - pb)))
+            v = a - b
+        starts.append(st)
+        ly.append(a)
+        lw.append(b)
+        val.append(v)
+    return np.asarray(val), np.asarray([*starts, len(yl)])
+
+
+def isotonic_l2(y: np.ndarray) -> np.ndarray:
+    """``argmin_{v_1 >= ... >= v_n} ½‖v - y‖²`` along the last axis (NumPy, host)."""
+    y = np.asarray(y, dtype=np.float64)
+    out = np.empty_like(y)
+    for idx in np.ndindex(*y.shape[:-1]):
+        out[idx] = _blocks_l2(y[idx])[0]
+    return out
+
+
+def isotonic_kl(y: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``argmin_{v_1 >= ... >= v_n} <e^{y - v}, 1> + <e^w, v>`` along the last axis.
+
+    NumPy, on the host.
+    """
+    y, w = np.broadcast_arrays(np.asarray(y, dtype=np.float64), np.asarray(w, dtype=np.float64))
+    out = np.empty_like(y)
+    for idx in np.ndindex(*y.shape[:-1]):
+        out[idx] = _blocks_kl(y[idx], w[idx])[0]
+    return out
+
+
+def _logsumexp_in_blocks(a: np.ndarray, starts: np.ndarray, bid: np.ndarray) -> np.ndarray:
+    """``LSE(a_B)`` of every block (starts ``starts``; ``bid`` = block of every entry)."""
+    m = np.maximum.reduceat(a, starts)
+    return m + np.log(np.add.reduceat(np.exp(a - m.take(bid)), starts))
+
+
+_ROWS_PER_CALL = 128
+
+
+def _chain_offsets(
+    lo: np.ndarray, hi: np.ndarray, *, scale: float = 1.0, extra: float = 0.0, unit: int = 0
+) -> np.ndarray:
+    """Offsets that chain rows into one isotonic problem per chunk of rows.
+
+    Each row's values lie in ``[lo·scale, hi·scale + extra]`` (``lo``, ``hi`` per row;
+    ``scale > 0``). Within a chunk row ``r`` is shifted down by ``r · big``, ``big`` a
+    power of two above twice the chunk's spread: no block can straddle two rows (the
+    constraint between rows is slack), and subtracting the offset is exact for
+    integer (dyadic) data, so ties there stay ties. ``unit = k``: the values are those
+    of a problem scaled by ``2**k`` (``scale`` and ``extra`` already include it), and the
+    offsets are exactly ``2**k`` times those of the unscaled problem.
+    """
+    rows = lo.shape[0]
+    shift = np.arange(rows, dtype=np.float64)
+    for c in range(0, rows, _ROWS_PER_CALL):
+        chunk = slice(c, c + _ROWS_PER_CALL)
+        spread = (float(hi[chunk].max()) - float(lo[chunk].min())) * scale + extra
+        if not math.isfinite(spread):  # NaN/inf with check_finite=False: garbage, no error
+            spread = 0.0
+        # 2**ceil(log2(2·spread/2**k + 1)) · 2**k, without forming spread/2**k
+        e = math.ceil(math.log2(2.0 * spread + math.ldexp(1.0, unit)) - unit)
+        big = math.ldexp(1.0, e + unit)
+        if rows <= _ROWS_PER_CALL:
+            shift *= big
+        else:
+            shift[chunk] = (shift[chunk] - c) * big
+    return shift
+
+
+def _isotonic_chained(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Non-increasing isotonic regression of rows chained by :func:`_chain_offsets`:
+    the block starts (flat positions, then ``y.size``) and the solution, ``(rows, n)``."""
+    from scipy.optimize import isotonic_regression
+
+    rows, n = y.shape
+    if rows <= _ROWS_PER_CALL:
+        res = isotonic_regression(y.ravel(), increasing=False)
+        return res.blocks, res.x.reshape(rows, n)
+    starts, xs = [], []
+    for c in range(0, rows, _ROWS_PER_CALL):
+        res = isotonic_regression(y[c : c + _ROWS_PER_CALL].ravel(), increasing=False)
+        starts.append(res.blocks[:-1] + c * n)
+        xs.append(res.x)
+    return np.concatenate([*starts, [rows * n]]), np.concatenate(xs).reshape(rows, n)
+
+
+def _pav_l2_rows(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """L2 PAV of every row of the 2-D ``y``: the block starts (flat positions, then
+    ``y.size``) and the value of every block.
+
+    Rows are chained (:func:`_chain_offsets`): one ``isotonic_regression`` call per
+    chunk of rows. The offsets cost precision: absolute error about
+    ``256 · spread of the chunk · eps`` (float64 on the host), ~1e-13 relative to the
+    batch's spread; where two adjacent blocks of a row have equal values (a kink),
+    rounding may split or merge them differently from a row-by-row PAV (same values,
+    another valid subgradient).
+    """
+    n = y.shape[-1]
+    shift = _chain_offsets(y.min(axis=-1), y.max(axis=-1))
+    blocks, xs = _isotonic_chained(y - shift[:, None])
+    st = blocks[:-1]
+    return blocks, xs.ravel().take(st) + shift.take(st // n)
+
+
+def _pav_kl_rows(y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """KL PAV of every row of the 2-D ``y``, ``w``: block starts and block values, as
+    :func:`_pav_l2_rows` (a Python loop over the rows)."""
+    y, w = np.broadcast_arrays(y, w)
+    rows, n = y.shape
+    starts, values = [], []
+    for r in range(rows):
+        val, blocks = _kl_pav(y[r], w[r])
+        starts.append(blocks[:-1] + r * n)
+        values.append(val)
+    return np.concatenate([*starts, [rows * n]]), np.concatenate(values)
+
+
+def _stable_order(key: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stable ascending argsort of every row of the 2-D ``key``: the order, the same as
+    flat indices (``row · n`` added) and the sorted rows.
+
+    NumPy's default (introsort) argsort is several times faster than its stable one,
+    and already stable on rows whose sorted values strictly increase. On the other
+    rows (ties, NaN) each run of equal values is put in index order by sorting the
+    unique integers ``run · n + index``: the result is always the stable order — ties
+    in index order, as on every backend.
+    """
+    rows, n = key.shape
+    order = np.argsort(key, axis=-1)
+    flat = order + np.arange(0, rows * n, n)[:, None]
+    sk = key.ravel().take(flat)
+    increasing = sk[:, :-1] < sk[:, 1:]
+    if not increasing.all():
+        bad = np.flatnonzero(~increasing.all(axis=-1))
+        sb = sk[bad]
+        same = (sb[:, 1:] == sb[:, :-1]) | (np.isnan(sb[:, 1:]) & np.isnan(sb[:, :-1]))
+        run = np.zeros(sb.shape, dtype=np.int64)
+        np.cumsum(~same, axis=-1, out=run[:, 1:])
+        order[bad] = np.sort(run * n + order[bad], axis=-1) % n
+        flat[bad] = order[bad] + (bad * n)[:, None]
+    return order, flat, sk
+
+
+# flat positions (row · n + j) are exact in the packed float array up to this many
+# entries in all; beyond, the host writes per-row positions and the device adds row · n
+MAX_FLAT = {4: 2**24, 8: 2**53}
+
+
+def flat_on_host(entries: int, itemsize: int) -> bool:
+    return entries <= MAX_FLAT[itemsize]
+
+
+# the packed host result, ``(..., K, n)`` per op: the output, then the residuals
+RANK_ROWS = 5  # ranks, sort order, block first, block last, VJP weights
+SORT_ROWS = 4  # sorted values, block first, block last, VJP weights
+
+
+def forward_host(
+    x: np.ndarray,
+    *,
+    rank: bool,
+    reg: str,
+    eps: float,
+    descending: bool,
+    flat_positions: bool = False,
+) -> np.ndarray:
+    """The whole forward on the host, packed as ``(..., K, n)`` in ``x``'s dtype.
+
+    Sorting, PAV and its bookkeeping in one pass. Every row is in ``x``'s (original)
+    order except soft sort's output and the rank's sort order: positions in the sorted
+    order, ``order[j]`` = index of the ``j``-th entry, block bounds ``first``/``last``
+    = sorted positions of the first/last entry of the entry's PAV block. The VJP
+    weights are ``1/|B|`` (L2) or ``softmax_B(s)`` (KL; ``s`` the sorted values); soft
+    rank's VJP scales by ``±1/ε`` last, so that singleton blocks give an exact zero.
+    Only the block id of every entry is scattered to the original order; everything
+    else is looked up per block. Sorting runs in ``x``'s dtype, PAV and values in float64.
+    Positions are per-row, or flat (``row · n`` added) with ``flat_positions`` (the caller checks
+    that the packed dtype holds them exactly and that ``x`` is the whole batch, which it
+    is not for a JAX ``vmap``-ed callback).
+    """
+    *batch, n = x.shape
+    rows_k = RANK_ROWS if rank else SORT_ROWS
+    x = np.asarray(x).reshape(-1, n)
+    rows, dt = x.shape[0], x.dtype
+    packed = np.empty((rows, rows_k, n), dtype=dt)
+    if rows == 0:
+        return packed.reshape(*batch, rows_k, n)
+    # ascending key: rank sorts theta = ±x/ε descending, sort sorts ±x ascending
+    key = -x if rank != descending else x
+    order, flat, sk = _stable_order(key)
+    rho = np.arange(n, 0, -1, dtype=np.float64)
+    direct = None
+    if reg == "l2":
+        blocks, xs, shift, base = _l2_blocks(sk, rho, rank=rank, eps=eps)
+        if eps >= 1.0:  # the PAV solution itself is accurate here: use it (cheaper)
+            direct = (xs, shift, base)
+    else:
+        blocks = _kl_blocks(sk, rho, rank=rank, eps=eps)
+    starts, sizes = blocks[:-1], blocks[1:] - blocks[:-1]
+    itype = np.int32 if blocks[-1] < 2**31 else np.int64
+    bid = np.repeat(np.arange(sizes.size, dtype=itype), sizes)  # block of each sorted entry
+    bid_orig = np.empty((rows, n), dtype=itype)  # block of each entry, original order
+    bid_orig.ravel()[flat] = bid.reshape(rows, n)
+    flat_pos = flat_positions
+    # the outputs from the blocks alone, in a form without cancellation: every term is
+    # a difference of keys inside one block (exact for ties), a difference of positions,
+    # or a block mean of ρ, so that ε → 0 gives the exact sort/ranks (no x/ε - (x/ε - ρ))
+    first_row = starts % n  # sorted position of each block's first entry, in its row
+    k_first = sk.ravel().take(starts)  # each block's smallest key
+    if direct is not None:
+        pass
+    elif reg == "l2" and rank:
+        # block means of the key, as k_first + mean(key - k_first): exact for ties, whose
+        # deviation the rank multiplies by 1/ε
+        u = np.subtract(sk.ravel(), k_first.take(bid), dtype=np.float64)
+        mean_key = k_first + np.add.reduceat(u, starts) / sizes
+    elif reg == "l2":
+        mean_key = np.add.reduceat(sk.ravel(), starts, dtype=np.float64) / sizes
+    else:
+        # softmax_B(s) with s = -key·κ (κ = 1/ε for ranks, 1 for sort): e / Z_B
+        kappa = 1.0 / eps if rank else 1.0
+        u = np.subtract(sk.ravel(), k_first.take(bid), dtype=np.float64)
+        z = np.add.reduceat(np.exp(u * -kappa), starts)
+        e_orig = np.exp(np.subtract(key, k_first.take(bid_orig), dtype=np.float64) * -kappa)
+        soft = e_orig / z.take(bid_orig)  # softmax_B(s), original order
+    if rank:
+        if direct is not None:  # r = θ - v_B, v_B from the PAV solution (ε >= 1: no x/ε blow-up)
+            xs, shift, _ = direct
+            theta = np.multiply(key, -1.0 / eps, dtype=np.float64)
+            value = xs.ravel().take(starts) + shift.take(starts // n)
+            r = np.subtract(theta, value.take(bid_orig))
+        elif reg == "l2":  # r = θ - mean_B θ + mean_B ρ, θ - mean_B θ = -(key - mean_B key)/ε
+            tab = np.stack([mean_key, n - first_row - (sizes - 1) / 2.0])
+            t = np.take(tab, bid_orig, axis=1, mode="clip")  # mean key, mean ρ per entry
+            r = np.subtract(key, t[0], dtype=np.float64) * (-1.0 / eps) + t[1]
+        else:  # r = softmax_B(θ) · Σ_B ρ  (P_E: e^{θ - LSE(θ_B) + log Σ_B ρ})
+            sum_rho = sizes * (n - first_row - (sizes - 1) / 2.0)
+            r = soft * sum_rho.take(bid_orig)
+        packed[:, 0] = r
+        packed[:, 1] = flat if flat_pos else order
+    else:  # no in-place ufunc on the packed view (NumPy 2.4 gets in-place negation of an
+        # (rows, 1) strided view wrong)
+        pos = np.arange(n, dtype=np.float64)
+        if direct is not None:  # v - z from the PAV solution (ε >= 1: ρ/ε <= n)
+            xs, _, base = direct
+            y_sorted = xs + base
+        elif reg == "l2":  # mean_B(key) + (mean_B ρ - ρ_j)/ε = mean_B(key) + (j - centre_B)/ε
+            tab = np.stack([mean_key, first_row + (sizes - 1) / 2.0])
+            t = np.take(tab, bid.reshape(rows, n), axis=1, mode="clip")
+            y_sorted = (pos - t[1]) * (1.0 / eps) + t[0]
+        else:  # LSE_B(ρ/ε) - ρ_j/ε - LSE_B(-key): positions and in-block key differences
+            lse_rho = np.log(-np.expm1(-sizes / eps)) - np.log(-np.expm1(-1.0 / eps))
+            tab = np.stack([first_row.astype(np.float64), lse_rho + k_first - np.log(z)])
+            t = np.take(tab, bid.reshape(rows, n), axis=1, mode="clip")
+            y_sorted = (pos - t[0]) * (1.0 / eps) + t[1]
+        packed[:, 0] = -y_sorted if descending else y_sorted
+    # per-block tables in the output dtype, one take for all: first, last (, weight)
+    k0 = 2 if rank else 1
+    table = np.empty((3 if reg == "l2" else 2, sizes.size), dtype=dt)
+    first = starts if flat_pos else first_row  # integer arithmetic, then one cast
+    table[0] = first
+    table[1] = first + (sizes - 1)
+    if reg == "l2":
+        table[2] = 1.0 / sizes
+    # straight into the strided slab; mode="clip" skips the bounds check (bid_orig < #blocks)
+    np.take(
+        table,
+        bid_orig,
+        axis=1,
+        out=packed[:, k0 : k0 + table.shape[0]].transpose(1, 0, 2),
+        mode="clip",
+    )
+    if reg == "kl":  # VJP weights: softmax_B(s)
+        packed[:, k0 + 2] = soft
+    return packed.reshape(*batch, rows_k, n)
+
+
+def _l2_blocks(
+    sk: np.ndarray, rho: np.ndarray, *, rank: bool, eps: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """PAV blocks of the L2 problem of every row (flat block starts, then ``sk.size``),
+    and the chained solution ``xs`` with its row offsets ``shift`` and ``base``.
+
+    Rank: ``v = iso(s - ρ)`` with ``s = -sk/ε``; sort: ``v = iso(sk + ρ/ε)`` (both
+    non-increasing). Isotonic regression is positively homogeneous, so the blocks are
+    those of ``c·(...)`` for any ``c > 0``: ``c`` = the power of two in ``(ε/2, ε]`` (1 for
+    ``ε >= 1``) keeps every term within about ``max(|x|, n)`` for any ε (no ``x/ε`` or
+    ``ρ/ε`` overflow as ε → 0) and rounds exactly as the unscaled problem. Rows are chained
+    by :func:`_chain_offsets` (one ``isotonic_regression`` call per chunk of rows).
+    """
+    n = sk.shape[-1]
+    k = min(0, math.frexp(eps)[1] - 1)  # c = 2**k in (ε/2, ε] for ε < 1, else 1
+    c = math.ldexp(1.0, k)
+    lo, hi = sk[:, 0], sk[:, -1]
+    # c a power of two: the scaled problem rounds exactly like the unscaled one (same
+    # blocks, bit for bit, wherever the unscaled one does not overflow)
+    if rank:  # c (s - ρ) = -sk·(c/ε) - c ρ
+        shift = _chain_offsets(lo, hi, scale=c / eps, extra=c * (n - 1.0), unit=k)
+        base = np.add.outer(shift, c * rho)
+        y = np.multiply(sk, -c / eps, dtype=np.float64) - base
+    else:  # c (sk + ρ/ε) = c sk + (c/ε) ρ
+        shift = _chain_offsets(lo, hi, scale=c, extra=c * (n - 1.0) / eps, unit=k)
+        rw = rho / eps * c if eps > 2.0**-900 else rho * (c / eps)
+        base = np.subtract.outer(shift, rw)
+        scaled = sk if c == 1.0 else np.multiply(sk, c, dtype=np.float64)
+        y = np.subtract(scaled, base, dtype=np.float64)
+    blocks, xs = _isotonic_chained(y)
+    return blocks, xs, shift, base
+
+
+#: The KL PAV runs at ``ε >= max(|x|, 1) · n · 2**-40``: there ``x/ε`` is small enough
+#: for float64 to resolve ``log ρ_i - log ρ_{i+1} >= 1/n`` (so exact ties pool, as in the
+#: ε → 0 limit), and the blocks are those of ε → 0 except for entries closer than about
+#: ``1e-12 · n · max|x|`` (treated as ties; float32 inputs are never that close).
+_KL_FLOOR = 2.0**-40
+
+
+def _kl_blocks(sk: np.ndarray, rho: np.ndarray, *, rank: bool, eps: float) -> np.ndarray:
+    """PAV blocks of the KL problem of every row (flat block starts, then ``sk.size``).
+
+    Rank: ``v_E(s, log ρ)``, ``s = -sk/ε``; sort: ``v_E(ρ/ε, -sk)``. The PAV is not
+    homogeneous, so ε is floored (:data:`_KL_FLOOR`) for the block decisions only; the
+    outputs use the true ε.
+    """
+    ends = np.abs(sk[:, [0, -1]])
+    big = float(ends.max()) if np.isfinite(ends).all() else 0.0
+    e = max(eps, max(big, 1.0) * sk.shape[-1] * _KL_FLOOR)
+    if rank:
+        blocks, _ = _pav_kl_rows(np.multiply(sk, -1.0 / e, dtype=np.float64), np.log(rho))
+    else:
+        blocks, _ = _pav_kl_rows(rho / e, np.negative(sk, dtype=np.float64))
+    return blocks
