@@ -429,7 +429,7 @@ def type_name(x: Any) -> str:
     return f"{root}.{t.__qualname__}"
 
 
-def int_seed(rng: Any) -> int | None:
+def int_seed(rng: Any, *, name: str = "rng") -> int | None:
     """``rng`` as an ``int`` if it is an integer seed (Python or NumPy integer, not a
     bool), else ``None``. The one seed rule of every adapter: a negative seed raises
     ``ValueError`` naming ``rng`` (NumPy refuses them; torch and JAX would accept them).
@@ -438,6 +438,8 @@ def int_seed(rng: Any) -> int | None:
     ----------
     rng : object
         The ``rng=`` argument of a stochastic op.
+    name : str
+        The argument's name in the error message.
 
     Examples
     --------
@@ -449,7 +451,7 @@ def int_seed(rng: Any) -> int | None:
         return None
     seed = int(rng)
     if seed < 0:
-        raise ValueError(f"rng must be a non-negative int seed, got {seed}")
+        raise ValueError(f"{name} must be a non-negative int seed, got {seed}")
     return seed
 
 

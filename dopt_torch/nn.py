@@ -36,6 +36,7 @@ from typing import Any
 import torch
 
 import dopt_core as dc
+from dopt_core.backend import int_seed, type_name
 from dopt_core.op import OpFunction
 
 __all__ = ["FenchelYoungLoss", "PerturbedOptimizer"]
@@ -107,6 +108,11 @@ class _Seeded(torch.nn.Module):
         self, solver: Callable[..., Any], seed: int | None, kwargs: dict[str, Any]
     ) -> None:
         super().__init__()
+        if seed is not None:
+            value = int_seed(seed, name="seed")  # the one seed rule: a negative int raises ValueError
+            if value is None:
+                raise TypeError(f"seed must be an int or None, got {type_name(seed)}")
+            seed = value
         self.seed = seed
         self._solver = solver
         self._kwargs = dict(kwargs)

@@ -375,3 +375,14 @@ def test_registering_a_backend_keeps_the_other_cached_answers() -> None:
             R._BY_TYPE.clear()
         dc.backend_for(torch.ones(1))
         dc.backend_for(torch.nn.Parameter(torch.ones(1)))
+
+
+@pytest.mark.parametrize("module", [dt.nn.PerturbedOptimizer, dt.nn.FenchelYoungLoss])
+def test_module_seed_follows_the_one_seed_rule(module: Any) -> None:
+    """The modules' ``seed`` obeys the adapters' rule (issue 11 class 16): negative ints
+    raise ValueError, other kinds TypeError, both naming ``seed``; NumPy ints are kept."""
+    with pytest.raises(ValueError, match="seed must be a non-negative int seed, got -1"):
+        module(dt.solvers.argmax, seed=-1)
+    with pytest.raises(TypeError, match="seed must be an int or None, got float"):
+        module(dt.solvers.argmax, seed=1.5)
+    assert module(dt.solvers.argmax, seed=np.int64(7)).seed == 7
