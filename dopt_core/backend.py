@@ -97,6 +97,13 @@ class Backend:
         """True when ``x``'s values cannot be read now (a tracer, a lazy graph)."""
         return is_lazy_array(x)
 
+    def has_value(self, x: Any) -> bool:
+        """True when a 0-d ``x`` can be read as a Python number now (a hyper-parameter
+        given as an array). Defaults to ``not is_traced(x)``; an adapter whose
+        ``is_traced`` also skips value *checks* for readable arrays (torch while
+        compiling, where a read is only a graph break) answers here separately."""
+        return not self.is_traced(x)
+
     def take(self, x: Any, indices: Any, axis: int) -> Any:
         """``xp.take(x, indices, axis=axis)`` for indices known to be non-negative.
 
@@ -431,8 +438,9 @@ def type_name(x: Any) -> str:
 
 def int_seed(rng: Any, *, name: str = "rng") -> int | None:
     """``rng`` as an ``int`` if it is an integer seed (Python or NumPy integer, not a
-    bool), else ``None``. The one seed rule of every adapter: a negative seed raises
-    ``ValueError`` naming ``rng`` (NumPy refuses them; torch and JAX would accept them).
+    bool), else ``None``. The one seed rule of every adapter: a seed outside
+    ``[0, 2**63)`` raises ``ValueError`` naming ``rng`` (NumPy refuses negative seeds,
+    torch and JAX would accept them; torch and JAX overflow at 2**63 or 2**64).
 
     Parameters
     ----------
@@ -450,8 +458,8 @@ def int_seed(rng: Any, *, name: str = "rng") -> int | None:
     if type(rng) is not int and (isinstance(rng, bool | np.bool_) or not isinstance(rng, numbers.Integral)):
         return None
     seed = int(rng)
-    if seed < 0:
-        raise ValueError(f"{name} must be a non-negative int seed, got {seed}")
+    if not 0 <= seed < 2**63:  # torch and JAX seeds are 64-bit signed integers
+        raise ValueError(f"{name} must be an int seed in [0, 2**63), got {seed}")
     return seed
 
 

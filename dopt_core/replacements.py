@@ -398,4 +398,6 @@ def imle(
         theta, z, out_dtype = p.bind_theta_noise(theta, rng, noise)
         return Bound(op, (theta, z), out_dtype)
 
-    return op_function(bind, name=f"imle({solver_name(solver)})", doc=imle.__doc__)
+    f = op_function(bind, name=f"imle({solver_name(solver)})", doc=imle.__doc__)
+    f.perturbation = p  # type: ignore[attr-defined]  # its noise law, for testing.gradcheck
+    return f

@@ -315,7 +315,7 @@ def _generator(rng: Any) -> np.random.Generator:
     if rng is None:
         return np.random.default_rng(0)
     if isinstance(rng, bool) or not isinstance(rng, int | np.integer) or rng < 0:
-        raise TypeError(f"rng must be a non-negative int seed or a numpy.random.Generator, got {rng!r}")
+        raise TypeError(f"rng must be an int seed in [0, 2**63) or a numpy.random.Generator, got {rng!r}")
     return np.random.default_rng(int(rng))
 
 
@@ -465,10 +465,10 @@ def _name(f: Any) -> str:
 
 # -- dopt functions -------------------------------------------------------------------
 def _kind(f: OpFunction, bound: Any) -> str:
+    if type(bound.op).__module__ == "dopt_core.replacements":  # imle has a perturbation too
+        return "replacement"
     if hasattr(f, "perturbation"):
         return "stochastic"
-    if type(bound.op).__module__ == "dopt_core.replacements":
-        return "replacement"
     return "smooth"
 
 

@@ -71,6 +71,11 @@ class TorchBackend(Backend):
         # checks are then skipped, as under jax.jit and jax.vmap.
         return x.device.type == "meta" or _is_compiling() or (_functorch_active() and _vmapped(x))
 
+    def has_value(self, x: Any) -> bool:
+        # While compiling, a concrete 0-d tensor given as a hyper-parameter is readable
+        # (dynamo specialises on it or breaks the graph); meta and vmapped ones are not.
+        return x.device.type != "meta" and not (_functorch_active() and _vmapped(x))
+
     def take(self, x: Any, indices: Any, axis: int) -> Any:
         # array-api-compat's take remaps negative indices with three extra kernels per
         # call; the core's static tables are non-negative

@@ -137,6 +137,8 @@ class _Seeded(torch.nn.Module):
             return rng
         if not isinstance(theta, torch.Tensor):  # let the dopt function name the error
             return self._generator(torch.device("cpu"))
+        if theta.device.type == "meta":  # shapes only: meta draws need no generator
+            return 0 if self.seed is None else self.seed
         g = self._generator(theta.device)
         key = _fingerprint(theta)
         if _in_backward():

@@ -81,3 +81,24 @@ def test_regret_against_enumeration() -> None:
     assert math.isclose(dc.normalized_regret(solver, pred, truth), r.sum() / np.abs(opt).sum())
     with pytest.raises(ValueError, match="same shape"):
         dc.regret(solver, pred[:3], truth)
+
+
+def test_metrics_check_an_undeclared_solver_once() -> None:
+    """regret/normalized_regret check a solver without event_ndim on its first call
+    only (issue 11 class 2), so later calls cost one solver call per argument."""
+    calls = []
+
+    def my_argmax(t):
+        calls.append(t.shape)
+        return dc.solvers.argmax(t)
+
+    a = np.random.default_rng(0).normal(size=(4, 3))
+    b = np.random.default_rng(1).normal(size=(4, 3))
+    dc.regret(my_argmax, a, b)
+    first = len(calls)
+    del calls[:]
+    dc.regret(my_argmax, a, b)
+    assert first == 5 and len(calls) == 2  # 2 batched solves + 3 single rows, then 2
+    del calls[:]
+    dc.normalized_regret(my_argmax, a, b)
+    assert len(calls) == 3  # the decisions, the optimum, the objective's scale

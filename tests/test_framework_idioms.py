@@ -381,8 +381,18 @@ def test_registering_a_backend_keeps_the_other_cached_answers() -> None:
 def test_module_seed_follows_the_one_seed_rule(module: Any) -> None:
     """The modules' ``seed`` obeys the adapters' rule (issue 11 class 16): negative ints
     raise ValueError, other kinds TypeError, both naming ``seed``; NumPy ints are kept."""
-    with pytest.raises(ValueError, match="seed must be a non-negative int seed, got -1"):
+    with pytest.raises(ValueError, match="seed must be an int seed in \\[0, 2\\*\\*63\\), got -1"):
         module(dt.solvers.argmax, seed=-1)
     with pytest.raises(TypeError, match="seed must be an int or None, got float"):
         module(dt.solvers.argmax, seed=1.5)
     assert module(dt.solvers.argmax, seed=np.int64(7)).seed == 7
+
+
+@pytest.mark.parametrize("module", [dt.nn.PerturbedOptimizer, dt.nn.FenchelYoungLoss])
+def test_modules_propagate_shapes_on_meta_tensors(module: Any) -> None:
+    """Like the functional forms (issue 11 class 9), the modules run on meta tensors."""
+    layer = module(dt.solvers.argmax, seed=0, num_samples=3)
+    theta = torch.empty(2, 5, device="meta")
+    out = layer(theta) if module is dt.nn.PerturbedOptimizer else layer(theta, torch.empty(2, 5, device="meta"))
+    expected = (2, 5) if module is dt.nn.PerturbedOptimizer else ()
+    assert out.device.type == "meta" and tuple(out.shape) == expected

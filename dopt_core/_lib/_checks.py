@@ -239,19 +239,20 @@ def _kind(value: Any) -> str:
 def _concrete_scalar(value: Any, *, name: str, what: str) -> Any:
     """``value`` itself, or the Python scalar held by a concrete 0-d array of any backend.
 
-    A traced array (``jax.jit``; torch ``meta`` tensors) has no value now: ``TypeError``
-    saying that ``name`` must be static. Non-scalar arrays: ``TypeError``. Detects arrays
+    An array without a value now (``jax.jit`` tracers, torch ``meta`` or vmapped tensors:
+    ``Backend.has_value``) raises ``TypeError`` saying that ``name`` must be static. Non-scalar arrays: ``TypeError``. Detects arrays
     by duck typing (array-api-compat), so no framework is imported.
     """
     if not is_array_api_obj(value):
         return value
     backend = backend_for(value, name=name)
-    if backend.is_traced(value):
+    if not backend.has_value(value):
         raise TypeError(
             f"{name} must be static (a Python {what}), got a traced {backend.name} value whose "
             f"number is unknown until run time: under jax.jit, mark {name} static "
             f"(jax.jit(f, static_argnums=...) or static_argnames=({name!r},)) or close over it "
-            "(functools.partial(f, ...)) instead of passing it as a traced argument"
+            "(functools.partial(f, ...)); under torch.func.vmap or on meta tensors, pass a "
+            "Python number"
         )
     shape = tuple(value.shape)
     if shape != ():
@@ -345,8 +346,23 @@ def instance_solver(
     """
     nd = solver_event_ndim(solver, event_ndim)
     if event_ndim is None and not declares_event_ndim(solver):
-        return RowInstances(solver), nd
+        return _row_instances(solver), nd
     return solver, nd
+
+
+def _row_instances(solver: Callable[..., Any]) -> RowInstances:
+    """One :class:`RowInstances` per solver (the last 64 hashable ones are kept), so that
+    functions called per step (``regret``, ``normalized_regret``) check a solver once,
+    not at every call."""
+    try:
+        return _cached_row_instances(solver)
+    except TypeError:  # unhashable solver: checked at each call
+        return RowInstances(solver)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_row_instances(solver: Callable[..., Any]) -> RowInstances:
+    return RowInstances(solver)
 
 
 class RowInstances:

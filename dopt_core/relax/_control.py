@@ -65,7 +65,7 @@ def _prob_greater(v: Any, beta: float, dist: str, *, xp: Any) -> tuple[Any, Any]
 
 
 def _beta(beta: float, like: Any, *, xp: Any) -> float:
-    """β usable in ``like``'s dtype (:func:`._common.check_in_dtype_range`)."""
+    """β usable in ``like``'s dtype (:func:`dopt_core._lib._checks.check_in_dtype_range`)."""
     return check_in_dtype_range(beta, name="beta", dtype=like.dtype, xp=xp)
 
 
