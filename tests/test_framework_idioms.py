@@ -282,7 +282,7 @@ def test_second_order_through_torch_func_raises_the_first_order_error() -> None:
 # (inductor's C++ compilation would take minutes); shortest_path_grid(method="device"),
 # the losses and the relaxed control flow also compile (docs/frameworks.md), untested
 # here for time
-COMPILED = ["sort", "top_k", "perturbed(argmax)", "softmax"]
+COMPILED = ["sort", "top_k", "perturbed(argmax)", "softmax", "sparsemax"]
 
 
 @pytest.mark.parametrize("name", COMPILED)
@@ -295,6 +295,7 @@ def test_torch_compile_fullgraph_matches_eager(name: str) -> None:
         "top_k": lambda t: S.top_k(t, 2),
         "perturbed(argmax)": lambda t: pert(t, noise=z),
         "softmax": dt.relax.softmax,
+        "sparsemax": dt.relax.sparsemax,
     }[name]
     w = torch.arange(1.0, 13.0, dtype=torch.float64).reshape(2, 6)
 
@@ -316,7 +317,7 @@ def test_torch_compile_fullgraph_matches_eager(name: str) -> None:
         assert xc.grad is None or not xc.grad.any()
     else:
         assert torch.equal(xe.grad, xc.grad)
-        if name in ("sort", "perturbed(argmax)", "softmax"):
+        if name in ("sort", "perturbed(argmax)", "softmax", "sparsemax"):
             assert xe.grad.abs().sum() > 0
 
 

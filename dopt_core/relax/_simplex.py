@@ -63,11 +63,15 @@ class SparsemaxOp(Op):
         ks = xp.arange(1, n + 1, dtype=z.dtype, device=device(z))
         # the support is a prefix of the sorted order: {k : 1 + k z_(k) > Σ_{j≤k} z_(j)}
         support = xp.astype(1 + ks * zs > cs, index_dtype(xp))
-        k = xp.maximum(xp.sum(support, axis=-1, keepdims=True), 1)  # k = 1 always qualifies
+        # k = 1 always qualifies (k >= 1 in exact arithmetic); plain tensor arithmetic
+        # rather than maximum(k, 1) and maximum(z - thr, 0), which array-api-compat
+        # routes through result_type (a graph break under torch.compile)
+        k = xp.sum(support, axis=-1, keepdims=True)
+        k = k + xp.astype(k == 0, k.dtype)
         csk = xp.take_along_axis(cs, k - 1, axis=-1)
         thr = (csk - 1) / xp.astype(k, z.dtype)
-        y = xp.maximum(z - thr, xp.zeros_like(z))
         mask = xp.astype(z > thr, z.dtype)
+        y = (z - thr) * mask
         return y, (mask,)
 
     def vjp(self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any) -> tuple[Any | None, ...]:
