@@ -71,7 +71,7 @@ class SparsemaxOp(Op):
         csk = xp.take_along_axis(cs, k - 1, axis=-1)
         thr = (csk - 1) / xp.astype(k, z.dtype)
         mask = xp.astype(z > thr, z.dtype)
-        y = (z - thr) * mask
+        y = (z - thr) * mask + 0.0  # + 0.0 turns the -0.0 of negative * 0 into +0.0
         return y, (mask,)
 
     def vjp(self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any) -> tuple[Any | None, ...]:
