@@ -126,13 +126,12 @@ def _scores(backend: str, shape: tuple[int, ...], dtype: str, seed: int) -> obje
     a = np.random.default_rng(seed).normal(size=shape).astype(dtype)
     if backend == "numpy":
         return a
+    # The frameworks are imported by name, as `dopt info` does: the core never imports
+    # them itself (only this command, and only for the backend asked for).
     if backend == "torch":
-        import torch  # lazy: only a torch run needs it; `import dopt_core` never loads it
-
-        return torch.asarray(a)
+        return importlib.import_module("torch").asarray(a)
     if backend == "jax":
-        import jax  # lazy: only a JAX run needs it; `import dopt_core` never loads it
-
+        jax = importlib.import_module("jax")
         if dtype == "float64":
             jax.config.update("jax_enable_x64", True)
         return jax.numpy.asarray(a)
