@@ -39,7 +39,9 @@ def regret(
 
     Both are score arrays of the same shape ``(*batch, *event)``; returns ``(*batch)``.
     ``event_ndim`` defaults to the solver's (2 for ``linear_assignment``). The two
-    solver calls are batched (one call each).
+    solver calls are batched (one call each; a solver that declares no ``event_ndim``
+    is also run on up to three single rows the first time it is seen, to check that
+    its rows are instances).
 
     Parameters
     ----------
