@@ -43,6 +43,7 @@ import numpy as np
 from ._lib import _registry
 from ._lib._compat import array_namespace, is_lazy_array
 from ._lib._compat import device as _device
+from ._lib._constants import on_static_table  # noqa: F401 - re-exported for the plugins
 from ._lib._registry import PLUGINS, backend_for, registered_backends  # noqa: F401 - re-exported
 from ._lib._typing import OpLike
 
@@ -58,6 +59,7 @@ __all__ = [
     "host_call",
     "int_seed",
     "numpy_generator",
+    "on_static_table",
     "register_backend",
     "registered_backends",
     "type_name",

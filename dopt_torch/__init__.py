@@ -18,6 +18,7 @@ from dopt_core import (  # noqa: F401
     testing,
     value_and_vjp,
 )
+from dopt_core.backend import on_static_table
 
 from . import nn
 from ._autograd import AutogradOp
@@ -25,6 +26,9 @@ from ._autograd import apply_op
 from ._backend import TorchBackend
 
 register_backend(TorchBackend())
+# The core's static index tables (sorting networks) are constants to torch.compile: it
+# calls them once while tracing instead of tracing their NumPy code and caches.
+on_static_table(torch.compiler.assume_constant_result)
 # Resolve the tensor types once now: torch.compile traces backend_for, and cannot
 # trace its locked lookup of a type seen for the first time.
 for _t in (torch.empty(0), torch.nn.Parameter(torch.empty(0))):

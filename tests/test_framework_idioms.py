@@ -282,7 +282,18 @@ def test_second_order_through_torch_func_raises_the_first_order_error() -> None:
 # (inductor's C++ compilation would take minutes); shortest_path_grid(method="device"),
 # the losses and the relaxed control flow also compile (docs/frameworks.md), untested
 # here for time
-COMPILED = ["sort", "top_k", "perturbed(argmax)", "softmax", "sparsemax"]
+COMPILED = [
+    "sort",
+    "top_k",
+    "perturbed(argmax)",
+    "softmax",
+    "sparsemax",
+    "network_sort",
+    "network_permutation",
+    "network_permutation(bitonic)",
+    "soft_top_k",
+    "gumbel_softmax",
+]
 
 
 @pytest.mark.parametrize("name", COMPILED)
@@ -296,6 +307,13 @@ def test_torch_compile_fullgraph_matches_eager(name: str) -> None:
         "perturbed(argmax)": lambda t: pert(t, noise=z),
         "softmax": dt.relax.softmax,
         "sparsemax": dt.relax.sparsemax,
+        "network_sort": dt.relax.network_sort,
+        "network_permutation": lambda t: dt.relax.network_permutation(t)[..., 0, :],
+        "network_permutation(bitonic)": lambda t: dt.relax.network_permutation(
+            t, network="bitonic"
+        )[..., 1, :],
+        "soft_top_k": lambda t: dt.relax.soft_top_k(t, 2)[..., 0],
+        "gumbel_softmax": lambda t: dt.relax.gumbel_softmax(t, tau=0.5, noise=z[0]),
     }[name]
     w = torch.arange(1.0, 13.0, dtype=torch.float64).reshape(2, 6)
 
@@ -317,8 +335,28 @@ def test_torch_compile_fullgraph_matches_eager(name: str) -> None:
         assert xc.grad is None or not xc.grad.any()
     else:
         assert torch.equal(xe.grad, xc.grad)
-        if name in ("sort", "perturbed(argmax)", "softmax", "sparsemax"):
+        if name != "top_k":
             assert xe.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", ["gumbel_softmax", "perturbed(argmax)"])
+def test_torch_compile_fullgraph_without_gradients(name: str) -> None:
+    """Several tensor inputs (scores and noise) and none needing a gradient: the bridge
+    runs the forward directly while compiling (dynamo cannot trace the Function then)."""
+    x = torch.randn(2, 6, dtype=torch.float64, generator=_gen(15))
+    z = torch.randn(4, 2, 6, dtype=torch.float64, generator=_gen(16))
+    f = {
+        "gumbel_softmax": lambda t, z: dt.relax.gumbel_softmax(t, tau=0.5, noise=z[0]),
+        "perturbed(argmax)": lambda t, z: dt.perturbed(S.argmax, sigma=0.5, num_samples=4)(
+            t, noise=z
+        ),
+    }[name]
+    torch._dynamo.reset()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = torch.compile(f, fullgraph=True, backend="eager")(x, z)
+    assert torch.equal(out, f(x, z))
+    assert not out.requires_grad
 
 
 def test_value_checks_are_skipped_while_compiling_and_run_eagerly() -> None:

@@ -5,17 +5,64 @@ arrays; converting them again on every call costs more than the arithmetic for s
 inputs. :class:`DeviceConstants` keeps the converted arrays next to the tables that
 own them (so that a cache entry lives exactly as long as its tables), keyed by
 namespace, device and dtype.
+
+A function whose result depends only on its (hashable, static) arguments, and that
+builds or fetches such constant arrays, is registered with :func:`static_table`. The
+plugins tell their compilers about them through :func:`on_static_table` (the torch
+plugin marks each with ``torch.compiler.assume_constant_result``), so that a compiled
+graph calls the function once while tracing and keeps its arrays as constants instead of
+tracing the NumPy code, the cache and the lock behind it.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-__all__ = ["DeviceConstants"]
+__all__ = ["DeviceConstants", "on_static_table", "static_table"]
+
+_STATIC_TABLES: list[Callable[..., Any]] = []
+_MARKERS: list[Callable[[Callable[..., Any]], Any]] = []
+
+
+def static_table(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Register ``fn`` as a static table (see the module docstring) and return it.
+
+    ``fn`` must be a pure function of hashable arguments (strings, ints, namespaces,
+    devices, dtypes) that returns arrays, ints and tuples of them, the same on every call.
+    """
+    _STATIC_TABLES.append(fn)
+    for mark in tuple(_MARKERS):
+        mark(fn)
+    return fn
+
+
+def on_static_table(mark: Callable[[Callable[..., Any]], Any]) -> None:
+    """Call ``mark(fn)`` for every static table, now and when one is registered later.
+
+    A plugin uses it to tell its compiler that these functions return constants (the
+    torch plugin passes ``torch.compiler.assume_constant_result``).
+
+    Parameters
+    ----------
+    mark : callable
+        Called once with each static-table function; it may set attributes on the
+        function (its return value is ignored).
+
+    Examples
+    --------
+    >>> from dopt_core.backend import on_static_table
+    >>> seen = []
+    >>> on_static_table(lambda fn: seen.append(fn.__name__))
+    >>> "network_index" in seen   # the sorting networks' index tables
+    True
+    """
+    _MARKERS.append(mark)
+    for fn in tuple(_STATIC_TABLES):
+        mark(fn)
 
 
 class DeviceConstants:

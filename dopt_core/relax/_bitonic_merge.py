@@ -56,10 +56,18 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .._lib._compat import device
-from .._lib._constants import DeviceConstants
+from .._lib._constants import DeviceConstants, static_table
 from ..backend import take_nonnegative as _take
 
-__all__ = ["MergeResiduals", "MergeSchedule", "merge_schedule", "merges_forward", "merges_vjp"]
+__all__ = [
+    "MergeResiduals",
+    "MergeSchedule",
+    "live_schedule",
+    "merge_schedule",
+    "merges_forward",
+    "merges_vjp",
+    "remember_schedule",
+]
 
 
 @dataclass(frozen=True)
@@ -98,6 +106,45 @@ class MergeSchedule:
     n: int
     n2: int
     blocks: tuple[_Block, ...]
+
+
+# The schedules in use, by n (bounded): :func:`merge_tables` finds its tables here, and a
+# traced caller (torch.compile) reads a schedule from this dict instead of tracing the
+# code that builds it (:func:`dopt_core.relax._network_tables.merges`).
+_LIVE: dict[int, MergeSchedule] = {}
+_MAX_LIVE = 64
+
+
+def remember_schedule(sched: MergeSchedule) -> int:
+    """Keep ``sched`` where :func:`live_schedule` and :func:`merge_tables` find it; its ``n``."""
+    if sched.n not in _LIVE and len(_LIVE) >= _MAX_LIVE:
+        _LIVE.pop(next(iter(_LIVE)))
+    _LIVE[sched.n] = sched
+    return sched.n
+
+
+def live_schedule(n: int) -> MergeSchedule:
+    """The schedule last given to :func:`remember_schedule` for ``n``."""
+    return _LIVE[n]
+
+
+@static_table
+def merge_tables(n: int, xp: Any, dev: Any) -> tuple[Any, ...]:
+    """Every index table of the live schedule on ``n`` wires as arrays of ``xp`` on ``dev``
+    (converted once per device): per block, ``(to_true, from_true, pair_slots,
+    slot_pairs)`` (``None`` where there is no relabelling; one entry per step)."""
+    out = []
+    for block in _LIVE[n].blocks:
+        relabel = [
+            None if table is None else block.consts.array(name, table, xp, dev)
+            for name, table in (("to_true", block.to_true), ("from_true", block.from_true))
+        ]
+        per_step = [
+            tuple(step.consts.array(name, getattr(step, name), xp, dev) for step in block.steps)
+            for name in ("pair_slot", "slot_pair")
+        ]
+        out.append((*relabel, *per_step))
+    return tuple(out)
 
 
 def _relabel(n2: int, g: int, relabel: bool) -> np.ndarray:
@@ -212,10 +259,10 @@ def _product_layout(g: int, B: int) -> _Layout:
     return _Layout(B, g <= _SMALL_PRODUCT)
 
 
-def _pair_weights(c_slots: Any, step: _Step, lay: _Layout, *, xp: Any) -> Any:
-    """Per-pair weights (logical ``(n2/2,)``) from per-comparator-slot weights ``(B, C)``."""
+def _pair_weights(c_slots: Any, table: Any, lay: _Layout, *, xp: Any) -> Any:
+    """Per-pair weights (logical ``(n2/2,)``) from per-comparator-slot weights ``(B, C)``
+    (``table``: the step's ``pair_slot``)."""
     dev = device(c_slots)
-    table = step.consts.array("pair_slot", step.pair_slot, xp, dev)
     if lay.last:
         full = xp.concat(
             [
@@ -238,9 +285,12 @@ def _step_weights(c_pairs: Any, lay: _Layout, n2: int, m: int, *, xp: Any) -> An
     return c + (1 - 2 * c) * eye
 
 
-def _weights(c_slots: Any, step: _Step, n2: int, *, xp: Any) -> tuple[Any, _Layout]:
+def _weights(
+    c_slots: Any, step: _Step, pair_slot: Any, n2: int, *, xp: Any
+) -> tuple[Any, _Layout]:
     lay = _layout_of(step.m, c_slots.shape[0])
-    return _step_weights(_pair_weights(c_slots, step, lay, xp=xp), lay, n2, step.m, xp=xp), lay
+    c_pairs = _pair_weights(c_slots, pair_slot, lay, xp=xp)
+    return _step_weights(c_pairs, lay, n2, step.m, xp=xp), lay
 
 
 def _first_layer_update(W: Any, R: Any, lay: _Layout, G: int, g: int, *, xp: Any) -> Any:
@@ -253,22 +303,27 @@ def _first_layer_update(W: Any, R: Any, lay: _Layout, G: int, g: int, *, xp: Any
     return xp.reshape(Wl * Rb, lay.shape(G, 2, g, m))
 
 
-def _gather_true(M: Any, block: _Block, inverse: bool, lay: _Layout, *, xp: Any) -> Any:
+def _gather_true(M: Any, idx: Any, lay: _Layout, *, xp: Any) -> Any:
     """The relabelling of a merge matrix (each group's ``(2, g, g/2)`` block) to the true
-    wire order, or back (``inverse``); nothing where there is no relabelling."""
-    name = "from_true" if inverse else "to_true"
-    table = getattr(block, name)
-    if table is None:
+    wire order (``idx``: the block's ``to_true``), or back (its ``from_true``); nothing
+    where there is no relabelling (``idx`` is None)."""
+    if idx is None:
         return M
     G, h, g, k = (M.shape[:-1] if lay.last else M.shape[1:])[-4:]
     flat = xp.reshape(M, lay.shape(G, h * g * k))
-    idx = block.consts.array(name, table, xp, device(M))
     out = _take(flat, idx, axis=lay.axis(-1))
     return xp.reshape(out, M.shape)
 
 
 def _build(
-    c_slots: list[Any], block: _Block, B: int, n2: int, like: Any, *, xp: Any
+    c_slots: list[Any],
+    block: _Block,
+    tables: tuple[Any, ...],
+    B: int,
+    n2: int,
+    like: Any,
+    *,
+    xp: Any,
 ) -> tuple[Any, list[Any], list[Any]]:
     """A merge matrix, halves-major, ``M[group, h, r, κ] = M_b[r, h g/2 + κ]`` in the true
     wire order (batch last if ``g/2 < _SMALL``), the partial products (the input of each
@@ -285,7 +340,7 @@ def _build(
     for k in range(len(block.steps) - 1, -1, -1):
         step = block.steps[k]
         m = step.m
-        W, new = _weights(c_slots[k], step, n2, xp=xp)
+        W, new = _weights(c_slots[k], step, tables[2][k], n2, xp=xp)
         if new.last != lay.last:
             R, lay = _move(R, to_last=new.last, xp=xp), new
         states.append(R)
@@ -295,7 +350,7 @@ def _build(
             R = xp.reshape(W * Rb, lay.shape(G, g, 2 * m))
         else:
             R = _first_layer_update(W, R, lay, G, g, xp=xp)
-    return _gather_true(R, block, False, lay, xp=xp), states[::-1], weights[::-1]
+    return _gather_true(R, tables[0], lay, xp=xp), states[::-1], weights[::-1]
 
 
 class MergeResiduals(NamedTuple):
@@ -342,10 +397,13 @@ def merges_forward(
     states_all: list[Any] = []
     weights_all: list[Any] = []
     first = 0
-    for block in sched.blocks:
+    tables = merge_tables(n, xp, device(like))
+    for block, block_tables in zip(sched.blocks, tables, strict=True):
         g, G = block.g, n2 // block.g
         steps = len(block.steps)
-        M, states, weights = _build(c_flat[first : first + steps], block, B, n2, like, xp=xp)
+        M, states, weights = _build(
+            c_flat[first : first + steps], block, block_tables, B, n2, like, xp=xp
+        )
         first += steps
         states_all.extend(states)
         weights_all.extend(weights)
@@ -398,6 +456,7 @@ def merges_vjp(
         H = xp.concat([H, xp.zeros((B, n2, n2 - n), dtype=H.dtype, device=dev)], axis=2)
     H_last = False
     first = num_layers
+    tables = merge_tables(n, xp, dev)
     for bi in range(nblocks - 1, -1, -1):
         block = sched.blocks[bi]
         g, G = block.g, n2 // block.g
@@ -424,7 +483,7 @@ def merges_vjp(
                 GM = xp.matmul(xp.matrix_transpose(Hr), Pp)  # (group, h, r, κ)
                 H = xp.matmul(Hr, M)
             H = xp.reshape(H, lay.shape(2 * G, g // 2, g // 2))
-        GM = _gather_true(GM, block, True, lay, xp=xp)
+        GM = _gather_true(GM, tables[bi][1], lay, xp=xp)
         for k in range(steps):
             step, R = block.steps[k], states[k]
             m = step.m
@@ -449,7 +508,7 @@ def merges_vjp(
             diag = lay.pick(gW, 0, 0) + lay.pick(gW, 1, 1)
             off = lay.pick(gW, 0, 1) + lay.pick(gW, 1, 0)
             g_pair = xp.reshape(off - diag, lay.shape(n2 // 2))
-            table = step.consts.array("slot_pair", step.slot_pair, xp, dev)
+            table = tables[bi][3][k]
             if lay.last:
                 g_slot = xp.permute_dims(_take(g_pair, table, axis=0), (1, 0))
             else:

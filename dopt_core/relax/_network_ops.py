@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
 from .._lib._compat import device
+from .._lib._constants import static_table
 from ..backend import take_nonnegative as _take
 from ..op import Op
 from . import cdfs
@@ -26,20 +27,49 @@ __all__ = ["NetworkPermutationOp", "NetworkSortOp", "SoftTopKOp", "Spec"]
 
 
 class _Idx:
-    """The static index arrays of one network on the arrays' device."""
+    """The static index arrays of one network (its :class:`Layers` tables) on the arrays'
+    device; :meth:`of` fetches those of a named network through a static table."""
 
     def __init__(self, lay: Layers, like: Any, xp: Any) -> None:
-        dev = device(like)
+        self._set(_index_rows(lay, xp, device(like), like.dtype))
 
-        def conv(name: str) -> Any:
-            return lay.consts.rows(name, getattr(lay, name), xp, dev)
+    @classmethod
+    def of(cls, network: str, n: int, like: Any, xp: Any) -> _Idx:
+        idx = cls.__new__(cls)
+        idx._set(network_index(network, n, xp, device(like), like.dtype))
+        return idx
 
-        self.ia, self.ib = conv("ia"), conv("ib")
-        self.dmn, self.dmx = conv("dmn"), conv("dmx")
-        self.src, self.back = conv("src"), conv("back")
-        self.partner, self.sel = conv("partner"), conv("sel")
-        self.asc = lay.consts.rows("asc", lay.asc, xp, dev, like.dtype)
-        self.L, self.C, self.n = lay.num_layers, lay.width, lay.n
+    def _set(self, tables: tuple[Any, ...]) -> None:
+        self.ia, self.ib, self.dmn, self.dmx, self.src, self.back, self.partner, self.sel = tables[
+            :8
+        ]
+        self.asc = tables[8]
+        self.L, self.C, self.n = tables[9]
+
+
+_ROW_TABLES = ("ia", "ib", "dmn", "dmx", "src", "back", "partner", "sel")
+
+
+def _index_rows(lay: Layers, xp: Any, dev: Any, dtype: Any) -> tuple[Any, ...]:
+    rows = tuple(tuple(lay.consts.rows(name, getattr(lay, name), xp, dev)) for name in _ROW_TABLES)
+    asc = tuple(lay.consts.rows("asc", lay.asc, xp, dev, dtype))
+    return (*rows, asc, (lay.num_layers, lay.width, lay.n))
+
+
+@static_table
+def network_index(network: str, n: int, xp: Any, dev: Any, dtype: Any) -> tuple[Any, ...]:
+    """The rows of every index table of ``network`` on ``n`` wires as arrays of ``xp`` on
+    ``dev`` (``asc`` in ``dtype``), then ``(num_layers, width, n)``; converted once per
+    device and dtype (:class:`~dopt_core._lib._constants.DeviceConstants`)."""
+    return _index_rows(layers(network, n), xp, dev, dtype)
+
+
+@static_table
+def network_asc(network: str, n: int, xp: Any, dev: Any, dtype: Any) -> Any:
+    """The ``(num_layers, width)`` table ``asc`` (1 where a comparator's min goes to its
+    first wire) as one array of ``xp`` on ``dev`` in ``dtype``."""
+    lay = layers(network, n)
+    return lay.consts.array("asc2d", lay.asc, xp, dev, dtype)
 
 
 # ---------------------------------------------------------------------------------
@@ -157,7 +187,7 @@ class NetworkSortOp(Op):
     name: ClassVar[str] = "network_sort"
 
     def forward(self, x: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
-        idx = _Idx(layers(self.spec.network, self.n), x, xp)
+        idx = _Idx.of(self.spec.network, self.n, x, xp)
         y, alphas, dalphas, deltas = _values_forward(x, self.spec, idx, xp=xp)
         res = Comparators.stacked(alphas, dalphas, deltas, x, idx.C, xp=xp)
         if idx.L == 0:
@@ -165,7 +195,7 @@ class NetworkSortOp(Op):
         return y, tuple(res)
 
     def vjp(self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any) -> tuple[Any | None, ...]:
-        idx = _Idx(layers(self.spec.network, self.n), cotangent, xp)
+        idx = _Idx.of(self.spec.network, self.n, cotangent, xp)
         return (_values_vjp(residuals, cotangent, idx, None, xp=xp),)
 
 
@@ -198,7 +228,7 @@ class NetworkPermutationOp(Op):
     def forward(self, x: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
         if self._blocked():
             return self._forward_blocks(x, xp=xp)
-        idx = _Idx(layers(self.spec.network, self.n), x, xp)
+        idx = _Idx.of(self.spec.network, self.n, x, xp)
         _, alphas, dalphas, deltas = _values_forward(x, self.spec, idx, xp=xp)
         Q = _eye_batch(x, self.n, xp=xp)
         ax = Q.ndim - 2
@@ -214,11 +244,10 @@ class NetworkPermutationOp(Op):
     def _forward_blocks(self, x: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
         """Bitonic: one merge matrix and one batched matrix product per block
         (:mod:`dopt_core.relax._bitonic_merge`)."""
-        idx = _Idx(layers("bitonic", self.n), x, xp)
+        idx = _Idx.of("bitonic", self.n, x, xp)
         _, alphas, dalphas, deltas = _values_forward(x, self.spec, idx, xp=xp)
         res = Comparators.stacked(alphas, dalphas, deltas, x, idx.C, xp=xp)
-        lay = layers("bitonic", self.n)  # cached: the tables idx was made from
-        asc = lay.consts.array("asc2d", lay.asc, xp, device(x), x.dtype)
+        asc = network_asc("bitonic", self.n, xp, device(x), x.dtype)
         c_all = res.alpha + asc * (1 - 2 * res.alpha)  # partner weights: c = α + asc (1 - 2α)
         c = _unstack(c_all, idx.L)
         P, saved = merges_forward(c, merges(self.n), x, xp=xp)
@@ -227,7 +256,7 @@ class NetworkPermutationOp(Op):
     def _vjp_blocks(
         self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any
     ) -> tuple[Any | None, ...]:
-        idx = _Idx(layers("bitonic", self.n), cotangent, xp)
+        idx = _Idx.of("bitonic", self.n, cotangent, xp)
         sched = merges(self.n)
         saved = MergeResiduals.unflatten(residuals[_NCOMP:], sched, idx.L)
         g_c = merges_vjp(idx.L, saved, cotangent, sched, xp=xp)
@@ -238,7 +267,7 @@ class NetworkPermutationOp(Op):
     def vjp(self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any) -> tuple[Any | None, ...]:
         if self._blocked():
             return self._vjp_blocks(residuals, cotangent, xp=xp)
-        idx = _Idx(layers(self.spec.network, self.n), cotangent, xp)
+        idx = _Idx.of(self.spec.network, self.n, cotangent, xp)
         alpha, dalpha, delta = Comparators.of(residuals).layers(idx.L)
         D = residuals[_NCOMP:]  # per layer: Q[b] - Q[a] for each comparator
         H = xp.matrix_transpose(cotangent)  # cotangent of Q
@@ -264,7 +293,7 @@ class SoftTopKOp(Op):
     name: ClassVar[str] = "soft_top_k"
 
     def forward(self, x: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
-        idx = _Idx(layers(self.spec.network, self.n), x, xp)
+        idx = _Idx.of(self.spec.network, self.n, x, xp)
         _, alphas, dalphas, deltas = _values_forward(x, self.spec, idx, xp=xp)
         # Y_L = last k columns of I;  Y_{l-1} = M_l Y_l  (rows mixed by the transposed layer)
         Y = _eye_batch(x, self.n, xp=xp)[..., self.n - self.k :]
@@ -283,7 +312,7 @@ class SoftTopKOp(Op):
         return Y * 1 if idx.L == 0 else Y, (*res, E)
 
     def vjp(self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any) -> tuple[Any | None, ...]:
-        idx = _Idx(layers(self.spec.network, self.n), cotangent, xp)
+        idx = _Idx.of(self.spec.network, self.n, cotangent, xp)
         alpha, dalpha, delta = Comparators.of(residuals).layers(idx.L)
         (E,) = residuals[_NCOMP:]
         G = cotangent  # cotangent of Y_0

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .._lib._constants import DeviceConstants
-from ._bitonic_merge import MergeSchedule, merge_schedule
+from .._lib._constants import DeviceConstants, static_table
+from ._bitonic_merge import MergeSchedule, live_schedule, merge_schedule, remember_schedule
 
 __all__ = ["NETWORKS", "Layers", "comparators", "layers", "merges"]
 
@@ -135,8 +135,20 @@ def layers(network: str, n: int) -> Layers:
     return Layers(n, ia, ib, dmn, dmx, src, back, tuple(len(c) for c in comps), partner, sel, asc)
 
 
-@functools.lru_cache(maxsize=64)
 def merges(n: int) -> MergeSchedule:
-    """The merge schedule of the bitonic network on ``n`` wires (cached)."""
+    """The merge schedule of the bitonic network on ``n`` wires (cached).
+
+    Built by a static table (:func:`_ready_merges`) and read from the live schedules, so
+    that a traced caller never traces the NumPy code that builds it."""
+    return live_schedule(_ready_merges(n))
+
+
+@functools.lru_cache(maxsize=64)
+def _build_merges(n: int) -> MergeSchedule:
     lay = layers("bitonic", n)
     return merge_schedule(n, lay.ia, lay.ib, lay.counts)
+
+
+@static_table
+def _ready_merges(n: int) -> int:
+    return remember_schedule(_build_merges(n))
