@@ -55,6 +55,10 @@ class Op:
     name: ClassVar[str] = "op"
     host: ClassVar[bool] = False
     nondiff: ClassVar[tuple[int, ...]] = ()
+    #: True when ``forward`` on concrete arrays takes branches that read values (e.g.
+    #: stops iterating once converged; its binder builds a traced variant under
+    #: ``jit``). A backend that compiles eager calls (JAX) runs such an Op op by op.
+    reads_values: ClassVar[bool] = False
 
     def forward(self, *inputs: Any, xp: Any) -> tuple[Any, tuple[Any, ...]]:
         """Return ``(y, residuals)``; ``residuals`` is a tuple of arrays."""

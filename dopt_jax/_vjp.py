@@ -52,6 +52,13 @@ def _make(op: Any) -> Any:
 _cached = functools.lru_cache(maxsize=512)(_make)
 
 
+def _make_jitted(op: Any) -> Any:
+    return jax.jit(_cached(op))
+
+
+_cached_jit = functools.lru_cache(maxsize=512)(_make_jitted)
+
+
 FORWARD_MODE_ERROR = (
     "{name}: dopt ops are jax.custom_vjp functions and have no forward-mode derivative yet "
     "(jax.jvp, jax.jacfwd, jax.linearize, jax.hessian); use reverse mode (jax.grad, jax.vjp, "
@@ -81,7 +88,11 @@ def apply_op(op: Any, *inputs: Any) -> Any:
     ([1.0, 2.0, 3.0], [30.0, 10.0, 20.0])
     """
     try:
-        f = _cached(op)
+        # device ops run as one compiled XLA computation even when called eagerly (op by
+        # op, every primitive of the forward would be dispatched, and compiled per shape,
+        # alone); host ops stay eager so that their errors surface as dopt's own, and ops
+        # that read values eagerly (Op.reads_values) keep their eager variant
+        f = _cached(op) if op.host or op.reads_values else _cached_jit(op)
     except TypeError:  # an Op with an unhashable field: build the wrapper afresh
         f = _make(op)
     try:

@@ -367,6 +367,7 @@ def _shifted_minima(dist: Any, hops: Any, h: int, w: int, *, xp: Any) -> tuple[A
 class GridRelaxationOp(ZeroGradient, Op):
     traced: bool = False
     name: ClassVar[str] = "shortest_path_grid"
+    reads_values: ClassVar[bool] = True  # eagerly, the sweeps stop once nothing improves
 
     def forward(self, theta: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
         h, w = theta.shape[-2], theta.shape[-1]
