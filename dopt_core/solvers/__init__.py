@@ -11,6 +11,7 @@ from ._knapsack import knapsack
 from ._lp import linear_program, milp
 from ._oracle import solver
 from ._paths import grid_dag_arcs, shortest_path_dag, shortest_path_grid
+from ._tsp import tsp
 
 __all__ = [
     "SolverError",
@@ -29,4 +30,5 @@ __all__ = [
     "sort",
     "spanning_tree",
     "top_k",
+    "tsp",
 ]
