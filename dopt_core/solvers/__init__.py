@@ -11,6 +11,7 @@ from ._knapsack import knapsack
 from ._lp import linear_program, milp
 from ._oracle import solver
 from ._paths import grid_dag_arcs, shortest_path_dag, shortest_path_grid
+from ._portfolio import portfolio
 from ._tsp import tsp
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "linear_program",
     "milp",
     "permutation",
+    "portfolio",
     "rank",
     "shortest_path_dag",
     "shortest_path_grid",
