@@ -57,7 +57,12 @@ def _held_karp(w: Any, xp: Any) -> Any:
     dev = device(w)
     dt = w.dtype
     index = xp.asarray(0, device=dev).dtype  # the library's default integer (int32 in JAX)
-    tables = _held_karp_tables(n)
+    np_index = np.int32 if xp.iinfo(index).bits == 32 else np.int64
+    # the tables, on the device once, already in the index dtype (no conversion op)
+    tables = [
+        (xp.asarray(np.reshape(p, (-1,)).astype(np_index), device=dev), xp.asarray(mb, device=dev))
+        for p, mb in _held_karp_tables(n)
+    ]
     inner = w[:, 1:, 1:]  # inner[b, i, j]: score of the edge between nodes i + 1 and j + 1
     into = xp.permute_dims(inner, (0, 2, 1))[:, None, :, :]  # [b, ·, j, i] = score(i → j)
     neg = xp.asarray(-xp.inf, dtype=dt, device=dev)
@@ -66,38 +71,36 @@ def _held_karp(w: Any, xp: Any) -> Any:
     dp = xp.where(eye[None, :, :], w[:, 0:1, 1:], neg)
     pointers = [None]
     for k in range(2, m + 1):
-        prev_np, member_np = tables[k - 1]
-        c = prev_np.shape[0]
-        prev = xp.asarray(np.reshape(prev_np, (-1,)), dtype=index, device=dev)
-        member = xp.asarray(member_np, device=dev)
+        prev, member = tables[k - 1]
+        c = member.shape[0]
         # cand[b, s, j, i] = dp[b, s \ {j}, i] + score(i → j); i outside s \ {j} is -inf there
         gathered = xp.reshape(xp.take(dp, prev, axis=1), (bsz, c, m, m))
         cand = gathered + into
         best = xp.max(cand, axis=-1)
         arg = xp.argmax(cand, axis=-1)
         dp = xp.where(member[None, :, :], best, neg)
-        pointers.append(xp.astype(arg, index))
+        pointers.append(arg)  # argmax gives the default integer
     # close the tour: back to node 0 from the last node j
     total = dp[:, 0, :] + w[:, 1:, 0]
-    j = xp.astype(xp.argmax(total, axis=-1), index)  # (B,)
+    j = xp.argmax(total, axis=-1)  # (B,)
     s = xp.zeros((bsz,), dtype=index, device=dev)
     order = [j]
     for k in range(m, 1, -1):
-        prev_np, _ = tables[k - 1]
+        prev, _ = tables[k - 1]
         flat = s * m + j
         ptr = xp.reshape(pointers[k - 1], (bsz, -1))
         i = xp.take_along_axis(ptr, flat[:, None], axis=-1)[:, 0]
-        prev = xp.asarray(np.reshape(prev_np, (-1,)), dtype=index, device=dev)
         s = xp.take(prev, flat, axis=0)
         j = i
         order.append(j)
     # order = [last, ..., first] in nodes 0..m-1; tour 0 → first → ... → last → 0
-    nodes = [xp.zeros((bsz,), dtype=index, device=dev)] + [v + 1 for v in order[::-1]]
+    seq = xp.stack(order[::-1], axis=-1) + 1  # (B, m): the nodes after 0, in tour order
+    zero = xp.zeros((bsz, 1), dtype=index, device=dev)
     ar = xp.arange(n, dtype=index, device=dev)
-    hot = [xp.astype(v[:, None] == ar[None, :], dt) for v in nodes]
-    y = xp.zeros((bsz, n, n), dtype=dt, device=dev)
-    for a, b in zip(hot, hot[1:] + hot[:1], strict=True):
-        y = y + a[:, :, None] * b[:, None, :] + b[:, :, None] * a[:, None, :]
+    here = xp.astype(xp.concat([zero, seq], axis=-1)[..., None] == ar, dt)  # (B, step, node)
+    there = xp.astype(xp.concat([seq, zero], axis=-1)[..., None] == ar, dt)
+    y = xp.matmul(xp.permute_dims(here, (0, 2, 1)), there)  # y[v, w] = 1 for a step v → w
+    y = y + xp.permute_dims(y, (0, 2, 1))
     return y
 
 
