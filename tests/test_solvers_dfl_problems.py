@@ -19,8 +19,8 @@ import dopt_core as dc
 S = dc.solvers
 BACKENDS = ["numpy", "torch", "jax"]
 DTYPES = ["float32", "float64"]
-# JAX runs the device dynamic programs under jax.jit below (and eagerly in the
-# conformance cases): eager JAX compiles every primitive of every shape once, seconds
+# JAX runs the device dynamic programs in the conformance cases (eager, jax.jit,
+# jax.vmap: conformance/cases_dfl_problems.py): eager JAX compiles every primitive of every shape once, seconds
 # per instance size on these machines.
 EAGER = ["numpy", "torch"]
 
@@ -106,17 +106,6 @@ def test_tsp_uses_the_symmetric_part_and_ignores_the_diagonal() -> None:
         np.testing.assert_array_equal(S.tsp(theta, method=method), S.tsp(sym, method=method))
 
 
-def test_tsp_under_jit_and_vmap() -> None:
-    jax = pytest.importorskip("jax")
-    rng = np.random.default_rng(5)
-    theta = (rng.integers(-4, 5, size=(3, 2, 6, 6)) / 2).astype(np.float32)  # ties
-    ref = S.tsp(theta)
-    t = jax.numpy.asarray(theta)
-    np.testing.assert_array_equal(np.asarray(jax.jit(S.tsp)(t)), ref)
-    f = jax.jit(lambda u: S.tsp(u, method="milp"))
-    np.testing.assert_array_equal(np.asarray(f(t)), S.tsp(theta, method="milp"))
-
-
 def test_tsp_empty_batch_and_bad_input() -> None:
     assert S.tsp(np.zeros((0, 5, 5))).shape == (0, 5, 5)
     with pytest.raises(ValueError, match=r"theta must have shape \(\.\.\., n, n\)"):
@@ -197,15 +186,6 @@ def test_multi_knapsack_reductions_keep_the_one_dimensional_answer() -> None:
     np.testing.assert_array_equal(S.knapsack(theta, np.stack([w, w]), [7, 7]), S.knapsack(theta, w, 7))
     # both constraints non-binding: every positive item
     np.testing.assert_array_equal(S.knapsack(theta, loose, [100, 100]), (theta > 0).astype(float))
-
-
-def test_multi_knapsack_under_jit() -> None:
-    jax = pytest.importorskip("jax")
-    rng = np.random.default_rng(9)
-    W, C = rng.integers(0, 5, size=(2, 6)), np.array([7, 6])
-    theta = (rng.integers(-4, 9, size=(4, 6)) / 2).astype(np.float32)
-    f = jax.jit(lambda t: S.knapsack(t, W, C))
-    np.testing.assert_array_equal(np.asarray(f(jax.numpy.asarray(theta))), S.knapsack(theta, W, C))
 
 
 def test_multi_knapsack_bad_input() -> None:
