@@ -44,12 +44,16 @@ def main() -> None:
             torch = importlib.import_module("torch")
             torch.set_num_threads(1)  # the shared 2-core machines: threads only contend
             tt = torch.asarray(theta)
-            print(f"| tsp n={n} | dp (PyTorch CPU) | 32 | {best(lambda: S.tsp(tt, method='dp')) * 1e3:.1f} ms |")
+            print(
+                f"| tsp n={n} | dp (PyTorch CPU) | 32 | {best(lambda: S.tsp(tt, method='dp')) * 1e3:.1f} ms |"
+            )
         if importlib.util.find_spec("jax"):
             jax = importlib.import_module("jax")
             f = jax.jit(lambda u: S.tsp(u, method="dp"))
             tj = jax.numpy.asarray(theta, dtype=jax.numpy.float32)
-            print(f"| tsp n={n} | dp (JAX jit, float32) | 32 | {best(lambda: f(tj)) * 1e3:.1f} ms |")
+            print(
+                f"| tsp n={n} | dp (JAX jit, float32) | 32 | {best(lambda: f(tj)) * 1e3:.1f} ms |"
+            )
     w, _, v = dc.data.knapsack(32, 5, 12, dim=2, deg=2, seed=0)
     wi = np.round(w * 10)  # one decimal: a DP table of 12·(C+1)² cells
     caps = np.full(2, np.floor(0.3 * wi.sum(axis=1).min()))

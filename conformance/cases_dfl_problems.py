@@ -41,9 +41,7 @@ _COV = np.array(  # passed as a list: problem data, not converted to each backen
 
 # The device dynamic programs in float32 only (float64 is in tests/test_solvers_dfl_problems.py):
 # eager JAX compiles each of their primitives per shape, seconds per case on CI machines.
-register_case(
-    Case("tsp[dp]", _S.tsp, _scores((2, 2, 5, 5), method="dp"), dtypes=("float32",))
-)
+register_case(Case("tsp[dp]", _S.tsp, _scores((2, 2, 5, 5), method="dp"), dtypes=("float32",)))
 register_case(Case("tsp[milp]", _S.tsp, _scores((3, 5, 5), method="milp")))
 register_case(
     Case(

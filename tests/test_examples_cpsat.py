@@ -40,5 +40,7 @@ def test_cpsat_oracle_by_enumeration_and_its_errors() -> None:
         np.sum(theta * dc.solvers.knapsack(theta, weights, capacity, method="milp"), axis=-1),
     )
     bad = example.make_solver(weights, np.array([-1.0, 1.0]))  # infeasible: CP-SAT raises
-    with pytest.raises(dc.solvers.SolverError, match=r"cpsat_knapsack failed on instance \(0,\).*INFEASIBLE"):
+    with pytest.raises(
+        dc.solvers.SolverError, match=r"cpsat_knapsack failed on instance \(0,\).*INFEASIBLE"
+    ):
         bad(theta[0])

@@ -173,7 +173,9 @@ def test_multi_knapsack_milp_with_pyepo_weights() -> None:
         best = _best_subset_value(values[i, :6], weights[:, :6], np.array([9.0, 10.0]))
         assert values[i, :6] @ small[i] == best
     with ThreadPoolExecutor(2) as ex:
-        np.testing.assert_array_equal(S.knapsack(values, weights, caps, method="milp", executor=ex), y)
+        np.testing.assert_array_equal(
+            S.knapsack(values, weights, caps, method="milp", executor=ex), y
+        )
 
 
 def test_multi_knapsack_reductions_keep_the_one_dimensional_answer() -> None:
@@ -183,7 +185,9 @@ def test_multi_knapsack_reductions_keep_the_one_dimensional_answer() -> None:
     # a second constraint every subset meets is dropped; a duplicate row changes nothing
     loose = np.stack([w, np.ones(6, dtype=int)])
     np.testing.assert_array_equal(S.knapsack(theta, loose, [7, 6]), S.knapsack(theta, w, 7))
-    np.testing.assert_array_equal(S.knapsack(theta, np.stack([w, w]), [7, 7]), S.knapsack(theta, w, 7))
+    np.testing.assert_array_equal(
+        S.knapsack(theta, np.stack([w, w]), [7, 7]), S.knapsack(theta, w, 7)
+    )
     # both constraints non-binding: every positive item
     np.testing.assert_array_equal(S.knapsack(theta, loose, [100, 100]), (theta > 0).astype(float))
 
@@ -206,12 +210,16 @@ def test_multi_knapsack_bad_input() -> None:
         S.knapsack(t, [1, 1, 1], 2, method="greedy")
     with ThreadPoolExecutor(1) as ex, pytest.raises(ValueError, match="method='milp' only"):
         S.knapsack(t, [1, 1, 1], 2, executor=ex)
-    with pytest.raises(ValueError, match=r"capacity: .* more than the 33,554,432 allowed.*method='milp'"):
+    with pytest.raises(
+        ValueError, match=r"capacity: .* more than the 33,554,432 allowed.*method='milp'"
+    ):
         S.knapsack(np.ones(30), np.full((3, 30), 7) + np.arange(30), [300, 300, 300])
     with pytest.raises(ValueError, match="capacity"):
         S.knapsack(t, [1.5, 1, 1], -1.0, method="milp")
     # real weights and capacity through HiGHS
-    np.testing.assert_array_equal(S.knapsack(np.array([3.0, 2.0, 2.0]), [1.5, 1.0, 1.0], 2.0, method="milp"), [0, 1, 1])
+    np.testing.assert_array_equal(
+        S.knapsack(np.array([3.0, 2.0, 2.0]), [1.5, 1.0, 1.0], 2.0, method="milp"), [0, 1, 1]
+    )
 
 
 # --- portfolio ----------------------------------------------------------------------------
@@ -274,9 +282,13 @@ def test_portfolio_closed_form_and_options() -> None:
     for rho in (0.5, 0.625, 0.9):
         y = S.portfolio(np.array([2.0, 1.0], dtype=np.float32), np.eye(2), risk_level=rho)
         assert y.dtype == np.float32
-        np.testing.assert_allclose(y, [(1 + np.sqrt(2 * rho - 1)) / 2, (1 - np.sqrt(2 * rho - 1)) / 2], atol=1e-6)
+        np.testing.assert_allclose(
+            y, [(1 + np.sqrt(2 * rho - 1)) / 2, (1 - np.sqrt(2 * rho - 1)) / 2], atol=1e-6
+        )
     cov, _, r = dc.data.portfolio(4, 3, 5, seed=12)
-    np.testing.assert_array_equal(S.portfolio(r, cov), S.portfolio(r, cov, risk_level=2.25 * cov.mean()))
+    np.testing.assert_array_equal(
+        S.portfolio(r, cov), S.portfolio(r, cov, risk_level=2.25 * cov.mean())
+    )
     loose = S.portfolio(r, cov, gamma=1e6)  # risk never binds: all in the best asset
     np.testing.assert_allclose(loose, np.eye(5)[np.argmax(r, axis=-1)], atol=1e-6)
     with ThreadPoolExecutor(2) as ex:

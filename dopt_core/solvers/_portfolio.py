@@ -25,8 +25,7 @@ def _factor(cov: np.ndarray) -> np.ndarray:
 
 
 def _solve_one(theta: np.ndarray, *, factor: StaticArray, budget: float) -> np.ndarray:
-    # lazy: clarabel is an optional dependency (the "portfolio" extra)
-    import clarabel
+    import clarabel  # lazy: an optional dependency (the "portfolio" extra)
     from scipy import sparse
 
     f = factor.array
@@ -51,7 +50,9 @@ def _solve_one(theta: np.ndarray, *, factor: StaticArray, budget: float) -> np.n
     settings.tol_gap_abs = settings.tol_gap_rel = 1e-10
     settings.tol_feas = settings.tol_ktratio = 1e-10
     P = sparse.csc_matrix((m, m))
-    sol = clarabel.DefaultSolver(P, -np.asarray(theta, dtype=np.float64), A, b, cones, settings).solve()
+    sol = clarabel.DefaultSolver(
+        P, -np.asarray(theta, dtype=np.float64), A, b, cones, settings
+    ).solve()
     status = str(sol.status)
     if status not in ("Solved", "AlmostSolved"):
         raise ValueError(f"Clarabel status {status}")
@@ -153,7 +154,9 @@ def portfolio(
     m = theta.shape[-1]
     cov = static_array(covariance, name="covariance", dtype=np.float64, ndim=2)
     if cov.shape != (m, m):
-        raise ValueError(f"covariance must have shape ({m}, {m}) (theta's last axis), got {cov.shape}")
+        raise ValueError(
+            f"covariance must have shape ({m}, {m}) (theta's last axis), got {cov.shape}"
+        )
     if not np.all(np.isfinite(cov)):
         raise ValueError("covariance must be finite")
     scale = max(float(np.abs(cov).max()), 1e-300)

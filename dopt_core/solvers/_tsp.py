@@ -155,7 +155,7 @@ def _tsp_milp_one(theta: np.ndarray, *, time_limit: float | None = None) -> np.n
     degree[ju, np.arange(e)] = 1.0
     cuts: list[np.ndarray] = []
     options = {} if time_limit is None else {"time_limit": time_limit}
-    for _ in range(10 * 2**min(n, 20)):  # each round adds a new cut: finitely many rounds
+    for _ in range(10 * 2 ** min(n, 20)):  # each round adds a new cut: finitely many rounds
         cons = [LinearConstraint(degree, 2.0, 2.0)]
         if cuts:
             rows = np.stack([c for c, _ in cuts])
@@ -268,7 +268,9 @@ def tsp(
     theta, _, out_dtype = check_scores(theta, min_ndim=2, check_finite=check_finite)
     n = theta.shape[-1]
     if theta.shape[-2] != n:
-        raise ValueError(f"theta must have shape (..., n, n) (square edge scores), got {tuple(theta.shape)}")
+        raise ValueError(
+            f"theta must have shape (..., n, n) (square edge scores), got {tuple(theta.shape)}"
+        )
     if n < 3:
         raise ValueError(f"theta must have n >= 3 nodes (a tour needs three), got n = {n}")
     method = check_choice(method, name="method", choices=("auto", "dp", "milp"))
