@@ -354,3 +354,22 @@ def test_generators_equal_pyepo() -> None:
     np.testing.assert_array_equal(w, wp)
     np.testing.assert_array_equal(x, xp)
     np.testing.assert_array_equal(v, vp)
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("pyepo") is None or importlib.util.find_spec("ortools") is None,
+    reason="pyepo and ortools not installed",
+)
+def test_multi_knapsack_equals_pyepo_ortools_model() -> None:
+    try:
+        from pyepo.model.ort import knapsackModel
+    except ImportError as exc:
+        pytest.skip(f"pyepo.model.ort does not import: {exc}")
+    w, _, v = dc.data.knapsack(4, 3, 12, dim=2, deg=2, noise_width=0.3, seed=4)
+    caps = [20.0, 20.0]
+    model = knapsackModel(w, caps)
+    y = S.knapsack(v, w, caps, method="milp")
+    for i in range(4):
+        model.setObj(v[i])
+        _, obj = model.solve()
+        assert v[i] @ y[i] == pytest.approx(obj, abs=1e-9)
