@@ -33,10 +33,13 @@ import math
 import numpy as np
 
 from ._lib._checks import check_int, check_real
-from ._lib._limits import check_grid_size
+from ._lib._limits import check_grid_size, check_size
 from .metrics import normalized_regret, regret
 
-__all__ = ["knapsack", "normalized_regret", "regret", "shortest_path"]
+#: Entries of a generated cost array sized by values (``num_nodes``).
+MAX_DATA_ENTRIES = 2**28
+
+__all__ = ["knapsack", "normalized_regret", "portfolio", "regret", "shortest_path", "tsp"]
 
 
 def _check_common(num_data: int, num_feat: int, deg: int, noise_width: float, seed: int) -> None:
@@ -155,3 +158,170 @@ def knapsack(
     values = 5.0 * _polynomial_costs(x, B, deg)
     values *= rs.uniform(1 - noise_width, 1 + noise_width, (num_data, num_items))
     return weights, x, np.ceil(values)
+
+
+def tsp(
+    num_data: int,
+    num_feat: int,
+    num_nodes: int,
+    deg: int = 1,
+    noise_width: float = 0.0,
+    seed: int = 135,
+    *,
+    square: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    r"""Features and edge costs for travelling-salesman tours (PyEPO's TSP generator).
+
+    Node coordinates are drawn once: the first ``⌊n/2⌋`` uniform on
+    :math:`[-2, 2]^2`, the others standard normal; every edge ``e = (i, j)``
+    (``i < j``) has the Euclidean length :math:`d_e` of its nodes. A fixed matrix
+    :math:`B_{ep} = b_{ep} u_{ep}` (:math:`b \sim` Bernoulli(1/2),
+    :math:`u \sim U[-2, 2]`) and features :math:`x_i \sim \mathcal N(0, I_p)` add a
+    feature-driven part with multiplicative noise:
+
+    .. math::
+
+        c_{ie} = d_e + \frac{\bigl((B x_i)_e / \sqrt p + 3\bigr)^{\deg}}{3^{\deg - 1}}\,
+        \epsilon_{ie}, \qquad \epsilon_{ie} \sim U[1 - \bar\epsilon, 1 + \bar\epsilon],
+
+    rounded to four decimals. Random numbers are drawn in PyEPO's order (coordinates,
+    B, x, ε) from ``numpy.random.RandomState(seed)``, so the arrays equal PyEPO's
+    ``tsp.genData`` (which stores the costs as float32; here float64).
+
+    Parameters
+    ----------
+    num_data : int
+        Number of instances.
+    num_feat : int
+        Number of features ``p``.
+    num_nodes : int
+        Number of nodes ``n >= 3``.
+    deg : int
+        Degree of the polynomial feature-to-cost map.
+    noise_width : float in [0, 1)
+        Half-width of the multiplicative noise.
+    seed : int
+        Seed of ``numpy.random.RandomState``.
+    square : bool
+        Return the costs as symmetric ``(num_data, n, n)`` matrices with a zero
+        diagonal (the shape :func:`dopt_core.solvers.tsp` takes) instead of PyEPO's
+        ``(num_data, n (n - 1) / 2)`` edge list (edges ``(0, 1), (0, 2), …, (n-2, n-1)``).
+
+    Returns
+    -------
+    x : ndarray, shape ``(num_data, num_feat)``
+    costs : ndarray, shape ``(num_data, n (n - 1) / 2)`` or ``(num_data, n, n)``
+        Positive edge costs; the solver's scores are ``theta = -costs``.
+
+    Example
+    -------
+    >>> import dopt_core as dc
+    >>> x, c = dc.data.tsp(20, 4, 6, deg=2, noise_width=0.5, seed=0, square=True)
+    >>> x.shape, c.shape, bool((c == c.transpose(0, 2, 1)).all())
+    ((20, 4), (20, 6, 6), True)
+    >>> dc.solvers.tsp(-c[:2]).sum(axis=-1)  # two tours: every node has degree 2
+    array([[2., 2., 2., 2., 2., 2.],
+           [2., 2., 2., 2., 2., 2.]])
+    """
+    _check_common(num_data, num_feat, deg, noise_width, seed)
+    n = check_int(num_nodes, name="num_nodes", low=3)
+    check_size(
+        num_data * n * n if square else num_data * n * (n - 1) // 2,
+        limit=MAX_DATA_ENTRIES,
+        name="num_nodes",
+        what=f"{num_data} instances of {n} nodes",
+        alternative="generate fewer or smaller instances",
+    )
+    e = n * (n - 1) // 2
+    rs = np.random.RandomState(seed)
+    coords = np.concatenate([rs.uniform(-2, 2, (n // 2, 2)), rs.normal(0, 1, (n - n // 2, 2))])
+    iu, ju = np.triu_indices(n, k=1)
+    lengths = np.linalg.norm(coords[iu] - coords[ju], axis=-1)
+    B = rs.binomial(1, 0.5, (e, num_feat)) * rs.uniform(-2, 2, (e, num_feat))
+    x = rs.normal(0.0, 1.0, (num_data, num_feat))
+    feat = (x @ B.T / math.sqrt(num_feat) + 3.0) ** deg / 3.0 ** (deg - 1)
+    feat *= rs.uniform(1 - noise_width, 1 + noise_width, (num_data, e))
+    costs = np.round(lengths + feat, 4)
+    if square:
+        full = np.zeros((num_data, n, n))
+        full[:, iu, ju] = costs
+        full[:, ju, iu] = costs
+        costs = full
+    return x, costs
+
+
+def portfolio(
+    num_data: int,
+    num_feat: int,
+    num_assets: int,
+    deg: int = 1,
+    noise_level: float = 1.0,
+    seed: int = 135,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r"""Covariance, features and expected returns for portfolios (PyEPO's generator).
+
+    A factor model (Tang & Khalil, following Elmachtoub & Grigas): fixed
+    :math:`B \in \{0,1\}^{m \times p}` (Bernoulli(1/2)) and loadings
+    :math:`L \sim U[-0.0025\tau, 0.0025\tau]^{m \times p}` (``noise_level`` = τ);
+    features :math:`x_i \sim \mathcal N(0, I_p)`, factors :math:`f_i \sim \mathcal N(0, I_p)`
+    and residuals :math:`\epsilon_i \sim \mathcal N(0, I_m)`:
+
+    .. math::
+
+        r_i = \bigl(0.05\,B x_i / \sqrt p + 0.1^{1/\deg}\bigr)^{\deg} + L f_i + 0.01\,\tau\,\epsilon_i,
+        \qquad \Sigma = L L^\top + (0.01\,\tau)^2 I.
+
+    Random numbers are drawn in PyEPO's order (B, L, x, then f and ε in one
+    ``(n, p + m)`` normal draw) from ``numpy.random.RandomState(seed)``, so the arrays
+    equal PyEPO's ``portfolio.genData`` (which stores the returns as float32; here
+    float64). The returns are scores already: :func:`dopt_core.solvers.portfolio`
+    maximises them under the risk budget built from ``Σ``.
+
+    Parameters
+    ----------
+    num_data : int
+        Number of instances.
+    num_feat : int
+        Number of features ``p``.
+    num_assets : int
+        Number of assets ``m``.
+    deg : int
+        Degree of the polynomial feature-to-return map.
+    noise_level : float
+        τ above (non-negative).
+    seed : int
+        Seed of ``numpy.random.RandomState``.
+
+    Returns
+    -------
+    covariance : ndarray, shape ``(num_assets, num_assets)``
+    x : ndarray, shape ``(num_data, num_feat)``
+    returns : ndarray, shape ``(num_data, num_assets)``
+
+    Example
+    -------
+    >>> import numpy as np, dopt_core as dc
+    >>> cov, x, r = dc.data.portfolio(100, 5, 10, deg=2, seed=0)
+    >>> cov.shape, x.shape, r.shape
+    ((10, 10), (100, 5), (100, 10))
+    >>> y = dc.solvers.portfolio(r[:3], cov)
+    >>> bool(np.allclose(y.sum(axis=-1), 1.0))
+    True
+    """
+    check_int(num_data, name="num_data", low=1)
+    check_int(num_feat, name="num_feat", low=1)
+    m = check_int(num_assets, name="num_assets", low=1)
+    check_int(deg, name="deg", low=1)
+    check_int(seed, name="seed", low=0)
+    tau = check_real(noise_level, name="noise_level")
+    if not tau >= 0:
+        raise ValueError(f"noise_level must be non-negative, got {noise_level!r}")
+    rs = np.random.RandomState(seed)
+    B = rs.binomial(1, 0.5, (m, num_feat))
+    L = rs.uniform(-2.5e-3 * tau, 2.5e-3 * tau, (m, num_feat))
+    x = rs.normal(0.0, 1.0, (num_data, num_feat))
+    r = (0.05 * (x @ B.T) / math.sqrt(num_feat) + 0.1 ** (1.0 / deg)) ** deg
+    fe = rs.randn(num_data, num_feat + m)
+    r = r + fe[:, :num_feat] @ L.T + 0.01 * tau * fe[:, num_feat:]
+    cov = L @ L.T + (1e-2 * tau) ** 2 * np.eye(m)
+    return cov, x, r

@@ -8,7 +8,13 @@ with a ``ValueError`` naming the argument and the alternative, beyond these boun
 
 from __future__ import annotations
 
-__all__ = ["MAX_GRID_NODES", "MAX_KNAPSACK_CELLS", "check_grid_size", "check_size"]
+__all__ = [
+    "MAX_GRID_NODES",
+    "MAX_HELD_KARP_CELLS",
+    "MAX_KNAPSACK_CELLS",
+    "check_grid_size",
+    "check_size",
+]
 
 #: ``n · (C + 1)`` entries of the knapsack dynamic program per instance (32 MiB of
 #: decisions): e.g. 1000 items with capacity 33 553.
@@ -46,3 +52,9 @@ def check_grid_size(h: int, w: int) -> None:
         what=f"a {h}×{w} grid (H·W nodes)",
         alternative="split the problem or pick a smaller grid",
     )
+
+
+#: ``2**(n-1) · (n-1)**2`` entries per instance of the Held-Karp dynamic program for a
+#: tour of ``n`` nodes (its back-pointer table and its largest transient layer are
+#: bounded by this): ``n <= 15``.
+MAX_HELD_KARP_CELLS = 2**22

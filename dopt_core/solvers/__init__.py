@@ -11,6 +11,8 @@ from ._knapsack import knapsack
 from ._lp import linear_program, milp
 from ._oracle import solver
 from ._paths import grid_dag_arcs, shortest_path_dag, shortest_path_grid
+from ._portfolio import portfolio
+from ._tsp import tsp
 
 __all__ = [
     "SolverError",
@@ -22,6 +24,7 @@ __all__ = [
     "linear_program",
     "milp",
     "permutation",
+    "portfolio",
     "rank",
     "shortest_path_dag",
     "shortest_path_grid",
@@ -29,4 +32,5 @@ __all__ = [
     "sort",
     "spanning_tree",
     "top_k",
+    "tsp",
 ]
