@@ -1,0 +1,496 @@
+r"""Traces of recursive argmin algorithms on exponential races, and their exact laws.
+
+Convention (pinned for the whole :mod:`dopt_core.structured` package): scores θ, rates
+:math:`\lambda = e^\theta`, exponentials :math:`E_i \sim \mathrm{Exp}(\lambda_i)`
+(so :math:`E_i = \varepsilon_i e^{-\theta_i}`, :math:`\varepsilon_i \sim \mathrm{Exp}(1)`),
+and :math:`\operatorname{argmin}_i E_i` is categorical with probabilities
+:math:`\operatorname{softmax}(\theta)`.
+
+A recursive algorithm (Kruskal, Plackett-Luce top-k, greedy matching, recursive
+partition) makes a sequence of steps ``t``; at each step it takes the argmin
+``c_t`` of the exponentials over an *active set* ``A_t``. Its :class:`Trace` holds,
+batched as arrays,
+
+* ``choices`` — ``c_t``, integer, shape ``(*lead, T)``;
+* ``active`` — the indicator of ``A_t``, boolean, shape ``(*lead, T, m)``;
+* ``parent`` — ``None`` for a chain of steps (each step conditions on the previous
+  one), or, for recursive partitions, the step whose argmin bounds step ``t``
+  (``-1`` for the first), integer ``(*lead, T)``;
+* ``exponentials`` — the ``E`` the algorithm ran on, ``(*lead, m)``.
+
+By the stochastic invariant (Struminsky et al. 2021, after the exponential-race
+property of Maddison et al. 2014), the probability of a trace is the product of the
+step-wise categorical probabilities,
+
+.. math::
+
+    \log p(T;\theta) = \sum_t \Bigl[\theta_{c_t} - \log \sum_{j \in A_t} e^{\theta_j}\Bigr],
+
+and, given the trace, the exponentials are independent shifted exponentials:
+:math:`E_{c_t} = E_{c_{\mathrm{parent}(t)}} + \mathrm{Exp}(\sum_{j\in A_t}\lambda_j)`
+(``E_{c_{-1}} = 0``), and every never-chosen ``j`` is
+:math:`\max_{t: j \in A_t} E_{c_t} + \mathrm{Exp}(\lambda_j)`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import KW_ONLY, dataclass
+from typing import Any, ClassVar
+
+from .._lib._checks import check_flag, check_int, check_scores
+from .._lib._compat import device
+from .._lib._random import bind_noise
+from ..backend import backend_for
+from ..noise import Noise
+from ..op import Bound, Op, op_function
+
+__all__ = [
+    "EXPONENTIAL",
+    "Exponential",
+    "Trace",
+    "conditional_sample",
+    "exponentials",
+    "log_prob",
+    "log_prob_exponentials",
+    "score",
+    "score_exponentials",
+]
+
+
+@dataclass(frozen=True)
+class Exponential(Noise):
+    r"""Standard exponential noise :math:`\varepsilon \sim \mathrm{Exp}(1)`,
+    :math:`\nu(z) = z` on :math:`z > 0`."""
+
+    _: KW_ONLY
+    name: str = "exponential"
+    kind: str = "exponential"
+    mean: float = 1.0
+    symmetric: bool = False
+
+    def grad_nu(self, z: Any, *, xp: Any) -> Any:
+        return xp.ones_like(z)
+
+    def log_prob(self, z: Any, *, xp: Any) -> Any:
+        return -z
+
+
+EXPONENTIAL = Exponential()
+
+
+@dataclass(frozen=True, eq=False)
+class Trace:
+    """The execution record of a recursive argmin algorithm (see the module docstring).
+
+    Attributes
+    ----------
+    choices : array of int, shape ``(*lead, T)``
+        The argmin taken at each step (an index into the last axis of θ, flattened).
+    active : array of bool, shape ``(*lead, T, m)``
+        The active set of each step.
+    exponentials : array, shape ``(*lead, m)``
+        The exponentials the algorithm ran on.
+    parent : array of int, shape ``(*lead, T)``, or None
+        ``None``: the steps form a chain. Otherwise the step bounding each step from
+        below (``-1`` for the root), as in recursive partitions.
+    structure : str
+        Which algorithm produced it (``"top_k"``, ``"spanning_tree"``, ...).
+    """
+
+    choices: Any
+    active: Any
+    exponentials: Any
+    parent: Any = None
+    structure: str = ""
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The leading (sample and batch) shape ``lead``."""
+        return tuple(self.choices.shape[:-1])
+
+    @property
+    def num_steps(self) -> int:
+        """``T``, the number of steps."""
+        return int(self.choices.shape[-1])
+
+    @property
+    def size(self) -> int:
+        """``m``, the number of exponentials of one instance."""
+        return int(self.active.shape[-1])
+
+    def __getitem__(self, index: Any) -> Trace:
+        """Index the leading axes (``trace[k]`` is the k-th sample)."""
+        if not isinstance(index, tuple):
+            index = (index,)
+        return Trace(
+            self.choices[index],
+            self.active[index],
+            self.exponentials[index],
+            None if self.parent is None else self.parent[index],
+            self.structure,
+        )
+
+
+def _check_trace(trace: Any) -> Trace:
+    if not isinstance(trace, Trace):
+        raise TypeError(
+            f"trace must be a dopt_core.structured.Trace (returned by a structure's sample), "
+            f"got {type(trace).__name__}"
+        )
+    return trace
+
+
+def _check_theta_for(trace: Trace, theta: Any, *, check_finite: bool = True) -> tuple[Any, Any, Any]:
+    theta, xp, out_dtype = check_scores(theta, check_finite=check_finite)
+    m = trace.size
+    lead = trace.shape
+    if theta.shape[-1] != m:
+        raise ValueError(
+            f"theta must have the trace's {m} entries on its last axis (one score per "
+            f"exponential), got shape {tuple(theta.shape)}"
+        )
+    batch = tuple(theta.shape[:-1])
+    if len(batch) > len(lead) or any(b not in (1, s) for b, s in zip(batch[::-1], lead[::-1], strict=False)):
+        raise ValueError(
+            f"theta's batch shape {batch} must broadcast to the trace's leading shape {lead} "
+            "(sample axes first, then theta's batch axes)"
+        )
+    return theta, xp, out_dtype
+
+
+def _sum_to(x: Any, shape: tuple[int, ...], xp: Any) -> Any:
+    """Sum the broadcast axes of ``x`` back down to ``shape``."""
+    extra = x.ndim - len(shape)
+    if extra:
+        x = xp.sum(x, axis=tuple(range(extra)))
+    axes = tuple(i for i, s in enumerate(shape) if s == 1 and x.shape[i] != 1)
+    if axes:
+        x = xp.sum(x, axis=axes, keepdims=True)
+    return x
+
+
+def _onehot(choices: Any, m: int, xp: Any) -> Any:
+    """``(*lead, T, m)`` boolean: step t chose entry j."""
+    idx = xp.arange(m, dtype=choices.dtype, device=device(choices))
+    return choices[..., None] == idx
+
+
+def _log_prob_and_score(theta: Any, choices: Any, active: Any, xp: Any) -> tuple[Any, Any]:
+    """``log p(T)`` of shape ``lead`` and its gradient ``∂/∂θ`` of shape ``(*lead, m)``."""
+    lead = tuple(choices.shape[:-1])
+    m = theta.shape[-1]
+    th = xp.broadcast_to(theta, (*lead, m))
+    masked = xp.where(active, th[..., None, :], -math.inf)
+    top = xp.max(masked, axis=-1, keepdims=True)
+    top = xp.where(xp.isfinite(top), top, 0.0)
+    ex = xp.where(active, xp.exp(masked - top), 0.0)
+    z = xp.sum(ex, axis=-1, keepdims=True)
+    lse = top[..., 0] + xp.log(z[..., 0])
+    hot = _onehot(choices, m, xp)
+    chosen = xp.sum(xp.where(hot, th[..., None, :], 0.0), axis=-1)
+    value = xp.sum(chosen - lse, axis=-1)
+    probs = ex / z
+    grad = xp.sum(xp.astype(hot, theta.dtype) - probs, axis=-2)
+    return value, grad
+
+
+@dataclass(frozen=True)
+class LogProbOp(Op):
+    """``log p(T; θ)`` of a trace; inputs ``(theta, choices, active)``."""
+
+    name: ClassVar[str] = "structured.log_prob"
+    nondiff: ClassVar[tuple[int, ...]] = (1, 2)
+
+    def forward(self, theta: Any, choices: Any, active: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
+        value, grad = _log_prob_and_score(theta, choices, active, xp)
+        return value, (grad, theta)
+
+    def vjp(self, residuals: tuple[Any, ...], g: Any, *, xp: Any) -> tuple[Any | None, ...]:
+        grad, theta = residuals
+        return (_sum_to(g[..., None] * grad, tuple(theta.shape), xp), None, None)
+
+
+@op_function
+def log_prob(trace: Any, theta: Any, /, *, check_finite: bool = True) -> Bound:
+    r"""Exact log-probability of an algorithm's trace (the stochastic invariant).
+
+    .. math::
+
+        \log p(T;\theta) = \sum_{t} \Bigl[\theta_{c_t} - \log\sum_{j\in A_t} e^{\theta_j}\Bigr],
+        \qquad
+        \frac{\partial \log p}{\partial \theta_j} = \sum_t
+            \bigl[\mathbb 1[j = c_t] - \operatorname{softmax}_{A_t}(\theta)_j\bigr],
+
+    with choices :math:`c_t` and active sets :math:`A_t` read from ``trace``
+    (Struminsky, Gadetsky, Rakitin, Karpushkin, Vetrov, "Leveraging recursive
+    Gumbel-max trick for approximate inference in combinatorial spaces", NeurIPS
+    2021, eq. 6). The VJP is this closed form; it is the score used by
+    :func:`dopt_core.structured.estimators.reinforce`.
+
+    Parameters
+    ----------
+    trace : Trace
+        From a structure's ``sample`` (or ``run``); leading shape ``lead``.
+    theta : array, shape ``(..., m)``
+        The scores; its batch shape broadcasts to ``lead`` (sample axes first).
+    check_finite : bool
+        Raise ``ValueError`` on NaN or infinite scores.
+
+    Returns
+    -------
+    array, shape ``lead``
+        ``log p(T; θ)``, differentiable in θ (gradients summed over broadcast axes).
+
+    Examples
+    --------
+    >>> import numpy as np, dopt_core as dc
+    >>> S = dc.structured
+    >>> theta = np.log(np.array([1.0, 2.0, 1.0]))
+    >>> y, trace = S.top_k.sample(theta, 1, noise=np.array([1.0, 0.1, 1.0]))
+    >>> y, float(np.exp(S.log_prob(trace, theta)))   # p(item 1 first) = 2/4
+    (array([0., 1., 0.]), 0.5)
+    """
+    trace = _check_trace(trace)
+    check_finite = check_flag(check_finite, name="check_finite")
+    theta, _, out_dtype = _check_theta_for(trace, theta, check_finite=check_finite)
+    return Bound(LogProbOp(), (theta, trace.choices, trace.active), out_dtype)
+
+
+def score(trace: Any, theta: Any, *, check_finite: bool = True) -> Any:
+    r"""Per-sample score :math:`\nabla_\theta \log p(T;\theta)` of a trace, in closed form.
+
+    .. math::
+
+        \nabla_{\theta_j} \log p(T;\theta) = \sum_t
+            \bigl[\mathbb 1[j = c_t] - \operatorname{softmax}_{A_t}(\theta)_j\bigr]
+
+    (Struminsky et al. 2021). Unlike the VJP of :func:`log_prob`, nothing is summed
+    over the sample axes: this is what REINFORCE multiplies by each sample's loss.
+
+    Parameters
+    ----------
+    trace : Trace
+        Leading shape ``lead``.
+    theta : array, shape ``(..., m)``
+        Batch shape broadcasting to ``lead``.
+    check_finite : bool
+        Raise ``ValueError`` on NaN or infinite scores.
+
+    Returns
+    -------
+    array, shape ``(*lead, m)``
+        Not differentiable (a plain array).
+
+    Examples
+    --------
+    >>> import numpy as np, dopt_core as dc
+    >>> theta = np.zeros(3)
+    >>> _, trace = dc.structured.top_k.sample(theta, 1, noise=np.array([0.5, 1.0, 2.0]))
+    >>> dc.structured.score(trace, theta).round(3)
+    array([ 0.667, -0.333, -0.333])
+    """
+    trace = _check_trace(trace)
+    theta, xp, _ = _check_theta_for(trace, theta, check_finite=check_finite)
+    return _log_prob_and_score(theta, trace.choices, trace.active, xp)[1]
+
+
+@dataclass(frozen=True)
+class LogProbExponentialsOp(Op):
+    """``Σ_j [θ_j − e^{θ_j} E_j]``; inputs ``(theta, E)``."""
+
+    name: ClassVar[str] = "structured.log_prob_exponentials"
+
+    def forward(self, theta: Any, e: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
+        lam = xp.exp(theta)
+        value = xp.sum(theta - lam * e, axis=-1)
+        return value, (theta, e)
+
+    def vjp(self, residuals: tuple[Any, ...], g: Any, *, xp: Any) -> tuple[Any | None, ...]:
+        theta, e = residuals
+        lam = xp.exp(theta)
+        gt = g[..., None] * (1.0 - lam * e)
+        ge = g[..., None] * (-lam)
+        return (_sum_to(gt, tuple(theta.shape), xp), _sum_to(ge, tuple(e.shape), xp))
+
+
+@op_function
+def log_prob_exponentials(e: Any, theta: Any, /, *, check_finite: bool = True) -> Bound:
+    r"""Log-density of the exponentials themselves, :math:`\log p(E;\theta)`.
+
+    .. math::
+
+        \log p(E;\theta) = \sum_j \bigl[\theta_j - e^{\theta_j} E_j\bigr], \qquad
+        \frac{\partial}{\partial\theta_j} = 1 - \lambda_j E_j ,
+
+    the independent :math:`\mathrm{Exp}(\lambda_j = e^{\theta_j})` densities whose
+    recursive argmins define every structure (Struminsky et al. 2021, the
+    "E-REINFORCE" score; Grathwohl et al. 2018 for the relaxed variable).
+
+    Parameters
+    ----------
+    e : array, shape ``(*lead, m)``
+        Positive exponentials (``trace.exponentials``).
+    theta : array, shape ``(..., m)``
+        Scores; batch shape broadcasting to ``lead``.
+    check_finite : bool
+        Raise ``ValueError`` on NaN or infinite scores.
+
+    Returns
+    -------
+    array, shape ``lead``
+        Differentiable in θ and in ``e``.
+
+    Examples
+    --------
+    >>> import numpy as np, dopt_core as dc
+    >>> dc.structured.log_prob_exponentials(np.array([1.0, 0.5]), np.zeros(2))
+    np.float64(-1.5)
+    """
+    theta, xp, out_dtype = check_scores(theta, check_finite=check_finite)
+    ev, _, _ = check_scores(e, name="e", check_finite=check_finite)
+    if ev.shape[-1] != theta.shape[-1]:
+        raise ValueError(
+            f"e must have theta's {theta.shape[-1]} entries on its last axis, got shape {tuple(ev.shape)}"
+        )
+    ev = xp.astype(ev, theta.dtype)
+    return Bound(LogProbExponentialsOp(), (theta, ev), out_dtype)
+
+
+def score_exponentials(e: Any, theta: Any) -> Any:
+    r"""Per-sample score :math:`\nabla_\theta \log p(E;\theta) = 1 - e^{\theta} E`.
+
+    The score of the exponentials (E-REINFORCE of Struminsky et al. 2021); a plain
+    array of shape ``(*lead, m)``, nothing summed.
+
+    Parameters
+    ----------
+    e : array, shape ``(*lead, m)``
+        The exponentials.
+    theta : array, shape ``(..., m)``
+        Scores, broadcasting to ``e``.
+
+    Returns
+    -------
+    array, shape ``(*lead, m)``
+
+    Examples
+    --------
+    >>> import numpy as np, dopt_core as dc
+    >>> dc.structured.score_exponentials(np.array([1.0, 0.5]), np.zeros(2))
+    array([0. , 0.5])
+    """
+    theta, xp, _ = check_scores(theta)
+    ev, _, _ = check_scores(e, name="e")
+    return 1.0 - xp.exp(theta) * xp.astype(ev, theta.dtype)
+
+
+def exponentials(theta: Any, *, rng: Any = None, noise: Any = None, num_samples: int | None = None) -> Any:
+    r"""Exponentials :math:`E = \varepsilon\, e^{-\theta}`, :math:`\varepsilon \sim \mathrm{Exp}(1)`.
+
+    The reparametrisation of :math:`E_j \sim \mathrm{Exp}(\lambda_j = e^{\theta_j})`
+    (Struminsky et al. 2021, section 2): plain array arithmetic, so torch and JAX
+    autodiff differentiate ``E`` with respect to θ (RELAX's critic needs it).
+
+    Parameters
+    ----------
+    theta : array, shape ``(..., m)``
+        Validated scores.
+    rng : generator or int, optional
+        Draws ε (the backend's generator, a NumPy ``Generator`` or an int seed).
+    noise : array, optional
+        Pre-drawn standard exponentials ε, shape ``(num_samples, *theta.shape)`` (or
+        ``theta.shape`` when ``num_samples`` is None). Not with ``rng``.
+    num_samples : int, optional
+        Add a leading sample axis of this length.
+
+    Returns
+    -------
+    array
+        ``E``, shape ``(num_samples, *theta.shape)`` or ``theta.shape``.
+
+    Examples
+    --------
+    >>> import numpy as np, dopt_core as dc
+    >>> dc.structured.exponentials(np.log(np.array([1.0, 2.0])), noise=np.array([1.0, 1.0]))
+    array([1. , 0.5])
+    """
+    theta, xp, _ = check_scores(theta)
+    if num_samples is not None:
+        num_samples = check_int(num_samples, name="num_samples", low=1)
+    sample_shape = () if num_samples is None else (num_samples,)
+    eps = bind_noise(theta, rng, noise, law=EXPONENTIAL, sample_shape=sample_shape, sample_names=("num_samples",))
+    if noise is not None and backend_for(theta).all_finite(eps) is not False:
+        if bool(xp.any(eps < 0)):
+            raise ValueError("noise must hold standard exponential draws (non-negative)")
+    return eps * xp.exp(-theta)
+
+
+def conditional_sample(trace: Any, theta: Any, *, rng: Any = None, noise: Any = None) -> Any:
+    r"""Draw exponentials :math:`E \mid T` that reproduce the trace ``T`` (stochastic invariant).
+
+    Given the trace, with :math:`\Lambda_t = \sum_{j\in A_t} e^{\theta_j}` and
+    independent :math:`v_t, u_j \sim \mathrm{Exp}(1)`,
+
+    .. math::
+
+        E_{c_t} = E_{c_{\mathrm{parent}(t)}} + v_t / \Lambda_t, \qquad
+        E_j = \max_{t:\, j\in A_t} E_{c_t} + u_j e^{-\theta_j} \quad (j \text{ never chosen}),
+
+    (parent(t) = t − 1 for a chain, :math:`E_{c_{-1}} = 0`): the conditional law of
+    the exponentials given the algorithm's execution (Struminsky et al. 2021,
+    section 3.2), used for the conditional relaxed sample of RELAX (Grathwohl et al.
+    2018). Re-running the algorithm on the result gives the same trace, with
+    probability one. Plain array arithmetic: differentiable in θ by torch / JAX
+    autodiff (the reparametrisation).
+
+    Parameters
+    ----------
+    trace : Trace
+        Leading shape ``lead``, ``T`` steps, ``m`` entries.
+    theta : array, shape ``(..., m)``
+        Scores; batch shape broadcasting to ``lead``.
+    rng : generator or int, optional
+        Draws ``(v, u)``.
+    noise : array, optional
+        Pre-drawn standard exponentials, shape ``(*lead, T + m)``: ``v`` first, then
+        ``u``. Not with ``rng``.
+
+    Returns
+    -------
+    array, shape ``(*lead, m)``
+        The conditioned exponentials.
+
+    Examples
+    --------
+    >>> import numpy as np, dopt_core as dc
+    >>> S = dc.structured
+    >>> theta = np.zeros(4)
+    >>> y, trace = S.top_k.sample(theta, 2, rng=0)
+    >>> e = S.conditional_sample(trace, theta, rng=1)
+    >>> bool((S.top_k.run(e, 2)[0] == y).all())
+    True
+    """
+    trace = _check_trace(trace)
+    theta, xp, _ = _check_theta_for(trace, theta)
+    lead, t_steps, m = trace.shape, trace.num_steps, trace.size
+    z = bind_noise(theta, rng, noise, law=EXPONENTIAL, event_shape=(*lead, t_steps + m))
+    v, u = z[..., :t_steps], z[..., t_steps:]
+    lam = xp.broadcast_to(xp.exp(theta), (*lead, m))
+    active = trace.active
+    rate = xp.sum(xp.where(active, lam[..., None, :], 0.0), axis=-1)
+    w = v / rate
+    if trace.parent is None:
+        ec = xp.cumulative_sum(w, axis=-1)
+    else:
+        parent = trace.parent
+        has = parent >= 0
+        idx = xp.where(has, parent, 0)
+        ec = w
+        for _ in range(t_steps - 1):  # depth ≤ T − 1: a fixed number of passes
+            ec = w + xp.where(has, xp.take_along_axis(ec, idx, axis=-1), 0.0)
+    base = xp.max(xp.where(active, ec[..., None], 0.0), axis=-2)
+    hot = _onehot(trace.choices, m, xp)
+    is_chosen = xp.any(hot, axis=-2)
+    e_chosen = xp.sum(xp.where(hot, ec[..., None], 0.0), axis=-2)
+    return xp.where(is_chosen, e_chosen, base + u / lam)
