@@ -20,7 +20,7 @@ trace's law: :func:`log_prob` (an Op with a closed-form VJP), :func:`score`,
   baseline) and RELAX gradient estimators, as plain functions of arrays.
 """
 
-from . import estimators, top_k, spanning_tree
+from . import binary_tree, estimators, matching, spanning_tree, top_k
 from ._trace import (
     EXPONENTIAL,
     Exponential,
@@ -37,11 +37,13 @@ __all__ = [
     "EXPONENTIAL",
     "Exponential",
     "Trace",
+    "binary_tree",
     "conditional_sample",
     "estimators",
     "exponentials",
     "log_prob",
     "log_prob_exponentials",
+    "matching",
     "score",
     "score_exponentials",
     "spanning_tree",
