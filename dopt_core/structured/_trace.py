@@ -176,22 +176,34 @@ def _onehot(choices: Any, m: int, xp: Any) -> Any:
     return choices[..., None] == idx
 
 
-def _log_prob_and_score(theta: Any, choices: Any, active: Any, xp: Any) -> tuple[Any, Any]:
-    """``log p(T)`` of shape ``lead`` and its gradient ``∂/∂θ`` of shape ``(*lead, m)``."""
+def _step_lse(theta: Any, choices: Any, active: Any, xp: Any) -> tuple[Any, Any, Any, Any]:
+    """Broadcast scores, the masked step maxima, exponentials and their sums."""
     lead = tuple(choices.shape[:-1])
     m = theta.shape[-1]
     th = xp.broadcast_to(theta, (*lead, m))
     masked = xp.where(active, th[..., None, :], -math.inf)
     top = xp.max(masked, axis=-1, keepdims=True)
     top = xp.where(xp.isfinite(top), top, 0.0)
-    ex = xp.where(active, xp.exp(masked - top), 0.0)
+    ex = xp.exp(masked - top)  # exp(-inf) = 0 off the active set
     z = xp.sum(ex, axis=-1, keepdims=True)
+    return th, top, ex, z
+
+
+def _log_prob_value(theta: Any, choices: Any, active: Any, xp: Any) -> Any:
+    th, top, _, z = _step_lse(theta, choices, active, xp)
     lse = top[..., 0] + xp.log(z[..., 0])
-    hot = _onehot(choices, m, xp)
-    chosen = xp.sum(xp.where(hot, th[..., None, :], 0.0), axis=-1)
+    chosen = xp.take_along_axis(th, choices, axis=-1)
+    return xp.sum(chosen - lse, axis=-1)
+
+
+def _log_prob_and_score(theta: Any, choices: Any, active: Any, xp: Any) -> tuple[Any, Any]:
+    """``log p(T)`` of shape ``lead`` and its gradient ``∂/∂θ`` of shape ``(*lead, m)``."""
+    th, top, ex, z = _step_lse(theta, choices, active, xp)
+    lse = top[..., 0] + xp.log(z[..., 0])
+    chosen = xp.take_along_axis(th, choices, axis=-1)
     value = xp.sum(chosen - lse, axis=-1)
-    probs = ex / z
-    grad = xp.sum(xp.astype(hot, theta.dtype) - probs, axis=-2)
+    hot = _onehot(choices, theta.shape[-1], xp)
+    grad = xp.sum(xp.astype(hot, theta.dtype) - ex / z, axis=-2)
     return value, grad
 
 
@@ -203,11 +215,12 @@ class LogProbOp(Op):
     nondiff: ClassVar[tuple[int, ...]] = (1, 2)
 
     def forward(self, theta: Any, choices: Any, active: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
-        value, grad = _log_prob_and_score(theta, choices, active, xp)
-        return value, (grad, theta)
+        # the score is recomputed in the backward pass: the forward alone stays cheap
+        return _log_prob_value(theta, choices, active, xp), (theta, choices, active)
 
     def vjp(self, residuals: tuple[Any, ...], g: Any, *, xp: Any) -> tuple[Any | None, ...]:
-        grad, theta = residuals
+        theta, choices, active = residuals
+        grad = _log_prob_and_score(theta, choices, active, xp)[1]
         return (_sum_to(g[..., None] * grad, tuple(theta.shape), xp), None, None)
 
 

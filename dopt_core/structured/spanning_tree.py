@@ -84,7 +84,7 @@ def _kruskal(e: np.ndarray, edges: np.ndarray, num_nodes: int, *, partial: bool 
     order = np.argsort(e, axis=1, kind="stable")
     comp = np.broadcast_to(np.arange(num_nodes), (s_count, num_nodes)).copy()
     choices = np.zeros((s_count, t_steps), dtype=np.int64)
-    comps = np.zeros((s_count, t_steps, num_nodes), dtype=np.int64)
+    comps = np.zeros((s_count, t_steps, num_nodes), dtype=np.int32)
     step = np.zeros(s_count, dtype=np.int64)
     rows = np.arange(s_count)
     for p in range(m):
@@ -165,9 +165,10 @@ def run(e: Any, edges: Any, num_nodes: int, *, check_finite: bool = True) -> tup
         dtype=e.dtype,
     )
     itype = index_dtype(xp)
-    packed = xp.astype(packed, itype)
-    choices = packed[..., :t_steps]
-    comps = xp.reshape(packed[..., t_steps:], (*lead, t_steps, num_nodes))
+    packed = xp.astype(packed, xp.int32 if num_nodes < 2**31 else itype)
+    choices = xp.astype(packed[..., :t_steps], itype)
+    # a fresh (contiguous) copy: gathers along the last axis of a strided view are slow
+    comps = xp.asarray(xp.reshape(packed[..., t_steps:], (*lead, t_steps, num_nodes)), copy=True)
     dev = device(e)
     cu = xp.take(comps, xp.asarray(g[:, 0], dtype=itype, device=dev), axis=-1)
     cv = xp.take(comps, xp.asarray(g[:, 1], dtype=itype, device=dev), axis=-1)
