@@ -161,8 +161,8 @@ def log_prob(trace: Any, theta: Any) -> Any:
     >>> import numpy as np, dopt_core as dc
     >>> M = dc.structured.matching
     >>> y, trace = M.sample(np.zeros((3, 3)), rng=0)
-    >>> round(float(np.exp(M.log_prob(trace, np.zeros((3, 3))))), 4)   # 1/3!
-    0.1667
+    >>> round(float(np.exp(M.log_prob(trace, np.zeros((3, 3))))), 4)   # 1/9 · 1/4 · 1
+    0.0278
     """
     return _trace.log_prob(trace, _flat_theta(theta))
 
