@@ -177,33 +177,66 @@ def _onehot(choices: Any, m: int, xp: Any) -> Any:
 
 
 def _step_lse(theta: Any, choices: Any, active: Any, xp: Any) -> tuple[Any, Any, Any, Any]:
-    """Broadcast scores, the masked step maxima, exponentials and their sums."""
+    """Chosen scores ``θ_{c_t}``, step log-normalisers and the shifted exponentials.
+
+    Each step is shifted by its chosen score (a member of ``A_t``), so the step's sum
+    is at least 1: no underflow whatever the spread of the scores, and an overflow
+    only for a step whose choice is ``e^{-700}`` (float64) less likely than another.
+    """
     lead = tuple(choices.shape[:-1])
     m = theta.shape[-1]
     th = xp.broadcast_to(theta, (*lead, m))
-    masked = xp.where(active, th[..., None, :], -math.inf)
-    top = xp.max(masked, axis=-1, keepdims=True)
-    top = xp.where(xp.isfinite(top), top, 0.0)
-    ex = xp.exp(masked - top)  # exp(-inf) = 0 off the active set
-    z = xp.sum(ex, axis=-1, keepdims=True)
-    return th, top, ex, z
+    chosen = xp.take_along_axis(th, choices, axis=-1)
+    ex = xp.exp(xp.where(active, th[..., None, :] - chosen[..., None], -math.inf))
+    z = xp.sum(ex, axis=-1)
+    return chosen, chosen + xp.log(z), ex, z
+
+
+def _value_rows(theta: Any, choices: Any, active: Any, xp: Any) -> tuple[Any]:
+    chosen, lse, _, _ = _step_lse(theta, choices, active, xp)
+    return (xp.sum(chosen - lse, axis=-1),)
+
+
+def _value_and_score_rows(theta: Any, choices: Any, active: Any, xp: Any) -> tuple[Any, Any]:
+    chosen, lse, ex, z = _step_lse(theta, choices, active, xp)
+    value = xp.sum(chosen - lse, axis=-1)
+    hot = _onehot(choices, theta.shape[-1], xp)
+    grad = xp.sum(xp.astype(hot, theta.dtype) - ex / z[..., None], axis=-2)
+    return value, grad
+
+
+#: entries of the ``(rows, T, m)`` temporaries per chunk: large traces (10⁴ samples of a
+#: 190-edge tree) are processed in chunks of rows, which keeps the temporaries small
+#: (about 4x faster on NumPy than one pass over the whole batch). Shapes only: the
+#: loop is static, so it traces under jit.
+_CHUNK_ENTRIES = 1 << 20
+
+
+def _by_rows(fn: Any, theta: Any, choices: Any, active: Any, xp: Any) -> tuple[Any, ...]:
+    lead = tuple(choices.shape[:-1])
+    t_steps, m = choices.shape[-1], theta.shape[-1]
+    total = math.prod(lead)
+    per = max(1, _CHUNK_ENTRIES // max(1, t_steps * m))
+    if total <= per:
+        return fn(xp.broadcast_to(theta, (*lead, m)), choices, active, xp)
+    th = xp.reshape(xp.broadcast_to(theta, (*lead, m)), (total, m))
+    ch = xp.reshape(choices, (total, t_steps))
+    ac = xp.reshape(active, (total, t_steps, m))
+    parts = [fn(th[i : i + per], ch[i : i + per], ac[i : i + per], xp) for i in range(0, total, per)]
+    out = []
+    for pieces in zip(*parts, strict=True):
+        joined = xp.concat(list(pieces), axis=0)
+        out.append(xp.reshape(joined, (*lead, *joined.shape[1:])))
+    return tuple(out)
 
 
 def _log_prob_value(theta: Any, choices: Any, active: Any, xp: Any) -> Any:
-    th, top, _, z = _step_lse(theta, choices, active, xp)
-    lse = top[..., 0] + xp.log(z[..., 0])
-    chosen = xp.take_along_axis(th, choices, axis=-1)
-    return xp.sum(chosen - lse, axis=-1)
+    return _by_rows(_value_rows, theta, choices, active, xp)[0]
 
 
 def _log_prob_and_score(theta: Any, choices: Any, active: Any, xp: Any) -> tuple[Any, Any]:
     """``log p(T)`` of shape ``lead`` and its gradient ``∂/∂θ`` of shape ``(*lead, m)``."""
-    th, top, ex, z = _step_lse(theta, choices, active, xp)
-    lse = top[..., 0] + xp.log(z[..., 0])
-    chosen = xp.take_along_axis(th, choices, axis=-1)
-    value = xp.sum(chosen - lse, axis=-1)
-    hot = _onehot(choices, theta.shape[-1], xp)
-    grad = xp.sum(xp.astype(hot, theta.dtype) - ex / z, axis=-2)
+    value, grad = _by_rows(_value_and_score_rows, theta, choices, active, xp)
     return value, grad
 
 

@@ -86,25 +86,26 @@ def _kruskal(e: np.ndarray, edges: np.ndarray, num_nodes: int, *, partial: bool 
     choices = np.zeros((s_count, t_steps), dtype=np.int64)
     comps = np.zeros((s_count, t_steps, num_nodes), dtype=np.int32)
     step = np.zeros(s_count, dtype=np.int64)
-    rows = np.arange(s_count)
+    live = np.arange(s_count)  # rows whose tree is not complete yet
     for p in range(m):
-        k = order[:, p]
-        cu = comp[rows, edges[k, 0]]
-        cv = comp[rows, edges[k, 1]]
+        k = order[live, p]
+        cu = comp[live, edges[k, 0]]
+        cv = comp[live, edges[k, 1]]
         acc = cu != cv
         if not acc.any():
             continue
-        r = rows[acc]
+        r = live[acc]
         st = step[r]
         comps[r, st] = comp[r]
         choices[r, st] = k[acc]
         sub = comp[r]
         comp[r] = np.where(sub == cv[acc, None], cu[acc, None], sub)
         step[r] = st + 1
-        if step.min() == t_steps:
+        live = live[step[live] < t_steps]
+        if live.size == 0:
             break
     if partial:
-        left = int(t_steps - step.min())
+        left = int(t_steps - step.min()) if s_count else 0
         return None if left == 0 else left + 1
     return choices, comps
 
@@ -113,8 +114,10 @@ def _kruskal_packed(e: np.ndarray, *, edges: np.ndarray, num_nodes: int) -> np.n
     lead, m = e.shape[:-1], e.shape[-1]
     choices, comps = _kruskal(e.reshape(-1, m), edges, num_nodes)
     t_steps = num_nodes - 1
-    packed = np.concatenate([choices, comps.reshape(len(choices), -1)], axis=1)
-    return packed.reshape(*lead, t_steps * (1 + num_nodes)).astype(e.dtype)
+    y = np.zeros((len(choices), m))
+    np.put_along_axis(y, choices, 1.0, axis=1)
+    packed = np.concatenate([y, choices, comps.reshape(len(choices), -1)], axis=1)
+    return packed.reshape(*lead, m + t_steps * (1 + num_nodes)).astype(e.dtype)
 
 
 def run(e: Any, edges: Any, num_nodes: int, *, check_finite: bool = True) -> tuple[Any, Trace]:
@@ -161,11 +164,12 @@ def run(e: Any, edges: Any, num_nodes: int, *, check_finite: bool = True) -> tup
     packed = host_call(
         lambda a: _kruskal_packed(a, edges=g, num_nodes=num_nodes),
         e,
-        shape=(*lead, t_steps * (1 + num_nodes)),
+        shape=(*lead, m + t_steps * (1 + num_nodes)),
         dtype=e.dtype,
     )
     itype = index_dtype(xp)
-    packed = xp.astype(packed, xp.int32 if num_nodes < 2**31 else itype)
+    y = packed[..., :m]
+    packed = xp.astype(packed[..., m:], xp.int32)
     choices = xp.astype(packed[..., :t_steps], itype)
     # a fresh (contiguous) copy: gathers along the last axis of a strided view are slow
     comps = xp.asarray(xp.reshape(packed[..., t_steps:], (*lead, t_steps, num_nodes)), copy=True)
@@ -173,8 +177,6 @@ def run(e: Any, edges: Any, num_nodes: int, *, check_finite: bool = True) -> tup
     cu = xp.take(comps, xp.asarray(g[:, 0], dtype=itype, device=dev), axis=-1)
     cv = xp.take(comps, xp.asarray(g[:, 1], dtype=itype, device=dev), axis=-1)
     active = cu != cv
-    idx = xp.arange(m, dtype=itype, device=dev)
-    y = xp.astype(xp.any(choices[..., None] == idx, axis=-2), e.dtype)
     return y, Trace(choices, active, e, None, "spanning_tree")
 
 
