@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
     n = 5 if args.quick else 7
-    steps = 60 if args.quick else 400
+    steps = 40 if args.quick else 400
+    num_draws = 60 if args.quick else 200
     k, lr = 4, 0.1
     edges, target = setup(n)
     m = len(edges)
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     for method in METHODS:
         rng = np.random.default_rng(0)
         # gradient variance at θ0 (sum over coordinates, per estimate of K samples)
-        draws = np.stack([gradient(method, theta0, edges, n, target, k, rng) for _ in range(200)])
+        draws = np.stack([gradient(method, theta0, edges, n, target, k, rng) for _ in range(num_draws)])
         theta = theta0.copy()
         curve = [expected_loss(theta, edges, n, target, 1)]
         for step in range(steps):

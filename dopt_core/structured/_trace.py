@@ -193,13 +193,14 @@ def _step_lse(theta: Any, choices: Any, active: Any, xp: Any) -> tuple[Any, Any,
 
 
 def _value_rows(theta: Any, choices: Any, active: Any, xp: Any) -> tuple[Any]:
-    chosen, lse, _, _ = _step_lse(theta, choices, active, xp)
-    return (xp.sum(chosen - lse, axis=-1),)
+    # θ_{c_t} − LSE_t = −log Z_t exactly, with the step shifted by its chosen score
+    _, _, _, z = _step_lse(theta, choices, active, xp)
+    return (-xp.sum(xp.log(z), axis=-1),)
 
 
 def _value_and_score_rows(theta: Any, choices: Any, active: Any, xp: Any) -> tuple[Any, Any]:
-    chosen, lse, ex, z = _step_lse(theta, choices, active, xp)
-    value = xp.sum(chosen - lse, axis=-1)
+    _, _, ex, z = _step_lse(theta, choices, active, xp)
+    value = -xp.sum(xp.log(z), axis=-1)
     hot = _onehot(choices, theta.shape[-1], xp)
     grad = xp.sum(xp.astype(hot, theta.dtype) - ex / z[..., None], axis=-2)
     return value, grad
@@ -466,7 +467,8 @@ def exponentials(theta: Any, *, rng: Any = None, noise: Any = None, num_samples:
         num_samples = check_int(num_samples, name="num_samples", low=1)
     sample_shape = () if num_samples is None else (num_samples,)
     eps = bind_noise(theta, rng, noise, law=EXPONENTIAL, sample_shape=sample_shape, sample_names=("num_samples",))
-    if noise is not None and backend_for(theta).all_finite(eps) is not False:
+    backend = backend_for(theta)
+    if noise is not None and not backend.is_traced(eps) and backend.all_finite(eps) is not False:
         if bool(xp.any(eps < 0)):
             raise ValueError("noise must hold standard exponential draws (non-negative)")
     return eps * xp.exp(-theta)

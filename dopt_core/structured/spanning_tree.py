@@ -15,13 +15,15 @@ Host code: one vectorised union-find over all samples at once (a Python loop ove
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 
 from .._lib._checks import check_flag, check_int, check_scores
 from .._lib._compat import device, index_dtype
-from ..backend import backend_for, host_call
+from ..backend import apply_op, backend_for, host_call
+from ..op import Op, ZeroGradient
 from ._trace import Trace, conditional_sample, exponentials, log_prob, log_prob_exponentials, score
 
 __all__ = [
@@ -120,6 +122,27 @@ def _kruskal_packed(e: np.ndarray, *, edges: np.ndarray, num_nodes: int) -> np.n
     return packed.reshape(*lead, m + t_steps * (1 + num_nodes)).astype(e.dtype)
 
 
+@dataclass(frozen=True)
+class _KruskalOp(ZeroGradient, Op):
+    """The packed Kruskal record ``[y | choices | components]`` of each row of ``e``."""
+
+    name: ClassVar[str] = "structured.spanning_tree.kruskal"
+    host: ClassVar[bool] = True
+    edges: tuple[tuple[int, int], ...]
+    num_nodes: int
+
+    def forward(self, e: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
+        g = np.asarray(self.edges, dtype=np.int64)
+        n, m = self.num_nodes, len(self.edges)
+        packed = host_call(
+            lambda a: _kruskal_packed(a, edges=g, num_nodes=n),
+            e,
+            shape=(*e.shape[:-1], m + (n - 1) * (1 + n)),
+            dtype=e.dtype,
+        )
+        return packed, ()
+
+
 def run(e: Any, edges: Any, num_nodes: int, *, check_finite: bool = True) -> tuple[Any, Trace]:
     r"""Kruskal's minimum spanning tree of given edge exponentials, and its trace.
 
@@ -161,12 +184,8 @@ def run(e: Any, edges: Any, num_nodes: int, *, check_finite: bool = True) -> tup
         raise ValueError(f"e must have one entry per edge on its last axis ({m} edges), got shape {tuple(e.shape)}")
     lead = tuple(e.shape[:-1])
     t_steps = num_nodes - 1
-    packed = host_call(
-        lambda a: _kruskal_packed(a, edges=g, num_nodes=num_nodes),
-        e,
-        shape=(*lead, m + t_steps * (1 + num_nodes)),
-        dtype=e.dtype,
-    )
+    # a zero-gradient Op: autodiff never enters the host callback (E may carry θ's tangents)
+    packed = apply_op(_KruskalOp(tuple(map(tuple, g.tolist())), num_nodes), e)
     itype = index_dtype(xp)
     y = packed[..., :m]
     packed = xp.astype(packed[..., m:], xp.int32)
