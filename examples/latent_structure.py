@@ -1,6 +1,6 @@
 """Latent spanning trees: score-function estimators vs a perturbed-optimizer relaxation.
 
-    python examples/latent_structure.py [--quick]
+    python examples/latent_structure.py [--quick] [--no-relax]
 
 The toy experiment of Struminsky et al. (2021): learn edge scores θ of the complete
 graph on ``n`` nodes so that spanning trees sampled by Kruskal on exponential edge
@@ -10,6 +10,9 @@ Gradients of ``E[f(X)]``:
 * T-REINFORCE (score of the trace, ``dopt_core.structured.score``), K samples;
 * T-REINFORCE+ (leave-one-out baseline over the K samples);
 * E-REINFORCE+ (score of the exponentials);
+* RELAX (when torch is installed): conditional exponentials and a
+  ``dopt_torch.nn.ExponentialCritic`` trained online to minimise the squared estimate
+  (its variance is measured after a short critic warm-up at the initial θ);
 * the relaxation-based counterpart: the perturbed Fenchel-Young loss of the
   maximum spanning tree solver (``dopt_core.fenchel_young_loss``) with the target.
 
@@ -21,6 +24,7 @@ expected loss after training (NumPy, plain gradient descent); saves the loss cur
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import itertools
 from pathlib import Path
 
@@ -61,12 +65,44 @@ def gradient(method: str, theta: np.ndarray, edges: np.ndarray, n: int, target: 
     return S.estimators.reinforce(f, S.score(trace, theta), baseline=baseline)
 
 
-METHODS = ("T-REINFORCE", "T-REINFORCE+", "E-REINFORCE+", "fy")
+class Relax:
+    """RELAX with an MLP critic of the exponentials (torch)."""
+
+    def __init__(self, m: int, edges: np.ndarray, n: int, target: np.ndarray) -> None:
+        import torch  # noqa: PLC0415 - lazy: optional, only for RELAX
+
+        import dopt_torch  # noqa: PLC0415,F401 - lazy: optional, only for RELAX
+
+        self.torch = torch
+        torch.manual_seed(0)
+        self.critic = dopt_torch.nn.ExponentialCritic(m, hidden=32)
+        self.opt = torch.optim.Adam(self.critic.parameters(), lr=1e-2)
+        self.edges, self.n, self.target = edges, n, torch.tensor(target)
+
+    def __call__(self, theta: np.ndarray, k: int, rng: np.random.Generator, train: bool = True) -> np.ndarray:
+        torch = self.torch
+        th = torch.tensor(theta).expand(k, len(theta)).clone().requires_grad_(True)
+        y, trace = S.spanning_tree.sample(th, self.edges, self.n, rng=rng)
+        e_cond = S.conditional_sample(trace, th, rng=rng)
+        c_cond = self.critic(e_cond)
+        grad_c = torch.autograd.grad(self.critic(trace.exponentials).sum(), th, create_graph=True)[0]
+        grad_cc = torch.autograd.grad(c_cond.sum(), th, create_graph=True)[0]
+        f = ((y - self.target) ** 2).sum(-1).detach()
+        g = S.estimators.relax(f, S.score(trace, th.detach()), c_cond, grad_c, grad_cc)
+        if train:  # the critic minimises the estimator's second moment (= its variance + const)
+            self.opt.zero_grad()
+            (g**2).sum().backward()
+            self.opt.step()
+        return g.detach().numpy()
+
+
+METHODS = ("T-REINFORCE", "T-REINFORCE+", "E-REINFORCE+", "RELAX", "fy")
 
 
 def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--no-relax", action="store_true", help="skip RELAX (torch)")
     args = parser.parse_args(argv)
     n = 5 if args.quick else 7
     steps = 40 if args.quick else 400
@@ -79,12 +115,27 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     curves: dict[str, list[float]] = {}
     for method in METHODS:
         rng = np.random.default_rng(0)
+        if method == "RELAX":
+            if args.no_relax or importlib.util.find_spec("torch") is None:
+                print("RELAX skipped (--no-relax or torch not installed)")
+                continue
+            relax = Relax(m, edges, n, target)
+            for _ in range(num_draws):  # critic warm-up at θ0
+                relax(theta0, k, rng)
+
+            def grad_fn(t: np.ndarray, relax: Relax = relax) -> np.ndarray:
+                return relax(t, k, rng)
+        else:
+
+            def grad_fn(t: np.ndarray, method: str = method) -> np.ndarray:
+                return gradient(method, t, edges, n, target, k, rng)
+
         # gradient variance at θ0 (sum over coordinates, per estimate of K samples)
-        draws = np.stack([gradient(method, theta0, edges, n, target, k, rng) for _ in range(num_draws)])
+        draws = np.stack([grad_fn(theta0) for _ in range(num_draws)])
         theta = theta0.copy()
         curve = [expected_loss(theta, edges, n, target, 1)]
         for step in range(steps):
-            theta = theta - lr * gradient(method, theta, edges, n, target, k, rng)
+            theta = theta - lr * grad_fn(theta)
             if (step + 1) % max(1, steps // 10) == 0:
                 curve.append(expected_loss(theta, edges, n, target, step + 2))
         curves[method] = curve
