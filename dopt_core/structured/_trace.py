@@ -13,9 +13,9 @@ batched as arrays,
 
 * ``choices`` — ``c_t``, integer, shape ``(*lead, T)``;
 * ``active`` — the indicator of ``A_t``, boolean, shape ``(*lead, T, m)``;
-* ``parent`` — ``None`` for a chain of steps (each step conditions on the previous
-  one), or, for recursive partitions, the step whose argmin bounds step ``t``
-  (``-1`` for the first), integer ``(*lead, T)``;
+* ``parent`` — ``None``, or for recursive partitions (binary trees) the step whose
+  argmin bounds step ``t`` from below (``-1`` for the root), integer ``(*lead, T)``:
+  a description of the structure, not needed by the law below;
 * ``exponentials`` — the ``E`` the algorithm ran on, ``(*lead, m)``.
 
 By the stochastic invariant (Struminsky et al. 2021, after the exponential-race
@@ -26,10 +26,11 @@ step-wise categorical probabilities,
 
     \log p(T;\theta) = \sum_t \Bigl[\theta_{c_t} - \log \sum_{j \in A_t} e^{\theta_j}\Bigr],
 
-and, given the trace, the exponentials are independent shifted exponentials:
-:math:`E_{c_t} = E_{c_{\mathrm{parent}(t)}} + \mathrm{Exp}(\sum_{j\in A_t}\lambda_j)`
-(``E_{c_{-1}} = 0``), and every never-chosen ``j`` is
-:math:`\max_{t: j \in A_t} E_{c_t} + \mathrm{Exp}(\lambda_j)`.
+and, given the trace, each step's minimum (shifted by the previous minima the entries
+of ``A_t`` went through) is :math:`\mathrm{Exp}(\sum_{j\in A_t}\lambda_j)`, independent
+of the others, and an entry never chosen exceeds the sum of the minima of the steps it
+took part in by an independent :math:`\mathrm{Exp}(\lambda_j)`
+(:func:`conditional_sample`).
 """
 
 from __future__ import annotations
@@ -482,10 +483,12 @@ def conditional_sample(trace: Any, theta: Any, *, rng: Any = None, noise: Any = 
 
     .. math::
 
-        E_{c_t} = E_{c_{\mathrm{parent}(t)}} + v_t / \Lambda_t, \qquad
-        E_j = \max_{t:\, j\in A_t} E_{c_t} + u_j e^{-\theta_j} \quad (j \text{ never chosen}),
+        E_j = \sum_{t:\, j \in A_t} \frac{v_t}{\Lambda_t}
+            + \mathbb 1[j \text{ never chosen}]\, u_j e^{-\theta_j}
 
-    (parent(t) = t − 1 for a chain, :math:`E_{c_{-1}} = 0`): the conditional law of
+    (each step's minimum exceeds the previous ones by :math:`\mathrm{Exp}(\Lambda_t)`,
+    and an entry stays above the minimum of every step it takes part in; for a chain,
+    :math:`E_{c_t} = \sum_{s \le t} v_s/\Lambda_s`): the conditional law of
     the exponentials given the algorithm's execution (Struminsky et al. 2021,
     section 3.2), used for the conditional relaxed sample of RELAX (Grathwohl et al.
     2018). Re-running the algorithm on the result gives the same trace, with
@@ -528,17 +531,8 @@ def conditional_sample(trace: Any, theta: Any, *, rng: Any = None, noise: Any = 
     active = trace.active
     rate = xp.sum(xp.where(active, lam[..., None, :], 0.0), axis=-1)
     w = v / rate
-    if trace.parent is None:
-        ec = xp.cumulative_sum(w, axis=-1)
-    else:
-        parent = trace.parent
-        has = parent >= 0
-        idx = xp.where(has, parent, 0)
-        ec = w
-        for _ in range(t_steps - 1):  # depth ≤ T − 1: a fixed number of passes
-            ec = w + xp.where(has, xp.take_along_axis(ec, idx, axis=-1), 0.0)
-    base = xp.max(xp.where(active, ec[..., None], 0.0), axis=-2)
-    hot = _onehot(trace.choices, m, xp)
-    is_chosen = xp.any(hot, axis=-2)
-    e_chosen = xp.sum(xp.where(hot, ec[..., None], 0.0), axis=-2)
-    return xp.where(is_chosen, e_chosen, base + u / lam)
+    # every entry gathers the step minima of the steps where it was active: a chosen
+    # entry up to its own step, a never-chosen one all of them, plus its own Exp(λ_j)
+    base = xp.sum(xp.where(active, w[..., None], 0.0), axis=-2)
+    is_chosen = xp.any(_onehot(trace.choices, m, xp), axis=-2)
+    return xp.where(is_chosen, base, base + u / lam)
