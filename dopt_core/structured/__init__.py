@@ -14,13 +14,14 @@ trace's law: :func:`log_prob` (an Op with a closed-form VJP), :func:`score`,
 
 * :mod:`~dopt_core.structured.top_k` — top-k subsets and Plackett-Luce orderings;
 * :mod:`~dopt_core.structured.spanning_tree` — Kruskal on exponential edge weights;
+* :mod:`~dopt_core.structured.arborescence` — rooted arborescences by Chu-Liu/Edmonds;
 * :mod:`~dopt_core.structured.matching` — perfect bipartite matchings by row/column removal;
 * :mod:`~dopt_core.structured.binary_tree` — binary trees by recursive argmin partition;
 * :mod:`~dopt_core.structured.estimators` — REINFORCE (with the leave-one-out "+"
   baseline) and RELAX gradient estimators, as plain functions of arrays.
 """
 
-from . import binary_tree, estimators, matching, spanning_tree, top_k
+from . import arborescence, binary_tree, estimators, matching, spanning_tree, top_k
 from ._trace import (
     EXPONENTIAL,
     Exponential,
@@ -37,6 +38,7 @@ __all__ = [
     "EXPONENTIAL",
     "Exponential",
     "Trace",
+    "arborescence",
     "binary_tree",
     "conditional_sample",
     "estimators",

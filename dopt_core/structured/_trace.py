@@ -187,9 +187,12 @@ def _step_lse(theta: Any, choices: Any, active: Any, xp: Any) -> tuple[Any, Any,
     lead = tuple(choices.shape[:-1])
     m = theta.shape[-1]
     th = xp.broadcast_to(theta, (*lead, m))
-    chosen = xp.take_along_axis(th, choices, axis=-1)
+    # padding steps (choice -1, empty active set; arborescences have a variable number
+    # of steps) contribute log 1 = 0
+    chosen = xp.take_along_axis(th, xp.where(choices >= 0, choices, 0), axis=-1)
     ex = xp.exp(xp.where(active, th[..., None, :] - chosen[..., None], -math.inf))
     z = xp.sum(ex, axis=-1)
+    z = xp.where(z > 0, z, 1.0)
     return chosen, chosen + xp.log(z), ex, z
 
 
@@ -530,6 +533,7 @@ def conditional_sample(trace: Any, theta: Any, *, rng: Any = None, noise: Any = 
     lam = xp.broadcast_to(xp.exp(theta), (*lead, m))
     active = trace.active
     rate = xp.sum(xp.where(active, lam[..., None, :], 0.0), axis=-1)
+    rate = xp.where(rate > 0, rate, 1.0)  # padding steps (empty active sets)
     w = v / rate
     # every entry gathers the step minima of the steps where it was active: a chosen
     # entry up to its own step, a never-chosen one all of them, plus its own Exp(λ_j)
