@@ -87,3 +87,39 @@ def test_bad_input() -> None:
         A.sample(np.zeros((3, 4)), rng=0)
     with pytest.raises(ValueError, match="NaN"):
         A.sample(np.full((3, 3), np.nan), rng=0)
+
+
+def test_log_prob_vjp_with_padding_and_unbiased_reinforce() -> None:
+    n, root = 3, 0
+    theta = np.random.default_rng(6).normal(size=(n, n))
+    _, trace = A.sample(theta, root=root, rng=7, num_samples=6)
+    assert np.any(trace.choices < 0)
+    g = np.random.default_rng(8).normal(size=6)
+    _, vjp = dc.value_and_vjp(dc.structured.log_prob, trace, theta.reshape(-1))
+    h, fd = 1e-6, np.zeros(n * n)
+    for i in range(n * n):
+        d = np.zeros(n * n)
+        d[i] = h
+        up = A.log_prob(trace, (theta.reshape(-1) + d).reshape(n, n))
+        dn = A.log_prob(trace, (theta.reshape(-1) - d).reshape(n, n))
+        fd[i] = np.sum(g * (up - dn)) / (2 * h)
+    np.testing.assert_allclose(vjp(g), fd, atol=1e-7)
+    # leave-one-out REINFORCE against the exact gradient of E[f], f = y[0, 2] + 2 y[1, 2]
+    y, tr = A.run(_orderings(n, root, None), root=root)
+    first: dict[tuple, int] = {}
+    for i, c in enumerate(tr.choices):
+        first.setdefault(tuple(c), i)
+    idx = np.array(list(first.values()))
+    p = np.exp(A.log_prob(tr[idx], theta))
+    f = y[idx, 0, 2] + 2 * y[idx, 1, 2]
+    exact = np.sum((f * p)[:, None, None] * A.score(tr[idx], theta), axis=0)
+    groups, k = 3000, 3
+    ys, trs = A.sample(theta, root=root, rng=9, num_samples=groups * k)
+    loss = (ys[:, 0, 2] + 2 * ys[:, 1, 2]).reshape(groups, k)
+    sc = A.score(trs, theta).reshape(groups, k, n, n)
+    draws = np.stack([dc.structured.estimators.reinforce(loss[i], sc[i], baseline="loo") for i in range(groups)])
+    se = draws.std(0, ddof=1) / np.sqrt(groups)
+    valid = ~np.eye(n, dtype=bool)
+    valid[:, root] = False
+    assert np.all(np.abs(draws.mean(0) - exact)[valid] <= 5 * se[valid])
+    np.testing.assert_array_equal(draws[:, ~valid], 0.0)  # unused arcs get no gradient
