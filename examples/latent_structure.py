@@ -1,10 +1,11 @@
 """Latent spanning trees: score-function estimators vs a perturbed-optimizer relaxation.
 
-    python examples/latent_structure.py [--quick] [--no-relax]
+    python examples/latent_structure.py [--quick] [--no-relax] [--structure arborescence]
 
 The toy experiment of Struminsky et al. (2021): learn edge scores θ of the complete
 graph on ``n`` nodes so that spanning trees sampled by Kruskal on exponential edge
-weights minimise a fixed quadratic loss to a target tree, ``f(X) = ||X - X*||²``.
+weights (or, with ``--structure arborescence``, arborescences rooted at 0 sampled by
+Chu-Liu/Edmonds) minimise a fixed quadratic loss to a target, ``f(X) = ||X - X*||²``.
 Gradients of ``E[f(X)]``:
 
 * T-REINFORCE (score of the trace, ``dopt_core.structured.score``), K samples;
@@ -18,7 +19,7 @@ Gradients of ``E[f(X)]``:
 
 Prints the per-sample gradient variance of each estimator at the initial θ and the
 expected loss after training (NumPy, plain gradient descent); saves the loss curves to
-``docs/figures/latent_structure.png`` when matplotlib is available (not in quick mode).
+``docs/figures/latent_<structure>.png`` when matplotlib is available (not in quick mode).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import argparse
 import importlib.util
 import itertools
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -35,30 +37,49 @@ import dopt_core as dc
 S = dc.structured
 
 
-def setup(n: int) -> tuple[np.ndarray, np.ndarray]:
-    edges = np.array(list(itertools.combinations(range(n), 2)))
-    target = np.zeros(len(edges))
-    target[[k for k, (u, v) in enumerate(edges) if v == u + 1]] = 1.0  # the path 0-1-…-(n-1)
-    return edges, target
+class Problem:
+    """One latent structure on flat scores θ of length m: a sampler, a solver, a target."""
+
+    def __init__(self, structure: str, n: int) -> None:
+        self.structure, self.n = structure, n
+        if structure == "spanning_tree":
+            self.edges = np.array(list(itertools.combinations(range(n), 2)))
+            self.target = np.zeros(len(self.edges))
+            path = [k for k, (u, v) in enumerate(self.edges) if v == u + 1]  # the path 0-1-…-(n-1)
+            self.target[path] = 1.0
+        else:  # arborescence rooted at 0, target: the chain 0 → 1 → … → n-1
+            t = np.zeros((n, n))
+            t[np.arange(n - 1), np.arange(1, n)] = 1.0
+            self.target = t.ravel()
+        self.m = len(self.target)
+
+    def sample(self, theta: Any, rng: Any, k: int | None) -> tuple[Any, Any]:
+        """``(y, trace)`` with ``y`` flat ``(..., m)`` (the trace is flat already)."""
+        if self.structure == "spanning_tree":
+            return S.spanning_tree.sample(theta, self.edges, self.n, rng=rng, num_samples=k)
+        y, trace = S.arborescence.sample(theta.reshape(*theta.shape[:-1], self.n, self.n), rng=rng, num_samples=k)
+        return y.reshape(*y.shape[:-2], self.m), trace
+
+    def solver(self, theta: np.ndarray) -> np.ndarray:
+        if self.structure == "spanning_tree":
+            return dc.solvers.spanning_tree(theta, self.edges, self.n)
+        y = dc.solvers.arborescence(theta.reshape(*theta.shape[:-1], self.n, self.n))
+        return y.reshape(*y.shape[:-2], self.m)
 
 
-def expected_loss(theta: np.ndarray, edges: np.ndarray, n: int, target: np.ndarray, rng: int) -> float:
-    y, _ = S.spanning_tree.sample(theta, edges, n, rng=rng, num_samples=2000)
-    return float(((y - target) ** 2).sum(-1).mean())
+def expected_loss(theta: np.ndarray, prob: Problem, rng: int) -> float:
+    y, _ = prob.sample(theta, rng, 2000)
+    return float(((y - prob.target) ** 2).sum(-1).mean())
 
 
-def gradient(method: str, theta: np.ndarray, edges: np.ndarray, n: int, target: np.ndarray,
-             k: int, rng: np.random.Generator) -> np.ndarray:
+def gradient(method: str, theta: np.ndarray, prob: Problem, k: int, rng: np.random.Generator) -> np.ndarray:
     if method == "fy":
-        # high θ_e makes edge e likely in both models (argmin of E = ε·e^{-θ}, argmax of θ·y)
-        def tree(t: np.ndarray) -> np.ndarray:
-            return dc.solvers.spanning_tree(t, edges, n)
-
-        loss = dc.fenchel_young_loss(tree, sigma=1.0, num_samples=k)
-        _, vjp = dc.value_and_vjp(loss, theta, target, rng=rng)
+        # high θ_a makes arc/edge a likely in both models (argmin of E = ε·e^{-θ}, argmax of θ·y)
+        loss = dc.fenchel_young_loss(prob.solver, sigma=1.0, num_samples=k)
+        _, vjp = dc.value_and_vjp(loss, theta, prob.target, rng=rng)
         return vjp(1.0)
-    y, trace = S.spanning_tree.sample(theta, edges, n, rng=rng, num_samples=k)
-    f = ((y - target) ** 2).sum(-1)
+    y, trace = prob.sample(theta, rng, k)
+    f = ((y - prob.target) ** 2).sum(-1)
     if method == "E-REINFORCE+":
         return S.estimators.reinforce(f, S.score_exponentials(trace.exponentials, theta), baseline="loo")
     baseline = "loo" if method.endswith("+") else None
@@ -68,21 +89,21 @@ def gradient(method: str, theta: np.ndarray, edges: np.ndarray, n: int, target: 
 class Relax:
     """RELAX with an MLP critic of the exponentials (torch)."""
 
-    def __init__(self, m: int, edges: np.ndarray, n: int, target: np.ndarray) -> None:
+    def __init__(self, prob: Problem) -> None:
         import torch  # noqa: PLC0415 - lazy: optional, only for RELAX
 
         import dopt_torch  # noqa: PLC0415,F401 - lazy: optional, only for RELAX
 
         self.torch = torch
         torch.manual_seed(0)
-        self.critic = dopt_torch.nn.ExponentialCritic(m, hidden=32)
+        self.critic = dopt_torch.nn.ExponentialCritic(prob.m, hidden=32)
         self.opt = torch.optim.Adam(self.critic.parameters(), lr=1e-2)
-        self.edges, self.n, self.target = edges, n, torch.tensor(target)
+        self.prob, self.target = prob, torch.tensor(prob.target)
 
     def __call__(self, theta: np.ndarray, k: int, rng: np.random.Generator, train: bool = True) -> np.ndarray:
         torch = self.torch
         th = torch.tensor(theta).expand(k, len(theta)).clone().requires_grad_(True)
-        y, trace = S.spanning_tree.sample(th, self.edges, self.n, rng=rng)
+        y, trace = self.prob.sample(th, rng, None)
         e_cond = S.conditional_sample(trace, th, rng=rng)
         c_cond = self.critic(e_cond)
         grad_c = torch.autograd.grad(self.critic(trace.exponentials).sum(), th, create_graph=True)[0]
@@ -103,13 +124,14 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--no-relax", action="store_true", help="skip RELAX (torch)")
+    parser.add_argument("--structure", choices=("spanning_tree", "arborescence"), default="spanning_tree")
     args = parser.parse_args(argv)
     n = 5 if args.quick else 7
     steps = 40 if args.quick else 400
     num_draws = 60 if args.quick else 200
     k, lr = 4, 0.1
-    edges, target = setup(n)
-    m = len(edges)
+    prob = Problem(args.structure, n)
+    m = prob.m
     theta0 = np.zeros(m)
     results: dict[str, dict[str, float]] = {}
     curves: dict[str, list[float]] = {}
@@ -119,7 +141,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
             if args.no_relax or importlib.util.find_spec("torch") is None:
                 print("RELAX skipped (--no-relax or torch not installed)")
                 continue
-            relax = Relax(m, edges, n, target)
+            relax = Relax(prob)
             for _ in range(num_draws):  # critic warm-up at θ0
                 relax(theta0, k, rng)
 
@@ -128,16 +150,16 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         else:
 
             def grad_fn(t: np.ndarray, method: str = method) -> np.ndarray:
-                return gradient(method, t, edges, n, target, k, rng)
+                return gradient(method, t, prob, k, rng)
 
         # gradient variance at θ0 (sum over coordinates, per estimate of K samples)
         draws = np.stack([grad_fn(theta0) for _ in range(num_draws)])
         theta = theta0.copy()
-        curve = [expected_loss(theta, edges, n, target, 1)]
+        curve = [expected_loss(theta, prob, 1)]
         for step in range(steps):
             theta = theta - lr * grad_fn(theta)
             if (step + 1) % max(1, steps // 10) == 0:
-                curve.append(expected_loss(theta, edges, n, target, step + 2))
+                curve.append(expected_loss(theta, prob, step + 2))
         curves[method] = curve
         results[method] = {"variance": float(draws.var(0).sum()), "initial": curve[0], "final": curve[-1]}
         print(f"{method:14s} grad variance {results[method]['variance']:9.3f}   "
@@ -157,10 +179,11 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
                 ax.plot(xs, curve, label=method if method != "fy" else "perturbed FY loss")
             ax.set_xlabel("gradient step")
             ax.set_ylabel("E[ ||X - X*||² ]")
-            ax.set_title(f"latent spanning trees of K{n}, K={k} samples")
+            what = "spanning trees of K" if args.structure == "spanning_tree" else "arborescences, n = "
+            ax.set_title(f"latent {what}{n}, K={k} samples")
             ax.legend()
             fig.tight_layout()
-            out = Path(__file__).resolve().parents[1] / "docs" / "figures" / "latent_structure.png"
+            out = Path(__file__).resolve().parents[1] / "docs" / "figures" / f"latent_{args.structure}.png"
             fig.savefig(out, dpi=120)
             print(f"saved {out}")
     return results
