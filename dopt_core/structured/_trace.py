@@ -199,12 +199,12 @@ def _step_lse(theta: Any, choices: Any, active: Any, xp: Any) -> tuple[Any, Any,
 def _value_rows(theta: Any, choices: Any, active: Any, xp: Any) -> tuple[Any]:
     # θ_{c_t} − LSE_t = −log Z_t exactly, with the step shifted by its chosen score
     _, _, _, z = _step_lse(theta, choices, active, xp)
-    return (-xp.sum(xp.log(z), axis=-1),)
+    return (0.0 - xp.sum(xp.log(z), axis=-1),)  # 0 - : no -0.0 for a certain trace
 
 
 def _value_and_score_rows(theta: Any, choices: Any, active: Any, xp: Any) -> tuple[Any, Any]:
     _, _, ex, z = _step_lse(theta, choices, active, xp)
-    value = -xp.sum(xp.log(z), axis=-1)
+    value = 0.0 - xp.sum(xp.log(z), axis=-1)
     hot = _onehot(choices, theta.shape[-1], xp)
     grad = xp.sum(xp.astype(hot, theta.dtype) - ex / z[..., None], axis=-2)
     return value, grad
