@@ -12,6 +12,7 @@ from .metrics import normalized_regret, regret
 from .op import Bound, Op, OpFunction, op_function, value_and_vjp
 from .perturbed import perturbed, perturbed_max
 from .replacements import identity, imle, interpolation, straight_through
+from . import structured
 
 __version__ = "0.1.0.dev0"
 
@@ -41,6 +42,7 @@ __all__ = [
     "solvers",
     "spo_plus_loss",
     "straight_through",
+    "structured",
     "testing",
     "value_and_vjp",
 ]

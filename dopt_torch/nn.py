@@ -237,3 +237,37 @@ class FenchelYoungLoss(_Seeded):
 
     def forward(self, theta: torch.Tensor, y_true: torch.Tensor, *, rng: Any = None, noise: Any = None) -> torch.Tensor:
         return self.fn(theta, y_true, rng=self._rng(theta, rng, noise), noise=noise)
+
+
+class ExponentialCritic(torch.nn.Module):
+    r"""A RELAX critic ``c(E)`` of the exponentials of a structured sample (an MLP).
+
+    :math:`c(E) = w_2^\top \tanh(W_1 \log E + b_1) + b_2`, on the log-exponentials
+    (scale-free inputs); ``in_features`` is the number of exponentials ``m`` of one
+    instance. Feed it the reparametrised ``trace.exponentials`` and
+    :func:`dopt_core.structured.conditional_sample`, and train it to minimise the
+    variance of :func:`dopt_core.structured.estimators.relax` (Grathwohl et al. 2018;
+    the critic of Struminsky et al. 2021 is such an MLP).
+
+    Example
+    -------
+    >>> import torch, dopt_torch as dt
+    >>> critic = dt.nn.ExponentialCritic(6, hidden=8)
+    >>> critic(torch.rand(5, 6) + 0.1).shape
+    torch.Size([5])
+    """
+
+    def __init__(self, in_features: int, *, hidden: int = 32) -> None:
+        super().__init__()
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(in_features, hidden, dtype=torch.float64),
+            torch.nn.Tanh(),
+            torch.nn.Linear(hidden, 1, dtype=torch.float64),
+        )
+
+    def forward(self, e: torch.Tensor) -> torch.Tensor:
+        x = torch.log(e.clamp_min(torch.finfo(e.dtype).tiny)).to(self.net[0].weight.dtype)
+        return self.net(x).squeeze(-1).to(e.dtype)
+
+
+__all__ += ["ExponentialCritic"]

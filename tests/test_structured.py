@@ -1,0 +1,297 @@
+"""dopt_core.structured: exact laws of recursive Gumbel-max traces, by enumeration.
+
+* every trace of a small instance is found by running the algorithm on every ordering
+  of the exponentials; the probabilities of the distinct traces sum to one;
+* Monte-Carlo frequencies of structures match the enumerated law (5 standard errors);
+* conditional samples reproduce the trace, every time;
+* ``log_prob``'s VJP equals central finite differences; backends agree with NumPy.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import numpy as np
+import pytest
+
+import dopt_conformance as conformance
+import dopt_core as dc
+
+S = dc.structured
+K4 = [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)]
+G5 = [(0, 1), (1, 2), (2, 3), (3, 4), (0, 4), (0, 2), (1, 3)]
+
+
+def _theta(m: int, seed: int = 0, shape: tuple[int, ...] = ()) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(*shape, m)) * 0.8
+
+
+# structure name -> (m, run(e) on (..., m), log_prob(trace, theta))
+def _runner(name: str) -> tuple[int, Any]:
+    if name == "top_k":
+        return 5, lambda e: S.top_k.run(e, 2)
+    if name == "ordering":
+        return 4, S.top_k.run_ordering
+    if name == "spanning_tree":
+        return len(G5), lambda e: S.spanning_tree.run(e, G5, 5)
+    if name == "spanning_tree_k4":
+        return len(K4), lambda e: S.spanning_tree.run(e, K4, 4)
+    if name == "binary_tree":
+        return 5, S.binary_tree.run
+    if name == "matching":
+        return 9, lambda e: _flat_matching(e)
+    raise AssertionError(name)
+
+
+def _flat_matching(e: np.ndarray) -> tuple[np.ndarray, Any]:
+    y, trace = S.matching.run(np.reshape(e, (*e.shape[:-1], 3, 3)))
+    return np.reshape(y, (*y.shape[:-2], 9)), trace
+
+
+STRUCTURES = ["top_k", "ordering", "spanning_tree", "spanning_tree_k4", "binary_tree", "matching"]
+
+
+def _enumerate(name: str, theta: np.ndarray) -> tuple[dict[tuple, float], dict[tuple, float], dict[tuple, Any]]:
+    """Every distinct trace (key -> p) and structure (key -> Σ p), and one trace per key."""
+    m, run = _runner(name)
+    perms = np.array(list(itertools.permutations(range(m))), dtype=np.float64)
+    if name == "matching":  # 9! orderings: only the relative order of free entries matters
+        perms = np.random.default_rng(0).permutation(perms)[:60000]
+    y, trace = run(perms + 1.0)
+    keys = [tuple(c) + (() if trace.parent is None else tuple(p)) for c, p in
+            zip(trace.choices, trace.choices if trace.parent is None else trace.parent, strict=True)]
+    first: dict[tuple, int] = {}
+    for i, k in enumerate(keys):
+        first.setdefault(k, i)
+    idx = np.array(list(first.values()))
+    sub = trace[idx]
+    lp = S.log_prob(sub, theta)
+    p_trace = dict(zip(first.keys(), np.exp(lp), strict=True))
+    p_struct: dict[tuple, float] = {}
+    for i, p in zip(idx, np.exp(lp), strict=True):
+        key = tuple(y[i].astype(int).ravel())
+        p_struct[key] = p_struct.get(key, 0.0) + float(p)
+    return p_trace, p_struct, sub
+
+
+@pytest.mark.parametrize("name", STRUCTURES)
+def test_trace_probabilities_sum_to_one(name: str) -> None:
+    m, _ = _runner(name)
+    p_trace, p_struct, _ = _enumerate(name, _theta(m, 1))
+    assert abs(sum(p_trace.values()) - 1.0) < 1e-12
+    assert abs(sum(p_struct.values()) - 1.0) < 1e-12
+    if name == "spanning_tree_k4":
+        assert len(p_struct) == 16  # Cayley: 4^(4-2) spanning trees of K4
+    if name == "matching":
+        assert len(p_struct) == 6
+    if name == "binary_tree":
+        assert len(p_struct) == 42  # Catalan(5)
+
+
+def _sample(name: str, theta: np.ndarray, num: int, seed: int) -> tuple[np.ndarray, Any]:
+    if name == "top_k":
+        return S.top_k.sample(theta, 2, rng=seed, num_samples=num)
+    if name == "ordering":
+        return S.top_k.ordering(theta, rng=seed, num_samples=num)
+    if name == "spanning_tree":
+        return S.spanning_tree.sample(theta, G5, 5, rng=seed, num_samples=num)
+    if name == "spanning_tree_k4":
+        return S.spanning_tree.sample(theta, K4, 4, rng=seed, num_samples=num)
+    if name == "binary_tree":
+        return S.binary_tree.sample(theta, rng=seed, num_samples=num)
+    y, trace = S.matching.sample(np.reshape(theta, (3, 3)), rng=seed, num_samples=num)
+    return np.reshape(y, (num, 9)), trace
+
+
+@pytest.mark.parametrize("name", STRUCTURES)
+def test_sampling_frequencies_match_the_enumerated_law(name: str) -> None:
+    m, _ = _runner(name)
+    theta = _theta(m, 2)
+    _, p_struct, _ = _enumerate(name, theta)
+    n = 20000
+    y, _ = _sample(name, theta, n, seed=3)
+    keys = [tuple(r) for r in y.reshape(n, -1).astype(int)]
+    counts: dict[tuple, int] = {}
+    for k in keys:
+        counts[k] = counts.get(k, 0) + 1
+    assert set(counts) <= set(p_struct)
+    for k, p in p_struct.items():
+        se = np.sqrt(p * (1 - p) / n)
+        assert abs(counts.get(k, 0) / n - p) <= 5 * se + 1e-12, (k, p, counts.get(k, 0) / n)
+
+
+@pytest.mark.parametrize("name", STRUCTURES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_conditional_sample_reproduces_the_trace(name: str, dtype: Any) -> None:
+    m, run = _runner(name)
+    theta = _theta(m, 4).astype(dtype)
+    if name == "matching":
+        theta_in = np.reshape(theta, (3, 3))
+    else:
+        theta_in = theta
+    y, trace = _sample(name, theta, 500, seed=5)
+    assert trace.exponentials.dtype == dtype
+    for seed in (6, 7):
+        if name == "matching":
+            e = np.reshape(S.matching.conditional_sample(trace, theta_in, rng=seed), (500, 9))
+        else:
+            e = S.conditional_sample(trace, theta, rng=seed)
+        assert e.dtype == dtype and np.all(e > 0)
+        y2, trace2 = run(e)
+        np.testing.assert_array_equal(y2, y)
+        np.testing.assert_array_equal(trace2.choices, trace.choices)
+        np.testing.assert_array_equal(trace2.active, trace.active)
+        if trace.parent is not None:
+            np.testing.assert_array_equal(trace2.parent, trace.parent)
+
+
+def test_conditional_sample_has_the_conditional_law() -> None:
+    """Top-1 of two: given item 0 won, E_0 ~ Exp(λ0+λ1) and E_1 - E_0 ~ Exp(λ1)."""
+    theta = np.log(np.array([1.0, 3.0]))
+    _, trace = S.top_k.sample(theta, 1, noise=np.zeros((4000, 2)) + np.array([0.1, 5.0]), num_samples=4000)
+    e = S.conditional_sample(trace, theta, rng=8)
+    n = len(e)
+    for x, mean in ((e[:, 0], 1 / 4.0), (e[:, 1] - e[:, 0], 1 / 3.0)):
+        assert abs(x.mean() - mean) <= 5 * mean / np.sqrt(n)  # Exp: sd = mean
+
+
+def test_log_prob_vjp_is_finite_differences() -> None:
+    theta = _theta(len(G5), 9, shape=(2,))
+    _, trace = S.spanning_tree.sample(theta, G5, 5, rng=10, num_samples=3)  # lead (3, 2)
+    g = np.random.default_rng(11).normal(size=(3, 2))
+    _, vjp = dc.value_and_vjp(S.log_prob, trace, theta)
+    fd = np.zeros_like(theta)
+    h = 1e-6
+    for idx in np.ndindex(theta.shape):
+        d = np.zeros_like(theta)
+        d[idx] = h
+        fd[idx] = np.sum(g * (S.log_prob(trace, theta + d) - S.log_prob(trace, theta - d))) / (2 * h)
+    np.testing.assert_allclose(vjp(g), fd, atol=1e-7)
+    # the per-sample score is the VJP of a one-hot cotangent
+    sc = S.score(trace, theta)
+    np.testing.assert_allclose(sc.sum(axis=0), vjp(np.ones((3, 2))), atol=1e-12)
+
+
+def test_log_prob_exponentials_closed_form_and_vjp() -> None:
+    theta = _theta(4, 12)
+    e = S.exponentials(theta, rng=13, num_samples=3)
+    lp = S.log_prob_exponentials(e, theta)
+    np.testing.assert_allclose(lp, np.sum(theta - np.exp(theta) * e, axis=-1), rtol=1e-13)
+    _, vjp = dc.value_and_vjp(S.log_prob_exponentials, e, theta)
+    # value_and_vjp differentiates the Op's first input (θ); e is the second argument
+    g = np.array([1.0, -2.0, 0.5])
+    np.testing.assert_allclose(vjp(g), np.sum(g[:, None] * (1 - np.exp(theta) * e), axis=0), rtol=1e-12)
+    np.testing.assert_allclose(S.score_exponentials(e, theta), 1 - np.exp(theta) * e, rtol=1e-13)
+
+
+def test_exponential_convention_argmin_is_softmax() -> None:
+    theta = np.array([0.5, -1.0, 1.5])
+    e = S.exponentials(theta, rng=14, num_samples=40000)
+    freq = np.bincount(e.argmin(axis=-1), minlength=3) / len(e)
+    p = np.exp(theta) / np.exp(theta).sum()
+    assert np.all(np.abs(freq - p) <= 5 * np.sqrt(p * (1 - p) / len(e)))
+
+
+# --- bad input ------------------------------------------------------------------------
+def test_bad_input_raises_naming_the_argument() -> None:
+    th = np.zeros(4)
+    with pytest.raises(ValueError, match="disconnected"):
+        S.spanning_tree.sample(np.zeros(2), [(0, 1), (2, 3)], 4, rng=0)
+    with pytest.raises(ValueError, match="self-loops"):
+        S.spanning_tree.sample(np.zeros(2), [(0, 1), (1, 1)], 2, rng=0)
+    with pytest.raises(ValueError, match="one entry per edge"):
+        S.spanning_tree.sample(np.zeros(3), [(0, 1), (1, 2)], 3, rng=0)
+    with pytest.raises(ValueError, match="num_nodes"):
+        S.spanning_tree.sample(np.zeros(1), [(0, 5)], 3, rng=0)
+    with pytest.raises(ValueError, match="square"):
+        S.matching.sample(np.zeros((2, 3)), rng=0)
+    with pytest.raises(ValueError, match="NaN"):
+        S.top_k.sample(np.array([0.0, np.nan]), 1, rng=0)
+    with pytest.raises(ValueError, match="NaN"):
+        S.binary_tree.sample(np.array([0.0, np.nan]), rng=0)
+    with pytest.raises(ValueError, match="k"):
+        S.top_k.sample(th, 5, rng=0)
+    with pytest.raises(ValueError, match="rng or noise"):
+        S.top_k.sample(th, 1, rng=0, noise=np.ones(4))
+    with pytest.raises(ValueError, match="noise"):
+        S.top_k.sample(th, 1, noise=np.ones(3))
+    _, trace = S.top_k.sample(th, 2, rng=0)
+    with pytest.raises(TypeError, match="trace"):
+        S.log_prob(trace.choices, th)
+    with pytest.raises(ValueError, match="theta"):
+        S.log_prob(trace, np.zeros(5))
+    with pytest.raises(ValueError, match="NaN"):
+        S.log_prob(trace, np.array([0.0, np.nan, 0.0, 0.0]))
+    with pytest.raises(ValueError, match="baseline"):
+        S.estimators.reinforce(np.ones(3), np.ones((3, 4)), baseline="mean")
+    with pytest.raises(ValueError, match="2 samples"):
+        S.estimators.reinforce(np.ones(1), np.ones((1, 4)), baseline="loo")
+
+
+# --- backends -------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_backends_agree_with_numpy(backend: conformance.Env, dtype: str) -> None:
+    if backend.name == "jax":
+        pytest.skip("JAX: covered by test_sampling_and_log_prob_under_jax_jit and the conformance cases")
+    theta = _theta(len(K4), 15, shape=(2,)).astype(dtype)
+    eps = np.random.default_rng(16).exponential(size=(3, 2, len(K4))).astype(dtype)
+    cond = np.random.default_rng(17).exponential(size=(3, 2, 3 + len(K4))).astype(dtype)
+    tol = 1e-5 if dtype == "float32" else 1e-12
+    t = backend.asarray(theta)
+    samplers = [
+        lambda th, nz: S.spanning_tree.sample(th, K4, 4, noise=nz, num_samples=3),
+        lambda th, nz: S.top_k.sample(th, 3, noise=nz, num_samples=3),
+        lambda th, nz: S.binary_tree.sample(th, noise=nz, num_samples=3),
+    ]
+    for sample in samplers:
+        y_np, tr_np = sample(theta, eps)
+        y, tr = sample(t, backend.asarray(eps))
+        np.testing.assert_array_equal(backend.to_numpy(y), y_np)
+        np.testing.assert_array_equal(backend.to_numpy(tr.choices), tr_np.choices)
+        np.testing.assert_array_equal(backend.to_numpy(tr.active), tr_np.active)
+        lp = S.log_prob(tr, t)
+        np.testing.assert_allclose(backend.to_numpy(lp), S.log_prob(tr_np, theta), rtol=tol, atol=tol)
+        g = np.ones((3, 2), dtype=dtype)
+        if backend.autodiff is None:
+            grad = dc.value_and_vjp(S.log_prob, tr, t)[1](backend.asarray(g))
+        else:
+            grad = backend.vjp(lambda th, tr=tr: S.log_prob(tr, th), (t,), {}, backend.asarray(g))
+        np.testing.assert_allclose(
+            backend.to_numpy(grad), S.score(tr_np, theta).sum(axis=0), rtol=10 * tol, atol=10 * tol
+        )
+        if tr_np.num_steps == 3:
+            e = S.conditional_sample(tr, t, noise=backend.asarray(cond))
+            e_np = S.conditional_sample(tr_np, theta, noise=cond)
+            np.testing.assert_allclose(backend.to_numpy(e), e_np, rtol=tol)
+    ym_np, _ = S.matching.sample(theta[0, :4].reshape(2, 2), noise=eps[:, 0, :4].reshape(3, 2, 2), num_samples=3)
+    ym, _ = S.matching.sample(backend.asarray(theta[0, :4].reshape(2, 2)),
+                              noise=backend.asarray(eps[:, 0, :4].reshape(3, 2, 2)), num_samples=3)
+    np.testing.assert_array_equal(backend.to_numpy(ym), ym_np)
+
+
+def test_log_prob_is_exact_for_widely_spread_scores() -> None:
+    """Steps shift by the chosen score: no underflow when the remaining scores are all
+    far below the largest one (float32: e^-100 underflows)."""
+    theta = np.array([100.0, 100.0, 0.0, 0.0], dtype=np.float32)
+    _, trace = S.top_k.sample(theta, 3, noise=np.array([1.0, 1.0, 1.0, 2.0], dtype=np.float32))
+    # p = 1/2 (two tied top scores) · ~1 · 1/2 (two tied low scores)
+    np.testing.assert_allclose(S.log_prob(trace, theta), np.log(0.25), rtol=1e-6)
+    np.testing.assert_allclose(S.score(trace, theta), [0.5, -0.5, 0.5, -0.5], atol=1e-6)
+
+
+def test_sampling_and_log_prob_under_jax_jit() -> None:
+    jax = pytest.importorskip("jax")
+    jnp = jax.numpy
+    theta = jnp.asarray(_theta(len(K4), 18))
+    eps = jnp.asarray(np.random.default_rng(19).exponential(size=(4, len(K4))))
+
+    @jax.jit
+    def f(th: Any, nz: Any) -> Any:
+        _, trace = S.spanning_tree.sample(th, K4, 4, noise=nz, num_samples=4)
+        return S.log_prob(trace, th).sum()
+
+    _, tr_np = S.spanning_tree.sample(np.asarray(theta), K4, 4, noise=np.asarray(eps), num_samples=4)
+    g = jax.grad(f)(theta, eps)
+    np.testing.assert_allclose(np.asarray(g), S.score(tr_np, np.asarray(theta)).sum(0), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(float(f(theta, eps)), S.log_prob(tr_np, np.asarray(theta)).sum(), rtol=1e-12)
