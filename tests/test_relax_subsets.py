@@ -326,6 +326,8 @@ def test_bad_arguments() -> None:
 
 
 def test_backends_agree(backend) -> None:
+    if backend.name.startswith("jax"):
+        pytest.skip("JAX: forward, VJP, jit and vmap are checked by the conformance cases")
     rng = np.random.default_rng(15)
     theta, g, ct = rng.normal(size=(2, 6)), _gumbel(rng, (2, 6)), rng.normal(size=(2, 6))
     ct2 = rng.normal(size=(2, 6, 6))
