@@ -142,56 +142,73 @@ def gumbel_top_k(
 # Relaxed subset (Xie & Ermon 2019)
 # ---------------------------------------------------------------------------------
 def _round(alpha: Any, tau: float, *, xp: Any) -> tuple[Any, ...]:
-    """One round of the relaxed top-k: from ``α^j`` the softmax ``a^j`` and the pieces
-    the next round and the backward pass need.
+    """One round of the relaxed top-k: from ``α^j`` the softmax ``a^j``, the increment
+    ``log(1 - a^j)`` of the next round, and what the backward pass needs.
 
-    ``a = softmax(α/τ)``; ``log(1 - a_i) = log S_{-i} - log S`` with ``S = Σ e``,
-    ``e = exp((α - max α)/τ)`` and ``S_{-i} = S - e_i``, computed for the maximiser ``p``
-    as the sum of the other entries (no cancellation: ``1 - a_p`` is accurate even
-    when it is ~1e-30) and clamped at ``tiny`` as in the reference code.
+    ``a = e / S`` with ``e = exp((α - max α)/τ)`` (exactly 1 at the maximisers, mask
+    ``m``) and ``S = Σ e``; ``1 - a_i = S_{-i} / S`` with ``S_{-i} = S - e_i`` off the
+    maximisers and, at a maximiser, the sum of the other entries (no cancellation:
+    ``1 - a_p`` stays accurate when it is ~1e-30); clamped at ``tiny`` as in the
+    reference code (zero gradient there).
     """
     z = shifted_scaled(alpha, tau, xp=xp, divide=True)  # <= 0, 0 at the maximiser
     e = xp.exp(z)
-    n = alpha.shape[-1]
-    cols = xp.arange(n, device=device(alpha))
-    is_max = xp.astype(xp.expand_dims(xp.argmax(z, axis=-1), axis=-1) == cols, alpha.dtype)
     s = xp.sum(e, axis=-1, keepdims=True)
-    s_excl = xp.sum(e * (1.0 - is_max), axis=-1, keepdims=True)
-    s_loo = is_max * s_excl + (1.0 - is_max) * (s - e)
-    a = e / s
-    tiny = float(xp.finfo(alpha.dtype).smallest_normal)
-    ok = s_loo > tiny * s
-    log_tiny = math.log(tiny)
-    safe = xp.where(ok, s_loo, s)
-    log1m = xp.where(ok, xp.log(safe) - xp.log(s), log_tiny)
-    return a, e, is_max, s_excl, s_loo, xp.astype(ok, alpha.dtype), log1m
+    s_loo = _leave_one_out(e, s, xp=xp)
+    return e, s, s_loo, _log1m(s_loo, s, xp=xp)
+
+
+def _leave_one_out(e: Any, s: Any, *, xp: Any) -> Any:
+    """``S_{-i}``: ``S - e_i``, except at entries with ``e_i = 1`` (the maximisers, and
+    any entry within rounding of them), where it is the sum of the other entries."""
+    top = e == 1.0
+    count = xp.sum(xp.astype(top, e.dtype), axis=-1, keepdims=True)
+    s_excl = xp.sum(xp.where(top, 0.0, e), axis=-1, keepdims=True)
+    return xp.where(top, s_excl + (count - 1.0), s - e)
+
+
+def _log1m(s_loo: Any, s: Any, *, xp: Any) -> Any:
+    """``log max(1 - a, tiny)`` with ``1 - a = S_{-i}/S``."""
+    tiny = float(xp.finfo(s.dtype).smallest_normal)
+    return xp.log(xp.clip(s_loo / s, min=tiny))
 
 
 def _relaxed_rounds_sum(keys: Any, k: int, tau: float, *, xp: Any) -> Any:
     alpha = keys
     out = None
     for _ in range(k):
-        a, *_rest, log1m = _round(alpha, tau, xp=xp)
+        e, total, _, log1m = _round(alpha, tau, xp=xp)
+        a = e / total
         out = a if out is None else out + a
         alpha = alpha + log1m
     return out
 
 
-def _round_vjp(alpha: Any, g: Any, gbar: Any, tau: float, *, xp: Any) -> Any:
-    """Adjoint of ``α^j`` given the output cotangent ``g`` (of ``a^j``) and the adjoint
-    ``gbar`` of ``α^{j+1} = α^j + log(1 - a^j)``."""
-    a, e, is_max, s_excl, s_loo, ok, _ = _round(alpha, tau, xp=xp)
-    # through a = softmax(z): a ⊙ (g - <g, a>)
-    zbar = a * (g - xp.sum(g * a, axis=-1, keepdims=True))
-    # through l_i = log S_{-i} - log S (where not clamped):
-    # ∂l_i/∂z_m = 1[m ≠ i] e_m / S_{-i} - a_m
-    c = gbar * ok
-    q = (1.0 - is_max) * c / xp.where(s_loo > 0, s_loo, 1.0)  # S_{-i} >= 1 off the maximiser
-    big_q = xp.sum(q, axis=-1, keepdims=True)
-    c_p = xp.sum(c * is_max, axis=-1, keepdims=True)
-    ratio = (1.0 - is_max) * e / xp.where(s_excl > 0, s_excl, 1.0)  # e_m / S_{-p} <= 1
-    zbar = zbar + e * (big_q - q) + c_p * ratio - a * xp.sum(c, axis=-1, keepdims=True)
-    return gbar + zbar / tau
+def _round_vjp(parts: tuple[Any, ...], g: Any, gbar: Any, tau: float, *, xp: Any) -> Any:
+    """Adjoint of ``α^j`` from the round's ``parts`` ``(e, S, S_{-i})`` (:func:`_round`),
+    the output cotangent ``g`` (of ``a^j``) and the adjoint ``gbar`` of
+    ``α^{j+1} = α^j + l``, ``l = log(1 - a^j)``.
+
+    With ``h_i = ḡ_i a_i / (1 - a_i) = ḡ_i e_i / S_{-i}`` (zero where clamped),
+    ``∂l_i/∂z_m = -(a_i/(1 - a_i))(δ_im - a_m)`` gives ``z̄_m = a_m Σ_{i≠m} h_i - ḡ_m a_m``.
+    Off the maximisers ``S_{-i} >= 1 >= e_i``, so ``h_i`` is bounded by ``|ḡ_i|``; a unique
+    maximiser's ``h_p = ḡ_p / S_{-p}`` can be huge, so its share ``a_m h_p`` is formed as
+    ``(ḡ_p / S)(e_m / S_{-p})`` with ``e_m / S_{-p} <= 1``.
+    """
+    e, s, s_loo = parts
+    tiny = float(xp.finfo(s.dtype).smallest_normal)
+    c = xp.where(s_loo > tiny * s, gbar, 0.0)
+    a = e / s
+    m = xp.astype(e == 1.0, e.dtype)
+    unique = xp.sum(m, axis=-1, keepdims=True) == 1.0
+    big = m * xp.astype(unique, e.dtype)  # the unique maximiser, if any
+    small = 1.0 - big
+    h = small * c * e / xp.where(big > 0, 1.0, s_loo)
+    c_p = xp.sum(c * big, axis=-1, keepdims=True) / s  # ḡ_p / S
+    s_p = xp.sum(s_loo * big, axis=-1, keepdims=True)  # S_{-p}
+    share = small * e / xp.where(s_p > 0, s_p, 1.0) * c_p
+    zbar = a * (g - xp.sum(g * a, axis=-1, keepdims=True) + xp.sum(h, axis=-1, keepdims=True) - h - c)
+    return gbar + (zbar + share) / tau
 
 
 @dataclass(frozen=True)
@@ -221,16 +238,18 @@ class RelaxedSubsetOp(Op):
         for j in range(k):
             if j % s == 0:
                 checkpoints.append(alpha)
-            alpha = alpha + _round(alpha, tau, xp=xp)[-1]
+            if j < k - 1:
+                alpha = alpha + _round(alpha, tau, xp=xp)[-1]
         gbar = xp.zeros_like(keys)
         for c in range(len(checkpoints) - 1, -1, -1):
-            start = c * s
-            stop = min(start + s, k)
-            alphas = [checkpoints[c]]
-            for _ in range(start, stop - 1):
-                alphas.append(alphas[-1] + _round(alphas[-1], tau, xp=xp)[-1])
-            for alpha in reversed(alphas):
-                gbar = _round_vjp(alpha, cotangent, gbar, tau, xp=xp)
+            start, stop = c * s, min(c * s + s, k)
+            alpha, parts = checkpoints[c], []
+            for _ in range(start, stop):
+                e, total, s_loo, log1m = _round(alpha, tau, xp=xp)
+                parts.append((e, total, s_loo))
+                alpha = alpha + log1m
+            for part in reversed(parts):
+                gbar = _round_vjp(part, cotangent, gbar, tau, xp=xp)
         return (gbar, None)
 
 
