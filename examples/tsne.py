@@ -114,7 +114,7 @@ def main() -> None:
         fig, ax = plt.subplots(figsize=(5, 5))
         sc = ax.scatter(after[:, 0], after[:, 1], c=y, cmap="tab10", s=4)
         ax.legend(*sc.legend_elements(), fontsize=6, loc="best", title="digit")
-        ax.set_title("digits: parametric embedding, relaxed-subset neighbour loss")
+        ax.set_title("digits: relaxed-subset neighbour loss", fontsize=10)
         fig.tight_layout()
         FIGURE.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(FIGURE, dpi=120)
