@@ -349,3 +349,15 @@ def test_backends_agree(backend) -> None:
         for f in (R.gumbel_top_k, R.k_subset_sample):
             y = f(backend.asarray(theta), 3, noise=backend.asarray(g))
             np.testing.assert_array_equal(backend.to_numpy(y), f(theta, 3, noise=g))
+
+
+def test_relaxed_subset_vjp_with_tied_and_dominant_keys() -> None:
+    """Tied maximal keys (the leave-one-out sums take their other branch) and one key
+    dominating at small τ (1 - a ≈ 1e-9): the VJP still matches finite differences."""
+    ct = np.array([[0.3, -1.0, 0.5, 2.0, 0.1], [1.0, 0.2, -0.4, 0.3, -0.6]])
+    theta = np.array([[1.0, 1.0, 0.0, -0.5, 0.2], [4.0, 0.0, -0.3, 0.1, 0.2]])
+    g = np.zeros_like(theta)
+    for k, tau in ((2, 0.7), (3, 0.2)):
+        _, vjp = dc.value_and_vjp(R.relaxed_subset, theta, k, tau=tau, noise=g)
+        fd = _fd_vjp(lambda t: R.relaxed_subset(t, k, tau=tau, noise=g), theta, ct)
+        np.testing.assert_allclose(vjp(ct), fd, atol=1e-6)
