@@ -9,6 +9,8 @@
 * relaxed control flow: :func:`soft_compare`, :func:`soft_if`, :func:`soft_min`,
   :func:`soft_max`, :func:`soft_argmin`, :func:`soft_argmax`;
 * ranking supervision: :func:`permutation_loss`.
+* subsets: :func:`gumbel_top_k`, :func:`relaxed_subset` (Xie & Ermon 2019),
+  :func:`k_subset_marginals`, :func:`k_subset_sample` (SIMPLE); relaxed sort :func:`neural_sort`.
 
 Every function acts on the last axis (leading axes are batch axes), keeps the
 input's dtype and device, and carries an explicit array-API VJP.
@@ -26,6 +28,8 @@ from ._network import (
 )
 from ._simplex import gumbel_softmax, softmax, sparsemax
 from ._softsort import soft_rank, soft_sort
+from ._subsets import gumbel_top_k, k_subset_marginals, k_subset_sample, relaxed_subset
+from ._neural_sort import neural_sort
 
 __all__ = [
     "cdfs",
@@ -46,4 +50,9 @@ __all__ = [
     "sorting_network",
     "sorting_network_layers",
     "sparsemax",
+    "gumbel_top_k",
+    "k_subset_marginals",
+    "k_subset_sample",
+    "neural_sort",
+    "relaxed_subset",
 ]
