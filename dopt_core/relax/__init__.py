@@ -47,3 +47,28 @@ __all__ = [
     "sorting_network_layers",
     "sparsemax",
 ]
+
+# relaxed control flow, part two (AlgoVision), the T-norm family and the 2-D rasteriser
+from . import fuzzy  # noqa: E402
+from ._flow import (  # noqa: E402
+    soft_and,
+    soft_assign,
+    soft_eq,
+    soft_index,
+    soft_index_weights,
+    soft_not,
+    soft_or,
+    soft_while,
+)
+
+__all__ += [
+    "fuzzy",
+    "soft_and",
+    "soft_assign",
+    "soft_eq",
+    "soft_index",
+    "soft_index_weights",
+    "soft_not",
+    "soft_or",
+    "soft_while",
+]
