@@ -72,3 +72,6 @@ __all__ += [
     "soft_or",
     "soft_while",
 ]
+from . import raster  # noqa: E402
+
+__all__ += ["raster"]

@@ -242,7 +242,7 @@ def _min(x: Any, xp: Any, grad: bool) -> Any:
     return hit / xp.sum(hit, axis=-1, keepdims=True)
 
 
-def _tnorm_last(name: str, p: Any, x: Any, xp: Any, grad: bool = False) -> Any:
+def tnorm_last_axis(name: str, p: Any, x: Any, xp: Any, grad: bool = False) -> Any:
     """The T-norm reduction of ``x`` over its last axis (or its gradient, shaped like x)."""
     x = xp.clip(x, 0.0, 1.0)
     if name == "max":
@@ -267,13 +267,13 @@ class TNormReduceOp(Op):
         return 1 - A if self.conorm else A
 
     def forward(self, A: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
-        T = _tnorm_last(self.family, self.p, self._x(A, xp), xp)
+        T = tnorm_last_axis(self.family, self.p, self._x(A, xp), xp)
         return (1 - T if self.conorm else T), (A,)
 
     def vjp(self, residuals: tuple[Any, ...], g: Any, *, xp: Any) -> tuple[Any | None, ...]:
         (A,) = residuals
         # ⊥ = 1 - T(1 - A): ∂⊥/∂A_i = ∂T/∂x_i (the two minus signs cancel)
-        d = _tnorm_last(self.family, self.p, self._x(A, xp), xp, grad=True)
+        d = tnorm_last_axis(self.family, self.p, self._x(A, xp), xp, grad=True)
         return (xp.moveaxis(xp.expand_dims(g, axis=-1) * d, -1, self.axis),)
 
 
@@ -289,14 +289,14 @@ class TNormPairOp(Op):
     def forward(self, a: Any, b: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
         x = xp.stack([a, b], axis=-1)
         x = 1 - x if self.conorm else x
-        T = _tnorm_last(self.family, self.p, x, xp)
+        T = tnorm_last_axis(self.family, self.p, x, xp)
         return (1 - T if self.conorm else T), (a, b)
 
     def vjp(self, residuals: tuple[Any, ...], g: Any, *, xp: Any) -> tuple[Any | None, ...]:
         a, b = residuals
         x = xp.stack([a, b], axis=-1)
         x = 1 - x if self.conorm else x
-        d = _tnorm_last(self.family, self.p, x, xp, grad=True)
+        d = tnorm_last_axis(self.family, self.p, x, xp, grad=True)
         return (g * d[..., 0], g * d[..., 1])
 
 
