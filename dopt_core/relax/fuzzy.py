@@ -242,9 +242,25 @@ def _min(x: Any, xp: Any, grad: bool) -> Any:
     return hit / xp.sum(hit, axis=-1, keepdims=True)
 
 
+def _product(x: Any, xp: Any, grad: bool) -> Any:
+    # the product T-norm directly (exact, fewer passes than its generator -log x)
+    if not grad:
+        return xp.prod(x, axis=-1)
+    zero = x <= 0
+    xs = xp.where(zero, xp.asarray(1.0, dtype=x.dtype, device=device(x)), x)
+    P = xp.prod(xs, axis=-1, keepdims=True)  # the product of the non-zero entries
+    n0 = xp.sum(_ind(zero, x, xp), axis=-1, keepdims=True)
+    zero_c = xp.asarray(0.0, dtype=x.dtype, device=device(x))
+    at_zero = xp.where(n0 == 1, P, zero_c)  # ∂/∂x_i with x_i = 0: Π_{j≠i} x_j
+    inner = xp.where(n0 == 0, P / xs, zero_c)
+    return xp.where(zero, at_zero, inner)
+
+
 def tnorm_last_axis(name: str, p: Any, x: Any, xp: Any, grad: bool = False) -> Any:
     """The T-norm reduction of ``x`` over its last axis (or its gradient, shaped like x)."""
     x = xp.clip(x, 0.0, 1.0)
+    if name == "probabilistic":
+        return _product(x, xp, grad)
     if name == "max":
         return _min(x, xp, grad)
     if name == "yager":

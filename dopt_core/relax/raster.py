@@ -47,58 +47,124 @@ __all__ = ["pixel_centers", "soft_silhouette", "triangle_signed_distance"]
 # ---------------------------------------------------------------------------------
 # geometry: signed distance of points to triangles, and its gradient
 # ---------------------------------------------------------------------------------
-def _geometry(px: Any, py: Any, V: Any, *, xp: Any, grad: bool) -> tuple[Any, ...]:
-    """Squared distance ``d2`` and sign (``+1`` inside) of points ``(1, P, 1)`` to
-    triangles ``V (B, T, 3, 2)``, both ``(B, P, T)``; with ``grad``, also the closest
-    edge ``k``, its parameter ``t`` and the residual ``r = q - c`` (point minus
-    closest point)."""
-    X = [V[:, None, :, e, 0] for e in range(3)]  # (B, 1, T)
-    Y = [V[:, None, :, e, 1] for e in range(3)]
-    area2 = (X[1] - X[0]) * (Y[2] - Y[0]) - (Y[1] - Y[0]) * (X[2] - X[0])
-    inside = None
-    d2 = t_best = rx_best = ry_best = k_best = None
-    for e in range(3):
-        ax, ay = X[e], Y[e]
-        ex, ey = X[(e + 1) % 3] - ax, Y[(e + 1) % 3] - ay
-        qx, qy = px - ax, py - ay
-        ok = (ex * qy - ey * qx) * area2 >= 0  # closed: shared edges are covered
-        inside = ok if inside is None else inside & ok
-        len2 = ex * ex + ey * ey
-        inv = xp.where(len2 > 0, 1 / xp.where(len2 > 0, len2, xp.ones_like(len2)), 0 * len2)
-        t = xp.clip((qx * ex + qy * ey) * inv, 0.0, 1.0)
-        rx, ry = qx - t * ex, qy - t * ey
-        d2e = rx * rx + ry * ry
-        if d2 is None:
-            d2, t_best, rx_best, ry_best = d2e, t, rx, ry
-            k_best = xp.zeros_like(d2e)
-            continue
-        better = d2e < d2
-        d2 = xp.where(better, d2e, d2)
-        if grad:
-            t_best = xp.where(better, t, t_best)
-            rx_best = xp.where(better, rx, rx_best)
-            ry_best = xp.where(better, ry, ry_best)
-            k_best = xp.where(better, xp.full_like(d2e, float(e)), k_best)
-    inside = inside & (area2 != 0)
-    sign = xp.where(inside, xp.ones_like(d2), -xp.ones_like(d2))
-    if not grad:
-        return d2, sign
-    return d2, sign, k_best, t_best, rx_best, ry_best
+#: The projection parameter given to a zero-length edge: its distance term L·(t - 1)²
+#: (with L replaced by 1) is then 1e8, never the minimum
+_FAR_T = 1.0e4
 
 
-def _vertex_grad(c: Any, k: Any, t: Any, rx: Any, ry: Any, *, xp: Any) -> Any:
-    """``Σ_p c ∂d2/∂V`` (``c`` the cotangent of ``d2``, ``(B, P, T)``) as ``(B, T, 3, 2)``.
+@dataclass
+class _Edges:
+    """Per-triangle coefficients, ``(B, T)`` arrays (``(B, 1, T)`` once expanded).
 
-    Envelope theorem: ``d2 = min_t |q - a - t(b - a)|²`` has ``∂d2/∂a = -2(1 - t) r``
-    and ``∂d2/∂b = -2 t r`` at the optimal ``t`` of the closest edge ``k = (a, b)``.
+    For edge ``e = b - a`` of a triangle with orientation ``o = sign(area)``, the point
+    ``p`` has the oriented edge function ``h_e(p) = o (e × (p - a))`` (``>= 0`` on the
+    inner side) and the projection parameter ``t_e(p) = (p - a)·e / |e|²``, both linear
+    in ``p``: their coefficients form ``W (B, 3, 6T)``, so one matrix product with the
+    rows ``(x, y, 1)`` evaluates all six for every pixel. With ``L = |e|²`` the squared
+    distance to the segment is exactly
+
+        d²_e = h_e² / L + L (t_e - clip(t_e, 0, 1))²
+
+    (perpendicular part plus the overshoot along the edge; no cancellation).
     """
-    cx, cy = -2 * c * rx, -2 * c * ry
-    out = []
-    for v in range(3):
-        w = xp.where(k == float(v), 1 - t, xp.zeros_like(t))
-        w = w + xp.where(k == float((v - 1) % 3), t, xp.zeros_like(t))
-        out.append(xp.stack([xp.sum(w * cx, axis=1), xp.sum(w * cy, axis=1)], axis=-1))
-    return xp.stack(out, axis=-2)
+
+    W: Any
+    L: list[Any]
+    inv: list[Any]
+    a: list[tuple[Any, Any]]
+    e: list[tuple[Any, Any]]
+
+
+def _edges(V: Any, *, xp: Any) -> _Edges:
+    X = [V[..., e, 0] for e in range(3)]
+    Y = [V[..., e, 1] for e in range(3)]
+    area2 = (X[1] - X[0]) * (Y[2] - Y[0]) - (Y[1] - Y[0]) * (X[2] - X[0])
+    o = xp.sign(area2)
+    degenerate = xp.astype(area2 == 0, V.dtype)  # h = -1 everywhere: never inside
+    hx, hy, h0, tx, ty, t0, Ls, invs, As, Es = [], [], [], [], [], [], [], [], [], []
+    for k in range(3):
+        ax, ay, bx, by = X[k], Y[k], X[(k + 1) % 3], Y[(k + 1) % 3]
+        ex, ey = bx - ax, by - ay
+        L = ex * ex + ey * ey
+        ok = L > 0
+        Lm = xp.where(ok, L, xp.ones_like(L))
+        inv = xp.where(ok, 1 / Lm, xp.zeros_like(L))
+        hx.append(-o * ey)
+        hy.append(o * ex)
+        h0.append(o * (ax * by - ay * bx) - degenerate)
+        tx.append(ex * inv)
+        ty.append(ey * inv)
+        t0.append(xp.where(ok, -(ax * ex + ay * ey) * inv, xp.full_like(L, _FAR_T)))
+        Ls.append(Lm)
+        invs.append(inv)
+        As.append((ax, ay))
+        Es.append((ex, ey))
+    rows = [xp.concat(r, axis=-1) for r in ((*hx, *tx), (*hy, *ty), (*h0, *t0))]
+    W = xp.stack(rows, axis=-2)  # (B, 3, 6T)
+    return _Edges(W, Ls, invs, As, Es)
+
+
+def _forms(P: Any, E: _Edges, *, xp: Any) -> tuple[list[Any], list[Any]]:
+    """``h_e`` and ``t_e`` at the points ``P (n, 3)`` (rows ``(x, y, 1)``): ``(B, n, T)``."""
+    H = xp.matmul(P, E.W)  # (B, n, 6T)
+    T = H.shape[-1] // 6
+    parts = [H[..., k * T : (k + 1) * T] for k in range(6)]
+    return parts[:3], parts[3:]
+
+
+def _geometry(P: Any, E: _Edges, *, xp: Any, grad: bool) -> tuple[Any, ...]:
+    """Squared distance ``d2`` and ``inside`` of the points to every triangle, ``(B, n, T)``;
+    with ``grad`` also the per-edge squared distances and clipped parameters."""
+    h, t = _forms(P, E, xp=xp)
+    d2e, tc = [], []
+    for k in range(3):
+        L = E.L[k][:, None, :]
+        inv = E.inv[k][:, None, :]
+        c = xp.clip(t[k], 0.0, 1.0)
+        u = t[k] - c
+        d2e.append(inv * (h[k] * h[k]) + L * (u * u))
+        tc.append(c)
+    d2 = xp.minimum(xp.minimum(d2e[0], d2e[1]), d2e[2])
+    inside = xp.minimum(xp.minimum(h[0], h[1]), h[2]) >= 0
+    if not grad:
+        return d2, inside
+    return d2, inside, d2e, tc
+
+
+def _vertex_grad(c: Any, P: Any, E: _Edges, d2e: list[Any], tc: list[Any], *, xp: Any) -> Any:
+    """``Σ_p c ∂d2/∂V`` (``c`` the cotangent of ``d2``, ``(B, n, T)``) as ``(B, T, 3, 2)``.
+
+    Envelope theorem: with the closest edge ``(a, b)``, its clipped parameter ``t`` and
+    ``r = p - a - t e``, ``∂d2/∂a = -2(1 - t) r`` and ``∂d2/∂b = -2 t r``. Summed over the
+    points this needs ``Σ w``, ``Σ w p`` for ``w ∈ {c, c t, c t²}`` only: matrix products
+    with the rows ``(x, y, 1)``.
+    """
+    m0 = (d2e[0] <= d2e[1]) & (d2e[0] <= d2e[2])
+    m1 = ~m0 & (d2e[1] <= d2e[2])
+    masks = [m0, m1, ~(m0 | m1)]  # the closest edge, ties to the lowest index
+    zero = xp.asarray(0.0, dtype=c.dtype, device=device(c))
+    grads: list[list[Any]] = [[zero, zero], [zero, zero], [zero, zero]]
+    for k in range(3):
+        al = xp.where(masks[k], c, zero)
+        be = al * tc[k]
+        ga = be * tc[k]
+        # (B, T, 3): Σ w x, Σ w y, Σ w for each w
+        Ma, Mb, Mg = (xp.matmul(xp.matrix_transpose(w), P) for w in (al, be, ga))
+        ax, ay = E.a[k]
+        ex, ey = E.e[k]
+        for j, (av, ev) in enumerate(((ax, ex), (ay, ey))):
+            # G_a = -2 [Σ(α-β)p - a Σ(α-β) - e Σ(β-γ)],  G_b = -2 [Σβp - a Σβ - e Σγ]
+            ga_ = -2 * ((Ma[..., j] - Mb[..., j]) - av * (Ma[..., 2] - Mb[..., 2])
+                        - ev * (Mb[..., 2] - Mg[..., 2]))
+            gb_ = -2 * (Mb[..., j] - av * Mb[..., 2] - ev * Mg[..., 2])
+            grads[k][j] = grads[k][j] + ga_
+            grads[(k + 1) % 3][j] = grads[(k + 1) % 3][j] + gb_
+    return xp.stack([xp.stack(g, axis=-1) for g in grads], axis=-2)
+
+
+def _rows(px: Any, py: Any, *, xp: Any) -> Any:
+    """The ``(n, 3)`` rows ``(x, y, 1)`` of the points."""
+    return xp.stack([px, py, xp.ones_like(px)], axis=-1)
 
 
 def _flat(V: Any, *, xp: Any) -> tuple[Any, tuple[int, ...]]:
@@ -109,10 +175,6 @@ def _flat(V: Any, *, xp: Any) -> tuple[Any, tuple[int, ...]]:
     return xp.reshape(V, (n, *V.shape[-3:])), batch
 
 
-def _points_xy(points: Any, *, xp: Any) -> tuple[Any, Any]:
-    return xp.reshape(points[:, 0], (1, -1, 1)), xp.reshape(points[:, 1], (1, -1, 1))
-
-
 @dataclass(frozen=True)
 class TriangleSignedDistanceOp(Op):
     squared: bool
@@ -121,19 +183,23 @@ class TriangleSignedDistanceOp(Op):
 
     def forward(self, tris: Any, points: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
         V, batch = _flat(tris, xp=xp)
-        px, py = _points_xy(points, xp=xp)
-        d2, sign = _geometry(px, py, V, xp=xp, grad=False)
-        D = sign * (d2 if self.squared else xp.sqrt(d2))
+        P = _rows(points[:, 0], points[:, 1], xp=xp)
+        d2, inside = _geometry(P, _edges(V, xp=xp), xp=xp, grad=False)
+        d = d2 if self.squared else xp.sqrt(d2)
+        D = xp.where(inside, d, -d)
         return xp.reshape(D, (*batch, *D.shape[1:])), (tris, points)
 
     def vjp(self, residuals: tuple[Any, ...], g: Any, *, xp: Any) -> tuple[Any | None, ...]:
         tris, points = residuals
         V, batch = _flat(tris, xp=xp)
-        px, py = _points_xy(points, xp=xp)
-        d2, sign, k, t, rx, ry = _geometry(px, py, V, xp=xp, grad=True)
+        P = _rows(points[:, 0], points[:, 1], xp=xp)
+        E = _edges(V, xp=xp)
+        d2, inside, d2e, tc = _geometry(P, E, xp=xp, grad=True)
         g = xp.reshape(g, d2.shape)
-        c = g * sign if self.squared else g * sign * _half_inv_sqrt(d2, xp=xp)
-        return (xp.reshape(_vertex_grad(c, k, t, rx, ry, xp=xp), tris.shape), None)
+        c = xp.where(inside, g, -g)
+        if not self.squared:
+            c = c * _half_inv_sqrt(d2, xp=xp)
+        return (xp.reshape(_vertex_grad(c, P, E, d2e, tc, xp=xp), tris.shape), None)
 
 
 def _half_inv_sqrt(d2: Any, *, xp: Any) -> Any:
@@ -167,26 +233,23 @@ class SoftSilhouetteOp(Op):
         c = n if self.chunk_size is None else self.chunk_size
         return [(s, min(s + c, n)) for s in range(0, n, c)]
 
-    def _coverage(self, D: Any, sign: Any, xp: Any) -> Any:
+    def _chunk(self, P: Any, E: _Edges, *, xp: Any, grad: bool) -> tuple[Any, ...]:
+        geo = _geometry(P, E, xp=xp, grad=grad)
+        d2, inside = geo[0], geo[1]
         if self.dist == "hard":  # the closed inside test itself
-            return xp.astype(sign > 0, D.dtype)
+            return (xp.astype(inside, d2.dtype), None, *geo)
+        d = d2 if self.squared else xp.sqrt(d2)
+        D = xp.where(inside, d, -d)
         v = cdfs.clip_standardised(D, xp=xp, scale=1.0 / self.scale)
-        return self.dist.entry.F(v, self.dist.param_dict, xp)
-
-    def _chunk(self, V: Any, px: Any, py: Any, *, xp: Any, grad: bool) -> tuple[Any, ...]:
-        geo = _geometry(px, py, V, xp=xp, grad=grad)
-        d2, sign = geo[0], geo[1]
-        D = sign * (d2 if self.squared else xp.sqrt(d2))
-        A = self._coverage(D, sign, xp)
-        return (A, D, *geo)
+        return (self.dist.entry.F(v, self.dist.param_dict, xp), v, *geo)
 
     def forward(self, tris: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
         V, batch = _flat(tris, xp=xp)
         px, py = _pixel_grid(self.image_size, V, xp=xp)
+        E = _edges(V, xp=xp)
         outs = []
         for lo, hi in self._chunks(px.shape[0]):
-            cx, cy = xp.reshape(px[lo:hi], (1, -1, 1)), xp.reshape(py[lo:hi], (1, -1, 1))
-            A = self._chunk(V, cx, cy, xp=xp, grad=False)[0]
+            A = self._chunk(_rows(px[lo:hi], py[lo:hi], xp=xp), E, xp=xp, grad=False)[0]
             outs.append(1 - tnorm_last_axis(self.family, self.p, 1 - A, xp))
         alpha = outs[0] if len(outs) == 1 else xp.concat(outs, axis=-1)
         S = self.image_size
@@ -198,19 +261,20 @@ class SoftSilhouetteOp(Op):
             return (xp.zeros_like(tris),)
         V, _ = _flat(tris, xp=xp)
         px, py = _pixel_grid(self.image_size, V, xp=xp)
+        E = _edges(V, xp=xp)
         g = xp.reshape(g, (V.shape[0], -1))
         total = xp.zeros_like(V)
         inv_tau = 1.0 / self.scale
         for lo, hi in self._chunks(px.shape[0]):
-            cx, cy = xp.reshape(px[lo:hi], (1, -1, 1)), xp.reshape(py[lo:hi], (1, -1, 1))
-            A, D, d2, sign, k, t, rx, ry = self._chunk(V, cx, cy, xp=xp, grad=True)
+            P = _rows(px[lo:hi], py[lo:hi], xp=xp)
+            A, v, d2, inside, d2e, tc = self._chunk(P, E, xp=xp, grad=True)
             dalpha = tnorm_last_axis(self.family, self.p, 1 - A, xp, grad=True)
-            v = cdfs.clip_standardised(D, xp=xp, scale=inv_tau)
-            dA = self.dist.entry.f(v, self.dist.param_dict, xp) * inv_tau
-            c = g[:, lo:hi, None] * dalpha * dA * sign
+            # dα/dD = dα/dA · f(D/τ)/τ; D = ±d2 or ±sqrt(d2)
+            c = (g[:, lo:hi, None] * inv_tau) * dalpha * self.dist.entry.f(v, self.dist.param_dict, xp)
+            c = xp.where(inside, c, -c)
             if not self.squared:
                 c = c * _half_inv_sqrt(d2, xp=xp)
-            total = total + _vertex_grad(c, k, t, rx, ry, xp=xp)
+            total = total + _vertex_grad(c, P, E, d2e, tc, xp=xp)
         return (xp.reshape(total, tris.shape),)
 
 
