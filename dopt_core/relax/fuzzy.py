@@ -245,7 +245,7 @@ def _min(x: Any, xp: Any, grad: bool) -> Any:
 def _product(x: Any, xp: Any, grad: bool) -> Any:
     # the product T-norm directly (exact, fewer passes than its generator -log x)
     if not grad:
-        return xp.prod(x, axis=-1)
+        return xp.prod(x, axis=-1, keepdims=True)[..., 0]  # a 0-d array, not a scalar
     zero = x <= 0
     xs = xp.where(zero, xp.asarray(1.0, dtype=x.dtype, device=device(x)), x)
     P = xp.prod(xs, axis=-1, keepdims=True)  # the product of the non-zero entries
