@@ -175,7 +175,7 @@ def test_pair_vjp_and_validation() -> None:
         F.tconorm_reduce("lukasiewicz", a)
 
 
-@pytest.mark.parametrize("name", ["probabilistic", "hamacher", "yager"])
+@pytest.mark.parametrize("name", ["hamacher"])  # the generator path (conformance: probabilistic)
 def test_backends_and_float32(backend, name: str) -> None:
     rng = np.random.default_rng(6)
     A = rng.uniform(0.05, 0.95, (2, 3, 5))

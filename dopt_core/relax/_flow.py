@@ -620,7 +620,7 @@ def soft_while(
     weights = [1 - p_prev]
     acc = weighted(1 - p_prev, _leaves(s))
     for _ in range(max_iter):
-        if not backend.is_traced(p_prev) and float(xp.max(p_prev)) <= eps:
+        if not backend.is_traced(p_prev) and float(backend.to_numpy(xp.max(p_prev))) <= eps:
             break
         s = body(s)
         if _structure(s) != shape0:
