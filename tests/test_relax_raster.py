@@ -176,6 +176,8 @@ def test_chunks_and_validation() -> None:
 
 
 def test_raster_backends(backend) -> None:
+    if backend.name == "jax":  # eager JAX compiles each of ~150 primitives: the conformance
+        pytest.skip("case relax.soft_silhouette[logistic] covers JAX (float64)")
     rng = np.random.default_rng(5)
     tris = _random_tris(rng, 4)[None].repeat(2, 0)
     S = 6

@@ -342,7 +342,8 @@ def _reduce(name: Any, A: Any, axis: Any, p: Any, check_finite: bool, conorm: bo
     A, xp, out_dtype = _check_unit(A, "A", check_finite)
     if A.ndim == 0:
         raise ValueError("A must have at least one dimension (the axis reduced over)")
-    axis = check_int(axis, name="axis", low=-A.ndim, high=A.ndim - 1) % A.ndim
+    # negative: counted from the end, so that batch axes prepended by vmap keep it right
+    axis = check_int(axis, name="axis", low=-A.ndim, high=A.ndim - 1) % A.ndim - A.ndim
     if A.shape[axis] == 0:
         raise ValueError(f"A must be non-empty along axis {axis}, got shape {tuple(A.shape)}")
     return Bound(TNormReduceOp(family, p, axis, conorm), (A,), out_dtype)
