@@ -118,7 +118,7 @@ def main() -> None:
     print(f"soft_silhouette forward+backward, B={B}, T={T}, {S}x{S}, float32, torch CPU, 1 thread")
     print(f"{'setting':34s} {'dopt ms':>8s} {'torch ms':>9s} {'speed-up':>8s} {'dopt MB':>8s} {'torch MB':>9s} {'ratio':>6s}")
     for dist, squared in (("uniform", False), ("logistic", True)):
-        for chunk in (None, 512):
+        for chunk in (None, 128):
             t_d = _best(lambda: _step("dopt", V, S, dist, squared, chunk), repeat)
             t_r = _best(lambda: _step("torch", V, S, dist, squared, None), repeat)
             tag = f"{dist}{'+sq' if squared else ''}, chunk={chunk}"
