@@ -56,3 +56,31 @@ __all__ = [
     "neural_sort",
     "relaxed_subset",
 ]
+
+# relaxed control flow, part two (AlgoVision), the T-norm family and the 2-D rasteriser
+from . import fuzzy  # noqa: E402
+from ._flow import (  # noqa: E402
+    soft_and,
+    soft_assign,
+    soft_eq,
+    soft_index,
+    soft_index_weights,
+    soft_not,
+    soft_or,
+    soft_while,
+)
+
+__all__ += [
+    "fuzzy",
+    "soft_and",
+    "soft_assign",
+    "soft_eq",
+    "soft_index",
+    "soft_index_weights",
+    "soft_not",
+    "soft_or",
+    "soft_while",
+]
+from . import raster  # noqa: E402
+
+__all__ += ["raster"]

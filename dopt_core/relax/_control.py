@@ -26,7 +26,6 @@ from typing import Any, ClassVar
 
 from .._lib._checks import (
     check_broadcastable,
-    check_choice,
     check_in_dtype_range,
     check_positive,
     check_same_device,
@@ -61,7 +60,8 @@ def _broadcast(arrays: dict[str, Any], *, xp: Any) -> tuple[Any, ...]:
 def _prob_greater(v: Any, beta: float, dist: str, *, xp: Any) -> tuple[Any, Any]:
     """``F(βv) = Pr[ε/β < v]`` and its derivative: the comparator's α
     (:func:`dopt_core.relax._comparator.comparator_alpha`) for ``v = b - a``."""
-    return comparator_alpha(v, beta, cdfs.get(dist), {}, xp=xp)
+    d = cdfs.resolve(dist)  # a cdfs.Distribution (a plain name from older callers)
+    return comparator_alpha(v, beta, d.entry, d.param_dict, xp=xp)
 
 
 def _beta(beta: float, like: Any, *, xp: Any) -> float:
@@ -69,13 +69,15 @@ def _beta(beta: float, like: Any, *, xp: Any) -> float:
     return check_in_dtype_range(beta, name="beta", dtype=like.dtype, xp=xp)
 
 
-def _dist(distribution: Any) -> str:
-    name = check_choice(distribution, name="distribution", choices=cdfs.NAMES)
-    if cdfs.get(name).raw:
+def _dist(distribution: Any) -> Any:
+    """``distribution`` as a hashable :class:`cdfs.Distribution` (a name, a pair
+    ``("name", parameter)`` or a :mod:`~dopt_core.relax.cdfs` object)."""
+    d = cdfs.resolve(distribution, name="distribution")
+    if d.entry.raw:
         raise ValueError(
-            f"distribution {name!r} is not a CDF of the difference alone; use another name"
+            f"distribution {d.name!r} is not a CDF of the difference alone; use another name"
         )
-    return name
+    return d
 
 
 @dataclass(frozen=True)
@@ -182,7 +184,7 @@ def soft_compare(
         Right-hand side, broadcast against ``a``.
     beta : float > 0
         Inverse temperature: the relaxation tends to the exact operation as ``beta → ∞``.
-    distribution : str
+    distribution : str, ("name", parameter) or cdfs.Distribution
         A CDF of :mod:`dopt_core.relax.cdfs` (``"logistic"``, ``"cauchy"``, ``"gaussian"``...).
     check_finite : bool
         Raise ``ValueError`` on NaN or infinite inputs (skipped under ``jax.jit``).
@@ -281,7 +283,7 @@ def soft_min(
         The second of the pair, broadcast against ``x``.
     beta : float > 0
         Inverse temperature: the relaxation tends to the exact operation as ``beta → ∞``.
-    distribution : str
+    distribution : str, ("name", parameter) or cdfs.Distribution
         A CDF of :mod:`dopt_core.relax.cdfs` (``"logistic"``, ``"cauchy"``, ``"gaussian"``...);
         pairs only (vectors use the logistic: softmax weights).
     check_finite : bool
@@ -321,7 +323,7 @@ def soft_max(
         The second of the pair, broadcast against ``x``.
     beta : float > 0
         Inverse temperature: the relaxation tends to the exact operation as ``beta → ∞``.
-    distribution : str
+    distribution : str, ("name", parameter) or cdfs.Distribution
         A CDF of :mod:`dopt_core.relax.cdfs` (``"logistic"``, ``"cauchy"``, ``"gaussian"``...);
         pairs only (vectors use the logistic: softmax weights).
     check_finite : bool

@@ -87,10 +87,11 @@ def _spec(
     if like is not None:  # β and 1/β normal numbers of the arrays' dtype
         xp = backend_for(like).namespace(like)
         steepness = check_in_dtype_range(steepness, name="steepness", dtype=like.dtype, xp=xp)
-    sigmoid = check_choice(sigmoid, name="sigmoid", choices=cdfs.NAMES)
     art_lambda = check_real(art_lambda, name="art_lambda")
     if not 0 <= art_lambda < 1:
         raise ValueError(f"art_lambda must be in [0, 1), got {art_lambda}")
+    # a name, ("name", parameter) or a cdfs object: a hashable cdfs.Distribution
+    sigmoid = cdfs.resolve(sigmoid, name="sigmoid", art_lambda=art_lambda)
     return Spec(network, steepness, sigmoid, art_lambda)
 
 
@@ -123,7 +124,7 @@ def network_sort(
         ``docs/relax.md``).
     steepness : float > 0
         Inverse temperature β (``α = F(β Δ)``, :mod:`dopt_core.relax._comparator`).
-    sigmoid : str
+    sigmoid : str, ("name", parameter) or cdfs.Distribution
         Any name of :mod:`dopt_core.relax.cdfs` (default ``"cauchy"``, monotone);
         diffsort's six (``logistic``, ``logistic_phi``, ``gaussian``, ``reciprocal``,
         ``cauchy``, ``optimal``) use diffsort's formulas. GenDR entries use their
@@ -188,7 +189,7 @@ def network_permutation(
         ``docs/relax.md``).
     steepness : float > 0
         Inverse temperature β (``α = F(β Δ)``, :mod:`dopt_core.relax._comparator`).
-    sigmoid : str
+    sigmoid : str, ("name", parameter) or cdfs.Distribution
         Any name of :mod:`dopt_core.relax.cdfs` (default ``"cauchy"``, monotone);
         diffsort's six (``logistic``, ``logistic_phi``, ``gaussian``, ``reciprocal``,
         ``cauchy``, ``optimal``) use diffsort's formulas. GenDR entries use their
@@ -271,7 +272,7 @@ def sorting_network(
         ``docs/relax.md``).
     steepness : float > 0
         Inverse temperature β (``α = F(β Δ)``, :mod:`dopt_core.relax._comparator`).
-    sigmoid : str
+    sigmoid : str, ("name", parameter) or cdfs.Distribution
         Any name of :mod:`dopt_core.relax.cdfs` (default ``"cauchy"``, monotone);
         diffsort's six (``logistic``, ``logistic_phi``, ``gaussian``, ``reciprocal``,
         ``cauchy``, ``optimal``) use diffsort's formulas. GenDR entries use their

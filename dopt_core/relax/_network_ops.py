@@ -100,8 +100,8 @@ class Spec:
 
     def alpha(self, delta: Any, *, xp: Any) -> tuple[Any, Any]:
         """``α = F(β Δ)`` and ``dα/dΔ`` (:func:`._comparator.comparator_alpha`)."""
-        p = {"art_lambda": self.art_lambda}
-        return comparator_alpha(delta, self.steepness, cdfs.get(self.sigmoid), p, xp=xp)
+        d = cdfs.resolve(self.sigmoid, art_lambda=self.art_lambda)  # a cdfs.Distribution
+        return comparator_alpha(delta, self.steepness, d.entry, d.param_dict, xp=xp)
 
 
 def _values_forward(

@@ -78,7 +78,20 @@ from typing import Any
 from .._lib._checks import check_choice, check_positive, check_real
 from .._lib._compat import array_namespace
 
-__all__ = ["CDF", "NAMES", "cdf", "erf", "erfc", "get", "pdf", "register"]
+__all__ = [
+    "CDF",
+    "NAMES",
+    "PRIMARY_PARAM",
+    "Distribution",
+    "cdf",
+    "distribution",
+    "erf",
+    "erfc",
+    "get",
+    "pdf",
+    "register",
+    "resolve",
+]
 
 _SQRT2 = math.sqrt(2.0)
 _SQRTPI = math.sqrt(math.pi)
@@ -703,3 +716,134 @@ def pdf(
     if squared:
         return entry.pdf(_squared(x, xp), scale, p, xp=xp) * 2 * xp.abs(x)
     return entry.pdf(x, scale, p, xp=xp)
+
+
+# ---------------------------------------------------------------------------------
+# distributions with their shape parameters: what every `distribution=` accepts
+# ---------------------------------------------------------------------------------
+#: The parameter that ``("name", value)`` sets, per entry (GenDR's ``dist_shape`` for the
+#: gamma laws, its shift for the exponential and Lévy laws, ART's λ for ``logistic_phi``).
+PRIMARY_PARAM: dict[str, str] = {
+    "logistic_phi": "art_lambda",
+    "exponential": "shift",
+    "exponential_rev": "shift",
+    "gamma": "shape",
+    "gamma_rev": "shape",
+    "levy": "shift",
+    "levy_rev": "shift",
+}
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """A registry CDF bound to its parameters (an immutable, hashable value).
+
+    Built by :func:`distribution` or :func:`resolve`; accepted wherever a
+    ``distribution=`` (or the sorting networks' ``sigmoid=``) is.
+    """
+
+    entry: CDF
+    params: tuple[tuple[str, float], ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.entry.name
+
+    @property
+    def param_dict(self) -> dict[str, float]:
+        return dict(self.params)
+
+    def cdf(self, x: Any, scale: float = 1.0) -> Any:
+        """``F(x / scale)`` with the bound parameters."""
+        return self.entry.cdf(x, scale, self.param_dict, xp=array_namespace(x))
+
+    def pdf(self, x: Any, scale: float = 1.0) -> Any:
+        """``dF(x / scale)/dx`` with the bound parameters."""
+        return self.entry.pdf(x, scale, self.param_dict, xp=array_namespace(x))
+
+
+def distribution(name: str, /, **params: Any) -> Distribution:
+    """The registry entry ``name`` with parameters (``shape=``, ``shift=``, ``art_lambda=``).
+
+    Parameters
+    ----------
+    name : str
+        A registry entry (:data:`NAMES`).
+    **params
+        ``shape`` (gamma laws, in (0, 20]), ``shift`` (exponential, gamma and Lévy
+        laws) or ``art_lambda`` (``logistic_phi``, in [0, 1)); others raise ``ValueError``.
+
+    Returns
+    -------
+    Distribution
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from dopt_core.relax import cdfs
+    >>> d = cdfs.distribution("gamma", shape=1.0)      # gamma(1) = exponential
+    >>> bool(np.isclose(d.cdf(np.array(1.0)), 1 - np.exp(-1.0), rtol=1e-14))
+    True
+    """
+    unknown = set(params) - {"shape", "shift", "art_lambda"}
+    if unknown:
+        raise TypeError(f"unknown distribution parameter(s) {sorted(unknown)} for {name!r}")
+    entry = get(name)
+    return Distribution(entry, tuple(sorted(make_params(name, **params).items())))
+
+
+def resolve(spec: Any, /, *, name: str = "distribution", **defaults: Any) -> Distribution:
+    """A :class:`Distribution` from any accepted form of a ``distribution=`` argument.
+
+    Accepted: a registry name (``"logistic"``; parameters from ``defaults``, e.g. the
+    sorting networks' ``art_lambda=``); a pair ``("name", value)`` setting the entry's
+    :data:`PRIMARY_PARAM` (``("gamma", 3.0)`` is shape 3, ``("exponential_rev", 0.5)``
+    shift ½); a pair ``("name", {"shape": 3, "shift": 1})``; a :class:`Distribution`;
+    a :class:`CDF` (a registry entry or a user's own, with its default parameters).
+
+    Parameters
+    ----------
+    spec : str, tuple, Distribution or CDF
+        The distribution.
+    name : str
+        The argument's name in error messages.
+    **defaults
+        Parameters used with a plain name.
+
+    Returns
+    -------
+    Distribution
+
+    Examples
+    --------
+    >>> from dopt_core.relax import cdfs
+    >>> cdfs.resolve(("gamma", 3.0)).params
+    (('shape', 3.0), ('shift', 0.0))
+    >>> cdfs.resolve("cauchy") == cdfs.resolve(cdfs.get("cauchy"))
+    True
+    """
+    if isinstance(spec, Distribution):
+        return spec
+    if isinstance(spec, CDF):
+        if _REGISTRY.get(spec.name) is spec:
+            return Distribution(spec, tuple(sorted(make_params(spec.name).items())))
+        return Distribution(spec, ())
+    if isinstance(spec, str):
+        entry = get(check_choice(spec, name=name, choices=tuple(_REGISTRY)))
+        kept = {k: v for k, v in defaults.items() if k in entry.params}
+        return distribution(spec, **kept)
+    if isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], str):
+        key, value = spec
+        check_choice(key, name=name, choices=tuple(_REGISTRY))
+        if isinstance(value, dict):
+            return distribution(key, **value)
+        if key not in PRIMARY_PARAM:
+            raise ValueError(
+                f"{name}: {key!r} has no shape parameter (those with one: "
+                f"{sorted(PRIMARY_PARAM)}); pass the name alone"
+            )
+        return distribution(key, **{PRIMARY_PARAM[key]: value})
+    raise TypeError(
+        f"{name} must be a name of dopt_core.relax.cdfs, a pair ('name', parameter), a "
+        f"cdfs.Distribution or a cdfs.CDF, got {type(spec).__name__}"
+    )
