@@ -289,7 +289,8 @@ def _framework_jvp(env: Env, p: Prepared, u: Any) -> Any:
     if env.autodiff == "jax":
         import jax
 
-        return jax.jvp(fn, (p.inputs[0],), (u,))[1]
+        # one jit: eager JAX compiles every primitive of the rule separately (seconds)
+        return jax.jit(lambda t, d: jax.jvp(fn, (t,), (d,))[1])(p.inputs[0], u)
     if env.autodiff == "torch":
         import torch
 
@@ -308,7 +309,15 @@ def check_jvp_adjoint(env: Env, case: Case, dtype: str) -> float:
     _assert_like_input(p, t, "tangent")
     t = env.to_numpy(t)
     err = assert_close(t, reference, kind="reduction", err_msg=f"{case.name} jvp:")
-    grad = env.to_numpy(env.vjp(case.fn, p.inputs, p.backend_kwargs, env.asarray(p.cotangent)))
+    v = env.asarray(p.cotangent)
+    if env.autodiff == "jax":  # reverse mode by JAX's transposition of the JVP, jitted
+        import jax
+
+        rest, kw = p.inputs[1:], p.backend_kwargs
+        pull = jax.jit(lambda t, c: jax.vjp(lambda s: case.fn(s, *rest, **kw), t)[1](c)[0])
+        grad = env.to_numpy(pull(p.inputs[0], v))
+    else:
+        grad = env.to_numpy(env.vjp(case.fn, p.inputs, p.backend_kwargs, v))
     left, right = float(np.sum(t * p.cotangent)), float(np.sum(u * grad))
     scale = float(np.linalg.norm(t) * np.linalg.norm(p.cotangent) + np.linalg.norm(u) * np.linalg.norm(grad))
     if abs(left - right) > 1e-10 * max(scale, 1.0):
@@ -336,7 +345,7 @@ def check_jacfwd(env: Env, case: Case, dtype: str) -> float:
     if env.autodiff == "jax":
         import jax
 
-        fwd, rev = jax.jacfwd(fn)(theta), jax.jacrev(fn)(theta)
+        fwd, rev = jax.jit(lambda t: (jax.jacfwd(fn)(t), jax.jacrev(fn)(t)))(theta)
     else:
         import torch
 
@@ -366,7 +375,7 @@ def check_hvp(env: Env, case: Case, dtype: str) -> float:
         import jax
 
         grad = jax.grad(lambda t: (case.fn(t, *rest, **kw) * v).sum())
-        hv = jax.jvp(grad, (p.inputs[0],), (env.asarray(w),))[1]
+        hv = jax.jit(lambda t, d: jax.jvp(grad, (t,), (d,))[1])(p.inputs[0], env.asarray(w))
     else:
         import torch
 
