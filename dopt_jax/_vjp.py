@@ -71,7 +71,7 @@ def _make_jvp(op: Any) -> Any:
     def f(*inputs: Any) -> Any:
         return op.forward(*inputs, xp=jnp)[0]
 
-    def rule(primals: Any, tangents: Any) -> Any:
+    def rule_impl(mask: tuple[bool, ...], primals: Any, present: Any) -> Any:
         if smooth:
             y, residuals = op.forward(*primals, xp=jnp)
             residuals = op.reattach(tuple(primals), tuple(residuals), xp=jnp)
@@ -83,11 +83,23 @@ def _make_jvp(op: Any) -> Any:
                 _first_order_only(r, *anchors) if jnp.issubdtype(r.dtype, jnp.floating) else r
                 for r in residuals
             )
-        ts = tuple(_tangent(t, i, op.nondiff) for i, t in enumerate(tangents))
-        t_out = None if all(t is None for t in ts) else op.jvp(tuple(residuals), ts, xp=jnp)
+        it = iter(present)
+        ts = tuple(next(it) if m else None for m in mask)
+        t_out = None if not any(mask) else op.jvp(tuple(residuals), ts, xp=jnp)
         if t_out is None:
             t_out = jnp.zeros_like(y)
         return y, t_out.astype(y.dtype)
+
+    jitted: dict[tuple[bool, ...], Any] = {}
+
+    def rule(primals: Any, tangents: Any) -> Any:
+        # the rule runs as one compiled program: eager reverse mode (linearize and
+        # transpose) would otherwise dispatch every primitive of it separately
+        ts = tuple(_tangent(t, i, op.nondiff) for i, t in enumerate(tangents))
+        mask = tuple(t is not None for t in ts)
+        if mask not in jitted:
+            jitted[mask] = jax.jit(functools.partial(rule_impl, mask))
+        return jitted[mask](tuple(primals), tuple(t for t in ts if t is not None))
 
     f.defjvp(rule, symbolic_zeros=True)
     return f
