@@ -30,6 +30,7 @@ FUNCTIONS = {
     "soft_if": lambda t, **k: R.soft_if(1 / (1 + np.exp(-_B)), t, 2 * t, **k),
     "standardize": functools.partial(P.project, projection="standardize"),
     "norm": functools.partial(P.project, projection="norm"),
+    "network_sort": functools.partial(R.network_sort, network="bitonic", steepness=3.0),
     "perturbed": functools.partial(dc.perturbed(S.argmax, sigma=0.5, num_samples=6), noise=_NOISE),
     "perturbed_cv": functools.partial(
         dc.perturbed(functools.partial(S.top_k, k=2), sigma=0.5, num_samples=6, control_variate=True),

@@ -33,6 +33,8 @@ SMOOTH = {
     "soft_compare": lambda t: R.soft_compare(t, _like(t, _B), beta=3.0, distribution="cauchy"),
     "standardize": functools.partial(dc.projections.project, projection="standardize"),
     "norm": functools.partial(dc.projections.project, projection="norm"),
+    "network_sort_odd_even": functools.partial(R.network_sort, network="odd_even", steepness=3.0),
+    "network_sort_bitonic": functools.partial(R.network_sort, network="bitonic", steepness=2.0, sigmoid="cauchy"),
 }
 _W = np.array([0.3, -1.2, 0.8, 2.0, -0.5])
 
