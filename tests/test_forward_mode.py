@@ -31,6 +31,8 @@ FUNCTIONS = {
     "standardize": functools.partial(P.project, projection="standardize"),
     "norm": functools.partial(P.project, projection="norm"),
     "network_sort": functools.partial(R.network_sort, network="bitonic", steepness=3.0),
+    "soft_rank_l2": functools.partial(R.soft_rank, regularization_strength=0.7),
+    "soft_rank_kl": functools.partial(R.soft_rank, regularization_strength=0.7, regularization="kl", descending=True),
     "perturbed": functools.partial(dc.perturbed(S.argmax, sigma=0.5, num_samples=6), noise=_NOISE),
     "perturbed_cv": functools.partial(
         dc.perturbed(functools.partial(S.top_k, k=2), sigma=0.5, num_samples=6, control_variate=True),
@@ -116,7 +118,7 @@ def test_value_and_jvp_and_the_error_naming_the_op() -> None:
 # ---------------------------------------------------------------------------------
 # JAX
 # ---------------------------------------------------------------------------------
-PLUGIN_CASES = ["softmax", "standardize", "perturbed", "perturbed_max"]
+PLUGIN_CASES = ["softmax", "standardize", "perturbed", "perturbed_max", "soft_rank_kl"]
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -157,8 +159,8 @@ def test_jax_vmap_of_jvp_and_the_error_for_ops_without_one() -> None:
     soft = functools.partial(dj.relax.softmax, tau=0.7)
     batched = jax.vmap(lambda a, b: jax.jvp(soft, (a,), (b,))[1])(x, u)
     np.testing.assert_allclose(np.asarray(batched), _jvp_of("softmax", np.asarray(x), np.asarray(u)), atol=1e-6)
-    with pytest.raises(TypeError, match="soft_rank: this dopt op has no forward-mode"):
-        jax.jacfwd(dj.relax.soft_rank)(x)
+    with pytest.raises(TypeError, match="soft_sort: this dopt op has no forward-mode"):
+        jax.jacfwd(dj.relax.soft_sort)(x)
     with pytest.raises(TypeError, match="sort: this dopt op has no forward-mode"):
         jax.jvp(dj.solvers.sort, (x,), (u,))
     np.testing.assert_array_equal(np.asarray(jax.jacfwd(dj.solvers.argmax)(x)), 0.0)
