@@ -16,7 +16,7 @@ from dopt_core import __version__, register_backend, solvers, testing, value_and
 
 from ._backend import JaxBackend
 from ._callback import host_call
-from ._pytree import fenchel_young_loss, perturbed, perturbed_max  # noqa: F811 - pytree-aware
+from ._pytree import fenchel_young_loss, perturbed, perturbed_max  # noqa: F401, F811 - pytree-aware (names in the core's __all__)
 from ._vjp import apply_op
 
 register_backend(JaxBackend())
