@@ -19,6 +19,16 @@ apply (with the reason).
   values. Where the installed dopt_torch cannot be vmapped yet (its
   ``autograd.Function`` reads a tensor's value, e.g. a finiteness check calling
   ``.item()``), the check is a skip with torch's reason, not a failure.
+* ``jvp_adjoint`` — for an op with a forward-mode derivative (:meth:`Op.jvp
+  <dopt_core.op.Op.jvp>`): the framework's own JVP (``jax.jvp``, ``torch.func.jvp``;
+  the explicit ``value_and_jvp`` elsewhere) equals the core's NumPy reference, and
+  ``⟨jvp(u), v⟩ = ⟨u, vjp(v)⟩`` to rounding. float64 only (cost).
+* ``jacfwd`` — under JAX and torch, ``jacfwd`` equals ``jacrev`` (ops with a JVP, one
+  instance, float64).
+* ``hvp`` — under JAX and torch, for an op with ``second_order = True`` whose forward
+  is differentiable array code, the Hessian-vector product of ``⟨f(θ), v⟩`` (``jax.jvp``
+  of ``jax.grad``; torch's double backward) equals central finite differences of the
+  explicit VJP along one direction (float64).
 * ``torch_compile`` — under torch, ``torch.compile(fn, backend="aot_eager")`` (graph
   breaks allowed) gives the reference values and VJP. It costs about half a second
   per op, so it runs on the few ops of :data:`COMPILE_CASES` (and cases tagged
@@ -27,6 +37,7 @@ apply (with the reason).
 
 from __future__ import annotations
 
+import functools
 import logging
 import warnings
 import zlib
@@ -36,6 +47,7 @@ from typing import Any
 import numpy as np
 
 import dopt_core as dc
+from dopt_core.op import has_jvp, value_and_jvp
 from dopt_core.testing import assert_close
 
 from ._backends import Env, Skip
@@ -245,6 +257,137 @@ def check_torch_compile(env: Env, case: Case, dtype: str) -> float:
         quiet.setLevel(level)
 
 
+@functools.lru_cache(maxsize=None)
+def _op_of(name: str) -> Any:
+    """The Op a case binds (on its float64 NumPy inputs), or None when it cannot be bound."""
+    from ._cases import CASES  # lazy: the registry fills after this module is imported
+
+    case = CASES[name]
+    if "float64" not in case.dtypes:
+        return None
+    rng = np.random.default_rng(zlib.crc32(f"{name}/float64".encode()))
+    arrays, kwargs = case.make_inputs(rng, np.dtype("float64"))
+    bind = getattr(case.fn, "bind", None)
+    if bind is None:
+        return None
+    return bind(*arrays, **kwargs).op
+
+
+def _require_jvp(case: Case, dtype: str) -> Any:
+    if not case.differentiable:
+        raise Skip("zero gradient")
+    op = _op_of(case.name)
+    if op is None or not has_jvp(op):
+        raise Skip("no forward-mode derivative (first-order op)")
+    if dtype != "float64":
+        raise Skip("forward-mode checks run in float64 only")
+    return op
+
+
+def _framework_jvp(env: Env, p: Prepared, u: Any) -> Any:
+    fn = lambda t: p.call(t, *p.inputs[1:])  # noqa: E731
+    if env.autodiff == "jax":
+        import jax
+
+        # one jit: eager JAX compiles every primitive of the rule separately (seconds)
+        return jax.jit(lambda t, d: jax.jvp(fn, (t,), (d,))[1])(p.inputs[0], u)
+    if env.autodiff == "torch":
+        import torch
+
+        with warnings.catch_warnings():  # torch's own, about torch.jit, on functorch's first use
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return torch.func.jvp(fn, (p.inputs[0],), (u,))[1]
+    return value_and_jvp(p.case.fn, *p.inputs, **p.backend_kwargs)[1](u)
+
+
+def check_jvp_adjoint(env: Env, case: Case, dtype: str) -> float:
+    _require_jvp(case, dtype)
+    p = prepare(env, case, dtype)
+    u = np.random.default_rng(zlib.crc32(f"{case.name}/tangent".encode())).normal(size=p.arrays[0].shape)
+    reference = value_and_jvp(case.fn, *p.arrays, **p.kwargs)[1](u)
+    t = _framework_jvp(env, p, env.asarray(u))
+    _assert_like_input(p, t, "tangent")
+    t = env.to_numpy(t)
+    err = assert_close(t, reference, kind="reduction", err_msg=f"{case.name} jvp:")
+    v = env.asarray(p.cotangent)
+    if env.autodiff == "jax":  # reverse mode by JAX's transposition of the JVP, jitted
+        import jax
+
+        rest, kw = p.inputs[1:], p.backend_kwargs
+        pull = jax.jit(lambda t, c: jax.vjp(lambda s: case.fn(s, *rest, **kw), t)[1](c)[0])
+        grad = env.to_numpy(pull(p.inputs[0], v))
+    else:
+        grad = env.to_numpy(env.vjp(case.fn, p.inputs, p.backend_kwargs, v))
+    left, right = float(np.sum(t * p.cotangent)), float(np.sum(u * grad))
+    scale = float(np.linalg.norm(t) * np.linalg.norm(p.cotangent) + np.linalg.norm(u) * np.linalg.norm(grad))
+    if abs(left - right) > 1e-10 * max(scale, 1.0):
+        raise AssertionError(f"{case.name}: <jvp(u), v> = {left!r} but <u, vjp(v)> = {right!r}")
+    return max(err, abs(left - right))
+
+
+def _one_instance(p: Prepared) -> tuple[Callable[..., Any], Any]:
+    """``fn(t)`` of θ's first instance (leading batch index 0 when θ is batched and the
+    case is batch-separable), the other inputs sliced alike; small Jacobians."""
+    theta, rest, kw = p.inputs[0], p.inputs[1:], p.backend_kwargs
+    if p.case.vmap and theta.ndim >= 2 and not p.case.vmap_axes and all(
+        getattr(x, "shape", ())[:1] == theta.shape[:1] for x in rest
+    ) and not any(hasattr(v, "shape") for v in p.array_kw.values()):
+        theta, rest = theta[0], tuple(x[0] for x in rest)
+    return (lambda t: p.case.fn(t, *rest, **kw)), theta
+
+
+def check_jacfwd(env: Env, case: Case, dtype: str) -> float:
+    if env.autodiff not in ("jax", "torch"):
+        raise Skip("JAX and torch only")
+    _require_jvp(case, dtype)
+    p = prepare(env, case, dtype)
+    fn, theta = _one_instance(p)
+    if env.autodiff == "jax":
+        import jax
+
+        fwd, rev = jax.jit(lambda t: (jax.jacfwd(fn)(t), jax.jacrev(fn)(t)))(theta)
+    else:
+        import torch
+
+        with warnings.catch_warnings():  # torch's own, about torch.jit
+            warnings.simplefilter("ignore", DeprecationWarning)
+            fwd, rev = torch.func.jacfwd(fn)(theta), torch.func.jacrev(fn)(theta)
+    return assert_close(env.to_numpy(fwd), env.to_numpy(rev), kind="reduction",
+                        err_msg=f"{case.name} jacfwd vs jacrev:")
+
+
+def check_hvp(env: Env, case: Case, dtype: str) -> float:
+    if env.autodiff not in ("jax", "torch"):
+        raise Skip("JAX and torch only")
+    op = _require_jvp(case, dtype)
+    if not op.second_order:
+        raise Skip("first-order op (second derivatives raise)")
+    if not case.native_autodiff:
+        raise Skip("forward not differentiable array code: no finite-difference Hessian")
+    p = prepare(env, case, dtype)
+    w = np.random.default_rng(zlib.crc32(f"{case.name}/direction".encode())).normal(size=p.arrays[0].shape)
+    h = 1e-5
+    _, up = dc.value_and_vjp(case.fn, p.arrays[0] + h * w, *p.arrays[1:], **p.kwargs)
+    _, down = dc.value_and_vjp(case.fn, p.arrays[0] - h * w, *p.arrays[1:], **p.kwargs)
+    expected = (up(p.cotangent) - down(p.cotangent)) / (2 * h)
+    v, rest, kw = env.asarray(p.cotangent), p.inputs[1:], p.backend_kwargs
+    if env.autodiff == "jax":
+        import jax
+
+        grad = jax.grad(lambda t: (case.fn(t, *rest, **kw) * v).sum())
+        hv = jax.jit(lambda t, d: jax.jvp(grad, (t,), (d,))[1])(p.inputs[0], env.asarray(w))
+    else:
+        import torch
+
+        t = p.inputs[0].detach().clone().requires_grad_(True)
+        (g,) = torch.autograd.grad((case.fn(t, *rest, **kw) * v).sum(), t, create_graph=True)
+        hv = None  # a gradient not depending on θ (a linear op) has no graph
+        if g.requires_grad:
+            (hv,) = torch.autograd.grad(g, t, grad_outputs=env.asarray(w), allow_unused=True)
+        hv = torch.zeros_like(t) if hv is None else hv
+    return assert_close(env.to_numpy(hv), expected, kind="reduction", err_msg=f"{case.name} Hessian-vector product:")
+
+
 CHECKS: dict[str, Callable[[Env, Case, str], float]] = {
     "forward": check_forward,
     "vjp": check_vjp,
@@ -254,6 +397,9 @@ CHECKS: dict[str, Callable[[Env, Case, str], float]] = {
     "torch_func": check_torch_func,
     "torch_vmap": check_torch_vmap,
     "torch_compile": check_torch_compile,
+    "jvp_adjoint": check_jvp_adjoint,
+    "jacfwd": check_jacfwd,
+    "hvp": check_hvp,
 }
 
 
@@ -269,4 +415,12 @@ def applies(case: Case, check: str) -> bool:
         return case.vmap
     if check == "torch_compile":
         return case.name in COMPILE_CASES or "compile" in case.tags
+    if check in ("jvp_adjoint", "jacfwd", "hvp"):
+        if not case.differentiable or "float64" not in case.dtypes:
+            return False
+        try:
+            op = _op_of(case.name)
+        except Exception:  # noqa: BLE001 - a case that cannot bind here is checked elsewhere
+            return False
+        return op is not None and has_jvp(op) and (check != "hvp" or (op.second_order and case.native_autodiff))
     return True

@@ -26,6 +26,22 @@ public function applies the Op through the array's backend, and
 states its ``event_ndim`` (the trailing axes of θ forming one instance) there, once:
 ``@op_function(event_ndim=2)``. Piecewise-constant Ops (solvers) take their zero VJP
 from the :class:`ZeroGradient` mixin.
+
+**Forward mode (optional).** An Op may also implement the Jacobian-vector product
+
+.. math::
+
+    \\texttt{jvp}(r, (u_1, \\dots, u_p)) = \\sum_i J_{x_i}(y)\\, u_i ,
+
+linear in the tangents ``u_i`` (``None`` for a zero tangent) and written, like the
+VJP, in array-API operations on the residuals. Ops without one keep working
+unchanged in reverse mode; asking them for forward mode raises the error of
+:func:`forward_mode_error`, which names the op. With a JVP the JAX plugin uses
+``jax.custom_jvp`` (reverse mode by JAX's transposition of the linear JVP), the torch
+plugin gives its ``autograd.Function`` a ``jvp``. ``second_order = True`` states that
+the forward's residuals and the JVP/VJP are differentiable array operations of the
+inputs (after :meth:`Op.reattach`), so differentiating them again gives the second
+derivative (a.e.); the plugins refuse second derivatives of the other Ops.
 """
 
 from __future__ import annotations
@@ -41,7 +57,17 @@ import numpy as np
 from ._lib._checks import check_int
 from .backend import apply_op, backend_for
 
-__all__ = ["Bound", "Op", "OpFunction", "ZeroGradient", "op_function", "value_and_vjp"]
+__all__ = [
+    "Bound",
+    "Op",
+    "OpFunction",
+    "ZeroGradient",
+    "forward_mode_error",
+    "has_jvp",
+    "op_function",
+    "value_and_jvp",
+    "value_and_vjp",
+]
 
 
 class Op:
@@ -67,6 +93,62 @@ class Op:
     def vjp(self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any) -> tuple[Any | None, ...]:
         """Return one gradient per input (``None`` for a zero or undefined one)."""
         raise NotImplementedError
+
+    #: the residuals (after :meth:`reattach`) and the JVP/VJP are differentiable array
+    #: operations of the inputs: differentiating them again is the second derivative
+    second_order: ClassVar[bool] = False
+
+    def jvp(self, residuals: tuple[Any, ...], tangents: tuple[Any | None, ...], *, xp: Any) -> Any:
+        """Optional: the tangent of ``y``, ``Σ_i J_{x_i} u_i``, linear in ``tangents``
+        (one per input, ``None`` for a zero tangent; ``None`` returned means zero).
+
+        Not implemented by default: forward mode then raises
+        :func:`forward_mode_error`, reverse mode is unaffected.
+        """
+        raise NotImplementedError(forward_mode_error(self))
+
+    def reattach(self, inputs: tuple[Any, ...], residuals: tuple[Any, ...], *, xp: Any) -> tuple[Any, ...]:
+        """Residuals as differentiable functions of ``inputs``, for second derivatives.
+
+        The default returns ``residuals`` unchanged: right when ``forward`` computes
+        them with array operations of the inputs. An Op whose residuals come out of a
+        piecewise-constant solver (a perturbed maximum) overrides it to route them
+        through an Op whose derivative is the estimator's.
+        """
+        return residuals
+
+
+def has_jvp(op: Any) -> bool:
+    """Whether ``op`` implements :meth:`Op.jvp` (forward mode).
+
+    Example
+    -------
+    >>> import numpy as np, dopt_core as dc
+    >>> from dopt_core.op import has_jvp
+    >>> has_jvp(dc.relax.softmax.bind(np.ones(3)).op), has_jvp(dc.solvers.sort.bind(np.ones(3)).op)
+    (True, False)
+    """
+    method = getattr(type(op), "jvp", None)
+    return method is not None and method is not Op.jvp
+
+
+def forward_mode_error(op: Any) -> str:
+    """The message of the error raised when forward mode is asked of an Op without a JVP.
+
+    Example
+    -------
+    >>> import numpy as np, dopt_core as dc
+    >>> from dopt_core.op import forward_mode_error
+    >>> forward_mode_error(dc.solvers.sort.bind(np.ones(3)).op)[:38]
+    'sort: this dopt op has no forward-mode'
+    """
+    name = getattr(op, "name", type(op).__name__)
+    return (
+        f"{name}: this dopt op has no forward-mode derivative (jvp): it is first-order, "
+        "reverse mode only (jax.grad/jax.vjp/jax.jacrev, backward/torch.func.vjp/jacrev); "
+        "forward mode (jax.jvp, jax.jacfwd, jax.linearize, jax.hessian, torch.func.jvp/jacfwd) "
+        "is available for the ops listed in docs/frameworks.md"
+    )
 
 
 class ZeroGradient:
@@ -98,6 +180,13 @@ class ZeroGradient:
     def vjp(self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any) -> tuple[Any | None, ...]:
         """``(None,)``: a zero gradient for the one array input."""
         return (None,)
+
+    #: zero is the a.e. derivative of every order
+    second_order: ClassVar[bool] = True
+
+    def jvp(self, residuals: tuple[Any, ...], tangents: tuple[Any | None, ...], *, xp: Any) -> Any:
+        """``None``: the zero JVP (forward mode and Hessians give zeros, as the VJP does)."""
+        return None
 
 
 @dataclass(frozen=True)
@@ -302,6 +391,55 @@ def value_and_vjp(f: OpFunction, *args: Any, **kwargs: Any) -> tuple[Any, Callab
     if out_dtype is not None:
         y = xp.astype(y, out_dtype)
     return y, vjp
+
+
+def value_and_jvp(f: OpFunction, *args: Any, **kwargs: Any) -> tuple[Any, Callable[[Any], Any]]:
+    """Value of ``f(*args, **kwargs)`` and its explicit JVP with respect to the first input.
+
+    The reference forward-mode derivative (the Op's :meth:`Op.jvp`), on any array
+    namespace: returns ``(y, jvp)`` with ``jvp(u) -> J u`` shaped like ``y``, for a
+    tangent ``u`` of the first argument's shape. An Op without a JVP raises
+    ``NotImplementedError`` naming it (:func:`forward_mode_error`).
+
+    Parameters
+    ----------
+    f : OpFunction
+        A dopt function built on an Op.
+    *args, **kwargs
+        Its arguments; the first positional one is θ.
+
+    Example
+    -------
+    >>> import numpy as np, dopt_core as dc
+    >>> y, jvp = dc.op.value_and_jvp(dc.relax.softmax, np.zeros(2))
+    >>> y, jvp(np.array([1.0, -1.0]))
+    (array([0.5, 0.5]), array([ 0.5, -0.5]))
+    """
+    if not isinstance(f, OpFunction):
+        raise TypeError(f"f must be a dopt function (built on an Op), got {type(f).__name__}")
+    bound = f.bind(*args, **kwargs)
+    op = bound.op
+    if not has_jvp(op):
+        raise NotImplementedError(forward_mode_error(op))
+    theta = bound.inputs[0]
+    backend = backend_for(theta)
+    xp = backend.namespace(theta)
+    y, residuals = op.forward(*bound.inputs, xp=xp)
+    out_dtype = bound.out_dtype
+
+    def jvp(u: Any) -> Any:
+        u = _as_cotangent(u, theta, backend, xp)
+        tangents = (u,) + (None,) * (len(bound.inputs) - 1)
+        t = op.jvp(residuals, tangents, xp=xp)
+        if t is None:
+            t = xp.zeros_like(y)
+        if out_dtype is not None:
+            t = xp.astype(t, out_dtype)
+        return t
+
+    if out_dtype is not None:
+        y = xp.astype(y, out_dtype)
+    return y, jvp
 
 
 def _as_cotangent(g: Any, y: Any, backend: Any, xp: Any) -> Any:

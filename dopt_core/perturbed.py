@@ -67,7 +67,7 @@ from ._lib._checks import (
     solver_name,
 )
 from ._lib._random import bind_noise
-from .backend import backend_for
+from .backend import apply_op, backend_for
 from .noise import Noise, get_noise
 from .op import Bound, Op, OpFunction, op_function
 
@@ -180,6 +180,25 @@ class PerturbedOp(Op):
             grad = grad / residuals[-1]
         return grad, None
 
+    def jvp(self, residuals: tuple[Any, ...], tangents: tuple[Any | None, ...], *, xp: Any) -> Any:
+        # the transpose of the VJP: J u ≈ (1/(Mε)) Σ_m (y*(η_m) - b) <∇ν(Z_m), u>, over the
+        # same noise (log-space when multiplicative: <Z_m, u/θ>)
+        u = tangents[0]
+        if u is None:
+            return None
+        p = self.p
+        ys, z = residuals[0], residuals[1]
+        m = ys.shape[0]
+        if p.multiplicative:
+            u = u / residuals[-1]
+        score = z if p.multiplicative else p.noise.grad_nu(z, xp=xp)
+        s = xp.sum(score * u, axis=p.event_axes(z.ndim))  # (M, *batch)
+        n_out = ys.ndim - s.ndim
+        s = xp.reshape(s, (*s.shape, *([1] * n_out)))
+        if self.control_variate:
+            ys = ys - residuals[2]
+        return xp.sum(ys * s, axis=0) / (m * p.sigma)
+
 
 @dataclass(frozen=True)
 class PerturbedMaxOp(Op):
@@ -196,11 +215,48 @@ class PerturbedMaxOp(Op):
         check_linear_output(ys, eta)
         values = xp.sum(ys * eta, axis=p.event_axes(eta.ndim))
         grad = xp.mean(ys if w is None else ys * w, axis=0)
-        return xp.mean(values, axis=0), (grad,)
+        # the samples ride along (no copy) for reattach: Hessians by the score identity
+        return xp.mean(values, axis=0), (grad,) + (() if w is not None else (ys,))
 
     def vjp(self, residuals: tuple[Any, ...], g: Any, *, xp: Any) -> tuple[Any | None, ...]:
-        (grad,) = residuals
+        grad = residuals[0]
         return xp.reshape(g, (*g.shape, *([1] * self.p.event_ndim))) * grad, None
+
+    @property
+    def second_order(self) -> bool:  # type: ignore[override]
+        # additive noise: ∇²F_ε = J y_ε by the score identity (reattach); not multiplicative
+        return not self.p.multiplicative
+
+    def jvp(self, residuals: tuple[Any, ...], tangents: tuple[Any | None, ...], *, xp: Any) -> Any:
+        # <∇F_ε(θ), u> = <y_ε(θ), u> per instance
+        u = tangents[0]
+        if u is None:
+            return None
+        return xp.sum(residuals[0] * u, axis=self.p.event_axes(u.ndim))
+
+    def reattach(self, inputs: tuple[Any, ...], residuals: tuple[Any, ...], *, xp: Any) -> tuple[Any, ...]:
+        # y_ε = mean of the samples, differentiated in θ by the score identity over the
+        # same noise (the perturbed optimizer's JVP), without solving again
+        if self.p.multiplicative:
+            return residuals
+        grad, ys = residuals
+        return (apply_op(SampleMeanOp(self.p), inputs[0], inputs[1], ys), ys)
+
+
+@dataclass(frozen=True)
+class SampleMeanOp(PerturbedOp):
+    """``(θ, Z, Y) -> mean(Y)`` for given solver outputs ``Y_m = y*(θ + εZ_m)``, with the
+    perturbed optimizer's score-function derivative in θ (how a perturbed maximum's
+    gradient is differentiated again)."""
+
+    name: ClassVar[str] = "perturbed_samples"
+    nondiff: ClassVar[tuple[int, ...]] = (1, 2)
+
+    def forward(self, theta: Any, z: Any, ys: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
+        return xp.mean(ys, axis=0), (ys, z)
+
+    def vjp(self, residuals: tuple[Any, ...], g: Any, *, xp: Any) -> tuple[Any | None, ...]:
+        return (*super().vjp(residuals, g, xp=xp), None)
 
 
 def _check_solver_output(ys: Any, eta: Any, event_ndim: int) -> None:

@@ -131,6 +131,15 @@ class ProjectionOp(Op):
     def vjp(self, residuals: tuple[Any, ...], g: Any, *, xp: Any) -> tuple[Any | None, ...]:
         return (project_vjp(residuals, g, self.projection, event_ndim=self.event_ndim, xp=xp),)
 
+    second_order: ClassVar[bool] = True
+
+    def jvp(self, residuals: tuple[Any, ...], tangents: tuple[Any | None, ...], *, xp: Any) -> Any:
+        # every projection's Jacobian is symmetric (a centring, and (I - u uᵀ)/‖·‖ on it)
+        (u,) = tangents
+        if u is None:
+            return None
+        return project_vjp(residuals, u, self.projection, event_ndim=self.event_ndim, xp=xp)
+
 
 @op_function
 def project(theta: Any, /, projection: str, *, event_ndim: int = 1, check_finite: bool = True) -> Bound:

@@ -1,8 +1,23 @@
-"""One generic bridge from a core Op to ``jax.custom_vjp``.
+"""One generic bridge from a core Op to ``jax.custom_jvp`` or ``jax.custom_vjp``.
 
 Arrays are never ``nondiff_argnums``: the Op (a hashable value) is closed over, every
 array input is a primal, and inputs the Op lists as non-differentiable (noise,
-integer data) receive ``None`` cotangents.
+integer data) receive ``None`` cotangents (``None`` tangents).
+
+* An Op with a JVP (:func:`dopt_core.op.has_jvp`) becomes a ``jax.custom_jvp``
+  function: its rule runs ``op.forward`` and the core's linear ``op.jvp``, so
+  ``jax.jvp``, ``jacfwd``, ``linearize`` work, and reverse mode (``grad``, ``vjp``,
+  ``jacrev``) is JAX's transposition of that linear map. Second derivatives
+  (``jax.hessian``) differentiate the rule itself: right for an Op with
+  ``second_order = True`` (its residuals, after ``op.reattach``, are jnp functions of
+  the inputs); for the others the rule runs on ``stop_gradient`` inputs and its
+  outputs pass through :func:`_first_order_only`, which raises if differentiated.
+* A piecewise-constant Op (:class:`~dopt_core.op.ZeroGradient`) runs on
+  ``stop_gradient`` inputs: its derivative of every order is zero (its a.e. value),
+  and host solvers inside other Ops' rules (a perturbed maximum's) stay differentiable.
+* The other Ops (host relaxations, straight-through, interpolation...) stay
+  ``jax.custom_vjp``: first-order, reverse mode only; forward mode raises
+  :func:`dopt_core.op.forward_mode_error` naming the Op.
 """
 
 from __future__ import annotations
@@ -12,6 +27,9 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax.custom_derivatives import SymbolicZero
+
+from dopt_core.op import ZeroGradient, forward_mode_error, has_jvp
 
 
 @jax.custom_jvp
@@ -29,7 +47,73 @@ def _refuse_second_order(primals: Any, tangents: Any) -> Any:
     )
 
 
+def _anchors(inputs: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(x for x in inputs if jnp.issubdtype(x.dtype, jnp.floating))
+
+
+def _tangent(t: Any, i: int, nondiff: tuple[int, ...]) -> Any:
+    if i in nondiff or isinstance(t, SymbolicZero) or t.dtype == jax.dtypes.float0:
+        return None
+    return t
+
+
+def _make_zero(op: Any) -> Any:
+    def f(*inputs: Any) -> Any:
+        return op.forward(*(jax.lax.stop_gradient(x) for x in inputs), xp=jnp)[0]
+
+    return f
+
+
+def _make_jvp(op: Any) -> Any:
+    smooth = bool(op.second_order)
+
+    @jax.custom_jvp
+    def f(*inputs: Any) -> Any:
+        return op.forward(*inputs, xp=jnp)[0]
+
+    def rule_impl(mask: tuple[bool, ...], primals: Any, present: Any) -> Any:
+        if smooth:
+            y, residuals = op.forward(*primals, xp=jnp)
+            residuals = op.reattach(tuple(primals), tuple(residuals), xp=jnp)
+        else:  # residuals are constants to the JVP: a second derivative would drop terms
+            y, residuals = op.forward(*(jax.lax.stop_gradient(x) for x in primals), xp=jnp)
+            anchors = _anchors(primals)
+            y = _first_order_only(y, *anchors)
+            residuals = tuple(
+                _first_order_only(r, *anchors) if jnp.issubdtype(r.dtype, jnp.floating) else r
+                for r in residuals
+            )
+        it = iter(present)
+        ts = tuple(next(it) if m else None for m in mask)
+        t_out = None if not any(mask) else op.jvp(tuple(residuals), ts, xp=jnp)
+        if t_out is None:
+            t_out = jnp.zeros_like(y)
+        return y, t_out.astype(y.dtype)
+
+    jitted: dict[tuple[bool, ...], Any] = {}
+
+    def rule(primals: Any, tangents: Any) -> Any:
+        # the rule runs as one compiled program: eager reverse mode (linearize and
+        # transpose) would otherwise dispatch every primitive of it separately
+        ts = tuple(_tangent(t, i, op.nondiff) for i, t in enumerate(tangents))
+        mask = tuple(t is not None for t in ts)
+        if mask not in jitted:
+            jitted[mask] = jax.jit(functools.partial(rule_impl, mask))
+        return jitted[mask](tuple(primals), tuple(t for t in ts if t is not None))
+
+    f.defjvp(rule, symbolic_zeros=True)
+    return f
+
+
 def _make(op: Any) -> Any:
+    if isinstance(op, ZeroGradient):
+        return _make_zero(op)
+    if has_jvp(op):
+        return _make_jvp(op)
+    return _make_vjp(op)
+
+
+def _make_vjp(op: Any) -> Any:
     @jax.custom_vjp
     def f(*inputs: Any) -> Any:
         return op.forward(*inputs, xp=jnp)[0]
@@ -59,15 +143,8 @@ def _make_jitted(op: Any) -> Any:
 _cached_jit = functools.lru_cache(maxsize=512)(_make_jitted)
 
 
-FORWARD_MODE_ERROR = (
-    "{name}: dopt ops are jax.custom_vjp functions and have no forward-mode derivative yet "
-    "(jax.jvp, jax.jacfwd, jax.linearize, jax.hessian); use reverse mode (jax.grad, jax.vjp, "
-    "jax.jacrev)"
-)
-
-
 def apply_op(op: Any, *inputs: Any) -> Any:
-    """Run a core Op as a ``jax.custom_vjp`` function (jit-, vmap- and grad-safe).
+    """Run a core Op as a ``jax.custom_jvp`` or ``jax.custom_vjp`` function (module docstring).
 
     Parameters
     ----------
@@ -100,4 +177,4 @@ def apply_op(op: Any, *inputs: Any) -> Any:
     except TypeError as exc:  # "can't apply forward-mode autodiff (jvp) to a custom_vjp function."
         if "forward-mode" not in str(exc) or "custom_vjp" not in str(exc):
             raise
-        raise TypeError(FORWARD_MODE_ERROR.format(name=op.name)) from exc
+        raise TypeError(forward_mode_error(op)) from exc

@@ -18,9 +18,20 @@ identity for ``forward(op, *inputs)``, unless a functorch transform is active.
 
 Under ``torch.func`` transforms, ``grad``/``vjp`` use the same forward and backward;
 ``vmap`` (and ``jacrev``, which vmaps the backward) goes through the ``vmap`` rules of
-:class:`AutogradOp` and :class:`FirstOrderOnly`. Forward mode (``jvp``, ``jacfwd``) is
-not supported yet: a ``jvp`` staticmethod would also make ``torch.compile`` refuse the
-Function.
+:class:`AutogradOp` and :class:`FirstOrderOnly`.
+
+Forward mode (``torch.func.jvp``, ``jacfwd``, ``torch.autograd.forward_ad``) runs the
+core's ``op.jvp`` through :class:`AutogradOpJvp`, the same Function with a ``jvp``
+staticmethod, chosen only while a forward-AD level or a functorch transform is active
+(a ``jvp`` staticmethod makes ``torch.compile`` refuse a Function, so the plain path
+stays without one). An op without a JVP raises :func:`dopt_core.op.forward_mode_error`.
+
+Double backward: for an op with ``second_order = True`` (its residuals and VJP are
+differentiable array operations of its inputs), a backward pass recorded with
+``create_graph=True`` recomputes the residuals from the saved inputs under autograd
+(``op.reattach`` routes a perturbed maximum's through the score identity) and runs the
+VJP on them, so the gradient it returns is differentiable; the other ops keep the
+:class:`FirstOrderOnly` guard.
 """
 
 from __future__ import annotations
@@ -29,6 +40,8 @@ from typing import Any
 
 import torch
 from array_api_compat import torch as torch_xp
+
+from dopt_core.op import forward_mode_error, has_jvp
 
 SECOND_ORDER_ERROR = (
     "dopt's explicit VJPs are first-order: second derivatives (double backward, "
@@ -97,8 +110,11 @@ class AutogradOp(torch.autograd.Function):
         ctx.op = inputs[0]
         ctx.num_residuals = len(residuals)
         ctx.set_materialize_grads(False)  # the residual output never gets a gradient
-        anchors = [x for x in inputs[1:] if isinstance(x, torch.Tensor) and x.requires_grad]
-        ctx.save_for_backward(*residuals, *anchors)
+        if ctx.op.second_order:  # every input, to recompute the residuals under autograd
+            ctx.save_for_backward(*residuals, *inputs[1:])
+        else:
+            anchors = [x for x in inputs[1:] if isinstance(x, torch.Tensor) and x.requires_grad]
+            ctx.save_for_backward(*residuals, *anchors)
 
     @classmethod
     def apply(cls, *args: Any) -> Any:  # type: ignore[override]
@@ -141,6 +157,14 @@ class AutogradOp(torch.autograd.Function):
             return (None,) * (1 + n_inputs)
         saved = ctx.saved_tensors
         k = ctx.num_residuals
+        create_graph = torch.is_grad_enabled()
+        if create_graph and ctx.op.second_order:  # a differentiable backward pass
+            inputs = saved[k:]
+            _, residuals = ctx.op.forward(*inputs, xp=torch_xp)
+            residuals = ctx.op.reattach(tuple(inputs), tuple(residuals), xp=torch_xp)
+            grads = ctx.op.vjp(residuals, g, xp=torch_xp)
+            needs = ctx.needs_input_grad[1:]
+            return (None, *(gr if need else None for gr, need in zip(grads, needs, strict=True)))
         grads = ctx.op.vjp(saved[:k], g, xp=torch_xp)
         if len(grads) != n_inputs:
             raise RuntimeError(
@@ -148,10 +172,39 @@ class AutogradOp(torch.autograd.Function):
             )
         needs = ctx.needs_input_grad[1:]
         out = [gr if need else None for gr, need in zip(grads, needs, strict=True)]
-        if torch.is_grad_enabled():  # create_graph=True: guard against a second derivative
-            anchors = saved[k:]
+        if create_graph:  # create_graph=True: guard against a second derivative
+            anchors = [x for x in saved[k:] if x.requires_grad]
             out = [None if gr is None else FirstOrderOnly.apply(gr, g, *anchors) for gr in out]
         return (None, *out)
+
+
+class AutogradOpJvp(AutogradOp):
+    """:class:`AutogradOp` with forward mode: the ``jvp`` staticmethod runs ``op.jvp``."""
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        AutogradOp.setup_context(ctx, inputs, output)
+        ctx.save_for_forward(*output[1])
+        ctx.out_like = (output[0].shape, output[0].dtype, output[0].device)
+
+    @staticmethod
+    def jvp(ctx: Any, _: Any, *tangents: Any) -> Any:
+        op = ctx.op
+        ts = tuple(None if i in op.nondiff else t for i, t in enumerate(tangents))
+        residuals = ctx.saved_tensors[: ctx.num_residuals]
+        t_out = None if all(t is None for t in ts) else op.jvp(residuals, ts, xp=torch_xp)
+        if t_out is None:
+            shape, dtype, device = ctx.out_like
+            t_out = torch.zeros(shape, dtype=dtype, device=device)
+        return t_out, None
+
+    @staticmethod
+    def vmap(info: Any, in_dims: tuple[int | None, ...], op: Any, *inputs: Any) -> Any:
+        return AutogradOp.vmap(info, in_dims, op, *inputs)
+
+
+def _forward_mode_active() -> bool:
+    return torch.autograd.forward_ad._current_level >= 0 or (FAST_APPLY and _functorch_active())
 
 
 def apply_op(op: Any, *inputs: Any) -> Any:
@@ -179,6 +232,11 @@ def apply_op(op: Any, *inputs: Any) -> Any:
         # gradient (it calls the abstract Function.forward): run the forward itself
         y, _ = op.forward(*inputs, xp=torch_xp)
         return _fresh(y, inputs)
+    if _forward_mode_active():
+        if has_jvp(op):
+            return AutogradOpJvp.apply(op, *inputs)[0]
+        if any(_is_dual(x) for x in inputs):
+            raise NotImplementedError(forward_mode_error(op))
     return AutogradOp.apply(op, *inputs)[0]
 
 
@@ -186,3 +244,12 @@ def _needs_grad(inputs: tuple[Any, ...]) -> bool:
     return torch.is_grad_enabled() and any(
         isinstance(x, torch.Tensor) and x.requires_grad for x in inputs
     )
+
+
+def _is_dual(x: Any) -> bool:
+    if not isinstance(x, torch.Tensor):
+        return False
+    try:
+        return torch.autograd.forward_ad.unpack_dual(x).tangent is not None
+    except RuntimeError:
+        return False

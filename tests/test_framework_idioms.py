@@ -268,11 +268,13 @@ def test_jacrev_matches_the_numpy_reference(name: str) -> None:
 
 def test_second_order_through_torch_func_raises_the_first_order_error() -> None:
     x = torch.randn(5, dtype=torch.float64, generator=_gen(12))
+    # softmax is second-order capable since issue 21 (tests/test_second_order.py); soft
+    # sort (host PAV) and sort stay first-order and reverse mode only
     with pytest.raises(RuntimeError, match="first-order"):
-        torch.func.jacrev(torch.func.jacrev(lambda t: dt.relax.softmax(t).sum()))(x)
-    with warnings.catch_warnings(), pytest.raises(NotImplementedError, match="jvp function"):
+        torch.func.jacrev(torch.func.jacrev(lambda t: dt.relax.soft_sort(t).sum()))(x)
+    with warnings.catch_warnings(), pytest.raises(NotImplementedError, match="sort: this dopt op has no forward-mode"):
         warnings.simplefilter("ignore", DeprecationWarning)  # torch's own, about torch.jit
-        torch.func.jacfwd(dt.relax.softmax)(x)  # forward mode: issue 21
+        torch.func.jacfwd(dt.solvers.sort)(x)
 
 
 # ---------------------------------------------------------------------------------
@@ -371,16 +373,16 @@ def test_value_checks_are_skipped_while_compiling_and_run_eagerly() -> None:
 
 
 # ---------------------------------------------------------------------------------
-# JAX: forward mode is not supported yet (issue 21), with dopt's own error
+# JAX: forward mode of an op without a JVP (issue 21) raises dopt's own error
 # ---------------------------------------------------------------------------------
 def test_jax_forward_mode_names_the_op_and_reverse_mode() -> None:
     jax = pytest.importorskip("jax")
     import dopt_jax as dj
 
     x = jax.numpy.array([0.3, -1.0, 2.0])
-    with pytest.raises(TypeError, match="soft_sort: dopt ops are jax.custom_vjp functions"):
+    with pytest.raises(TypeError, match="soft_sort: this dopt op has no forward-mode"):
         jax.jvp(dj.relax.soft_sort, (x,), (x,))
-    with pytest.raises(TypeError, match="sort: .*use reverse mode"):
+    with pytest.raises(TypeError, match="sort: .*reverse mode only"):
         jax.jacfwd(dj.solvers.sort)(x)
     jac = np.asarray(jax.jacrev(dj.solvers.sort)(x))
     np.testing.assert_array_equal(jac, np.eye(3)[np.argsort(np.asarray(x))])

@@ -94,6 +94,16 @@ class SoftCompareOp(Op):
         (dp,) = residuals
         return (g * dp, -g * dp)
 
+    second_order: ClassVar[bool] = True
+
+    def jvp(self, residuals: tuple[Any, ...], tangents: tuple[Any | None, ...], *, xp: Any) -> Any:
+        # p = F(β(a - b)): dp = F'·β (u_a - u_b)
+        (dp,), (ua, ub) = residuals, tangents
+        if ua is None and ub is None:
+            return None
+        du = ua if ub is None else (-ub if ua is None else ua - ub)
+        return dp * du
+
 
 @dataclass(frozen=True)
 class SoftIfOp(Op):
@@ -105,6 +115,25 @@ class SoftIfOp(Op):
     def vjp(self, residuals: tuple[Any, ...], g: Any, *, xp: Any) -> tuple[Any | None, ...]:
         p, diff = residuals
         return (g * diff, g * p, g * (1 - p))
+
+    second_order: ClassVar[bool] = True
+
+    def jvp(self, residuals: tuple[Any, ...], tangents: tuple[Any | None, ...], *, xp: Any) -> Any:
+        # y = p t + (1 - p) e: dy = u_p (t - e) + p u_t + (1 - p) u_e
+        p, diff = residuals
+        terms = [
+            t for t in (
+                None if tangents[0] is None else tangents[0] * diff,
+                None if tangents[1] is None else p * tangents[1],
+                None if tangents[2] is None else (1 - p) * tangents[2],
+            ) if t is not None
+        ]
+        if not terms:
+            return None
+        out = terms[0]
+        for t in terms[1:]:
+            out = out + t
+        return out
 
 
 @dataclass(frozen=True)
@@ -128,6 +157,19 @@ class SoftPairOp(Op):
         zero = xp.zeros_like(g)
         g_mn, g_mx = (g, zero) if self.sign < 0 else (zero, g)
         return compare_vjp(g_mn, g_mx, alpha, dalpha, delta)
+
+    second_order: ClassVar[bool] = True
+
+    def jvp(self, residuals: tuple[Any, ...], tangents: tuple[Any | None, ...], *, xp: Any) -> Any:
+        # min = b - αΔ, max = a + αΔ, Δ = b - a, α = F(βΔ): d(αΔ) = (α'Δ + α) dΔ
+        alpha, dalpha, delta = residuals
+        ua, ub = tangents
+        if ua is None and ub is None:
+            return None
+        ua = xp.zeros_like(delta) if ua is None else ua
+        ub = xp.zeros_like(delta) if ub is None else ub
+        d_ad = (dalpha * delta + alpha) * (ub - ua)
+        return ub - d_ad if self.sign < 0 else ua + d_ad
 
 
 @dataclass(frozen=True)
@@ -155,6 +197,20 @@ class SoftExtremumOp(Op):
         y = xp.sum(w * x, axis=-1, keepdims=True)
         # w (1 + sb (x - y)) as w + sb (w (x - y)): where w = 0, sb (x - y) may overflow
         return (xp.expand_dims(g, axis=-1) * (w + sb * (w * (x - y))),)
+
+    second_order: ClassVar[bool] = True
+
+    def jvp(self, residuals: tuple[Any, ...], tangents: tuple[Any | None, ...], *, xp: Any) -> Any:
+        # the weights' Jacobian sb (diag(w) - w wᵀ) is symmetric; the value's row is the VJP's
+        (x,), (u,) = residuals, tangents
+        if u is None:
+            return None
+        sb = self.sign * self.beta
+        w = softmax_last(x, sb, xp=xp)
+        if not self.value:
+            return sb * w * (u - xp.sum(u * w, axis=-1, keepdims=True))
+        y = xp.sum(w * x, axis=-1, keepdims=True)
+        return xp.sum(u * (w + sb * (w * (x - y))), axis=-1)
 
 
 @op_function

@@ -198,6 +198,23 @@ class NetworkSortOp(Op):
         idx = _Idx.of(self.spec.network, self.n, cotangent, xp)
         return (_values_vjp(residuals, cotangent, idx, None, xp=xp),)
 
+    second_order: ClassVar[bool] = True
+
+    def jvp(self, residuals: tuple[Any, ...], tangents: tuple[Any | None, ...], *, xp: Any) -> Any:
+        # layer by layer: min = b - αΔ, max = a + αΔ with d(αΔ) = (α'Δ + α) dΔ, dΔ = t_b - t_a
+        (t,) = tangents
+        if t is None:
+            return None
+        idx = _Idx(layers(self.spec.network, self.n), t, xp)
+        alpha, dalpha, delta = Comparators.of(residuals).layers(idx.L)
+        ax = t.ndim - 1
+        for li in range(idx.L):
+            ta = _take(t, idx.ia[li], axis=ax)
+            tb = _take(t, idx.ib[li], axis=ax)
+            d_ad = (dalpha[li] * delta[li] + alpha[li]) * (tb - ta)
+            t = _take(xp.concat([t, tb - d_ad, ta + d_ad], axis=ax), idx.src[li], axis=ax)
+        return t
+
 
 def _eye_batch(x: Any, n: int, *, xp: Any) -> Any:
     eye = xp.eye(n, dtype=x.dtype, device=device(x))

@@ -45,6 +45,16 @@ class SoftmaxOp(Op):
         y = softmax_last(theta, self.tau, xp=xp, divide=True)
         return (_softmax_vjp(y, cotangent, self.tau, xp=xp),)
 
+    second_order: ClassVar[bool] = True
+
+    def jvp(self, residuals: tuple[Any, ...], tangents: tuple[Any | None, ...], *, xp: Any) -> Any:
+        # J is symmetric: J u = y ⊙ (u - <u, y>)/τ, the VJP's formula
+        (theta,), (u,) = residuals, tangents
+        if u is None:
+            return None
+        y = softmax_last(theta, self.tau, xp=xp, divide=True)
+        return _softmax_vjp(y, u, self.tau, xp=xp)
+
 
 @dataclass(frozen=True)
 class SparsemaxOp(Op):
@@ -80,6 +90,14 @@ class SparsemaxOp(Op):
         mean = xp.sum(g, axis=-1, keepdims=True) / xp.sum(mask, axis=-1, keepdims=True)
         return ((g - mask * mean) / self.tau,)
 
+    # the Jacobian is piecewise constant (the support): its derivative is zero a.e.
+    second_order: ClassVar[bool] = True
+
+    def jvp(self, residuals: tuple[Any, ...], tangents: tuple[Any | None, ...], *, xp: Any) -> Any:
+        # J = (diag(s) - s sᵀ/|S|)/τ is symmetric: J u is the VJP's formula
+        (u,) = tangents
+        return None if u is None else self.vjp(residuals, u, xp=xp)[0]
+
 
 @dataclass(frozen=True)
 class GumbelSoftmaxOp(Op):
@@ -98,6 +116,16 @@ class GumbelSoftmaxOp(Op):
         (z,) = residuals
         soft = softmax_last(z, self.tau, xp=xp, divide=True)
         return (_softmax_vjp(soft, cotangent, self.tau, xp=xp), None)
+
+    second_order: ClassVar[bool] = True
+
+    def jvp(self, residuals: tuple[Any, ...], tangents: tuple[Any | None, ...], *, xp: Any) -> Any:
+        # the softmax of z = θ + G (straight through it when hard); the noise has no tangent
+        (z,), u = residuals, tangents[0]
+        if u is None:
+            return None
+        soft = softmax_last(z, self.tau, xp=xp, divide=True)
+        return _softmax_vjp(soft, u, self.tau, xp=xp)
 
 
 @op_function

@@ -140,6 +140,18 @@ class SoftRankOp(Op):
         scale = (-1.0 if self.descending else 1.0) / self.strength
         return ((h - weights * _block_sums(hs, idx[..., 1:3, :], xp=xp)) * scale,)
 
+    def jvp(self, residuals: tuple[Any, ...], tangents: tuple[Any | None, ...], *, xp: Any) -> Any:
+        # the VJP is Jᵀ = ±1/ε (I - diag(w) M) diag(r) (r = 1 for L2), M the symmetric
+        # same-block indicator (the PAV Jacobian's structure), so J u = ±1/ε r ⊙ (u - M(w ⊙ u))
+        (u,) = tangents
+        if u is None:
+            return None
+        idx, weights, *ranks = residuals
+        vs = xp.reshape(weights * u, (-1,))[idx[..., 0, :]]  # w ⊙ u in sorted order
+        scale = (-1.0 if self.descending else 1.0) / self.strength
+        t = (u - _block_sums(vs, idx[..., 1:3, :], xp=xp)) * scale
+        return t * ranks[0] if self.reg == "kl" else t
+
 
 @dataclass(frozen=True)
 class SoftSortOp(Op):
