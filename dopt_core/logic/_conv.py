@@ -220,13 +220,13 @@ def logic_conv2d(
         raise ValueError(f"weights must hold one array per tree level ({len(levels)}), got {len(weights)}")
     lead = x.shape[:-3]
     h = _pad(x, padding, xp=xp)
-    h = h.reshape((*lead, -1))
+    h = xp.reshape(h, (*lead, -1))
     for li, ((ia, ib), w) in enumerate(zip(levels, weights), start=1):
         rows = leaves.shape[0] * 2 ** (len(levels) - li)
         if tuple(w.shape) != (rows, NUM_GATES):
             raise ValueError(f"weights[{li - 1}] must have shape ({rows}, {NUM_GATES}), got {tuple(w.shape)}")
         h = logic_layer(h, ia, ib, w, mode=mode, grad_factor=grad_factor)
-    return h.reshape((*lead, *out_shape))
+    return xp.reshape(h, (*lead, *out_shape))
 
 
 @dataclass(frozen=True)
@@ -238,10 +238,10 @@ class OrPoolOp(Op):
         *lead, H, W = x.shape
         s = self.size
         Ho, Wo = H // s, W // s
-        v = x[..., : Ho * s, : Wo * s].reshape((*lead, Ho, s, Wo, s))
+        v = xp.reshape(x[..., : Ho * s, : Wo * s], (*lead, Ho, s, Wo, s))
         n = len(lead)
         v = xp.permute_dims(v, (*range(n), n, n + 2, n + 1, n + 3))
-        return v.reshape((*lead, Ho, Wo, s * s))
+        return xp.reshape(v, (*lead, Ho, Wo, s * s))
 
     def forward(self, x: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
         return xp.max(self._windows(x, xp=xp), axis=-1), (x,)
@@ -256,8 +256,8 @@ class OrPoolOp(Op):
         onehot = xp.astype(xp.argmax(v, axis=-1, keepdims=True) == cols, x.dtype)
         g = onehot * cotangent[..., None]
         n = len(lead)
-        g = g.reshape((*lead, Ho, Wo, s, s))
-        g = xp.permute_dims(g, (*range(n), n, n + 2, n + 1, n + 3)).reshape((*lead, Ho * s, Wo * s))
+        g = xp.reshape(g, (*lead, Ho, Wo, s, s))
+        g = xp.reshape(xp.permute_dims(g, (*range(n), n, n + 2, n + 1, n + 3)), (*lead, Ho * s, Wo * s))
         if Wo * s < W:
             g = xp.concat([g, xp.zeros((*lead, Ho * s, W - Wo * s), dtype=g.dtype, device=device(g))], axis=-1)
         if Ho * s < H:

@@ -19,13 +19,13 @@ class GroupSumOp(Op):
     name: ClassVar[str] = "logic.group_sum"
 
     def forward(self, x: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
-        y = xp.sum(x.reshape((*x.shape[:-1], self.k, self.n // self.k)), axis=-1) / self.tau
+        y = xp.sum(xp.reshape(x, (*x.shape[:-1], self.k, self.n // self.k)), axis=-1) / self.tau
         return y, ()
 
     def vjp(self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any) -> tuple[Any | None, ...]:
         m = self.n // self.k
         g = xp.broadcast_to(cotangent[..., None], (*cotangent.shape, m)) / self.tau
-        return (g.reshape((*cotangent.shape[:-1], self.n)),)
+        return (xp.reshape(g, (*cotangent.shape[:-1], self.n)),)
 
 
 @op_function

@@ -16,11 +16,14 @@ from ._wiring import scatter_plan
 
 __all__ = ["LogicLayerOp", "gate_coefficients", "logic_layer"]
 
+# a writable copy for the frameworks (torch warns on read-only NumPy memory); never written
+_COEFFS = np.array(GATE_COEFFS)
+
 
 def _coeffs(W: Any, mode: str, *, xp: Any) -> tuple[Any, Any]:
     """``(c, p)``: the ``(n, 4)`` coefficients and the gate distribution ``p`` (soft) or
     ``None`` (hard, the arg-max gate's row)."""
-    C = xp.asarray(GATE_COEFFS, dtype=W.dtype, device=device(W))
+    C = xp.asarray(_COEFFS, dtype=W.dtype, device=device(W))
     if mode == "hard":
         return xp.take(C, xp.argmax(W, axis=-1), axis=0), None
     e = xp.exp(W - xp.max(W, axis=-1, keepdims=True))
@@ -58,9 +61,9 @@ def gate_coefficients(W: Any, *, mode: str = "soft") -> Any:
     return _coeffs(W, mode, xp=xp)[0]
 
 
-def _split(v: Any, n_w: int, share: int) -> Any:
+def _split(v: Any, n_w: int, share: int, xp: Any) -> Any:
     # (..., n_w * share) -> (..., n_w, share): neuron j uses weight row j // share
-    return v if share == 1 else v.reshape((*v.shape[:-1], n_w, share))
+    return v if share == 1 else xp.reshape(v, (*v.shape[:-1], n_w, share))
 
 
 def _col(c: Any, k: int, share: int) -> Any:
@@ -81,27 +84,27 @@ class LogicLayerOp(Op):
     name: ClassVar[str] = "logic.logic_layer"
     nondiff: ClassVar[tuple[int, ...]] = (2, 3, 4)
 
-    def _ab(self, x: Any, idx_a: Any, idx_b: Any, n_w: int) -> tuple[Any, Any]:
+    def _ab(self, x: Any, idx_a: Any, idx_b: Any, n_w: int, xp: Any) -> tuple[Any, Any]:
         be = backend_for(x)
         a = be.take(x, idx_a, axis=-1)
         b = be.take(x, idx_b, axis=-1)
-        return _split(a, n_w, self.share), _split(b, n_w, self.share)
+        return _split(a, n_w, self.share, xp), _split(b, n_w, self.share, xp)
 
     def forward(self, x: Any, W: Any, idx_a: Any, idx_b: Any, pos: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
         n_w = W.shape[0]
         c, _ = _coeffs(W, self.mode, xp=xp)
-        a, b = self._ab(x, idx_a, idx_b, n_w)
+        a, b = self._ab(x, idx_a, idx_b, n_w, xp)
         s = self.share
         y = _col(c, 0, s) + _col(c, 1, s) * a + b * (_col(c, 2, s) + _col(c, 3, s) * a)
-        y = y.reshape((*x.shape[:-1], idx_a.shape[0]))
+        y = xp.reshape(y, (*x.shape[:-1], idx_a.shape[0]))
         return y, (x, W, idx_a, idx_b, pos)
 
     def vjp(self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any) -> tuple[Any | None, ...]:
         x, W, idx_a, idx_b, pos = residuals
         n_w, s = W.shape[0], self.share
         c, p = _coeffs(W, self.mode, xp=xp)
-        a, b = self._ab(x, idx_a, idx_b, n_w)
-        g = _split(cotangent, n_w, s)
+        a, b = self._ab(x, idx_a, idx_b, n_w, xp)
+        g = _split(cotangent, n_w, s, xp)
         gW = None
         if p is not None:
             lead = tuple(range(g.ndim - 1)) if s == 1 else tuple(range(g.ndim - 2)) + (g.ndim - 1,)
@@ -111,7 +114,7 @@ class LogicLayerOp(Op):
                 [xp.sum(g, axis=lead), xp.sum(ga_, axis=lead), xp.sum(g * b, axis=lead), xp.sum(ga_ * b, axis=lead)],
                 axis=-1,
             )
-            C = xp.asarray(GATE_COEFFS, dtype=W.dtype, device=device(W))
+            C = xp.asarray(_COEFFS, dtype=W.dtype, device=device(W))
             gp = S @ xp.permute_dims(C, (1, 0))
             gW = p * (gp - xp.sum(gp * p, axis=-1, keepdims=True))
         ga = g * (_col(c, 1, s) + _col(c, 3, s) * b)
@@ -119,10 +122,10 @@ class LogicLayerOp(Op):
         lead_shape = x.shape[:-1]
         out = idx_a.shape[0]
         zero = xp.zeros((*lead_shape, 1), dtype=x.dtype, device=device(x))
-        G = xp.concat([ga.reshape((*lead_shape, out)), gb.reshape((*lead_shape, out)), zero], axis=-1)
+        G = xp.concat([xp.reshape(ga, (*lead_shape, out)), xp.reshape(gb, (*lead_shape, out)), zero], axis=-1)
         in_dim, m = pos.shape
         gx = backend_for(G).take(G, xp.reshape(pos, (-1,)), axis=-1)
-        gx = xp.sum(gx.reshape((*lead_shape, in_dim, m)), axis=-1)
+        gx = xp.sum(xp.reshape(gx, (*lead_shape, in_dim, m)), axis=-1)
         if self.grad_factor != 1.0:
             gx = gx * self.grad_factor
         return gx, gW, None, None, None
