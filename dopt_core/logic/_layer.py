@@ -61,13 +61,23 @@ def gate_coefficients(W: Any, *, mode: str = "soft") -> Any:
     return _coeffs(W, mode, xp=xp)[0]
 
 
-def _split(v: Any, n_w: int, share: int, xp: Any) -> Any:
-    # (..., n_w * share) -> (..., n_w, share): neuron j uses weight row j // share
-    return v if share == 1 else xp.reshape(v, (*v.shape[:-1], n_w, share))
+def _feature_major(v: Any, xp: Any) -> Any:
+    """``(..., n)`` → contiguous ``(n, B)``. The layer computes feature-major: gathering
+    whole rows is far faster than gathering columns, and its output is handed back as
+    the transposed view of a feature-major array, so a stack of layers transposes only
+    once (the reshape of such a view is free)."""
+    v2 = xp.reshape(v, (-1, v.shape[-1]))
+    vt = xp.permute_dims(v2, (1, 0))
+    return xp.reshape(xp.reshape(vt, (-1,)), vt.shape)
+
+
+def _batch_major(vt: Any, lead: tuple[int, ...], xp: Any) -> Any:
+    return xp.reshape(xp.permute_dims(vt, (1, 0)), (*lead, vt.shape[0]))
 
 
 def _col(c: Any, k: int, share: int) -> Any:
-    return c[:, k] if share == 1 else c[:, k : k + 1]
+    # column k of the coefficients, broadcast against (n, B) or (rows, share, B)
+    return c[:, k : k + 1] if share == 1 else c[:, k : k + 1, None]
 
 
 @dataclass(frozen=True)
@@ -84,51 +94,51 @@ class LogicLayerOp(Op):
     name: ClassVar[str] = "logic.logic_layer"
     nondiff: ClassVar[tuple[int, ...]] = (2, 3, 4)
 
-    def _ab(self, x: Any, idx_a: Any, idx_b: Any, n_w: int, xp: Any) -> tuple[Any, Any]:
-        be = backend_for(x)
-        a = be.take(x, idx_a, axis=-1)
-        b = be.take(x, idx_b, axis=-1)
-        return _split(a, n_w, self.share, xp), _split(b, n_w, self.share, xp)
+    def _rows(self, v: Any, n_w: int, xp: Any) -> Any:
+        # (n, B) -> (rows, share, B): neuron j uses weight row j // share
+        return v if self.share == 1 else xp.reshape(v, (n_w, self.share, v.shape[-1]))
 
     def forward(self, x: Any, W: Any, idx_a: Any, idx_b: Any, pos: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
-        n_w = W.shape[0]
+        n_w, s = W.shape[0], self.share
         c, _ = _coeffs(W, self.mode, xp=xp)
-        a, b = self._ab(x, idx_a, idx_b, n_w, xp)
-        s = self.share
-        y = _col(c, 0, s) + _col(c, 1, s) * a + b * (_col(c, 2, s) + _col(c, 3, s) * a)
-        y = xp.reshape(y, (*x.shape[:-1], idx_a.shape[0]))
-        return y, (x, W, idx_a, idx_b, pos)
+        be = backend_for(x)
+        xt = _feature_major(x, xp)
+        at, bt = be.take(xt, idx_a, axis=0), be.take(xt, idx_b, axis=0)  # (n, B)
+        a, b = self._rows(at, n_w, xp), self._rows(bt, n_w, xp)
+        yt = _col(c, 0, s) + _col(c, 1, s) * a + b * (_col(c, 2, s) + _col(c, 3, s) * a)
+        yt = xp.reshape(yt, at.shape)
+        return _batch_major(yt, tuple(x.shape[:-1]), xp), (at, bt, W, pos)
 
     def vjp(self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any) -> tuple[Any | None, ...]:
-        x, W, idx_a, idx_b, pos = residuals
+        at, bt, W, pos = residuals
         n_w, s = W.shape[0], self.share
+        lead = tuple(cotangent.shape[:-1])
         c, p = _coeffs(W, self.mode, xp=xp)
-        a, b = self._ab(x, idx_a, idx_b, n_w, xp)
-        g = _split(cotangent, n_w, s, xp)
+        a, b = self._rows(at, n_w, xp), self._rows(bt, n_w, xp)
+        gt = _feature_major(cotangent, xp)
+        g = self._rows(gt, n_w, xp)
         gW = None
         if p is not None:
-            lead = tuple(range(g.ndim - 1)) if s == 1 else tuple(range(g.ndim - 2)) + (g.ndim - 1,)
-            ga_ = g * a
+            axes = (-1,) if s == 1 else (-2, -1)
+            g_a = g * a
             # the four per-neuron sums Σg, Σg·a, Σg·b, Σg·ab (difflogic's CUDA backward)
             S = xp.stack(
-                [xp.sum(g, axis=lead), xp.sum(ga_, axis=lead), xp.sum(g * b, axis=lead), xp.sum(ga_ * b, axis=lead)],
+                [xp.sum(g, axis=axes), xp.sum(g_a, axis=axes), xp.sum(g * b, axis=axes), xp.sum(g_a * b, axis=axes)],
                 axis=-1,
             )
             C = xp.asarray(_COEFFS, dtype=W.dtype, device=device(W))
             gp = S @ xp.permute_dims(C, (1, 0))
             gW = p * (gp - xp.sum(gp * p, axis=-1, keepdims=True))
-        ga = g * (_col(c, 1, s) + _col(c, 3, s) * b)
-        gb = g * (_col(c, 2, s) + _col(c, 3, s) * a)
-        lead_shape = x.shape[:-1]
-        out = idx_a.shape[0]
-        zero = xp.zeros((*lead_shape, 1), dtype=x.dtype, device=device(x))
-        G = xp.concat([xp.reshape(ga, (*lead_shape, out)), xp.reshape(gb, (*lead_shape, out)), zero], axis=-1)
+        ga = xp.reshape(g * (_col(c, 1, s) + _col(c, 3, s) * b), at.shape)
+        gb = xp.reshape(g * (_col(c, 2, s) + _col(c, 3, s) * a), at.shape)
+        zero = xp.zeros((1, at.shape[1]), dtype=at.dtype, device=device(at))
+        G = xp.concat([ga, gb, zero], axis=0)  # (2n + 1, B)
         in_dim, m = pos.shape
-        gx = backend_for(G).take(G, xp.reshape(pos, (-1,)), axis=-1)
-        gx = xp.sum(xp.reshape(gx, (*lead_shape, in_dim, m)), axis=-1)
+        gx = backend_for(G).take(G, xp.reshape(pos, (-1,)), axis=0)
+        gx = xp.sum(xp.reshape(gx, (in_dim, m, at.shape[1])), axis=1)
         if self.grad_factor != 1.0:
             gx = gx * self.grad_factor
-        return gx, gW, None, None, None
+        return _batch_major(gx, lead, xp), gW, None, None, None
 
 
 def _index_array(idx: Any, *, name: str) -> np.ndarray:
