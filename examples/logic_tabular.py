@@ -55,7 +55,7 @@ def run(*, quick: bool = False, progress: bool = True) -> dict[str, float]:
         d = width
     net = torch.nn.Sequential(*mods, dt.nn.GroupSum(2, tau=tau))
     t = time.perf_counter()
-    train_logic_net(net, Btr, ytr, steps=60 if quick else 2000, lr=0.05 if quick else 0.01, batch=None if quick else 128,
+    train_logic_net(net, Btr, ytr, steps=30 if quick else 2000, lr=0.05 if quick else 0.01, batch=None if quick else 128,
                     log=print if progress and not quick else None)
     res = accuracies(net, Bte, yte, (Btr.shape[1],))
     out = {"logistic_regression": lr_acc, "soft": res["soft"], "discrete": res["discrete"], "gates": res["gates"],
