@@ -10,7 +10,7 @@ Example
 >>> import jax, jax.numpy as jnp
 >>> from dopt_jax import logic
 >>> params, wiring = logic.init_logic_layer(jax.random.key(0), 6, 8)
->>> y = logic.logic_layer_apply(params, wiring, jnp.full((2, 6), 0.5))
+>>> y = logic.logic_layer_apply(params, wiring, jnp.full((2, 6), 0.5, dtype=jnp.float32))
 >>> y.shape, logic.group_sum(y, 2, tau=1.0).shape
 ((2, 8), (2, 2))
 """

@@ -28,7 +28,6 @@ from typing import Any
 import numpy as np
 import torch
 
-import dopt_core as dc
 import dopt_torch as dt
 from logic_monk import accuracies, train_logic_net
 

@@ -34,6 +34,7 @@ __all__ = [
     "group_sum",
     "logic_connections",
     "logic_conv2d",
+    "logic_layer",
     "one_hot_bits",
     "or_pool2d",
     "pack_bits",

@@ -17,7 +17,7 @@ import numpy as np
 
 from .._lib._checks import check_choice, check_int, check_positive, check_scores
 from .._lib._compat import device
-from ..backend import backend_for, numpy_generator
+from ..backend import numpy_generator
 from ..op import Bound, Op, op_function
 from ._gates import NUM_GATES
 from ._layer import logic_layer
