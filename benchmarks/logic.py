@@ -11,6 +11,9 @@
    GroupSum over 10 classes) on 16 384 samples: the bit-packed NumPy evaluator
    (:func:`dopt_core.logic.compile_logic_net`) against the same hard net as float32
    torch tensors (dopt's ``LogicLayer`` in eval mode), samples/s on one core.
+
+Times are CPU time of this process (``time.process_time``; one thread), so that a
+busy shared machine does not distort them.
 """
 
 from __future__ import annotations
@@ -45,9 +48,9 @@ def _median_times(fns: list[Callable[[], None]], repeat: int) -> list[float]:
     times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeat):
         for i, f in enumerate(fns):
-            t = time.perf_counter()
+            t = time.process_time()
             f()
-            times[i].append(time.perf_counter() - t)
+            times[i].append(time.process_time() - t)
     return [float(np.median(t)) for t in times]
 
 

@@ -12,8 +12,8 @@ a5 ∈ {1,2,3,4}, one-hot encoded into 17 bits:
 
 As in the original benchmark the training sets are random subsets of 124, 169 and 122
 instances (seed 0) and the test set is all 432 instances. The net is trained soft
-(cross-entropy on GroupSum(2, τ = 5) scores, Adam, lr 0.05, 600 full-batch steps,
-three layers of 128 gates, wiring 'unique') and evaluated discretely: the arg-max
+(cross-entropy on GroupSum(2, τ = 5) scores, Adam, lr 0.05, 150 full-batch steps,
+three layers of 64 gates, wiring 'unique') and evaluated discretely: the arg-max
 gates, run bit-packed by :func:`dopt_core.logic.compile_logic_net`.
 """
 
@@ -117,9 +117,9 @@ def run(problems: tuple[int, ...] = (1, 2, 3), *, quick: bool = False, progress:
     out = {}
     for p in problems:
         Xtr, ytr, Xte, yte = monk(p)
-        net = make_net(width=64 if quick else 128, depth=3, tau=5.0, seed=10 * p)
+        net = make_net(width=64, depth=3, tau=5.0, seed=10 * p)
         t = time.perf_counter()
-        train_logic_net(net, Xtr, ytr, steps=80 if quick else 600, lr=0.05,
+        train_logic_net(net, Xtr, ytr, steps=80 if quick else 150, lr=0.05,
                         log=print if progress and not quick else None)
         res = accuracies(net, Xte, yte, (17,))
         res["train_discrete"] = accuracies(net, Xtr, ytr, (17,))["discrete"]
