@@ -43,3 +43,12 @@ def test_tabular_quick_beats_the_majority_class() -> None:
     tab = _load("logic_tabular")
     res = tab.run(quick=True, progress=False)
     assert res["discrete"] > 0.8 and res["logistic_regression"] > 0.9, res
+
+
+def test_digits_quick_dense_and_conv_learn() -> None:
+    pytest.importorskip("sklearn")
+    digits = _load("logic_digits")
+    res = digits.run(quick=True, progress=False)
+    # chance is 0.1 on 450 test images (standard error about 0.014)
+    assert res["dense"]["discrete"] > 0.4 and res["conv"]["discrete"] > 0.15, res
+    assert res["conv"]["samples_per_s"] > 0 and res["conv"]["gates"] > res["dense"]["gates"]
