@@ -6,6 +6,7 @@ array is first seen. This module never imports a framework.
 """
 
 from . import backend, data, metrics, noise, projections, relax, solvers, testing
+from . import logic
 from .backend import Backend, backend_for, register_backend
 from .losses import fenchel_young_loss, spo_plus_loss
 from .metrics import normalized_regret, regret
@@ -29,6 +30,7 @@ __all__ = [
     "identity",
     "imle",
     "interpolation",
+    "logic",
     "metrics",
     "noise",
     "normalized_regret",

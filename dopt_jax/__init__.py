@@ -22,3 +22,4 @@ from ._vjp import apply_op
 register_backend(JaxBackend())
 
 __all__ = [*_core_all, "JaxBackend", "apply_op", "host_call"]
+from .logic import init_logic_layer as _init_logic_layer  # noqa: E402,F401 - binds dopt_jax.logic (logic nets as pure functions) over the core's

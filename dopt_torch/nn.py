@@ -271,3 +271,219 @@ class ExponentialCritic(torch.nn.Module):
 
 
 __all__ += ["ExponentialCritic"]
+
+
+
+# --- logic gate networks (dopt_core.logic) ------------------------------------------------
+def _logic_init(gen: Any, rows: int, init: str) -> torch.Tensor:
+    # difflogic draws the gate logits from N(0, 1); "residual" (Petersen et al., NeurIPS
+    # 2024) makes the pass-through gate A (id 3) dominant at initialisation
+    w = gen.standard_normal((rows, dc.logic.NUM_GATES))
+    if init == "residual":
+        w[:, 3] += 5.0
+    return torch.tensor(w, dtype=torch.get_default_dtype())
+
+
+def _logic_mode(module: torch.nn.Module) -> str:
+    return "soft" if module.training else "hard"
+
+
+class LogicLayer(torch.nn.Module):
+    """A layer of differentiable logic gates (:func:`dopt_core.logic.logic_layer`).
+
+    Soft (the expected gate under ``softmax(weight)``) in training mode, the arg-max
+    gate in eval mode — difflogic's semantics: ``model.train()`` / ``model.eval()``.
+    The wiring (buffers ``idx_a``, ``idx_b``) is drawn once by
+    :func:`dopt_core.logic.logic_connections` from ``seed``.
+
+    Example
+    -------
+    >>> import torch, dopt_torch as dt
+    >>> layer = dt.nn.LogicLayer(6, 4, seed=0)
+    >>> layer(torch.rand(2, 6)).shape, layer.weight.shape
+    (torch.Size([2, 4]), torch.Size([4, 16]))
+    >>> bool(((layer.eval()(torch.rand(2, 6).round()) % 1) == 0).all())
+    True
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, *, connections: str = "random", grad_factor: float = 1.0,
+                 init: str = "normal", seed: int | None = None) -> None:
+        super().__init__()
+        import numpy as np  # lazy: nn.py has no other use for NumPy
+
+        gen = np.random.default_rng(seed)
+        a, b = dc.logic.logic_connections(in_dim, out_dim, kind=connections, rng=gen)
+        self.in_dim, self.out_dim, self.grad_factor = in_dim, out_dim, grad_factor
+        self.register_buffer("idx_a", torch.from_numpy(a))
+        self.register_buffer("idx_b", torch.from_numpy(b))
+        self.weight = torch.nn.Parameter(_logic_init(gen, out_dim, init))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return dc.logic.logic_layer(x, self.idx_a, self.idx_b, self.weight, mode=_logic_mode(self),
+                                    grad_factor=self.grad_factor)
+
+    def gate_layers(self, in_shape: tuple[int, ...]) -> tuple[list[Any], tuple[int, ...]]:
+        """``([(idx_a, idx_b, gates)], (out_dim,))``: the hard layer for :func:`compile_logic_net`."""
+        gates = dc.logic.gate_layers_hard(self.weight.detach())
+        return [(self.idx_a.cpu().numpy(), self.idx_b.cpu().numpy(), gates)], (self.out_dim,)
+
+    def extra_repr(self) -> str:
+        return f"in_dim={self.in_dim}, out_dim={self.out_dim}, grad_factor={self.grad_factor}"
+
+
+class GroupSum(torch.nn.Module):
+    """Class scores from output bits (:func:`dopt_core.logic.group_sum`).
+
+    Example
+    -------
+    >>> import torch, dopt_torch as dt
+    >>> dt.nn.GroupSum(2, tau=2.0)(torch.tensor([[1.0, 1.0, 0.0, 1.0]]))
+    tensor([[1.0000, 0.5000]])
+    """
+
+    def __init__(self, k: int, tau: float = 1.0) -> None:
+        super().__init__()
+        self.k, self.tau = k, tau
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return dc.logic.group_sum(x, self.k, tau=self.tau)
+
+    def extra_repr(self) -> str:
+        return f"k={self.k}, tau={self.tau}"
+
+
+class LogicConv2d(torch.nn.Module):
+    """Logic-tree convolution (:func:`dopt_core.logic.logic_conv2d`), soft in training
+    mode and hard in eval mode. ``weights[l]`` holds the gate logits of tree level
+    ``l+1``; the leaves (buffer ``leaves``) come from
+    :func:`dopt_core.logic.conv_tree_leaves`.
+
+    Example
+    -------
+    >>> import torch, dopt_torch as dt
+    >>> conv = dt.nn.LogicConv2d(2, 4, kernel_size=3, depth=2, padding=1, seed=0)
+    >>> conv(torch.rand(5, 2, 8, 8)).shape
+    torch.Size([5, 4, 8, 8])
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, *, depth: int = 3,
+                 padding: int = 0, grad_factor: float = 1.0, init: str = "normal", seed: int | None = None) -> None:
+        super().__init__()
+        import numpy as np  # lazy: nn.py has no other use for NumPy
+
+        gen = np.random.default_rng(seed)
+        leaves = dc.logic.conv_tree_leaves(in_channels, out_channels, kernel_size=kernel_size, depth=depth, rng=gen)
+        self.register_buffer("leaves", torch.from_numpy(leaves))
+        self.weights = torch.nn.ParameterList(
+            [torch.nn.Parameter(_logic_init(gen, out_channels * 2 ** (depth - lv), init)) for lv in range(1, depth + 1)]
+        )
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size, self.depth, self.padding, self.grad_factor = kernel_size, depth, padding, grad_factor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return dc.logic.logic_conv2d(x, self.leaves.cpu().numpy(), list(self.weights), kernel_size=self.kernel_size,
+                                     padding=self.padding, mode=_logic_mode(self), grad_factor=self.grad_factor)
+
+    def gate_layers(self, in_shape: tuple[int, ...]) -> tuple[list[Any], tuple[int, ...]]:
+        """The hard layer as gate layers (a pass-through/zero layer for the padding, then one
+        layer per tree level) and the output shape ``(out_channels, H', W')``."""
+        import numpy as np  # lazy: nn.py has no other use for NumPy
+
+        C, H, W = in_shape
+        p = self.padding
+        layers = []
+        if p:
+            Hp, Wp = H + 2 * p, W + 2 * p
+            c, y, x = np.meshgrid(np.arange(C), np.arange(Hp), np.arange(Wp), indexing="ij")
+            inside = (y >= p) & (y < H + p) & (x >= p) & (x < W + p)
+            src = np.where(inside, (c * H + (y - p).clip(0, H - 1)) * W + (x - p).clip(0, W - 1), 0).reshape(-1)
+            layers.append((src, src, np.where(inside.reshape(-1), 3, 0)))
+        levels, out_shape = dc.logic.conv_tree_wiring(self.leaves.cpu().numpy(), (C, H, W),
+                                                      kernel_size=self.kernel_size, padding=p)
+        P = out_shape[1] * out_shape[2]
+        for (ia, ib), w in zip(levels, self.weights):
+            layers.append((ia, ib, np.repeat(dc.logic.gate_layers_hard(w.detach()), P)))
+        return layers, out_shape
+
+
+class OrPool2d(torch.nn.Module):
+    """OR pooling over ``size × size`` windows, relaxed as the max
+    (:func:`dopt_core.logic.or_pool2d`); the same in training and eval mode.
+
+    Example
+    -------
+    >>> import torch, dopt_torch as dt
+    >>> dt.nn.OrPool2d()(torch.tensor([[[0.0, 1.0], [0.0, 0.0]]]))
+    tensor([[[1.]]])
+    """
+
+    def __init__(self, size: int = 2) -> None:
+        super().__init__()
+        self.size = size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return dc.logic.or_pool2d(x, size=self.size)
+
+    def gate_layers(self, in_shape: tuple[int, ...]) -> tuple[list[Any], tuple[int, ...]]:
+        """The pooling as layers of OR gates (id 7) and the output shape."""
+        import numpy as np  # lazy: nn.py has no other use for NumPy
+
+        C, H, W = in_shape
+        s = self.size
+        Ho, Wo = H // s, W // s
+        c, y, x, u, v = np.meshgrid(np.arange(C), np.arange(Ho), np.arange(Wo), np.arange(s), np.arange(s),
+                                    indexing="ij")
+        flat = ((c * H + y * s + u) * W + x * s + v).reshape(C * Ho * Wo, s * s).T  # (window entry, output)
+        layers = []
+        rows = [flat[i] for i in range(s * s)]
+        n = C * Ho * Wo
+        while len(rows) > 1 or not layers:
+            if len(rows) % 2:
+                rows.append(rows[-1])  # OR(x, x) = x
+            half = len(rows) // 2
+            ia = np.concatenate(rows[0::2])
+            ib = np.concatenate(rows[1::2])
+            layers.append((ia, ib, np.full(ia.shape, 7)))
+            rows = [np.arange(i * n, (i + 1) * n) for i in range(half)]
+        return layers, (C, Ho, Wo)
+
+
+def logic_gate_layers(model: torch.nn.Module, in_shape: tuple[int, ...]) -> tuple[list[Any], int, int | None]:
+    """The hard form of a sequential logic network, for :func:`dopt_core.logic.compile_logic_net`.
+
+    ``model`` is a :class:`LogicLayer`, :class:`LogicConv2d`, :class:`OrPool2d` or a
+    ``torch.nn.Sequential`` of them with ``torch.nn.Flatten`` and a final
+    :class:`GroupSum`. Returns ``(layers, in_dim, k)`` (``k`` is ``None`` without
+    GroupSum).
+
+    Example
+    -------
+    >>> import torch, dopt_torch as dt
+    >>> net = torch.nn.Sequential(dt.nn.LogicLayer(8, 8, seed=0), dt.nn.GroupSum(2))
+    >>> layers, in_dim, k = dt.nn.logic_gate_layers(net, (8,))
+    >>> len(layers), in_dim, k
+    (1, 8, 2)
+    """
+    import math  # lazy: only this helper needs it
+
+    mods = list(model) if isinstance(model, torch.nn.Sequential) else [model]
+    shape = tuple(in_shape)
+    in_dim = math.prod(shape)
+    layers: list[Any] = []
+    k = None
+    for i, m in enumerate(mods):
+        if k is not None:
+            raise ValueError("GroupSum must be the last module")
+        if isinstance(m, torch.nn.Flatten):
+            shape = (math.prod(shape),)
+        elif isinstance(m, GroupSum):
+            k = m.k
+        elif hasattr(m, "gate_layers"):
+            new, shape = m.gate_layers(shape)
+            layers += new
+        else:
+            raise TypeError(f"module {i} ({type(m).__name__}) is not a logic module")
+    return layers, in_dim, k
+
+
+__all__ += ["GroupSum", "LogicConv2d", "LogicLayer", "OrPool2d", "logic_gate_layers"]
