@@ -44,3 +44,11 @@ __all__ = [
     "testing",
     "value_and_vjp",
 ]
+
+# decision-focused learning: PyEPO's methods (issue 18)
+from . import pool  # noqa: E402
+from .adaptive import aimle  # noqa: E402
+from .perturbation_gradient import perturbation_gradient_loss  # noqa: E402
+from .pool import SolutionPool, cmap_loss, ltr_loss, nce_loss  # noqa: E402
+
+__all__ += ["SolutionPool", "aimle", "cmap_loss", "ltr_loss", "nce_loss", "perturbation_gradient_loss", "pool"]
