@@ -42,3 +42,4 @@ from . import cases_perturbed  # noqa: E402,F401 - registers the perturbed-optim
 from . import cases_replacements  # noqa: E402,F401 - registers the gradient-replacement cases
 from . import cases_solvers  # noqa: E402,F401 - registers the solver cases
 from . import cases_relax  # noqa: E402,F401 - registers the relaxation cases
+from . import cases_dfl  # noqa: E402,F401 - registers the decision-focused-learning cases
