@@ -52,3 +52,6 @@ from .perturbation_gradient import perturbation_gradient_loss  # noqa: E402
 from .pool import SolutionPool, cmap_loss, ltr_loss, nce_loss  # noqa: E402
 
 __all__ += ["SolutionPool", "aimle", "cmap_loss", "ltr_loss", "nce_loss", "perturbation_gradient_loss", "pool"]
+from .regularized import regularized_fenchel_young_loss, regularized_optimizer  # noqa: E402
+
+__all__ += ["regularized_fenchel_young_loss", "regularized_optimizer"]
