@@ -83,3 +83,19 @@ def _theta_one_hot(rng: np.random.Generator, dtype: np.dtype) -> Any:
 
 _add("regularized_fenchel_young_loss[argmax]",
      dc.regularized_fenchel_young_loss(S.argmax, max_iter=4), _theta_one_hot, vmap=False)
+
+
+def _cave_inputs(**kw: Any) -> Any:
+    """k-subsets {Σy = 2, 0 ≤ y ≤ 1}: the normals of the constraints binding at the true top-2."""
+
+    def make(rng: np.random.Generator, dtype: np.dtype) -> Any:
+        theta_hat = rng.normal(size=BATCH)
+        y = TOPK(rng.normal(size=BATCH))
+        normals = dc.binding_normals(y, A_eq=np.ones((1, BATCH[-1])))
+        return (theta_hat.astype(dtype), normals.astype(dtype)), dict(kw)
+
+    return make
+
+
+_add("cave_loss[exact]", dc.cave_loss, _cave_inputs(), vmap=False)
+_add("cave_loss[pgd,none]", dc.cave_loss, _cave_inputs(method="pgd", max_iter=10, reduction="none"))

@@ -55,3 +55,6 @@ __all__ += ["SolutionPool", "aimle", "cmap_loss", "ltr_loss", "nce_loss", "pertu
 from .regularized import regularized_fenchel_young_loss, regularized_optimizer  # noqa: E402
 
 __all__ += ["regularized_fenchel_young_loss", "regularized_optimizer"]
+from .cave import binding_normals, cave_loss, shortest_path_normals  # noqa: E402
+
+__all__ += ["binding_normals", "cave_loss", "shortest_path_normals"]

@@ -329,3 +329,75 @@ def test_regularized_fy_loss_formula_and_step(dtype: type) -> None:
     mean_loss = dc.regularized_fenchel_young_loss(S.argmax, lam=lam)
     v0, grad = _grad(mean_loss, theta, y)
     assert float(mean_loss(theta - 0.5 * grad, y)) < v0
+
+
+# ---------------------------------------------------------------------------------
+# CaVE
+# ---------------------------------------------------------------------------------
+def _cone_projection(normals: np.ndarray, theta: np.ndarray) -> np.ndarray:
+    """Bounded least squares (a different algorithm from the library's NNLS)."""
+    from scipy.optimize import lsq_linear
+
+    rows = normals[np.any(normals != 0, axis=1)]
+    x = lsq_linear(rows.T, theta, bounds=(0, np.inf), method="bvls", tol=1e-12).x
+    return rows.T @ x
+
+
+def test_shortest_path_cone_is_the_optimality_cone() -> None:
+    """θ is in the cone of y*(θ)'s binding normals (CaVE loss 0), and not in the cone
+    of a path that is not optimal for it."""
+    rng = np.random.default_rng(8)
+    theta = rng.normal(size=(6, 12))
+    y = SP(theta)
+    loss = functools.partial(dc.cave_loss, reduction="none")
+    np.testing.assert_allclose(loss(theta, dc.shortest_path_normals(y, GRID)), 0.0, atol=1e-9)
+    worst = PATHS[np.argmin(theta @ PATHS.T, axis=1)]
+    assert np.all(loss(theta, dc.shortest_path_normals(worst, GRID)) > 1e-3)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cave_value_and_gradient_match_formula(dtype: type) -> None:
+    rng = np.random.default_rng(9)
+    theta_hat = rng.normal(size=(5, 12))
+    normals = dc.shortest_path_normals(SP(rng.normal(size=(5, 12))), GRID)
+    values, vjp = dc.value_and_vjp(dc.cave_loss, theta_hat.astype(dtype), normals.astype(dtype), reduction="none")
+    ref_v, ref_g = [], []
+    for th, nm in zip(theta_hat, normals):
+        p = _cone_projection(nm, th)
+        cos = th @ p / (np.linalg.norm(th) * np.linalg.norm(p))
+        ref_v.append(1 - cos)
+        # gradient of 1 - cos(θ, p) with p fixed, by central differences
+        f = lambda t: 1 - t @ p / (np.linalg.norm(t) * np.linalg.norm(p))  # noqa: B023,E731
+        ref_g.append([(f(th + 1e-6 * e) - f(th - 1e-6 * e)) / 2e-6 for e in np.eye(12)])
+    tol = 1e-4 if dtype == np.float32 else 1e-7
+    np.testing.assert_allclose(values, ref_v, atol=tol)
+    g = rng.normal(size=5)
+    np.testing.assert_allclose(vjp(g.astype(dtype)), g[:, None] * np.array(ref_g), atol=tol)
+
+
+def test_cave_pgd_approaches_exact_and_step_lowers_loss() -> None:
+    rng = np.random.default_rng(10)
+    theta_hat = rng.normal(size=(4, 12))
+    normals = dc.shortest_path_normals(SP(rng.normal(size=(4, 12))), GRID)
+    exact = dc.cave_loss(theta_hat, normals, reduction="none")
+    long = dc.cave_loss(theta_hat, normals, method="pgd", max_iter=3000, reduction="none")
+    np.testing.assert_allclose(long, exact, atol=1e-4)
+    short = dc.cave_loss(theta_hat, normals, method="pgd", max_iter=5, reduction="none")
+    assert np.all(short >= exact - 1e-9)  # a truncated projection is no closer than the exact one
+    for method in ("exact", "pgd"):
+        v0, grad = _grad(dc.cave_loss, theta_hat, normals, method=method)
+        assert float(dc.cave_loss(theta_hat - 0.05 * grad / np.abs(grad).max(), normals, method=method)) < v0
+
+
+def test_binding_normals_inequalities_and_errors() -> None:
+    y = np.array([[1.0, 0.0, 1.0]])
+    A, b = np.array([[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]]), np.array([2.0, 3.0])
+    nm = dc.binding_normals(y, A_ub=A, b_ub=b, upper=None)
+    np.testing.assert_array_equal(nm[0, :2], [[1, 1, 1], [0, 0, 0]])  # row 0 binds, row 1 not
+    np.testing.assert_array_equal(nm[0, 2:], [[0, 0, 0], [0, -1, 0], [0, 0, 0]])
+    with pytest.raises(ValueError, match="b_ub"):
+        dc.binding_normals(y, A_ub=A)
+    with pytest.raises(ValueError, match="normals"):
+        dc.cave_loss(np.zeros((2, 3)), np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="method"):
+        dc.cave_loss(np.ones((1, 3)), np.ones((1, 2, 3)), method="cvxpy")
