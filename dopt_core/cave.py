@@ -91,12 +91,12 @@ def _pgd_project(normals: Any, theta: Any, max_iter: int, *, xp: Any) -> Any:
     for k in range(max_iter):
         mom = 0.0 if k == 0 else (k - 1.0) / (k + 2.0)
         z = x + mom * (x - x_prev)
-        res = xp.sum(nt * z[..., None, :], axis=-1) - theta  # Nᵀz - θ
-        grad = xp.sum(normals * res[..., None, :], axis=-1)  # N(Nᵀz - θ)
+        res = (nt @ z[..., None])[..., 0] - theta  # Nᵀz - θ
+        grad = (normals @ res[..., None])[..., 0]  # N(Nᵀz - θ)
         x_prev = x
         x = z - step[..., None] * grad
         x = xp.where(x > 0, x, xp.zeros_like(x))
-    return xp.sum(nt * x[..., None, :], axis=-1)
+    return (nt @ x[..., None])[..., 0]
 
 
 @dataclass(frozen=True)

@@ -101,16 +101,17 @@ class FrankWolfe:
                                                                                  device=dev))
         weights = xp.astype(xp.broadcast_to(slots[None, :] == 0, (n, width)), theta.dtype)
         mu = s0
+        sq_atoms = weights * xp.sum(s0 * s0, axis=-1)[:, None]  # |atom|² per slot
         traced = backend_for(theta).is_traced(theta)
         for it in range(self.max_iter):
             grad = mu - a  # gradient of ½|μ - θ/λ|²
             s = oracle(-grad)
             gap = xp.sum(grad * (mu - s), axis=-1)
             # away vertex: the active atom with the largest <grad, v>
-            av = xp.sum(stacked * grad[:, None, :], axis=-1)
+            av = (stacked @ grad[:, :, None])[..., 0]
             av = xp.where(weights > 0, av, -xp.inf)
             onehot = xp.astype(slots[None, :] == xp.argmax(av, axis=-1)[:, None], theta.dtype)
-            v = xp.sum(onehot[..., None] * stacked, axis=1)
+            v = (onehot[:, None, :] @ stacked)[:, 0, :]
             w_v = xp.sum(onehot * weights, axis=-1)
             direction = s - v
             dd = xp.sum(direction * direction, axis=-1)
@@ -119,13 +120,15 @@ class FrankWolfe:
             step = xp.where((gap > self.tol) & (dd > 0), step, xp.zeros_like(step))
             mu = mu + step[:, None] * direction
             # s joins the active atom equal to it, if any (vertices repeat); else slot it + 1
-            same = (xp.sum((stacked - s[:, None, :]) ** 2, axis=-1) <= 1e-12) & (weights > 0)
+            dist = sq_atoms - 2.0 * (stacked @ s[:, :, None])[..., 0] + xp.sum(s * s, axis=-1)[:, None]
+            same = (dist <= 1e-9) & (weights > 0)
             first = same & (xp.cumulative_sum(xp.astype(same, theta.dtype), axis=1) == 1)
             fresh = xp.astype(slots[None, :] == it + 1, theta.dtype) * xp.where(
                 xp.any(same, axis=1), xp.zeros_like(step), step)[:, None]
             weights = weights - onehot * step[:, None] + xp.astype(first, theta.dtype) * step[:, None] + fresh
             weights = xp.where(weights > 1e-12, weights, xp.zeros_like(weights))
             stacked = xp.where(slots[None, :, None] == it + 1, s[:, None, :], stacked)
+            sq_atoms = xp.where(slots[None, :] == it + 1, xp.sum(s * s, axis=-1)[:, None], sq_atoms)
             if not traced and not bool(xp.any(gap > self.tol)):
                 break
         if not traced:
