@@ -58,3 +58,6 @@ __all__ += ["regularized_fenchel_young_loss", "regularized_optimizer"]
 from .cave import binding_normals, cave_loss, shortest_path_normals  # noqa: E402
 
 __all__ += ["binding_normals", "cave_loss", "shortest_path_normals"]
+from .knn import knn_targets  # noqa: E402
+
+__all__ += ["knn_targets"]

@@ -401,3 +401,26 @@ def test_binding_normals_inequalities_and_errors() -> None:
         dc.cave_loss(np.zeros((2, 3)), np.zeros((2, 3)))
     with pytest.raises(ValueError, match="method"):
         dc.cave_loss(np.ones((1, 3)), np.ones((1, 2, 3)), method="cvxpy")
+
+
+# ---------------------------------------------------------------------------------
+# kNN-robust targets
+# ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["numpy", "torch"])  # device arithmetic; JAX's eager compiles cost ~15 s here
+def test_knn_targets_match_loop(name: str) -> None:
+    try:
+        backend = conformance.setup(name)
+    except conformance.Skip as exc:
+        pytest.skip(str(exc))
+    rng = np.random.default_rng(11)
+    x, c = rng.normal(size=(9, 3)), rng.uniform(0.5, 1.5, size=(9, 12))
+    c_bar, y_bar = dc.knn_targets(backend.asarray(x), backend.asarray(c), SP, k=3, weight=0.3)
+    for i in range(9):
+        d = np.sum((x - x[i]) ** 2, axis=1)
+        d[i] = np.inf
+        nb = np.argsort(d, kind="stable")[:3]
+        blended = 0.3 * c[i] + 0.7 * c[nb]
+        np.testing.assert_allclose(backend.to_numpy(c_bar)[i], blended.mean(0), rtol=1e-12)
+        np.testing.assert_allclose(backend.to_numpy(y_bar)[i], _brute(-blended).mean(0))
+    with pytest.raises(ValueError, match="k"):
+        dc.knn_targets(x, c, SP, k=9)
