@@ -48,3 +48,20 @@ __all__ = [
     "testing",
     "value_and_vjp",
 ]
+
+# decision-focused learning: PyEPO's methods (issue 18)
+from . import pool  # noqa: E402
+from .adaptive import aimle  # noqa: E402
+from .perturbation_gradient import perturbation_gradient_loss  # noqa: E402
+from .pool import SolutionPool, cmap_loss, ltr_loss, nce_loss  # noqa: E402
+
+__all__ += ["SolutionPool", "aimle", "cmap_loss", "ltr_loss", "nce_loss", "perturbation_gradient_loss", "pool"]
+from .regularized import regularized_fenchel_young_loss, regularized_optimizer  # noqa: E402
+
+__all__ += ["regularized_fenchel_young_loss", "regularized_optimizer"]
+from .cave import binding_normals, cave_loss, shortest_path_normals  # noqa: E402
+
+__all__ += ["binding_normals", "cave_loss", "shortest_path_normals"]
+from .knn import knn_targets  # noqa: E402
+
+__all__ += ["knn_targets"]
