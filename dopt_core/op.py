@@ -97,6 +97,10 @@ class Op:
     #: the residuals (after :meth:`reattach`) and the JVP/VJP are differentiable array
     #: operations of the inputs: differentiating them again is the second derivative
     second_order: ClassVar[bool] = False
+    #: False when the VJP is exact where the JVP's transpose (computed by a framework that
+    #: derives reverse mode from the JVP, as JAX does) is not: JAX then keeps the explicit
+    #: VJP (``custom_vjp``) and this Op has no forward mode there
+    jvp_transposes_exactly: ClassVar[bool] = True
 
     def jvp(self, residuals: tuple[Any, ...], tangents: tuple[Any | None, ...], *, xp: Any) -> Any:
         """Optional: the tangent of ``y``, ``Σ_i J_{x_i} u_i``, linear in ``tangents``

@@ -77,8 +77,13 @@ class JaxBackend(Backend):
         return jax.random.gamma(_key(rng), concentration, shape, like.dtype)
 
     def native_vjp(self, fn: Any, theta: Any, cotangent: Any) -> Any:
-        _, pullback = jax.vjp(fn, theta)
-        return pullback(cotangent)[0]
+        def pulled(t: Any, g: Any) -> Any:
+            return jax.vjp(fn, t)[1](g)[0]
+
+        try:  # one compiled program (eagerly, JAX would dispatch every primitive alone)
+            return jax.jit(pulled)(theta, cotangent)
+        except jax.errors.ConcretizationTypeError:  # fn reads values: differentiate eagerly
+            return pulled(theta, cotangent)
 
     def apply_op(self, op: Any, *inputs: Any) -> Any:
         return apply_op(op, *inputs)

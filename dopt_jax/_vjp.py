@@ -108,7 +108,7 @@ def _make_jvp(op: Any) -> Any:
 def _make(op: Any) -> Any:
     if isinstance(op, ZeroGradient):
         return _make_zero(op)
-    if has_jvp(op):
+    if has_jvp(op) and op.jvp_transposes_exactly:
         return _make_jvp(op)
     return _make_vjp(op)
 

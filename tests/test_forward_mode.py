@@ -118,7 +118,25 @@ def test_value_and_jvp_and_the_error_naming_the_op() -> None:
 # ---------------------------------------------------------------------------------
 # JAX
 # ---------------------------------------------------------------------------------
-PLUGIN_CASES = ["softmax", "perturbed", "perturbed_max", "soft_rank_kl"]
+PLUGIN_CASES = ["softmax", "perturbed", "perturbed_max"]
+
+
+def test_jax_keeps_soft_ranks_exact_vjp_and_refuses_forward_mode() -> None:
+    """JAX would derive soft_rank's reverse mode by transposing its JVP, which loses the
+    VJP's exact zeros as the strength → 0 (Op.jvp_transposes_exactly): it keeps the
+    explicit VJP, and forward mode names the op."""
+    jax = pytest.importorskip("jax")
+    jnp = jax.numpy
+    import dopt_jax as dj
+
+    x = jnp.asarray(_theta())
+    f = functools.partial(dj.relax.soft_rank, regularization_strength=1e-30)
+    g = jnp.asarray(np.random.default_rng(7).normal(size=x.shape).astype(x.dtype))
+    grad = np.asarray(jax.vjp(f, x)[1](g)[0])
+    ref = dc.value_and_vjp(dc.relax.soft_rank, np.asarray(x), regularization_strength=1e-30)[1](np.asarray(g))
+    np.testing.assert_array_equal(grad, ref)
+    with pytest.raises(TypeError, match="soft_rank"):
+        jax.jvp(f, (x,), (g,))
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -125,6 +125,9 @@ class SoftRankOp(Op):
     descending: bool
     name: ClassVar[str] = "soft_rank"
     host: ClassVar[bool] = True
+    # transposed, the JVP's cumulative block sums mix 1/ε-scaled cotangents across blocks
+    # (residues ~1e-16/ε off the ties as ε → 0), while the VJP gives the exact zeros
+    jvp_transposes_exactly: ClassVar[bool] = False
 
     def forward(self, x: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
         r, idx, weights = _host_forward(self, x, rank=True, xp=xp)
