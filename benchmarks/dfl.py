@@ -45,7 +45,8 @@ def dopt_steps() -> dict[str, Callable[[], None]]:
 
     solver = functools.partial(dt.solvers.shortest_path_dag, grid=GRID)
     x, c = dc.data.shortest_path(1000, 5, GRID, deg=4, noise_width=0.5, seed=1)
-    X, C = torch.tensor(x[:BATCH]), torch.tensor(c[:BATCH])
+    X = torch.tensor(x[:BATCH], dtype=torch.float64)
+    C = torch.tensor(c[:BATCH], dtype=torch.float64)
     Y_all = solver(-torch.tensor(c))
     Y = Y_all[:BATCH]
     normals = dt.shortest_path_normals(Y, GRID)
@@ -99,8 +100,9 @@ def pyepo_steps() -> dict[str, Callable[[], None]] | None:
     x, c = dc.data.shortest_path(1000, 5, GRID, deg=4, noise_width=0.5, seed=1)
     optmodel = pyepo.model.grb.shortestPathModel(GRID)
     data = pyepo.data.dataset.optDataset(optmodel, x, c)
-    X, C = torch.tensor(x[:BATCH]), torch.tensor(c[:BATCH])
-    W = torch.tensor(np.asarray(data.sols[:BATCH]))
+    X = torch.tensor(x[:BATCH], dtype=torch.float64)
+    C = torch.tensor(c[:BATCH], dtype=torch.float64)
+    W = torch.tensor(np.asarray(data.sols[:BATCH]), dtype=torch.float64)
     Z = torch.tensor(np.asarray(data.objs[:BATCH]))
     model = torch.nn.Linear(5, 40).double()
     f = pyepo.func
@@ -109,7 +111,9 @@ def pyepo_steps() -> dict[str, Callable[[], None]] | None:
         "PG back": (f.perturbationGradient(optmodel, sigma=0.1), lambda m, cp: m(cp, C)),
         "NCE": (f.NCE(optmodel, solve_ratio=0.05, dataset=data), lambda m, cp: m(cp, W)),
         "CMAP": (f.contrastiveMAP(optmodel, solve_ratio=0.05, dataset=data), lambda m, cp: m(cp, W)),
-        "LTR listwise": (f.listwiseLTR(optmodel, solve_ratio=0.05, dataset=data), lambda m, cp: m(cp, C)),
+        "LTR pointwise": (f.pointwiseLearningToRank(optmodel, solve_ratio=0.05, dataset=data), lambda m, cp: m(cp, C)),
+        "LTR pairwise": (f.pairwiseLearningToRank(optmodel, solve_ratio=0.05, dataset=data), lambda m, cp: m(cp, C)),
+        "LTR listwise": (f.listwiseLearningToRank(optmodel, solve_ratio=0.05, dataset=data), lambda m, cp: m(cp, C)),
     }
     del Z
     out = {}
