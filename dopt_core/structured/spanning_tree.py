@@ -24,7 +24,7 @@ from .._lib._checks import check_flag, check_int, check_scores
 from .._lib._compat import device, index_dtype
 from ..backend import apply_op, backend_for, host_call
 from ..op import Op, ZeroGradient
-from ._trace import Trace, conditional_sample, exponentials, log_prob, log_prob_exponentials, score
+from ._trace import ForestGraph, ForestSets, Trace, conditional_sample, exponentials, log_prob, log_prob_exponentials, score
 
 __all__ = [
     "conditional_sample",
@@ -74,57 +74,86 @@ def _check_graph(edges: Any, num_nodes: Any) -> tuple[np.ndarray, int]:
     return e, num_nodes
 
 
+def _order(e: np.ndarray) -> np.ndarray:
+    """Every row's edge order by (exponential, edge index): the fast (unstable) argsort,
+    redone stably on the rows that hold a tie."""
+    order = np.argsort(e, axis=1)
+    if e.shape[1] > 1:
+        ranked = np.take_along_axis(e, order, axis=1)
+        tie = np.any(ranked[:, 1:] == ranked[:, :-1], axis=1)
+        if tie.any():
+            order[tie] = np.argsort(e[tie], axis=1, kind="stable")
+    return order
+
+
 def _kruskal(e: np.ndarray, edges: np.ndarray, num_nodes: int, *, partial: bool = False) -> Any:
     """Kruskal on every row of ``e`` (shape ``(S, m)``) at once.
 
     Returns ``(choices (S, T), comps (S, T, n))`` with ``comps[s, t]`` the component
     labels before step ``t``; with ``partial=True`` the number of components when the
-    graph is disconnected (else None).
+    graph is disconnected (else None). The union-find sweeps the sorted edge positions
+    over the rows not done yet; the labels are replayed afterwards over all rows at
+    once (``T`` vectorised steps).
     """
     s_count, m = e.shape
-    t_steps = num_nodes - 1
-    order = np.argsort(e, axis=1, kind="stable")
-    comp = np.broadcast_to(np.arange(num_nodes), (s_count, num_nodes)).copy()
+    n = num_nodes
+    t_steps = n - 1
+    order = _order(e)
+    u, v = edges[:, 0], edges[:, 1]
+    comp = np.broadcast_to(np.arange(n), (s_count, n)).copy()
+    flat = comp.reshape(-1)  # a view: the union-find's labels, gathered flat
     choices = np.zeros((s_count, t_steps), dtype=np.int64)
-    comps = np.zeros((s_count, t_steps, num_nodes), dtype=np.int32)
     step = np.zeros(s_count, dtype=np.int64)
     live = np.arange(s_count)  # rows whose tree is not complete yet
+    base = live * n
     for p in range(m):
         k = order[live, p]
-        cu = comp[live, edges[k, 0]]
-        cv = comp[live, edges[k, 1]]
+        cu = flat[base + u[k]]
+        cv = flat[base + v[k]]
         acc = cu != cv
-        if not acc.any():
-            continue
         r = live[acc]
+        if r.size == 0:
+            continue
         st = step[r]
-        comps[r, st] = comp[r]
         choices[r, st] = k[acc]
         sub = comp[r]
         comp[r] = np.where(sub == cv[acc, None], cu[acc, None], sub)
         step[r] = st + 1
-        live = live[step[live] < t_steps]
-        if live.size == 0:
-            break
+        if (st == t_steps - 1).any():
+            keep = step[live] < t_steps
+            live, base = live[keep], base[keep]
+            if live.size == 0:
+                break
     if partial:
         left = int(t_steps - step.min()) if s_count else 0
         return None if left == 0 else left + 1
+    rows = np.arange(s_count)
+    comp = np.broadcast_to(np.arange(n), (s_count, n)).copy()
+    comps = np.empty((s_count, t_steps, n), dtype=np.int64)
+    for t in range(t_steps):
+        c = choices[:, t]
+        cu = comp[rows, u[c]]
+        cv = comp[rows, v[c]]
+        comps[:, t] = comp
+        comp = np.where(comp == cv[:, None], cu[:, None], comp)
     return choices, comps
 
 
 def _kruskal_packed(e: np.ndarray, *, edges: np.ndarray, num_nodes: int) -> np.ndarray:
+    """``[choices | component labels | tree indicator]`` of every row, in ``e``'s dtype."""
     lead, m = e.shape[:-1], e.shape[-1]
     choices, comps = _kruskal(e.reshape(-1, m), edges, num_nodes)
     t_steps = num_nodes - 1
-    y = np.zeros((len(choices), m))
-    np.put_along_axis(y, choices, 1.0, axis=1)
-    packed = np.concatenate([y, choices, comps.reshape(len(choices), -1)], axis=1)
-    return packed.reshape(*lead, m + t_steps * (1 + num_nodes)).astype(e.dtype)
+    packed = np.zeros((len(choices), t_steps * (1 + num_nodes) + m), dtype=e.dtype)
+    packed[:, :t_steps] = choices
+    packed[:, t_steps : t_steps * (1 + num_nodes)] = comps.reshape(len(choices), -1)
+    np.put_along_axis(packed[:, t_steps * (1 + num_nodes) :], choices, 1.0, axis=1)
+    return packed.reshape(*lead, packed.shape[-1])
 
 
 @dataclass(frozen=True)
 class _KruskalOp(ZeroGradient, Op):
-    """The packed Kruskal record ``[y | choices | components]`` of each row of ``e``."""
+    """The packed Kruskal record ``[choices | components | y]`` of each row of ``e``."""
 
     name: ClassVar[str] = "structured.spanning_tree.kruskal"
     host: ClassVar[bool] = True
@@ -187,17 +216,15 @@ def run(e: Any, edges: Any, num_nodes: int, *, check_finite: bool = True) -> tup
     # a zero-gradient Op: autodiff never enters the host callback (E may carry θ's tangents)
     packed = apply_op(_KruskalOp(tuple(map(tuple, g.tolist())), num_nodes), e)
     itype = index_dtype(xp)
-    y = packed[..., :m]
-    choices = xp.astype(packed[..., m : m + t_steps], itype)
-    # component labels are node indices: the narrowest integer type makes the gathers
-    # below (36 M entries for 10⁴ trees of K20) cheaper; astype copies (contiguous)
+    choices = xp.astype(packed[..., :t_steps], itype)
+    y = packed[..., packed.shape[-1] - m :]
+    # the active sets stay compact: component labels before each step (then the tree
+    # indicator) in the narrowest integer type; Trace.active builds the dense
+    # (*lead, T, m) mask only when read
     label = xp.int8 if num_nodes <= 127 else xp.int16 if num_nodes <= 32767 else xp.int32
-    comps = xp.reshape(xp.astype(packed[..., m + t_steps :], label), (*lead, t_steps, num_nodes))
-    dev = device(e)
-    cu = xp.take(comps, xp.asarray(g[:, 0], dtype=itype, device=dev), axis=-1)
-    cv = xp.take(comps, xp.asarray(g[:, 1], dtype=itype, device=dev), axis=-1)
-    active = cu != cv
-    return y, Trace(choices, active, e, None, "spanning_tree")
+    record = xp.astype(packed[..., t_steps:], label)
+    forest = ForestSets(ForestGraph(tuple(map(tuple, g.tolist())), num_nodes), record)
+    return y, Trace(choices, None, e, None, "spanning_tree", forest=forest)
 
 
 def sample(
