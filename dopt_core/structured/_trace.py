@@ -405,12 +405,7 @@ def _forest_spread(r: Any, m_a: Any, m_b: Any, graph: ForestGraph, xp: Any) -> A
     return xp.take(k, xp.asarray(pos, dtype=index_dtype(xp), device=device(k)), axis=-1)
 
 
-def _forest_law(theta: Any, choices: Any, record: Any, graph: ForestGraph, xp: Any, *, grad: bool) -> tuple[Any, Any]:
-    """``log p(T)`` (``lead``) and, with ``grad``, its gradient ``(*lead, m)``, of a Kruskal trace.
-
-    Shifted by the largest score (``λ̂ = e^{θ - max θ}``) and computed in float64 when
-    the namespace has it: a step's sum underflows only when its chosen score lies
-    ~700 below the largest score."""
+def _forest_rows(theta: Any, choices: Any, record: Any, graph: ForestGraph, xp: Any, grad: bool) -> tuple[Any, Any]:
     dtype = theta.dtype
     wide = _wide(xp, dtype)
     th = xp.astype(theta, wide)
@@ -421,12 +416,44 @@ def _forest_law(theta: Any, choices: Any, record: Any, graph: ForestGraph, xp: A
     lead = tuple(choices.shape[:-1])
     thb = xp.broadcast_to(th, (*lead, th.shape[-1]))
     picked = xp.take_along_axis(thb, xp.astype(choices, index_dtype(xp)), axis=-1)
-    value = xp.sum(picked - top, axis=-1) - xp.sum(xp.log(z), axis=-1)
-    value = xp.astype(value, dtype)
+    value = xp.astype(xp.sum(picked - top, axis=-1) - xp.sum(xp.log(z), axis=-1), dtype)
     if not grad:
-        return value, None
+        return value, value
     g = chosen - lam * _forest_spread(1.0 / z, m_a, m_b, graph, xp)
     return value, xp.astype(g, dtype)
+
+
+#: rows of a compact Kruskal trace per chunk: the ``(rows, T, n)`` temporaries stay
+#: small (large fresh temporaries cost page faults on NumPy); a static loop
+_FOREST_ROWS = 1024
+
+
+def _forest_law(theta: Any, choices: Any, record: Any, graph: ForestGraph, xp: Any, *, grad: bool) -> tuple[Any, Any]:
+    """``log p(T)`` (``lead``) and, with ``grad``, its gradient ``(*lead, m)``, of a Kruskal trace.
+
+    Shifted by the largest score (``λ̂ = e^{θ - max θ}``) and computed in float64 when
+    the namespace has it: a step's sum underflows only when its chosen score lies
+    ~700 below the largest score."""
+    lead = tuple(choices.shape[:-1])
+    total = math.prod(lead)
+    if total <= _FOREST_ROWS or len(lead) == 0:
+        value, g = _forest_rows(theta, choices, record, graph, xp, grad)
+        return value, (g if grad else None)
+    m = theta.shape[-1]
+    # one shared θ stays shared (one matrix product per chunk); a batched θ is
+    # broadcast to the trace's rows
+    th = theta if theta.ndim == 1 else xp.reshape(xp.broadcast_to(theta, (*lead, m)), (total, m))
+    ch = xp.reshape(choices, (total, choices.shape[-1]))
+    rec = xp.reshape(record, (total, record.shape[-1]))
+    parts = [
+        _forest_rows(th if th.ndim == 1 else th[i : i + _FOREST_ROWS], ch[i : i + _FOREST_ROWS],
+                     rec[i : i + _FOREST_ROWS], graph, xp, grad)
+        for i in range(0, total, _FOREST_ROWS)
+    ]
+    value = xp.reshape(xp.concat([p[0] for p in parts], axis=0), lead)
+    if not grad:
+        return value, None
+    return value, xp.reshape(xp.concat([p[1] for p in parts], axis=0), (*lead, m))
 
 
 @dataclass(frozen=True)

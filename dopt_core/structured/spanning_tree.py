@@ -79,35 +79,41 @@ def _order(e: np.ndarray) -> np.ndarray:
     redone stably on the rows that hold a tie."""
     order = np.argsort(e, axis=1)
     if e.shape[1] > 1:
-        ranked = np.take_along_axis(e, order, axis=1)
+        ranked = np.sort(e, axis=1)
         tie = np.any(ranked[:, 1:] == ranked[:, :-1], axis=1)
         if tie.any():
             order[tie] = np.argsort(e[tie], axis=1, kind="stable")
     return order
 
 
-def _kruskal(e: np.ndarray, edges: np.ndarray, num_nodes: int, *, partial: bool = False) -> Any:
+def _label_dtype(num_nodes: int) -> Any:
+    return np.int8 if num_nodes <= 127 else np.int16 if num_nodes <= 32767 else np.int32
+
+
+def _kruskal(e: np.ndarray, edges: np.ndarray, num_nodes: int, *, partial: bool = False, out: Any = None) -> Any:
     """Kruskal on every row of ``e`` (shape ``(S, m)``) at once.
 
     Returns ``(choices (S, T), comps (S, T, n))`` with ``comps[s, t]`` the component
-    labels before step ``t``; with ``partial=True`` the number of components when the
-    graph is disconnected (else None). The union-find sweeps the sorted edge positions
-    over the rows not done yet; the labels are replayed afterwards over all rows at
-    once (``T`` vectorised steps).
+    labels before step ``t`` (written into ``out`` of that shape when given); with
+    ``partial=True`` the number of components when the graph is disconnected (else
+    None). The union-find sweeps the sorted edge positions over the rows not done
+    yet (position-major, so that each sweep reads one contiguous row of the order);
+    the labels are replayed afterwards over all rows at once (``T`` vectorised steps).
     """
     s_count, m = e.shape
     n = num_nodes
     t_steps = n - 1
-    order = _order(e)
+    lab = _label_dtype(n)
+    order_t = np.ascontiguousarray(_order(e).T)
     u, v = edges[:, 0], edges[:, 1]
-    comp = np.broadcast_to(np.arange(n), (s_count, n)).copy()
+    comp = np.broadcast_to(np.arange(n, dtype=lab), (s_count, n)).copy()
     flat = comp.reshape(-1)  # a view: the union-find's labels, gathered flat
     choices = np.zeros((s_count, t_steps), dtype=np.int64)
     step = np.zeros(s_count, dtype=np.int64)
     live = np.arange(s_count)  # rows whose tree is not complete yet
     base = live * n
     for p in range(m):
-        k = order[live, p]
+        k = order_t[p][live]
         cu = flat[base + u[k]]
         cv = flat[base + v[k]]
         acc = cu != cv
@@ -127,13 +133,14 @@ def _kruskal(e: np.ndarray, edges: np.ndarray, num_nodes: int, *, partial: bool 
     if partial:
         left = int(t_steps - step.min()) if s_count else 0
         return None if left == 0 else left + 1
-    rows = np.arange(s_count)
-    comp = np.broadcast_to(np.arange(n), (s_count, n)).copy()
-    comps = np.empty((s_count, t_steps, n), dtype=np.int64)
+    comps = np.empty((s_count, t_steps, n), dtype=lab) if out is None else out
+    comp = np.broadcast_to(np.arange(n, dtype=lab), (s_count, n)).copy()
+    base = np.arange(s_count) * n
     for t in range(t_steps):
         c = choices[:, t]
-        cu = comp[rows, u[c]]
-        cv = comp[rows, v[c]]
+        flat = comp.reshape(-1)
+        cu = flat[base + u[c]]
+        cv = flat[base + v[c]]
         comps[:, t] = comp
         comp = np.where(comp == cv[:, None], cu[:, None], comp)
     return choices, comps
@@ -142,11 +149,12 @@ def _kruskal(e: np.ndarray, edges: np.ndarray, num_nodes: int, *, partial: bool 
 def _kruskal_packed(e: np.ndarray, *, edges: np.ndarray, num_nodes: int) -> np.ndarray:
     """``[choices | component labels | tree indicator]`` of every row, in ``e``'s dtype."""
     lead, m = e.shape[:-1], e.shape[-1]
-    choices, comps = _kruskal(e.reshape(-1, m), edges, num_nodes)
+    rows = int(np.prod(lead))
     t_steps = num_nodes - 1
-    packed = np.zeros((len(choices), t_steps * (1 + num_nodes) + m), dtype=e.dtype)
+    packed = np.zeros((rows, t_steps * (1 + num_nodes) + m), dtype=e.dtype)
+    comps = packed[:, t_steps : t_steps * (1 + num_nodes)].reshape(rows, t_steps, num_nodes)
+    choices, _ = _kruskal(e.reshape(rows, m), edges, num_nodes, out=comps)
     packed[:, :t_steps] = choices
-    packed[:, t_steps : t_steps * (1 + num_nodes)] = comps.reshape(len(choices), -1)
     np.put_along_axis(packed[:, t_steps * (1 + num_nodes) :], choices, 1.0, axis=1)
     return packed.reshape(*lead, packed.shape[-1])
 
