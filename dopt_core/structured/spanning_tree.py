@@ -15,6 +15,7 @@ Host code: one vectorised union-find over all samples at once (a Python loop ove
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -90,21 +91,22 @@ def _label_dtype(num_nodes: int) -> Any:
     return np.int8 if num_nodes <= 127 else np.int16 if num_nodes <= 32767 else np.int32
 
 
-def _kruskal(e: np.ndarray, edges: np.ndarray, num_nodes: int, *, partial: bool = False, out: Any = None) -> Any:
+def _kruskal(e: np.ndarray, edges: np.ndarray, num_nodes: int, *, partial: bool = False, labels: bool = True) -> Any:
     """Kruskal on every row of ``e`` (shape ``(S, m)``) at once.
 
     Returns ``(choices (S, T), comps (S, T, n))`` with ``comps[s, t]`` the component
-    labels before step ``t`` (written into ``out`` of that shape when given); with
-    ``partial=True`` the number of components when the graph is disconnected (else
-    None). The union-find sweeps the sorted edge positions over the rows not done
-    yet (position-major, so that each sweep reads one contiguous row of the order);
-    the labels are replayed afterwards over all rows at once (``T`` vectorised steps).
+    labels before step ``t`` (``None`` unless ``labels``); with ``partial=True`` the
+    number of components when the graph is disconnected (else None). The union-find
+    sweeps the sorted edge positions over the rows not done yet (position-major, so
+    that each sweep reads one contiguous row of the order); the labels are replayed
+    afterwards over all rows at once (:func:`_replay`, ``T`` vectorised steps).
     """
     s_count, m = e.shape
     n = num_nodes
     t_steps = n - 1
     lab = _label_dtype(n)
-    order_t = np.ascontiguousarray(_order(e).T)
+    order = _order(e)
+    block = 32  # the order is transposed in blocks of positions, when the sweep needs them
     u, v = edges[:, 0], edges[:, 1]
     comp = np.broadcast_to(np.arange(n, dtype=lab), (s_count, n)).copy()
     flat = comp.reshape(-1)  # a view: the union-find's labels, gathered flat
@@ -113,7 +115,9 @@ def _kruskal(e: np.ndarray, edges: np.ndarray, num_nodes: int, *, partial: bool 
     live = np.arange(s_count)  # rows whose tree is not complete yet
     base = live * n
     for p in range(m):
-        k = order_t[p][live]
+        if p % block == 0:
+            order_t = np.ascontiguousarray(order[:, p : p + block].T)
+        k = order_t[p % block][live]
         cu = flat[base + u[k]]
         cv = flat[base + v[k]]
         acc = cu != cv
@@ -133,35 +137,50 @@ def _kruskal(e: np.ndarray, edges: np.ndarray, num_nodes: int, *, partial: bool 
     if partial:
         left = int(t_steps - step.min()) if s_count else 0
         return None if left == 0 else left + 1
-    comps = np.empty((s_count, t_steps, n), dtype=lab) if out is None else out
-    comp = np.broadcast_to(np.arange(n, dtype=lab), (s_count, n)).copy()
-    base = np.arange(s_count) * n
-    for t in range(t_steps):
-        c = choices[:, t]
-        flat = comp.reshape(-1)
-        cu = flat[base + u[c]]
-        cv = flat[base + v[c]]
-        comps[:, t] = comp
-        comp = np.where(comp == cv[:, None], cu[:, None], comp)
-    return choices, comps
+    if not labels:
+        return choices, None
+    return choices, _replay(choices, u, v, n, np)
+
+
+def _replay(choices: Any, u: Any, v: Any, num_nodes: int, xp: Any) -> Any:
+    """The component labels before every step of Kruskal traces, ``(*lead, T, n)``:
+    the union of step ``t`` relabels the second endpoint's component with the first's."""
+    lead, t_steps = tuple(choices.shape[:-1]), choices.shape[-1]
+    itype = index_dtype(xp)
+    dev = device(choices)
+    flat = xp.reshape(xp.astype(choices, itype), (-1,))
+    rows = math.prod(lead)
+    # flat positions of each step's endpoints in the (rows·n) labels
+    start = xp.reshape(xp.arange(0, rows * num_nodes, num_nodes, dtype=itype, device=dev), (*lead, 1))
+    uc = xp.reshape(xp.take(xp.asarray(u, dtype=itype, device=dev), flat, axis=0), (*lead, t_steps)) + start
+    vc = xp.reshape(xp.take(xp.asarray(v, dtype=itype, device=dev), flat, axis=0), (*lead, t_steps)) + start
+    label = getattr(xp, np.dtype(_label_dtype(num_nodes)).name)
+    comp = xp.broadcast_to(xp.arange(num_nodes, dtype=label, device=dev), (*lead, num_nodes))
+    steps = []
+    for t in range(t_steps):  # static: T vectorised steps
+        cf = xp.reshape(comp, (-1,))
+        cu = xp.reshape(xp.take(cf, xp.reshape(uc[..., t], (-1,)), axis=0), (*lead, 1))
+        cv = xp.reshape(xp.take(cf, xp.reshape(vc[..., t], (-1,)), axis=0), (*lead, 1))
+        steps.append(comp)
+        comp = xp.where(comp == cv, cu, comp)
+    return xp.stack(steps, axis=-2)
 
 
 def _kruskal_packed(e: np.ndarray, *, edges: np.ndarray, num_nodes: int) -> np.ndarray:
-    """``[choices | component labels | tree indicator]`` of every row, in ``e``'s dtype."""
+    """``[choices | tree indicator]`` of every row, in ``e``'s dtype."""
     lead, m = e.shape[:-1], e.shape[-1]
     rows = int(np.prod(lead))
     t_steps = num_nodes - 1
-    packed = np.zeros((rows, t_steps * (1 + num_nodes) + m), dtype=e.dtype)
-    comps = packed[:, t_steps : t_steps * (1 + num_nodes)].reshape(rows, t_steps, num_nodes)
-    choices, _ = _kruskal(e.reshape(rows, m), edges, num_nodes, out=comps)
+    choices, _ = _kruskal(e.reshape(rows, m), edges, num_nodes, labels=False)
+    packed = np.zeros((rows, t_steps + m), dtype=e.dtype)
     packed[:, :t_steps] = choices
-    np.put_along_axis(packed[:, t_steps * (1 + num_nodes) :], choices, 1.0, axis=1)
+    np.put_along_axis(packed[:, t_steps:], choices, 1.0, axis=1)
     return packed.reshape(*lead, packed.shape[-1])
 
 
 @dataclass(frozen=True)
 class _KruskalOp(ZeroGradient, Op):
-    """The packed Kruskal record ``[choices | components | y]`` of each row of ``e``."""
+    """The packed Kruskal record ``[choices | y]`` of each row of ``e``."""
 
     name: ClassVar[str] = "structured.spanning_tree.kruskal"
     host: ClassVar[bool] = True
@@ -174,7 +193,7 @@ class _KruskalOp(ZeroGradient, Op):
         packed = host_call(
             lambda a: _kruskal_packed(a, edges=g, num_nodes=n),
             e,
-            shape=(*e.shape[:-1], m + (n - 1) * (1 + n)),
+            shape=(*e.shape[:-1], m + n - 1),
             dtype=e.dtype,
         )
         return packed, ()
@@ -226,11 +245,11 @@ def run(e: Any, edges: Any, num_nodes: int, *, check_finite: bool = True) -> tup
     itype = index_dtype(xp)
     choices = xp.astype(packed[..., :t_steps], itype)
     y = packed[..., packed.shape[-1] - m :]
-    # the active sets stay compact: component labels before each step (then the tree
-    # indicator) in the narrowest integer type; Trace.active builds the dense
-    # (*lead, T, m) mask only when read
-    label = xp.int8 if num_nodes <= 127 else xp.int16 if num_nodes <= 32767 else xp.int32
-    record = xp.astype(packed[..., t_steps:], label)
+    # the active sets stay compact: the component labels before each step (then the
+    # tree indicator) in the narrowest integer type, replayed from the choices;
+    # Trace.active builds the dense (*lead, T, m) mask only when read
+    labels = _replay(choices, g[:, 0], g[:, 1], num_nodes, xp)
+    record = xp.concat([xp.reshape(labels, (*lead, t_steps * num_nodes)), xp.astype(y, labels.dtype)], axis=-1)
     forest = ForestSets(ForestGraph(tuple(map(tuple, g.tolist())), num_nodes), record)
     return y, Trace(choices, None, e, None, "spanning_tree", forest=forest)
 
