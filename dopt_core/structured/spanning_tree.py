@@ -75,49 +75,38 @@ def _check_graph(edges: Any, num_nodes: Any) -> tuple[np.ndarray, int]:
     return e, num_nodes
 
 
-def _order(e: np.ndarray) -> np.ndarray:
-    """Every row's edge order by (exponential, edge index): the fast (unstable) argsort,
-    redone stably on the rows that hold a tie."""
-    order = np.argsort(e, axis=1)
-    if e.shape[1] > 1:
-        ranked = np.sort(e, axis=1)
-        tie = np.any(ranked[:, 1:] == ranked[:, :-1], axis=1)
-        if tie.any():
-            order[tie] = np.argsort(e[tie], axis=1, kind="stable")
-    return order
-
-
 def _label_dtype(num_nodes: int) -> Any:
     return np.int8 if num_nodes <= 127 else np.int16 if num_nodes <= 32767 else np.int32
 
 
-def _kruskal(e: np.ndarray, edges: np.ndarray, num_nodes: int, *, partial: bool = False, labels: bool = True) -> Any:
-    """Kruskal on every row of ``e`` (shape ``(S, m)``) at once.
+def _sweep(e: np.ndarray, order: np.ndarray, u: np.ndarray, v: np.ndarray, n: int) -> tuple[Any, Any, Any]:
+    """The union-find sweep of Kruskal over the sorted positions ``order`` of every row.
 
-    Returns ``(choices (S, T), comps (S, T, n))`` with ``comps[s, t]`` the component
-    labels before step ``t`` (``None`` unless ``labels``); with ``partial=True`` the
-    number of components when the graph is disconnected (else None). The union-find
-    sweeps the sorted edge positions over the rows not done yet (position-major, so
-    that each sweep reads one contiguous row of the order); the labels are replayed
-    afterwards over all rows at once (:func:`_replay`, ``T`` vectorised steps).
+    Returns the choices ``(S, T)``, the number of steps done per row, and which rows
+    met a tie among the positions they swept (or between their last swept position
+    and the next), where the unstable order may differ from the stable one.
     """
     s_count, m = e.shape
-    n = num_nodes
     t_steps = n - 1
-    lab = _label_dtype(n)
-    order = _order(e)
+    ef = e.reshape(-1)
     block = 32  # the order is transposed in blocks of positions, when the sweep needs them
-    u, v = edges[:, 0], edges[:, 1]
-    comp = np.broadcast_to(np.arange(n, dtype=lab), (s_count, n)).copy()
+    comp = np.broadcast_to(np.arange(n, dtype=_label_dtype(n)), (s_count, n)).copy()
     flat = comp.reshape(-1)  # a view: the union-find's labels, gathered flat
     choices = np.zeros((s_count, t_steps), dtype=np.int64)
     step = np.zeros(s_count, dtype=np.int64)
+    tied = np.zeros(s_count, dtype=bool)
     live = np.arange(s_count)  # rows whose tree is not complete yet
-    base = live * n
+    base, mbase = live * n, live * m
+    prev = np.full(s_count, np.nan, dtype=e.dtype)  # each live row's previous value
     for p in range(m):
         if p % block == 0:
             order_t = np.ascontiguousarray(order[:, p : p + block].T)
         k = order_t[p % block][live]
+        ev = ef[mbase + k]
+        same = (ev == prev) | (ev != ev)  # NaN (check_finite=False) counts as a tie
+        if same.any():
+            tied[live[same]] = True
+        prev = ev
         cu = flat[base + u[k]]
         cv = flat[base + v[k]]
         acc = cu != cv
@@ -131,11 +120,39 @@ def _kruskal(e: np.ndarray, edges: np.ndarray, num_nodes: int, *, partial: bool 
         step[r] = st + 1
         if (st == t_steps - 1).any():
             keep = step[live] < t_steps
-            live, base = live[keep], base[keep]
+            if p + 1 < m:  # a finished row still ties with its next position
+                done = live[~keep]
+                nxt = ef[done * m + order[done, p + 1]]
+                tied[done[(nxt == prev[~keep]) | (nxt != nxt)]] = True
+            live, base, mbase, prev = live[keep], base[keep], mbase[keep], prev[keep]
             if live.size == 0:
                 break
+    return choices, step, tied
+
+
+def _kruskal(e: np.ndarray, edges: np.ndarray, num_nodes: int, *, partial: bool = False, labels: bool = True) -> Any:
+    """Kruskal on every row of ``e`` (shape ``(S, m)``) at once.
+
+    Returns ``(choices (S, T), comps (S, T, n))`` with ``comps[s, t]`` the component
+    labels before step ``t`` (``None`` unless ``labels``); with ``partial=True`` the
+    number of components when the graph is disconnected (else None). The union-find
+    sweeps the sorted edge positions over the rows not done yet (position-major, so
+    that each sweep reads one contiguous row of the order); the labels are replayed
+    afterwards over all rows at once (:func:`_replay`, ``T`` vectorised steps).
+    """
+    n = num_nodes
+    t_steps = n - 1
+    u, v = edges[:, 0], edges[:, 1]
+    # the fast (unstable) argsort; a row whose swept positions hold a tie (probability
+    # ~0 for continuous draws) is swept again in the stable (exponential, index) order
+    choices, step, tied = _sweep(e, np.argsort(e, axis=1), u, v, n)
+    if tied.any():
+        again = np.flatnonzero(tied)
+        sub = e[again]
+        ch2, st2, _ = _sweep(sub, np.argsort(sub, axis=1, kind="stable"), u, v, n)
+        choices[again], step[again] = ch2, st2
     if partial:
-        left = int(t_steps - step.min()) if s_count else 0
+        left = int(t_steps - step.min()) if len(step) else 0
         return None if left == 0 else left + 1
     if not labels:
         return choices, None
