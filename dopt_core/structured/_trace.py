@@ -103,33 +103,72 @@ def _graph_tables(graph: ForestGraph) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return g[:, 0], g[:, 1], table.reshape(-1), g[:, 0] * n + g[:, 1]
 
 
+def _label_dtype(xp: Any, num_nodes: int) -> Any:
+    return xp.int8 if num_nodes <= 127 else xp.int16 if num_nodes <= 32767 else xp.int32
+
+
+def replay_unions(choices: Any, graph: ForestGraph, xp: Any, *, masks: Any = None) -> Any:
+    """Replay the unions of Kruskal traces: the component labels before every step,
+    ``(*lead, T, n)`` (step ``t`` relabels the second endpoint's component with the
+    first's); with ``masks`` (a dtype), instead the node masks of the two components
+    merged at each step, ``(*lead, T, n)`` each (the first boolean, the second in
+    ``masks``). ``T`` vectorised steps (a static loop)."""
+    n = graph.num_nodes
+    u, v, _, _ = _graph_tables(graph)
+    lead, t_steps = tuple(choices.shape[:-1]), choices.shape[-1]
+    itype = index_dtype(xp)
+    dev = device(choices)
+    flat = xp.reshape(xp.astype(choices, itype), (-1,))
+    rows = math.prod(lead)
+    # flat positions of each step's endpoints in the (rows·n) labels
+    start = xp.reshape(xp.arange(0, rows * n, n, dtype=itype, device=dev), (*lead, 1))
+    uc = xp.reshape(xp.take(xp.asarray(u, dtype=itype, device=dev), flat, axis=0), (*lead, t_steps)) + start
+    vc = xp.reshape(xp.take(xp.asarray(v, dtype=itype, device=dev), flat, axis=0), (*lead, t_steps)) + start
+    comp = xp.broadcast_to(xp.arange(n, dtype=_label_dtype(xp, n), device=dev), (*lead, n))
+    labels, side_a, side_b = [], [], []
+    for t in range(t_steps):
+        cf = xp.reshape(comp, (-1,))
+        cu = xp.reshape(xp.take(cf, xp.reshape(uc[..., t], (-1,)), axis=0), (*lead, 1))
+        cv = xp.reshape(xp.take(cf, xp.reshape(vc[..., t], (-1,)), axis=0), (*lead, 1))
+        in_b = comp == cv
+        if masks is None:
+            labels.append(comp)
+        else:
+            side_a.append(comp == cu)
+            side_b.append(in_b)
+        comp = xp.where(in_b, cu, comp)
+    if masks is None:
+        return xp.stack(labels, axis=-2)
+    return xp.stack(side_a, axis=-2), xp.astype(xp.stack(side_b, axis=-2), masks)
+
+
 class ForestSets:
     """The active sets of a Kruskal trace, held compactly.
 
-    ``record`` (``(*lead, T·n + m)`` small integers) is the component label of every
-    node before each step (``T·n``), then the 0/1 indicator of the chosen edges
-    (``m``). ``A_t`` = the edges whose endpoints carry different labels before step
-    ``t``: the dense ``(*lead, T, m)`` mask is derived only when asked for.
+    The union of each step is a function of the choices alone, so the trace's choices
+    determine every active set: ``A_t`` = the edges whose endpoints lie in different
+    components before step ``t`` (replayed by :func:`replay_unions`). ``record``
+    (``(*lead, m)`` small integers) is the 0/1 indicator of the chosen edges. The dense
+    ``(*lead, T, m)`` mask is derived only when asked for.
     """
 
-    __slots__ = ("graph", "record")
+    __slots__ = ("choices", "graph", "record")
 
-    def __init__(self, graph: ForestGraph, record: Any) -> None:
+    def __init__(self, graph: ForestGraph, record: Any, choices: Any) -> None:
         self.graph = graph
         self.record = record
+        self.choices = choices
 
     @property
     def num_edges(self) -> int:
         return len(self.graph.edges)
 
     def labels(self, xp: Any) -> Any:
-        n, m = self.graph.num_nodes, self.num_edges
-        lead = tuple(self.record.shape[:-1])
-        t_steps = (self.record.shape[-1] - m) // n
-        return xp.reshape(self.record[..., : t_steps * n], (*lead, t_steps, n))
+        """Component label of every node before each step, ``(*lead, T, n)``."""
+        return replay_unions(self.choices, self.graph, xp)
 
     def chosen(self, xp: Any) -> Any:
-        return self.record[..., self.record.shape[-1] - self.num_edges :] > 0
+        return self.record > 0
 
     def dense(self, xp: Any) -> Any:
         u, v, _, _ = _graph_tables(self.graph)
@@ -141,7 +180,7 @@ class ForestSets:
         return cu != cv
 
     def __getitem__(self, index: Any) -> ForestSets:
-        return ForestSets(self.graph, self.record[index])
+        return ForestSets(self.graph, self.record[index], self.choices[index])
 
 
 class Trace:
@@ -369,17 +408,8 @@ def _forest_parts(record: Any, choices: Any, graph: ForestGraph, dtype: Any, xp:
     """Node masks of the two components merged at each step, ``(*lead, T, n)`` each
     (the first boolean, the second in ``dtype``), and the chosen-edge indicator
     ``(*lead, m)``."""
-    sets = ForestSets(graph, record)
-    labels = sets.labels(xp)
-    u, v, _, _ = _graph_tables(graph)
-    itype = index_dtype(xp)
-    dev = device(record)
-    flat = xp.reshape(xp.astype(choices, itype), (-1,))
-    uc = xp.reshape(xp.take(xp.asarray(u, dtype=itype, device=dev), flat, axis=0), choices.shape)
-    vc = xp.reshape(xp.take(xp.asarray(v, dtype=itype, device=dev), flat, axis=0), choices.shape)
-    m_a = labels == _pick_last(labels, uc, xp)[..., None]
-    m_b = xp.astype(labels == _pick_last(labels, vc, xp)[..., None], dtype)
-    return m_a, m_b, xp.astype(sets.chosen(xp), dtype)
+    m_a, m_b = replay_unions(choices, graph, xp, masks=dtype)
+    return m_a, m_b, xp.astype(record > 0, dtype)
 
 
 def _forest_total(lam: Any, m_a: Any, m_b: Any, graph: ForestGraph, xp: Any) -> Any:

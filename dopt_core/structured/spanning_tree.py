@@ -15,17 +15,16 @@ Host code: one vectorised union-find over all samples at once (a Python loop ove
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
 from .._lib._checks import check_flag, check_int, check_scores
-from .._lib._compat import device, index_dtype
+from .._lib._compat import index_dtype
 from ..backend import apply_op, backend_for, host_call
 from ..op import Op, ZeroGradient
-from ._trace import ForestGraph, ForestSets, Trace, conditional_sample, exponentials, log_prob, log_prob_exponentials, score
+from ._trace import ForestGraph, ForestSets, Trace, replay_unions, conditional_sample, exponentials, log_prob, log_prob_exponentials, score
 
 __all__ = [
     "conditional_sample",
@@ -138,7 +137,7 @@ def _kruskal(e: np.ndarray, edges: np.ndarray, num_nodes: int, *, partial: bool 
     number of components when the graph is disconnected (else None). The union-find
     sweeps the sorted edge positions over the rows not done yet (position-major, so
     that each sweep reads one contiguous row of the order); the labels are replayed
-    afterwards over all rows at once (:func:`_replay`, ``T`` vectorised steps).
+    afterwards over all rows at once (:func:`replay_unions`, ``T`` vectorised steps).
     """
     n = num_nodes
     t_steps = n - 1
@@ -156,31 +155,7 @@ def _kruskal(e: np.ndarray, edges: np.ndarray, num_nodes: int, *, partial: bool 
         return None if left == 0 else left + 1
     if not labels:
         return choices, None
-    return choices, _replay(choices, u, v, n, np)
-
-
-def _replay(choices: Any, u: Any, v: Any, num_nodes: int, xp: Any) -> Any:
-    """The component labels before every step of Kruskal traces, ``(*lead, T, n)``:
-    the union of step ``t`` relabels the second endpoint's component with the first's."""
-    lead, t_steps = tuple(choices.shape[:-1]), choices.shape[-1]
-    itype = index_dtype(xp)
-    dev = device(choices)
-    flat = xp.reshape(xp.astype(choices, itype), (-1,))
-    rows = math.prod(lead)
-    # flat positions of each step's endpoints in the (rows·n) labels
-    start = xp.reshape(xp.arange(0, rows * num_nodes, num_nodes, dtype=itype, device=dev), (*lead, 1))
-    uc = xp.reshape(xp.take(xp.asarray(u, dtype=itype, device=dev), flat, axis=0), (*lead, t_steps)) + start
-    vc = xp.reshape(xp.take(xp.asarray(v, dtype=itype, device=dev), flat, axis=0), (*lead, t_steps)) + start
-    label = getattr(xp, np.dtype(_label_dtype(num_nodes)).name)
-    comp = xp.broadcast_to(xp.arange(num_nodes, dtype=label, device=dev), (*lead, num_nodes))
-    steps = []
-    for t in range(t_steps):  # static: T vectorised steps
-        cf = xp.reshape(comp, (-1,))
-        cu = xp.reshape(xp.take(cf, xp.reshape(uc[..., t], (-1,)), axis=0), (*lead, 1))
-        cv = xp.reshape(xp.take(cf, xp.reshape(vc[..., t], (-1,)), axis=0), (*lead, 1))
-        steps.append(comp)
-        comp = xp.where(comp == cv, cu, comp)
-    return xp.stack(steps, axis=-2)
+    return choices, replay_unions(choices, ForestGraph(tuple(map(tuple, edges.tolist())), n), np)
 
 
 def _kruskal_packed(e: np.ndarray, *, edges: np.ndarray, num_nodes: int) -> np.ndarray:
@@ -255,19 +230,17 @@ def run(e: Any, edges: Any, num_nodes: int, *, check_finite: bool = True) -> tup
     m = g.shape[0]
     if e.shape[-1] != m:
         raise ValueError(f"e must have one entry per edge on its last axis ({m} edges), got shape {tuple(e.shape)}")
-    lead = tuple(e.shape[:-1])
     t_steps = num_nodes - 1
     # a zero-gradient Op: autodiff never enters the host callback (E may carry θ's tangents)
     packed = apply_op(_KruskalOp(tuple(map(tuple, g.tolist())), num_nodes), e)
     itype = index_dtype(xp)
     choices = xp.astype(packed[..., :t_steps], itype)
     y = packed[..., packed.shape[-1] - m :]
-    # the active sets stay compact: the component labels before each step (then the
-    # tree indicator) in the narrowest integer type, replayed from the choices;
+    # the active sets stay compact: the choices determine every union, hence every
+    # active set; the record is the tree indicator in the narrowest integer type.
     # Trace.active builds the dense (*lead, T, m) mask only when read
-    labels = _replay(choices, g[:, 0], g[:, 1], num_nodes, xp)
-    record = xp.concat([xp.reshape(labels, (*lead, t_steps * num_nodes)), xp.astype(y, labels.dtype)], axis=-1)
-    forest = ForestSets(ForestGraph(tuple(map(tuple, g.tolist())), num_nodes), record)
+    record = xp.astype(y, xp.int8)
+    forest = ForestSets(ForestGraph(tuple(map(tuple, g.tolist())), num_nodes), record, choices)
     return y, Trace(choices, None, e, None, "spanning_tree", forest=forest)
 
 
