@@ -107,12 +107,11 @@ def _label_dtype(xp: Any, num_nodes: int) -> Any:
     return xp.int8 if num_nodes <= 127 else xp.int16 if num_nodes <= 32767 else xp.int32
 
 
-def replay_unions(choices: Any, graph: ForestGraph, xp: Any, *, masks: Any = None) -> Any:
+def replay_unions(choices: Any, graph: ForestGraph, xp: Any, *, masks: bool = False) -> Any:
     """Replay the unions of Kruskal traces: the component labels before every step,
     ``(*lead, T, n)`` (step ``t`` relabels the second endpoint's component with the
-    first's); with ``masks`` (a dtype), instead the node masks of the two components
-    merged at each step, ``(*lead, T, n)`` each (the first boolean, the second in
-    ``masks``). ``T`` vectorised steps (a static loop)."""
+    first's); with ``masks``, instead the boolean node masks of the two components
+    merged at each step, ``(*lead, T, n)`` each. ``T`` vectorised steps (a static loop)."""
     n = graph.num_nodes
     u, v, _, _ = _graph_tables(graph)
     lead, t_steps = tuple(choices.shape[:-1]), choices.shape[-1]
@@ -131,15 +130,16 @@ def replay_unions(choices: Any, graph: ForestGraph, xp: Any, *, masks: Any = Non
         cu = xp.reshape(xp.take(cf, xp.reshape(uc[..., t], (-1,)), axis=0), (*lead, 1))
         cv = xp.reshape(xp.take(cf, xp.reshape(vc[..., t], (-1,)), axis=0), (*lead, 1))
         in_b = comp == cv
-        if masks is None:
+        if not masks:
             labels.append(comp)
         else:
             side_a.append(comp == cu)
             side_b.append(in_b)
-        comp = xp.where(in_b, cu, comp)
-    if masks is None:
+        # relabel B with A's label (arithmetic: a broadcast where is ~5x slower on NumPy)
+        comp = comp + xp.astype(in_b, comp.dtype) * (cu - cv)
+    if not masks:
         return xp.stack(labels, axis=-2)
-    return xp.stack(side_a, axis=-2), xp.astype(xp.stack(side_b, axis=-2), masks)
+    return xp.stack(side_a, axis=-2), xp.stack(side_b, axis=-2)
 
 
 class ForestSets:
@@ -408,8 +408,8 @@ def _forest_parts(record: Any, choices: Any, graph: ForestGraph, dtype: Any, xp:
     """Node masks of the two components merged at each step, ``(*lead, T, n)`` each
     (the first boolean, the second in ``dtype``), and the chosen-edge indicator
     ``(*lead, m)``."""
-    m_a, m_b = replay_unions(choices, graph, xp, masks=dtype)
-    return m_a, m_b, xp.astype(record > 0, dtype)
+    m_a, m_b = replay_unions(choices, graph, xp, masks=True)
+    return m_a, xp.astype(m_b, dtype), xp.astype(record > 0, dtype)
 
 
 def _forest_total(lam: Any, m_a: Any, m_b: Any, graph: ForestGraph, xp: Any) -> Any:
@@ -446,13 +446,15 @@ def _forest_spread(r: Any, m_a: Any, m_b: Any, graph: ForestGraph, xp: Any) -> A
     return xp.take(k, xp.asarray(pos, dtype=index_dtype(xp), device=device(k)), axis=-1)
 
 
-def _forest_rows(theta: Any, choices: Any, record: Any, graph: ForestGraph, xp: Any, grad: bool) -> tuple[Any, Any]:
+def _forest_rows(
+    theta: Any, choices: Any, record: Any, m_a: Any, m_b: Any, graph: ForestGraph, xp: Any, grad: bool
+) -> tuple[Any, Any]:
     dtype = theta.dtype
     wide = _wide(xp, dtype)
     th = xp.astype(theta, wide)
     top = xp.max(th, axis=-1, keepdims=True)
     lam = xp.exp(th - top)
-    m_a, m_b, chosen = _forest_parts(record, choices, graph, wide, xp)
+    m_b = xp.astype(m_b, wide)
     z = _forest_total(lam, m_a, m_b, graph, xp)
     lead = tuple(choices.shape[:-1])
     thb = xp.broadcast_to(th, (*lead, th.shape[-1]))
@@ -460,7 +462,7 @@ def _forest_rows(theta: Any, choices: Any, record: Any, graph: ForestGraph, xp: 
     value = xp.astype(xp.sum(picked - top, axis=-1) - xp.sum(xp.log(z), axis=-1), dtype)
     if not grad:
         return value, value
-    g = chosen - lam * _forest_spread(1.0 / z, m_a, m_b, graph, xp)
+    g = xp.astype(record > 0, wide) - lam * _forest_spread(1.0 / z, m_a, m_b, graph, xp)
     return value, xp.astype(g, dtype)
 
 
@@ -477,8 +479,9 @@ def _forest_law(theta: Any, choices: Any, record: Any, graph: ForestGraph, xp: A
     ~700 below the largest score."""
     lead = tuple(choices.shape[:-1])
     total = math.prod(lead)
+    m_a, m_b = replay_unions(choices, graph, xp, masks=True)  # boolean: small
     if total <= _FOREST_ROWS or len(lead) == 0:
-        value, g = _forest_rows(theta, choices, record, graph, xp, grad)
+        value, g = _forest_rows(theta, choices, record, m_a, m_b, graph, xp, grad)
         return value, (g if grad else None)
     m = theta.shape[-1]
     # one shared θ stays shared (one matrix product per chunk); a batched θ is
@@ -486,11 +489,13 @@ def _forest_law(theta: Any, choices: Any, record: Any, graph: ForestGraph, xp: A
     th = theta if theta.ndim == 1 else xp.reshape(xp.broadcast_to(theta, (*lead, m)), (total, m))
     ch = xp.reshape(choices, (total, choices.shape[-1]))
     rec = xp.reshape(record, (total, record.shape[-1]))
-    parts = [
-        _forest_rows(th if th.ndim == 1 else th[i : i + _FOREST_ROWS], ch[i : i + _FOREST_ROWS],
-                     rec[i : i + _FOREST_ROWS], graph, xp, grad)
-        for i in range(0, total, _FOREST_ROWS)
-    ]
+    steps = (total, *m_a.shape[-2:])
+    m_a, m_b = xp.reshape(m_a, steps), xp.reshape(m_b, steps)
+    parts = []
+    for i in range(0, total, _FOREST_ROWS):
+        rows = slice(i, i + _FOREST_ROWS)
+        th_rows = th if th.ndim == 1 else th[rows]
+        parts.append(_forest_rows(th_rows, ch[rows], rec[rows], m_a[rows], m_b[rows], graph, xp, grad))
     value = xp.reshape(xp.concat([p[0] for p in parts], axis=0), lead)
     if not grad:
         return value, None

@@ -97,12 +97,14 @@ def _sweep(e: np.ndarray, order: np.ndarray, u: np.ndarray, v: np.ndarray, n: in
     live = np.arange(s_count)  # rows whose tree is not complete yet
     base, mbase = live * n, live * m
     prev = np.full(s_count, np.nan, dtype=e.dtype)  # each live row's previous value
+    # NaN (check_finite=False) counts as a tie: its rows are swept in the stable order
+    tied[np.isnan(e).any(axis=1)] = True
     for p in range(m):
         if p % block == 0:
             order_t = np.ascontiguousarray(order[:, p : p + block].T)
         k = order_t[p % block][live]
         ev = ef[mbase + k]
-        same = (ev == prev) | (ev != ev)  # NaN (check_finite=False) counts as a tie
+        same = ev == prev
         if same.any():
             tied[live[same]] = True
         prev = ev
@@ -115,14 +117,15 @@ def _sweep(e: np.ndarray, order: np.ndarray, u: np.ndarray, v: np.ndarray, n: in
         st = step[r]
         choices[r, st] = k[acc]
         sub = comp[r]
-        comp[r] = np.where(sub == cv[acc, None], cu[acc, None], sub)
+        cva = cv[acc, None]
+        comp[r] = sub + (sub == cva) * (cu[acc, None] - cva)  # not a (slow) broadcast where
         step[r] = st + 1
         if (st == t_steps - 1).any():
             keep = step[live] < t_steps
             if p + 1 < m:  # a finished row still ties with its next position
                 done = live[~keep]
                 nxt = ef[done * m + order[done, p + 1]]
-                tied[done[(nxt == prev[~keep]) | (nxt != nxt)]] = True
+                tied[done[nxt == prev[~keep]]] = True
             live, base, mbase, prev = live[keep], base[keep], mbase[keep], prev[keep]
             if live.size == 0:
                 break
