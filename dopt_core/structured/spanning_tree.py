@@ -66,12 +66,31 @@ def _check_graph(edges: Any, num_nodes: Any) -> tuple[np.ndarray, int]:
     pairs = np.sort(e, axis=1)
     if len(np.unique(pairs, axis=0)) != len(pairs):
         raise ValueError("edges must not repeat a node pair (undirected)")
-    comp = _kruskal(np.zeros((1, len(e))), e, num_nodes, partial=True)
-    if comp is not None:
+    comp = _components(e, num_nodes)
+    if comp > 1:
         raise ValueError(
             f"edges: the graph is disconnected ({comp} connected components), so it has no spanning tree"
         )
     return e, num_nodes
+
+
+def _components(edges: np.ndarray, num_nodes: int) -> int:
+    """Number of connected components (a plain union-find with path halving)."""
+    parent = list(range(num_nodes))
+
+    def find(a: int) -> int:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    count = num_nodes
+    for a, b in edges.tolist():
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[ra] = rb
+            count -= 1
+    return count
 
 
 def _label_dtype(num_nodes: int) -> Any:
