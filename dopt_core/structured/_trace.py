@@ -119,16 +119,17 @@ def replay_unions(choices: Any, graph: ForestGraph, xp: Any, *, masks: bool = Fa
     dev = device(choices)
     flat = xp.reshape(xp.astype(choices, itype), (-1,))
     rows = math.prod(lead)
-    # flat positions of each step's endpoints in the (rows·n) labels
-    start = xp.reshape(xp.arange(0, rows * n, n, dtype=itype, device=dev), (*lead, 1))
-    uc = xp.reshape(xp.take(xp.asarray(u, dtype=itype, device=dev), flat, axis=0), (*lead, t_steps)) + start
-    vc = xp.reshape(xp.take(xp.asarray(v, dtype=itype, device=dev), flat, axis=0), (*lead, t_steps)) + start
+    # flat positions of each step's endpoints in the (rows·n) labels, step-major
+    start = xp.reshape(xp.arange(0, rows * n, n, dtype=itype, device=dev), (rows, 1))
+    uc = xp.reshape(xp.take(xp.asarray(u, dtype=itype, device=dev), flat, axis=0), (rows, t_steps)) + start
+    vc = xp.reshape(xp.take(xp.asarray(v, dtype=itype, device=dev), flat, axis=0), (rows, t_steps)) + start
+    uc, vc = xp.matrix_transpose(uc), xp.matrix_transpose(vc)
     comp = xp.broadcast_to(xp.arange(n, dtype=_label_dtype(xp, n), device=dev), (*lead, n))
     labels, side_a, side_b = [], [], []
     for t in range(t_steps):
         cf = xp.reshape(comp, (-1,))
-        cu = xp.reshape(xp.take(cf, xp.reshape(uc[..., t], (-1,)), axis=0), (*lead, 1))
-        cv = xp.reshape(xp.take(cf, xp.reshape(vc[..., t], (-1,)), axis=0), (*lead, 1))
+        cu = xp.reshape(xp.take(cf, uc[t], axis=0), (*lead, 1))
+        cv = xp.reshape(xp.take(cf, vc[t], axis=0), (*lead, 1))
         in_b = comp == cv
         if not masks:
             labels.append(comp)
@@ -137,9 +138,12 @@ def replay_unions(choices: Any, graph: ForestGraph, xp: Any, *, masks: bool = Fa
             side_b.append(in_b)
         # relabel B with A's label (arithmetic: a broadcast where is ~5x slower on NumPy)
         comp = comp + xp.astype(in_b, comp.dtype) * (cu - cv)
+    # stacked step-major (a contiguous copy), then viewed as (*lead, T, n)
+    n_axes = len(lead) + 2
+    axes = (*range(1, n_axes - 1), 0, n_axes - 1)
     if not masks:
-        return xp.stack(labels, axis=-2)
-    return xp.stack(side_a, axis=-2), xp.stack(side_b, axis=-2)
+        return xp.permute_dims(xp.stack(labels, axis=0), axes)
+    return xp.permute_dims(xp.stack(side_a, axis=0), axes), xp.permute_dims(xp.stack(side_b, axis=0), axes)
 
 
 class ForestSets:

@@ -111,6 +111,7 @@ def _sweep(e: np.ndarray, order: np.ndarray, u: np.ndarray, v: np.ndarray, n: in
     comp = np.broadcast_to(np.arange(n, dtype=_label_dtype(n)), (s_count, n)).copy()
     flat = comp.reshape(-1)  # a view: the union-find's labels, gathered flat
     choices = np.zeros((s_count, t_steps), dtype=np.int64)
+    cflat = choices.reshape(-1)  # a view, scattered flat
     step = np.zeros(s_count, dtype=np.int64)
     tied = np.zeros(s_count, dtype=bool)
     live = np.arange(s_count)  # rows whose tree is not complete yet
@@ -134,7 +135,7 @@ def _sweep(e: np.ndarray, order: np.ndarray, u: np.ndarray, v: np.ndarray, n: in
         if r.size == 0:
             continue
         st = step[r]
-        choices[r, st] = k[acc]
+        cflat[r * t_steps + st] = k[acc]
         sub = comp[r]
         cva = cv[acc, None]
         comp[r] = sub + (sub == cva) * (cu[acc, None] - cva)  # not a (slow) broadcast where
