@@ -128,8 +128,8 @@ def replay_unions(choices: Any, graph: ForestGraph, xp: Any, *, masks: bool = Fa
     labels, side_a, side_b = [], [], []
     for t in range(t_steps):
         cf = xp.reshape(comp, (-1,))
-        cu = xp.reshape(xp.take(cf, uc[t], axis=0), (*lead, 1))
-        cv = xp.reshape(xp.take(cf, vc[t], axis=0), (*lead, 1))
+        cu = xp.reshape(xp.take(cf, uc[t, ...], axis=0), (*lead, 1))
+        cv = xp.reshape(xp.take(cf, vc[t, ...], axis=0), (*lead, 1))
         in_b = comp == cv
         if not masks:
             labels.append(comp)
@@ -498,8 +498,10 @@ def _forest_law(theta: Any, choices: Any, record: Any, graph: ForestGraph, xp: A
     parts = []
     for i in range(0, total, _FOREST_ROWS):
         rows = slice(i, i + _FOREST_ROWS)
-        th_rows = th if th.ndim == 1 else th[rows]
-        parts.append(_forest_rows(th_rows, ch[rows], rec[rows], m_a[rows], m_b[rows], graph, xp, grad))
+        th_rows = th if th.ndim == 1 else th[rows, ...]
+        parts.append(
+            _forest_rows(th_rows, ch[rows, ...], rec[rows, ...], m_a[rows, ...], m_b[rows, ...], graph, xp, grad)
+        )
     value = xp.reshape(xp.concat([p[0] for p in parts], axis=0), lead)
     if not grad:
         return value, None
