@@ -295,3 +295,39 @@ def test_sampling_and_log_prob_under_jax_jit() -> None:
     g = jax.grad(f)(theta, eps)
     np.testing.assert_allclose(np.asarray(g), S.score(tr_np, np.asarray(theta)).sum(0), rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(float(f(theta, eps)), S.log_prob(tr_np, np.asarray(theta)).sum(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_compact_spanning_tree_trace_matches_its_dense_masks(dtype: Any, monkeypatch: Any) -> None:
+    """Kruskal traces hold no dense masks: their log-prob, score and conditional sample
+    (chunked over rows, batched θ) equal the dense-mask formulas on the same trace."""
+    from dopt_core.structured import _trace  # noqa: PLC0415 - lazy: chunk size only
+
+    monkeypatch.setattr(_trace, "_FOREST_ROWS", 4)  # several chunks of rows
+    edges = list(itertools.combinations(range(5), 2))
+    theta = _theta(len(edges), 21, shape=(3,)).astype(dtype)
+    _, trace = S.spanning_tree.sample(theta, edges, 5, rng=22, num_samples=6)
+    assert trace.forest is not None and trace.active.shape == (6, 3, 4, len(edges))
+    dense = S.Trace(trace.choices, trace.active, trace.exponentials, None, "spanning_tree")
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(S.log_prob(trace, theta), S.log_prob(dense, theta), rtol=tol, atol=tol)
+    np.testing.assert_allclose(S.score(trace, theta), S.score(dense, theta), rtol=tol, atol=tol)
+    g = np.random.default_rng(23).normal(size=(6, 3))
+    vjp = dc.value_and_vjp(S.log_prob, trace, theta)[1](g)
+    np.testing.assert_allclose(vjp, dc.value_and_vjp(S.log_prob, dense, theta)[1](g), rtol=10 * tol, atol=10 * tol)
+    noise = np.random.default_rng(24).exponential(size=(6, 3, 4 + len(edges))).astype(dtype)
+    np.testing.assert_allclose(
+        S.conditional_sample(trace, theta, noise=noise), S.conditional_sample(dense, theta, noise=noise), rtol=tol
+    )
+    np.testing.assert_array_equal(trace[1, 2].active, trace.active[1, 2])
+
+
+def test_compact_spanning_tree_log_prob_for_widely_spread_scores() -> None:
+    """float32 scores 100 apart: the compact log-prob works in float64 internally
+    (e^-100 underflows in float32). Path 0-1-2 plus a cheap chord (0, 2): the tree
+    takes both strong edges with probability 1 - O(e^-100), in either order."""
+    theta = np.array([100.0, 100.0, 0.0], dtype=np.float32)
+    _, trace = S.spanning_tree.run(np.array([1.0, 2.0, 3.0], dtype=np.float32), [(0, 1), (1, 2), (0, 2)], 3)
+    # step 0: 2 strong + 1 weak edge, edge 0 wins with p ≈ 1/2; step 1: edge 1 of {1, 2}
+    np.testing.assert_allclose(S.log_prob(trace, theta), np.log(0.5), rtol=1e-6)
+    np.testing.assert_allclose(S.score(trace, theta), [0.5, -0.5, 0.0], atol=1e-6)

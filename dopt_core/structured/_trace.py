@@ -35,12 +35,15 @@ took part in by an independent :math:`\mathrm{Exp}(\lambda_j)`
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import KW_ONLY, dataclass
 from typing import Any, ClassVar
 
+import numpy as np
+
 from .._lib._checks import check_flag, check_int, check_scores
-from .._lib._compat import device
+from .._lib._compat import array_namespace, device, index_dtype
 from .._lib._random import bind_noise
 from ..backend import backend_for
 from ..noise import Noise
@@ -80,16 +83,123 @@ class Exponential(Noise):
 EXPONENTIAL = Exponential()
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True)
+class ForestGraph:
+    """The static graph of a forest-merging trace (Kruskal): ``edges`` ``(m, 2)``, ``num_nodes``."""
+
+    edges: tuple[tuple[int, int], ...]
+    num_nodes: int
+
+
+@functools.lru_cache(maxsize=64)
+def _graph_tables(graph: ForestGraph) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Endpoints ``u, v``; the ``(n·n)`` edge id of each node pair (``m`` off the graph);
+    the flat ``u·n + v`` position of each edge."""
+    g = np.asarray(graph.edges, dtype=np.int64).reshape(-1, 2)
+    n, m = graph.num_nodes, len(g)
+    table = np.full((n, n), m, dtype=np.int64)
+    table[g[:, 0], g[:, 1]] = np.arange(m)
+    table[g[:, 1], g[:, 0]] = np.arange(m)
+    return g[:, 0], g[:, 1], table.reshape(-1), g[:, 0] * n + g[:, 1]
+
+
+def _label_dtype(xp: Any, num_nodes: int) -> Any:
+    return xp.int8 if num_nodes <= 127 else xp.int16 if num_nodes <= 32767 else xp.int32
+
+
+def replay_unions(choices: Any, graph: ForestGraph, xp: Any, *, masks: bool = False) -> Any:
+    """Replay the unions of Kruskal traces: the component labels before every step,
+    ``(*lead, T, n)`` (step ``t`` relabels the second endpoint's component with the
+    first's); with ``masks``, instead the boolean node masks of the two components
+    merged at each step, ``(*lead, T, n)`` each. ``T`` vectorised steps (a static loop)."""
+    n = graph.num_nodes
+    u, v, _, _ = _graph_tables(graph)
+    lead, t_steps = tuple(choices.shape[:-1]), choices.shape[-1]
+    itype = index_dtype(xp)
+    dev = device(choices)
+    flat = xp.reshape(xp.astype(choices, itype), (-1,))
+    rows = math.prod(lead)
+    # flat positions of each step's endpoints in the (rows·n) labels, step-major
+    start = xp.reshape(xp.arange(0, rows * n, n, dtype=itype, device=dev), (rows, 1))
+    uc = xp.reshape(xp.take(xp.asarray(u, dtype=itype, device=dev), flat, axis=0), (rows, t_steps)) + start
+    vc = xp.reshape(xp.take(xp.asarray(v, dtype=itype, device=dev), flat, axis=0), (rows, t_steps)) + start
+    uc, vc = xp.matrix_transpose(uc), xp.matrix_transpose(vc)
+    comp = xp.broadcast_to(xp.arange(n, dtype=_label_dtype(xp, n), device=dev), (*lead, n))
+    labels, side_a, side_b = [], [], []
+    for t in range(t_steps):
+        cf = xp.reshape(comp, (-1,))
+        cu = xp.reshape(xp.take(cf, uc[t, ...], axis=0), (*lead, 1))
+        cv = xp.reshape(xp.take(cf, vc[t, ...], axis=0), (*lead, 1))
+        in_b = comp == cv
+        if not masks:
+            labels.append(comp)
+        else:
+            side_a.append(comp == cu)
+            side_b.append(in_b)
+        # relabel B with A's label (arithmetic: a broadcast where is ~5x slower on NumPy)
+        comp = comp + xp.astype(in_b, comp.dtype) * (cu - cv)
+    # stacked step-major (a contiguous copy), then viewed as (*lead, T, n)
+    n_axes = len(lead) + 2
+    axes = (*range(1, n_axes - 1), 0, n_axes - 1)
+    if not masks:
+        return xp.permute_dims(xp.stack(labels, axis=0), axes)
+    return xp.permute_dims(xp.stack(side_a, axis=0), axes), xp.permute_dims(xp.stack(side_b, axis=0), axes)
+
+
+class ForestSets:
+    """The active sets of a Kruskal trace, held compactly.
+
+    The union of each step is a function of the choices alone, so the trace's choices
+    determine every active set: ``A_t`` = the edges whose endpoints lie in different
+    components before step ``t`` (replayed by :func:`replay_unions`). ``record``
+    (``(*lead, m)`` small integers) is the 0/1 indicator of the chosen edges. The dense
+    ``(*lead, T, m)`` mask is derived only when asked for.
+    """
+
+    __slots__ = ("choices", "graph", "record")
+
+    def __init__(self, graph: ForestGraph, record: Any, choices: Any) -> None:
+        self.graph = graph
+        self.record = record
+        self.choices = choices
+
+    @property
+    def num_edges(self) -> int:
+        return len(self.graph.edges)
+
+    def labels(self, xp: Any) -> Any:
+        """Component label of every node before each step, ``(*lead, T, n)``."""
+        return replay_unions(self.choices, self.graph, xp)
+
+    def chosen(self, xp: Any) -> Any:
+        return self.record > 0
+
+    def dense(self, xp: Any) -> Any:
+        u, v, _, _ = _graph_tables(self.graph)
+        labels = self.labels(xp)
+        itype = index_dtype(xp)
+        dev = device(labels)
+        cu = xp.take(labels, xp.asarray(u, dtype=itype, device=dev), axis=-1)
+        cv = xp.take(labels, xp.asarray(v, dtype=itype, device=dev), axis=-1)
+        return cu != cv
+
+    def __getitem__(self, index: Any) -> ForestSets:
+        return ForestSets(self.graph, self.record[index], self.choices[index])
+
+
 class Trace:
     """The execution record of a recursive argmin algorithm (see the module docstring).
+
+    ``Trace(choices, active, exponentials, parent=None, structure="")``; immutable.
 
     Attributes
     ----------
     choices : array of int, shape ``(*lead, T)``
         The argmin taken at each step (an index into the last axis of θ, flattened).
     active : array of bool, shape ``(*lead, T, m)``
-        The active set of each step.
+        The active set of each step. Spanning-tree traces hold their active sets
+        compactly (``forest``, component labels per step) and build this dense mask
+        only when the attribute is read.
     exponentials : array, shape ``(*lead, m)``
         The exponentials the algorithm ran on.
     parent : array of int, shape ``(*lead, T)``, or None
@@ -97,13 +207,47 @@ class Trace:
         below (``-1`` for the root), as in recursive partitions.
     structure : str
         Which algorithm produced it (``"top_k"``, ``"spanning_tree"``, ...).
+    forest : ForestSets or None
+        The compact active sets of a Kruskal trace (``None`` for a dense trace).
     """
 
-    choices: Any
-    active: Any
-    exponentials: Any
-    parent: Any = None
-    structure: str = ""
+    __slots__ = ("_active", "choices", "exponentials", "forest", "parent", "structure")
+
+    def __init__(
+        self,
+        choices: Any,
+        active: Any = None,
+        exponentials: Any = None,
+        parent: Any = None,
+        structure: str = "",
+        *,
+        forest: ForestSets | None = None,
+    ) -> None:
+        if active is None and forest is None:
+            raise TypeError("Trace needs its active sets: active (dense) or forest (compact)")
+        for name, value in (
+            ("choices", choices),
+            ("_active", active),
+            ("exponentials", exponentials),
+            ("parent", parent),
+            ("structure", structure),
+            ("forest", forest),
+        ):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"Trace is immutable (cannot set {name!r})")
+
+    def __repr__(self) -> str:
+        return f"Trace(structure={self.structure!r}, shape={self.shape}, num_steps={self.num_steps})"
+
+    @property
+    def active(self) -> Any:
+        """The ``(*lead, T, m)`` boolean active sets (built on first access for compact traces)."""
+        if self._active is None:
+            xp = array_namespace(self.forest.record)
+            object.__setattr__(self, "_active", self.forest.dense(xp))
+        return self._active
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -118,7 +262,9 @@ class Trace:
     @property
     def size(self) -> int:
         """``m``, the number of exponentials of one instance."""
-        return int(self.active.shape[-1])
+        if self._active is None:
+            return self.forest.num_edges
+        return int(self._active.shape[-1])
 
     def __getitem__(self, index: Any) -> Trace:
         """Index the leading axes (``trace[k]`` is the k-th sample)."""
@@ -126,10 +272,11 @@ class Trace:
             index = (index,)
         return Trace(
             self.choices[index],
-            self.active[index],
+            None if self._active is None else self._active[index],
             self.exponentials[index],
             None if self.parent is None else self.parent[index],
             self.structure,
+            forest=None if self.forest is None else self.forest[index],
         )
 
 
@@ -245,20 +392,143 @@ def _log_prob_and_score(theta: Any, choices: Any, active: Any, xp: Any) -> tuple
     return value, grad
 
 
+def _wide(xp: Any, dtype: Any) -> Any:
+    """float64 when the namespace has it (JAX without x64 has not), else ``dtype``."""
+    return xp.float64 if index_dtype(xp) == xp.int64 else dtype
+
+
+def _pick_last(x: Any, idx: Any, xp: Any) -> Any:
+    """``x[..., idx[...]]`` (one entry of the last axis per row) by a flat ``take``,
+    ``idx.shape == x.shape[:-1]``; cheaper than ``take_along_axis`` on NumPy."""
+    n = x.shape[-1]
+    rows = math.prod(idx.shape)
+    itype = index_dtype(xp)
+    start = xp.arange(0, rows * n, n, dtype=itype, device=device(x))
+    flat = xp.take(xp.reshape(x, (-1,)), start + xp.reshape(xp.astype(idx, itype), (-1,)), axis=0)
+    return xp.reshape(flat, idx.shape)
+
+
+def _forest_parts(record: Any, choices: Any, graph: ForestGraph, dtype: Any, xp: Any) -> tuple[Any, Any, Any]:
+    """Node masks of the two components merged at each step, ``(*lead, T, n)`` each
+    (the first boolean, the second in ``dtype``), and the chosen-edge indicator
+    ``(*lead, m)``."""
+    m_a, m_b = replay_unions(choices, graph, xp, masks=True)
+    return m_a, xp.astype(m_b, dtype), xp.astype(record > 0, dtype)
+
+
+def _forest_total(lam: Any, m_a: Any, m_b: Any, graph: ForestGraph, xp: Any) -> Any:
+    """``Σ_{e ∈ A_t} λ_e`` for every step, ``(*lead, T)``, without the dense masks.
+
+    The edges leaving the active set at step ``t`` are those between the two merged
+    components, ``B_t = m_a^T Λ m_b`` (``Λ`` the node-pair matrix of λ); every active
+    edge leaves at a later or the same step, so ``Σ_{A_t} λ = Σ_{s ≥ t} B_s``, a sum
+    of non-negative terms (no cancellation)."""
+    n = graph.num_nodes
+    _, _, table, _ = _graph_tables(graph)
+    dev = device(lam)
+    ext = xp.concat([lam, xp.zeros((*lam.shape[:-1], 1), dtype=lam.dtype, device=dev)], axis=-1)
+    pair = xp.take(ext, xp.asarray(table, dtype=index_dtype(xp), device=dev), axis=-1)
+    pair = xp.reshape(pair, (*lam.shape[:-1], n, n))
+    if pair.ndim == 2:  # one θ for every sample: one matrix product
+        flow = xp.reshape(xp.matmul(xp.reshape(m_b, (-1, n)), pair), m_b.shape)
+    else:
+        flow = xp.matmul(m_b, pair)
+    leave = xp.vecdot(xp.astype(m_a, flow.dtype), flow, axis=-1)  # not where + sum: a short axis
+    return xp.flip(xp.cumulative_sum(xp.flip(leave, axis=-1), axis=-1), axis=-1)
+
+
+def _forest_spread(r: Any, m_a: Any, m_b: Any, graph: ForestGraph, xp: Any) -> Any:
+    """``Σ_{t: e ∈ A_t} r_t`` for every edge, ``(*lead, m)``: an edge between the
+    components merged at step ``s`` is active at steps ``0..s``, so it gathers the
+    cumulative sum of ``r`` up to ``s``."""
+    n = graph.num_nodes
+    _, _, _, pos = _graph_tables(graph)
+    rc = xp.cumulative_sum(r, axis=-1)
+    k = xp.matmul(xp.matrix_transpose(xp.where(m_a, rc[..., None], 0.0)), m_b)
+    k = k + xp.matrix_transpose(k)
+    k = xp.reshape(k, (*k.shape[:-2], n * n))
+    return xp.take(k, xp.asarray(pos, dtype=index_dtype(xp), device=device(k)), axis=-1)
+
+
+def _forest_rows(
+    theta: Any, choices: Any, record: Any, m_a: Any, m_b: Any, graph: ForestGraph, xp: Any, grad: bool
+) -> tuple[Any, Any]:
+    dtype = theta.dtype
+    wide = _wide(xp, dtype)
+    th = xp.astype(theta, wide)
+    top = xp.max(th, axis=-1, keepdims=True)
+    lam = xp.exp(th - top)
+    m_b = xp.astype(m_b, wide)
+    z = _forest_total(lam, m_a, m_b, graph, xp)
+    lead = tuple(choices.shape[:-1])
+    thb = xp.broadcast_to(th, (*lead, th.shape[-1]))
+    picked = xp.take_along_axis(thb, xp.astype(choices, index_dtype(xp)), axis=-1)
+    value = xp.astype(xp.sum(picked - top, axis=-1) - xp.sum(xp.log(z), axis=-1), dtype)
+    if not grad:
+        return value, value
+    g = xp.astype(record > 0, wide) - lam * _forest_spread(1.0 / z, m_a, m_b, graph, xp)
+    return value, xp.astype(g, dtype)
+
+
+#: rows of a compact Kruskal trace per chunk: the ``(rows, T, n)`` temporaries stay
+#: small (large fresh temporaries cost page faults on NumPy); a static loop
+_FOREST_ROWS = 1024
+
+
+def _forest_law(theta: Any, choices: Any, record: Any, graph: ForestGraph, xp: Any, *, grad: bool) -> tuple[Any, Any]:
+    """``log p(T)`` (``lead``) and, with ``grad``, its gradient ``(*lead, m)``, of a Kruskal trace.
+
+    Shifted by the largest score (``λ̂ = e^{θ - max θ}``) and computed in float64 when
+    the namespace has it: a step's sum underflows only when its chosen score lies
+    ~700 below the largest score."""
+    lead = tuple(choices.shape[:-1])
+    total = math.prod(lead)
+    m_a, m_b = replay_unions(choices, graph, xp, masks=True)  # boolean: small
+    if total <= _FOREST_ROWS or len(lead) == 0:
+        value, g = _forest_rows(theta, choices, record, m_a, m_b, graph, xp, grad)
+        return value, (g if grad else None)
+    m = theta.shape[-1]
+    # one shared θ stays shared (one matrix product per chunk); a batched θ is
+    # broadcast to the trace's rows
+    th = theta if theta.ndim == 1 else xp.reshape(xp.broadcast_to(theta, (*lead, m)), (total, m))
+    ch = xp.reshape(choices, (total, choices.shape[-1]))
+    rec = xp.reshape(record, (total, record.shape[-1]))
+    steps = (total, *m_a.shape[-2:])
+    m_a, m_b = xp.reshape(m_a, steps), xp.reshape(m_b, steps)
+    parts = []
+    for i in range(0, total, _FOREST_ROWS):
+        rows = slice(i, i + _FOREST_ROWS)
+        th_rows = th if th.ndim == 1 else th[rows, ...]
+        parts.append(
+            _forest_rows(th_rows, ch[rows, ...], rec[rows, ...], m_a[rows, ...], m_b[rows, ...], graph, xp, grad)
+        )
+    value = xp.reshape(xp.concat([p[0] for p in parts], axis=0), lead)
+    if not grad:
+        return value, None
+    return value, xp.reshape(xp.concat([p[1] for p in parts], axis=0), (*lead, m))
+
+
 @dataclass(frozen=True)
 class LogProbOp(Op):
-    """``log p(T; θ)`` of a trace; inputs ``(theta, choices, active)``."""
+    """``log p(T; θ)`` of a trace; inputs ``(theta, choices, active)``, or
+    ``(theta, choices, forest record)`` when ``graph`` is set (a compact Kruskal trace)."""
 
     name: ClassVar[str] = "structured.log_prob"
     nondiff: ClassVar[tuple[int, ...]] = (1, 2)
+    graph: ForestGraph | None = None
 
     def forward(self, theta: Any, choices: Any, active: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
         # the score is recomputed in the backward pass: the forward alone stays cheap
+        if self.graph is not None:
+            return _forest_law(theta, choices, active, self.graph, xp, grad=False)[0], (theta, choices, active)
         return _log_prob_value(theta, choices, active, xp), (theta, choices, active)
 
     def vjp(self, residuals: tuple[Any, ...], g: Any, *, xp: Any) -> tuple[Any | None, ...]:
         theta, choices, active = residuals
-        grad = _log_prob_and_score(theta, choices, active, xp)[1]
+        if self.graph is not None:
+            grad = _forest_law(theta, choices, active, self.graph, xp, grad=True)[1]
+        else:
+            grad = _log_prob_and_score(theta, choices, active, xp)[1]
         return (_sum_to(g[..., None] * grad, tuple(theta.shape), xp), None, None)
 
 
@@ -305,6 +575,8 @@ def log_prob(trace: Any, theta: Any, /, *, check_finite: bool = True) -> Bound:
     trace = _check_trace(trace)
     check_finite = check_flag(check_finite, name="check_finite")
     theta, _, out_dtype = _check_theta_for(trace, theta, check_finite=check_finite)
+    if trace._active is None:  # a compact Kruskal trace: no dense masks
+        return Bound(LogProbOp(trace.forest.graph), (theta, trace.choices, trace.forest.record), out_dtype)
     return Bound(LogProbOp(), (theta, trace.choices, trace.active), out_dtype)
 
 
@@ -343,6 +615,8 @@ def score(trace: Any, theta: Any, *, check_finite: bool = True) -> Any:
     """
     trace = _check_trace(trace)
     theta, xp, _ = _check_theta_for(trace, theta, check_finite=check_finite)
+    if trace._active is None:
+        return _forest_law(theta, trace.choices, trace.forest.record, trace.forest.graph, xp, grad=True)[1]
     return _log_prob_and_score(theta, trace.choices, trace.active, xp)[1]
 
 
@@ -530,6 +804,18 @@ def conditional_sample(trace: Any, theta: Any, *, rng: Any = None, noise: Any = 
     lead, t_steps, m = trace.shape, trace.num_steps, trace.size
     z = bind_noise(theta, rng, noise, law=EXPONENTIAL, event_shape=(*lead, t_steps + m))
     v, u = z[..., :t_steps], z[..., t_steps:]
+    if trace._active is None:  # compact Kruskal trace: the same sums without dense masks
+        graph, record = trace.forest.graph, trace.forest.record
+        wide = _wide(xp, theta.dtype)
+        th = xp.astype(theta, wide)
+        top = xp.max(th, axis=-1, keepdims=True)
+        m_a, m_b, chosen = _forest_parts(record, trace.choices, graph, wide, xp)
+        rate = _forest_total(xp.exp(th - top), m_a, m_b, graph, xp)  # Λ_t e^{-max θ}
+        w = xp.astype(v, wide) * xp.exp(-top) / rate
+        base = _forest_spread(w, m_a, m_b, graph, xp)
+        lam = xp.broadcast_to(xp.exp(theta), (*lead, m))
+        base = xp.astype(base, theta.dtype)
+        return xp.where(chosen > 0, base, base + u / lam)
     lam = xp.broadcast_to(xp.exp(theta), (*lead, m))
     active = trace.active
     rate = xp.sum(xp.where(active, lam[..., None, :], 0.0), axis=-1)

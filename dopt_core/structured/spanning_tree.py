@@ -21,10 +21,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .._lib._checks import check_flag, check_int, check_scores
-from .._lib._compat import device, index_dtype
+from .._lib._compat import index_dtype
 from ..backend import apply_op, backend_for, host_call
 from ..op import Op, ZeroGradient
-from ._trace import Trace, conditional_sample, exponentials, log_prob, log_prob_exponentials, score
+from ._trace import ForestGraph, ForestSets, Trace, replay_unions, conditional_sample, exponentials, log_prob, log_prob_exponentials, score
 
 __all__ = [
     "conditional_sample",
@@ -66,65 +66,136 @@ def _check_graph(edges: Any, num_nodes: Any) -> tuple[np.ndarray, int]:
     pairs = np.sort(e, axis=1)
     if len(np.unique(pairs, axis=0)) != len(pairs):
         raise ValueError("edges must not repeat a node pair (undirected)")
-    comp = _kruskal(np.zeros((1, len(e))), e, num_nodes, partial=True)
-    if comp is not None:
+    comp = _components(e, num_nodes)
+    if comp > 1:
         raise ValueError(
             f"edges: the graph is disconnected ({comp} connected components), so it has no spanning tree"
         )
     return e, num_nodes
 
 
-def _kruskal(e: np.ndarray, edges: np.ndarray, num_nodes: int, *, partial: bool = False) -> Any:
+def _components(edges: np.ndarray, num_nodes: int) -> int:
+    """Number of connected components (a plain union-find with path halving)."""
+    parent = list(range(num_nodes))
+
+    def find(a: int) -> int:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    count = num_nodes
+    for a, b in edges.tolist():
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[ra] = rb
+            count -= 1
+    return count
+
+
+def _label_dtype(num_nodes: int) -> Any:
+    return np.int8 if num_nodes <= 127 else np.int16 if num_nodes <= 32767 else np.int32
+
+
+def _sweep(e: np.ndarray, order: np.ndarray, u: np.ndarray, v: np.ndarray, n: int) -> tuple[Any, Any, Any]:
+    """The union-find sweep of Kruskal over the sorted positions ``order`` of every row.
+
+    Returns the choices ``(S, T)``, the number of steps done per row, and which rows
+    met a tie among the positions they swept (or between their last swept position
+    and the next), where the unstable order may differ from the stable one.
+    """
+    s_count, m = e.shape
+    t_steps = n - 1
+    ef = e.reshape(-1)
+    block = 32  # the order is transposed in blocks of positions, when the sweep needs them
+    comp = np.broadcast_to(np.arange(n, dtype=_label_dtype(n)), (s_count, n)).copy()
+    flat = comp.reshape(-1)  # a view: the union-find's labels, gathered flat
+    choices = np.zeros((s_count, t_steps), dtype=np.int64)
+    cflat = choices.reshape(-1)  # a view, scattered flat
+    step = np.zeros(s_count, dtype=np.int64)
+    tied = np.zeros(s_count, dtype=bool)
+    live = np.arange(s_count)  # rows whose tree is not complete yet
+    base, mbase = live * n, live * m
+    prev = np.full(s_count, np.nan, dtype=e.dtype)  # each live row's previous value
+    # NaN (check_finite=False) counts as a tie: its rows are swept in the stable order
+    tied[np.isnan(e).any(axis=1)] = True
+    for p in range(m):
+        if p % block == 0:
+            order_t = np.ascontiguousarray(order[:, p : p + block].T)
+        k = order_t[p % block][live]
+        ev = ef[mbase + k]
+        same = ev == prev
+        if same.any():
+            tied[live[same]] = True
+        prev = ev
+        cu = flat[base + u[k]]
+        cv = flat[base + v[k]]
+        acc = cu != cv
+        r = live[acc]
+        if r.size == 0:
+            continue
+        st = step[r]
+        cflat[r * t_steps + st] = k[acc]
+        sub = comp[r]
+        cva = cv[acc, None]
+        comp[r] = sub + (sub == cva) * (cu[acc, None] - cva)  # not a (slow) broadcast where
+        step[r] = st + 1
+        if (st == t_steps - 1).any():
+            keep = step[live] < t_steps
+            if p + 1 < m:  # a finished row still ties with its next position
+                done = live[~keep]
+                nxt = ef[done * m + order[done, p + 1]]
+                tied[done[nxt == prev[~keep]]] = True
+            live, base, mbase, prev = live[keep], base[keep], mbase[keep], prev[keep]
+            if live.size == 0:
+                break
+    return choices, step, tied
+
+
+def _kruskal(e: np.ndarray, edges: np.ndarray, num_nodes: int, *, partial: bool = False, labels: bool = True) -> Any:
     """Kruskal on every row of ``e`` (shape ``(S, m)``) at once.
 
     Returns ``(choices (S, T), comps (S, T, n))`` with ``comps[s, t]`` the component
-    labels before step ``t``; with ``partial=True`` the number of components when the
-    graph is disconnected (else None).
+    labels before step ``t`` (``None`` unless ``labels``); with ``partial=True`` the
+    number of components when the graph is disconnected (else None). The union-find
+    sweeps the sorted edge positions over the rows not done yet (position-major, so
+    that each sweep reads one contiguous row of the order); the labels are replayed
+    afterwards over all rows at once (:func:`replay_unions`, ``T`` vectorised steps).
     """
-    s_count, m = e.shape
-    t_steps = num_nodes - 1
-    order = np.argsort(e, axis=1, kind="stable")
-    comp = np.broadcast_to(np.arange(num_nodes), (s_count, num_nodes)).copy()
-    choices = np.zeros((s_count, t_steps), dtype=np.int64)
-    comps = np.zeros((s_count, t_steps, num_nodes), dtype=np.int32)
-    step = np.zeros(s_count, dtype=np.int64)
-    live = np.arange(s_count)  # rows whose tree is not complete yet
-    for p in range(m):
-        k = order[live, p]
-        cu = comp[live, edges[k, 0]]
-        cv = comp[live, edges[k, 1]]
-        acc = cu != cv
-        if not acc.any():
-            continue
-        r = live[acc]
-        st = step[r]
-        comps[r, st] = comp[r]
-        choices[r, st] = k[acc]
-        sub = comp[r]
-        comp[r] = np.where(sub == cv[acc, None], cu[acc, None], sub)
-        step[r] = st + 1
-        live = live[step[live] < t_steps]
-        if live.size == 0:
-            break
+    n = num_nodes
+    t_steps = n - 1
+    u, v = edges[:, 0], edges[:, 1]
+    # the fast (unstable) argsort; a row whose swept positions hold a tie (probability
+    # ~0 for continuous draws) is swept again in the stable (exponential, index) order
+    choices, step, tied = _sweep(e, np.argsort(e, axis=1), u, v, n)
+    if tied.any():
+        again = np.flatnonzero(tied)
+        sub = e[again]
+        ch2, st2, _ = _sweep(sub, np.argsort(sub, axis=1, kind="stable"), u, v, n)
+        choices[again], step[again] = ch2, st2
     if partial:
-        left = int(t_steps - step.min()) if s_count else 0
+        left = int(t_steps - step.min()) if len(step) else 0
         return None if left == 0 else left + 1
-    return choices, comps
+    if not labels:
+        return choices, None
+    return choices, replay_unions(choices, ForestGraph(tuple(map(tuple, edges.tolist())), n), np)
 
 
 def _kruskal_packed(e: np.ndarray, *, edges: np.ndarray, num_nodes: int) -> np.ndarray:
+    """``[choices | tree indicator]`` of every row, in ``e``'s dtype."""
     lead, m = e.shape[:-1], e.shape[-1]
-    choices, comps = _kruskal(e.reshape(-1, m), edges, num_nodes)
+    rows = int(np.prod(lead))
     t_steps = num_nodes - 1
-    y = np.zeros((len(choices), m))
-    np.put_along_axis(y, choices, 1.0, axis=1)
-    packed = np.concatenate([y, choices, comps.reshape(len(choices), -1)], axis=1)
-    return packed.reshape(*lead, m + t_steps * (1 + num_nodes)).astype(e.dtype)
+    choices, _ = _kruskal(e.reshape(rows, m), edges, num_nodes, labels=False)
+    packed = np.zeros((rows, t_steps + m), dtype=e.dtype)
+    packed[:, :t_steps] = choices
+    np.put_along_axis(packed[:, t_steps:], choices, 1.0, axis=1)
+    return packed.reshape(*lead, packed.shape[-1])
 
 
 @dataclass(frozen=True)
 class _KruskalOp(ZeroGradient, Op):
-    """The packed Kruskal record ``[y | choices | components]`` of each row of ``e``."""
+    """The packed Kruskal record ``[choices | y]`` of each row of ``e``."""
 
     name: ClassVar[str] = "structured.spanning_tree.kruskal"
     host: ClassVar[bool] = True
@@ -137,7 +208,7 @@ class _KruskalOp(ZeroGradient, Op):
         packed = host_call(
             lambda a: _kruskal_packed(a, edges=g, num_nodes=n),
             e,
-            shape=(*e.shape[:-1], m + (n - 1) * (1 + n)),
+            shape=(*e.shape[:-1], m + n - 1),
             dtype=e.dtype,
         )
         return packed, ()
@@ -182,22 +253,18 @@ def run(e: Any, edges: Any, num_nodes: int, *, check_finite: bool = True) -> tup
     m = g.shape[0]
     if e.shape[-1] != m:
         raise ValueError(f"e must have one entry per edge on its last axis ({m} edges), got shape {tuple(e.shape)}")
-    lead = tuple(e.shape[:-1])
     t_steps = num_nodes - 1
     # a zero-gradient Op: autodiff never enters the host callback (E may carry θ's tangents)
     packed = apply_op(_KruskalOp(tuple(map(tuple, g.tolist())), num_nodes), e)
     itype = index_dtype(xp)
-    y = packed[..., :m]
-    choices = xp.astype(packed[..., m : m + t_steps], itype)
-    # component labels are node indices: the narrowest integer type makes the gathers
-    # below (36 M entries for 10⁴ trees of K20) cheaper; astype copies (contiguous)
-    label = xp.int8 if num_nodes <= 127 else xp.int16 if num_nodes <= 32767 else xp.int32
-    comps = xp.reshape(xp.astype(packed[..., m + t_steps :], label), (*lead, t_steps, num_nodes))
-    dev = device(e)
-    cu = xp.take(comps, xp.asarray(g[:, 0], dtype=itype, device=dev), axis=-1)
-    cv = xp.take(comps, xp.asarray(g[:, 1], dtype=itype, device=dev), axis=-1)
-    active = cu != cv
-    return y, Trace(choices, active, e, None, "spanning_tree")
+    choices = xp.astype(packed[..., :t_steps], itype)
+    y = packed[..., packed.shape[-1] - m :]
+    # the active sets stay compact: the choices determine every union, hence every
+    # active set; the record is the tree indicator in the narrowest integer type.
+    # Trace.active builds the dense (*lead, T, m) mask only when read
+    record = xp.astype(y, xp.int8)
+    forest = ForestSets(ForestGraph(tuple(map(tuple, g.tolist())), num_nodes), record, choices)
+    return y, Trace(choices, None, e, None, "spanning_tree", forest=forest)
 
 
 def sample(
