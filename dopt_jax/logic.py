@@ -56,12 +56,14 @@ def logic_layer_apply(params: dict[str, Any], wiring: dict[str, np.ndarray], x: 
 
 
 def init_logic_conv2d(key: Any, in_channels: int, out_channels: int, kernel_size: int = 3, *, depth: int = 3,
-                      padding: int = 0, init: str = "normal", dtype: Any = jnp.float32
-                      ) -> tuple[dict[str, Any], dict[str, Any]]:
+                      padding: int = 0, init: str = "normal", dtype: Any = jnp.float32,
+                      channels: int | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(params, config)``: ``params = {"weights": [one (rows, 16) array per tree level]}``,
-    ``config`` the leaves (:func:`dopt_core.logic.conv_tree_leaves`), kernel size and padding."""
+    ``config`` the leaves (:func:`dopt_core.logic.conv_tree_leaves`; ``channels`` input
+    channels per tree, None for all), kernel size and padding."""
     keys = jax.random.split(key, depth + 1)
-    leaves = conv_tree_leaves(in_channels, out_channels, kernel_size=kernel_size, depth=depth, rng=_seed(keys[0]))
+    leaves = conv_tree_leaves(in_channels, out_channels, kernel_size=kernel_size, depth=depth, channels=channels,
+                              rng=_seed(keys[0]))
     weights = [_logits(keys[lv], out_channels * 2 ** (depth - lv), init, dtype) for lv in range(1, depth + 1)]
     return {"weights": weights}, {"leaves": leaves, "kernel_size": kernel_size, "padding": padding}
 

@@ -356,7 +356,8 @@ class LogicConv2d(torch.nn.Module):
     """Logic-tree convolution (:func:`dopt_core.logic.logic_conv2d`), soft in training
     mode and hard in eval mode. ``weights[l]`` holds the gate logits of tree level
     ``l+1``; the leaves (buffer ``leaves``) come from
-    :func:`dopt_core.logic.conv_tree_leaves`.
+    :func:`dopt_core.logic.conv_tree_leaves` (``channels``: input channels per tree,
+    e.g. 2 as in Petersen et al., NeurIPS 2024; None reads the whole receptive field).
 
     Example
     -------
@@ -367,12 +368,14 @@ class LogicConv2d(torch.nn.Module):
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, *, depth: int = 3,
-                 padding: int = 0, grad_factor: float = 1.0, init: str = "normal", seed: int | None = None) -> None:
+                 padding: int = 0, grad_factor: float = 1.0, init: str = "normal", seed: int | None = None,
+                 channels: int | None = None) -> None:
         super().__init__()
         import numpy as np  # lazy: nn.py has no other use for NumPy
 
         gen = np.random.default_rng(seed)
-        leaves = dc.logic.conv_tree_leaves(in_channels, out_channels, kernel_size=kernel_size, depth=depth, rng=gen)
+        leaves = dc.logic.conv_tree_leaves(in_channels, out_channels, kernel_size=kernel_size, depth=depth,
+                                           channels=channels, rng=gen)
         self.register_buffer("leaves", torch.from_numpy(leaves))
         self.weights = torch.nn.ParameterList(
             [torch.nn.Parameter(_logic_init(gen, out_channels * 2 ** (depth - lv), init)) for lv in range(1, depth + 1)]

@@ -32,7 +32,13 @@ __all__ = [
 
 
 def conv_tree_leaves(
-    in_channels: int, out_channels: int, *, kernel_size: int = 3, depth: int = 3, rng: Any = None
+    in_channels: int,
+    out_channels: int,
+    *,
+    kernel_size: int = 3,
+    depth: int = 3,
+    channels: int | None = None,
+    rng: Any = None,
 ) -> np.ndarray:
     r"""Random leaves of the logic-tree kernels: ``(channel, dy, dx)`` per leaf.
 
@@ -40,14 +46,19 @@ def conv_tree_leaves(
     ``2^depth - 1`` gates); each leaf reads a uniformly drawn channel and offset of the
     ``kernel_size × kernel_size`` receptive field, the two leaves of a first-level gate
     being distinct entries (Petersen et al., NeurIPS 2024, Sec. 3, draw the leaves at
-    random within the receptive field; their restriction to two input channels per tree
-    is not imposed here).
+    random within the receptive field). With ``channels = m`` every tree first draws
+    ``m`` distinct input channels and its leaves read only those, a field of
+    ``m · k²`` entries instead of ``C · k²`` (the paper restricts each tree to two input
+    channels, ``channels=2``).
 
     Parameters
     ----------
     in_channels, out_channels : int ≥ 1
     kernel_size : int ≥ 1
     depth : int ≥ 1
+    channels : int ≥ 1 or None
+        Input channels per tree (at most ``in_channels``); None: the whole receptive
+        field (the default).
     rng : numpy.random.Generator, int or None
 
     Returns
@@ -59,21 +70,30 @@ def conv_tree_leaves(
     >>> from dopt_core.logic import conv_tree_leaves
     >>> conv_tree_leaves(2, 4, kernel_size=3, depth=2, rng=0).shape
     (4, 4, 3)
+    >>> leaves = conv_tree_leaves(8, 5, kernel_size=3, depth=3, channels=2, rng=0)
+    >>> [len(set(tree[:, 0])) <= 2 for tree in leaves]
+    [True, True, True, True, True]
     """
     in_channels = check_int(in_channels, name="in_channels", low=1)
     out_channels = check_int(out_channels, name="out_channels", low=1)
     kernel_size = check_int(kernel_size, name="kernel_size", low=1)
     depth = check_int(depth, name="depth", low=1, high=12)
-    field = in_channels * kernel_size * kernel_size
+    if channels is not None:
+        channels = check_int(channels, name="channels", low=1, high=in_channels)
+    kk = kernel_size * kernel_size
+    field = (in_channels if channels is None else channels) * kk
     if field < 2:
-        raise ValueError("the receptive field in_channels*kernel_size**2 must hold at least 2 entries")
+        raise ValueError("the receptive field (channels per tree)*kernel_size**2 must hold at least 2 entries")
     gen = numpy_generator(rng)
     n_leaves = 2**depth
     flat = np.empty((out_channels, n_leaves), dtype=np.int64)
     for c in range(out_channels):
+        # the tree's channels: all of them, or `channels` distinct ones drawn for this tree
+        chans = np.arange(in_channels) if channels is None else np.sort(gen.choice(in_channels, channels, replace=False))
         for g in range(n_leaves // 2):
-            flat[c, 2 * g : 2 * g + 2] = gen.choice(field, size=2, replace=False)
-    ch, rest = np.divmod(flat, kernel_size * kernel_size)
+            pick = gen.choice(field, size=2, replace=False)
+            flat[c, 2 * g : 2 * g + 2] = chans[pick // kk] * kk + pick % kk
+    ch, rest = np.divmod(flat, kk)
     dy, dx = np.divmod(rest, kernel_size)
     return np.stack([ch, dy, dx], axis=-1)
 
