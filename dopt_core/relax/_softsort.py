@@ -167,8 +167,23 @@ class SoftSortOp(Op):
 
     def vjp(self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any) -> tuple[Any | None, ...]:
         # the output is in sorted order: entry i gets its block's cotangent sum, weighted
+        idx, weights = residuals  # idx: sort order, block first, block last
+        return (weights * _block_sums(cotangent, idx[..., 1:3, :], xp=xp),)
+
+    def jvp(self, residuals: tuple[Any, ...], tangents: tuple[Any | None, ...], *, xp: Any) -> Any:
+        # the VJP is Jᵀ g = w ⊙ M g (M: same-block indicator from sorted slots to entries),
+        # so J u = Mᵀ(w ⊙ u): in sorted slot j, the sum of w ⊙ u over the entries of j's
+        # block; the sort order gathers w ⊙ u and the block bounds into sorted order
+        (u,) = tangents
+        if u is None:
+            return None
         idx, weights = residuals
-        return (weights * _block_sums(cotangent, idx[..., 0:2, :], xp=xp),)
+        order = idx[..., 0, :]  # flat position of the entry in each sorted slot
+        vs = xp.reshape(weights * u, (-1,))[order]
+        ends = xp.stack(
+            [xp.reshape(idx[..., r, :], (-1,))[order] for r in (1, 2)], axis=-2
+        )  # block first/last of each sorted slot
+        return _block_sums(vs, ends, xp=xp)
 
 
 def _validate(
