@@ -324,6 +324,10 @@ class NetworkPermutationOp(Op):
             g = _values_backward_step(g, li, alpha[li], dalpha[li], delta[li], g_alpha, idx, xp=xp)
         return (g,)
 
+    #: the residuals (α, Δ, the saved matrices) are array operations of x, and the JVP
+    #: and both VJPs array operations of the residuals
+    second_order: ClassVar[bool] = True
+
     def jvp(self, residuals: tuple[Any, ...], tangents: tuple[Any | None, ...], *, xp: Any) -> Any:
         # layer by layer on both paths (the bitonic merge matrices are products of the
         # same layers): Q ← Q + c ⊙ (Q[p] - Q) gives dQ ← dQ + c ⊙ (dQ[p] - dQ) + dc ⊙ (Q[p] - Q),
@@ -395,6 +399,8 @@ class SoftTopKOp(Op):
                 g, li, alpha[li], dalpha[li], delta[li], g_alpha[li], idx, xp=xp
             )
         return (g,)
+
+    second_order: ClassVar[bool] = True  # as NetworkPermutationOp
 
     def jvp(self, residuals: tuple[Any, ...], tangents: tuple[Any | None, ...], *, xp: Any) -> Any:
         # Y_{l-1} = T_l(α_l) Y_l with T the transposed layer (affine in α through compare_t):
