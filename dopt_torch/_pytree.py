@@ -147,6 +147,10 @@ class _TreeFunction(OpFunction):
 
 def _wrap(factory: Any, kind: str, solver: Any, options: dict[str, Any]) -> OpFunction:
     core = factory(solver, **options)
+    if torch.compiler.is_compiling():
+        # dynamo cannot trace the __class__ swap below: built inside a compiled region,
+        # the function takes tensors only (build it outside for pytrees under compile)
+        return core
     out = copy.copy(core)
     out.__class__ = _TreeFunction
     out._factory, out._kind = factory, kind
