@@ -6,7 +6,10 @@ through the one relaxed comparator of :mod:`dopt_core.relax._comparator`. The
 permutation matrix is built without a dense n×n layer matrix: for odd-even by row
 gathers (O(n²) per layer); for bitonic one merge matrix and one batched matrix product
 per merge block (:mod:`dopt_core.relax._bitonic_merge`). The explicit VJPs run the
-layers (or blocks) backwards with the same maps.
+layers (or blocks) backwards with the same maps; the JVPs run the layers forwards,
+carrying ``dα = α'(Δ) dΔ`` from the values network into the matrix (the bitonic
+permutation's JVP too goes layer by layer: the merge matrices are products of the same
+layers). Residuals, JVPs and VJPs are array operations of the input: second order.
 """
 
 from __future__ import annotations

@@ -26,7 +26,9 @@ solved exactly by pool-adjacent-violators (PAV) in O(n): on each pooled block
 :math:`v` is block-diagonal — :math:`\frac1{|B|}\mathbf 1\mathbf 1^\top` (L2),
 :math:`\mathbf 1\,\operatorname{softmax}(\cdot_B)^\top` (KL) — so the VJPs are block sums:
 a cumulative sum and two gathers (plus one into sorted order for soft rank), array-API
-code on the arrays' device. The forward runs on the host in one
+code on the arrays' device. The JVPs (forward mode) are the transposed block sums, the
+same cumulative sum and gathers; soft sort's gathers ``w ⊙ u`` and the block bounds into
+sorted order through the sort order, which the host returns for both ops. The forward runs on the host in one
 :func:`dopt_core.backend.host_call` (one transfer each way): a stable sort, PAV (SciPy's
 ``isotonic_regression`` for L2, on chunks of rows chained with separating offsets so
 that a whole batch costs a few calls; a pure-Python PAV for KL, O(n) per row but slow
