@@ -24,6 +24,7 @@ from . import nn
 from ._autograd import AutogradOp
 from ._autograd import apply_op
 from ._backend import TorchBackend
+from ._pytree import fenchel_young_loss, perturbed, perturbed_max  # noqa: E402, F401, F811 - pytree-aware (names in the core's __all__)
 
 register_backend(TorchBackend())
 # The core's static index tables (sorting networks) are constants to torch.compile: it

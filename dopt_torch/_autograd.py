@@ -182,6 +182,13 @@ class AutogradOpJvp(AutogradOp):
     """:class:`AutogradOp` with forward mode: the ``jvp`` staticmethod runs ``op.jvp``."""
 
     @staticmethod
+    def forward(op: Any, *inputs: Any) -> Any:  # type: ignore[override]
+        y, residuals = AutogradOp.forward(op, *inputs)
+        # forward AD asserts on an output that is a view (a slice of a padded array, as
+        # the bitonic permutation matrix): hand back a copy of its own
+        return (y.clone() if y._base is not None else y), residuals
+
+    @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
         AutogradOp.setup_context(ctx, inputs, output)
         ctx.save_for_forward(*output[1])

@@ -33,6 +33,13 @@ FUNCTIONS = {
     "network_sort": functools.partial(R.network_sort, network="bitonic", steepness=3.0),
     "soft_rank_l2": functools.partial(R.soft_rank, regularization_strength=0.7),
     "soft_rank_kl": functools.partial(R.soft_rank, regularization_strength=0.7, regularization="kl", descending=True),
+    "soft_sort_l2": functools.partial(R.soft_sort, regularization_strength=0.4),
+    "soft_sort_kl": functools.partial(R.soft_sort, regularization_strength=0.6, regularization="kl", descending=True),
+    "network_permutation": functools.partial(R.network_permutation, steepness=3.0),
+    "network_permutation_bitonic": functools.partial(
+        R.network_permutation, network="bitonic", sigmoid="optimal", steepness=3.0
+    ),
+    "soft_top_k": functools.partial(R.soft_top_k, k=2, steepness=3.0),
     "perturbed": functools.partial(dc.perturbed(S.argmax, sigma=0.5, num_samples=6), noise=_NOISE),
     "perturbed_cv": functools.partial(
         dc.perturbed(functools.partial(S.top_k, k=2), sigma=0.5, num_samples=6, control_variate=True),
@@ -110,18 +117,23 @@ def test_value_and_jvp_and_the_error_naming_the_op() -> None:
     np.testing.assert_allclose(y, R.softmax(theta, tau=0.7))
     assert has_jvp(R.softmax.bind(theta).op) and not has_jvp(S.sort.bind(theta).op)
     assert has_jvp(S.argmax.bind(theta).op)  # piecewise constant: the zero JVP
-    with pytest.raises(NotImplementedError, match="soft_sort: this dopt op has no forward-mode"):
-        value_and_jvp(R.soft_sort, theta)
+    with pytest.raises(NotImplementedError, match="neural_sort: this dopt op has no forward-mode"):
+        value_and_jvp(R.neural_sort, theta)
     assert forward_mode_error(S.sort.bind(theta).op).startswith("sort: ")
 
 
 # ---------------------------------------------------------------------------------
 # JAX
 # ---------------------------------------------------------------------------------
-PLUGIN_CASES = ["softmax", "perturbed", "perturbed_max"]
+# JAX: soft_rank keeps its explicit VJP there (no forward mode), see below
+PLUGIN_CASES = ["softmax", "perturbed", "perturbed_max", "soft_sort_kl"]
+# torch also: soft rank, and an op whose output is a view (a slice of the padded bitonic
+# matrix)
+TORCH_CASES = [*PLUGIN_CASES, "soft_rank_kl", "network_permutation_bitonic"]
 
 
-def test_jax_keeps_soft_ranks_exact_vjp_and_refuses_forward_mode() -> None:
+@pytest.mark.parametrize("name", ["soft_rank"])
+def test_jax_keeps_soft_ranks_exact_vjp_and_refuses_forward_mode(name: str) -> None:
     """JAX would derive soft_rank's reverse mode by transposing its JVP, which loses the
     VJP's exact zeros as the strength → 0 (Op.jvp_transposes_exactly): it keeps the
     explicit VJP, and forward mode names the op."""
@@ -130,12 +142,13 @@ def test_jax_keeps_soft_ranks_exact_vjp_and_refuses_forward_mode() -> None:
     import dopt_jax as dj
 
     x = jnp.asarray(_theta())
-    f = functools.partial(dj.relax.soft_rank, regularization_strength=1e-30)
+    f = functools.partial(getattr(dj.relax, name), regularization_strength=1e-30)
     g = jnp.asarray(np.random.default_rng(7).normal(size=x.shape).astype(x.dtype))
     grad = np.asarray(jax.vjp(f, x)[1](g)[0])
-    ref = dc.value_and_vjp(dc.relax.soft_rank, np.asarray(x), regularization_strength=1e-30)[1](np.asarray(g))
+    core = getattr(dc.relax, name)
+    ref = dc.value_and_vjp(core, np.asarray(x), regularization_strength=1e-30)[1](np.asarray(g))
     np.testing.assert_array_equal(grad, ref)
-    with pytest.raises(TypeError, match="soft_rank"):
+    with pytest.raises(TypeError, match=name):
         jax.jvp(f, (x,), (g,))
 
 
@@ -177,8 +190,8 @@ def test_jax_vmap_of_jvp_and_the_error_for_ops_without_one() -> None:
     soft = functools.partial(dj.relax.softmax, tau=0.7)
     batched = jax.vmap(lambda a, b: jax.jvp(soft, (a,), (b,))[1])(x, u)
     np.testing.assert_allclose(np.asarray(batched), _jvp_of("softmax", np.asarray(x), np.asarray(u)), atol=1e-6)
-    with pytest.raises(TypeError, match="soft_sort: this dopt op has no forward-mode"):
-        jax.jacfwd(dj.relax.soft_sort)(x)
+    with pytest.raises(TypeError, match="neural_sort: this dopt op has no forward-mode"):
+        jax.jacfwd(dj.relax.neural_sort)(x)
     with pytest.raises(TypeError, match="sort: this dopt op has no forward-mode"):
         jax.jvp(dj.solvers.sort, (x,), (u,))
     np.testing.assert_array_equal(np.asarray(jax.jacfwd(dj.solvers.argmax)(x)), 0.0)
@@ -188,7 +201,7 @@ def test_jax_vmap_of_jvp_and_the_error_for_ops_without_one() -> None:
 # torch
 # ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("name", PLUGIN_CASES)
+@pytest.mark.parametrize("name", TORCH_CASES)
 def test_torch_func_jvp_and_dual_tensors_match_the_core(name: str, dtype: str) -> None:
     torch = pytest.importorskip("torch")
     import torch.autograd.forward_ad as fwAD
@@ -224,8 +237,31 @@ def test_torch_forward_mode_error_names_the_op() -> None:
     import dopt_torch as dt
 
     x = torch.from_numpy(_theta())
-    with fwAD.dual_level(), pytest.raises(NotImplementedError, match="soft_sort: this dopt op"):
-        dt.relax.soft_sort(fwAD.make_dual(x, torch.ones_like(x)))
+    with warnings.catch_warnings(), fwAD.dual_level(), pytest.raises(NotImplementedError, match="neural_sort: this dopt op"):
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch's own, about torch.jit
+        dt.relax.neural_sort(fwAD.make_dual(x, torch.ones_like(x)))
     with warnings.catch_warnings(), pytest.raises(NotImplementedError, match="sort: this dopt op"):
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.func.jacfwd(dt.solvers.sort)(x)
+
+
+def test_sorting_network_forward_mode_through_the_permutation() -> None:
+    """``sorting_network`` returns ``(x @ P, P)``: forward mode runs through
+    ``network_permutation``'s JVP (both networks), and the values' tangent equals
+    ``network_sort``'s JVP (the same network, linear in x for fixed α)."""
+    torch = pytest.importorskip("torch")
+    import dopt_torch as dt
+
+    x, u = _theta(), np.random.default_rng(8).normal(size=(2, 5))
+    for network in ("odd_even", "bitonic"):
+        f = functools.partial(dt.relax.sorting_network, network=network, steepness=3.0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # torch's own, about torch.jit
+            _, (ty, tp) = torch.func.jvp(f, (torch.from_numpy(x),), (torch.from_numpy(u),))
+            jf = torch.func.jacfwd(lambda t: f(t)[0])(torch.from_numpy(x[0]))
+            jr = torch.func.jacrev(lambda t: f(t)[0])(torch.from_numpy(x[0]))
+        _, ref = value_and_jvp(R.network_sort, x, network=network, steepness=3.0)
+        np.testing.assert_allclose(ty.numpy(), ref(u), atol=1e-12)
+        _, ref_p = value_and_jvp(R.network_permutation, x, network=network, steepness=3.0)
+        np.testing.assert_allclose(tp.numpy(), ref_p(u), atol=1e-12)
+        np.testing.assert_allclose(jf.numpy(), jr.numpy(), atol=1e-12)

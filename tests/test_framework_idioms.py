@@ -380,8 +380,8 @@ def test_jax_forward_mode_names_the_op_and_reverse_mode() -> None:
     import dopt_jax as dj
 
     x = jax.numpy.array([0.3, -1.0, 2.0])
-    with pytest.raises(TypeError, match="soft_sort: this dopt op has no forward-mode"):
-        jax.jvp(dj.relax.soft_sort, (x,), (x,))
+    with pytest.raises(TypeError, match="neural_sort: this dopt op has no forward-mode"):
+        jax.jvp(dj.relax.neural_sort, (x,), (x,))
     with pytest.raises(TypeError, match="sort: .*reverse mode only"):
         jax.jacfwd(dj.solvers.sort)(x)
     jac = np.asarray(jax.jacrev(dj.solvers.sort)(x))

@@ -6,7 +6,10 @@ through the one relaxed comparator of :mod:`dopt_core.relax._comparator`. The
 permutation matrix is built without a dense n×n layer matrix: for odd-even by row
 gathers (O(n²) per layer); for bitonic one merge matrix and one batched matrix product
 per merge block (:mod:`dopt_core.relax._bitonic_merge`). The explicit VJPs run the
-layers (or blocks) backwards with the same maps.
+layers (or blocks) backwards with the same maps; the JVPs run the layers forwards,
+carrying ``dα = α'(Δ) dΔ`` from the values network into the matrix (the bitonic
+permutation's JVP too goes layer by layer: the merge matrices are products of the same
+layers). Residuals, JVPs and VJPs are array operations of the input: second order.
 """
 
 from __future__ import annotations
@@ -216,6 +219,24 @@ class NetworkSortOp(Op):
         return t
 
 
+def _alpha_tangents(
+    residuals: tuple[Any, ...], t: Any, idx: _Idx, *, xp: Any
+) -> tuple[list[Any], list[Any]]:
+    """Per layer ``α`` and its tangent ``dα = α'(Δ) dΔ``, with ``dΔ = t_b - t_a`` carried
+    through the values network (layer by layer, as :meth:`NetworkSortOp.jvp`)."""
+    alpha, dalpha, delta = Comparators.of(residuals).layers(idx.L)
+    ax = t.ndim - 1
+    d_alphas = []
+    for li in range(idx.L):
+        ta = _take(t, idx.ia[li], axis=ax)
+        tb = _take(t, idx.ib[li], axis=ax)
+        da = dalpha[li] * (tb - ta)
+        d_alphas.append(da)
+        d_ad = da * delta[li] + alpha[li] * (tb - ta)
+        t = _take(xp.concat([t, tb - d_ad, ta + d_ad], axis=ax), idx.src[li], axis=ax)
+    return alpha, d_alphas
+
+
 def _eye_batch(x: Any, n: int, *, xp: Any) -> Any:
     eye = xp.eye(n, dtype=x.dtype, device=device(x))
     return xp.broadcast_to(eye, (*x.shape[:-1], n, n))
@@ -224,9 +245,14 @@ def _eye_batch(x: Any, n: int, *, xp: Any) -> Any:
 def _partner_coef(alpha: Any, li: int, idx: _Idx, *, xp: Any) -> Any:
     """Per-wire weight of the partner wire in layer l: ``1-α`` (ascending comparator), ``α``
     (descending comparator) or 0 (pass-through); shape ``(..., n)``."""
-    cp = alpha + idx.asc[li] * (1 - 2 * alpha)
-    zero = xp.zeros((*alpha.shape[:-1], 1), dtype=alpha.dtype, device=device(alpha))
-    return _take(xp.concat([zero, cp], axis=alpha.ndim - 1), idx.sel[li], axis=alpha.ndim - 1)
+    return _per_wire(alpha + idx.asc[li] * (1 - 2 * alpha), li, idx, xp=xp)
+
+
+def _per_wire(cp: Any, li: int, idx: _Idx, *, xp: Any) -> Any:
+    """A per-comparator value of layer l, ``(..., C)``, on both wires of its comparator
+    and 0 on pass-through wires, ``(..., n)``."""
+    zero = xp.zeros((*cp.shape[:-1], 1), dtype=cp.dtype, device=device(cp))
+    return _take(xp.concat([zero, cp], axis=cp.ndim - 1), idx.sel[li], axis=cp.ndim - 1)
 
 
 @dataclass(frozen=True)
@@ -301,6 +327,32 @@ class NetworkPermutationOp(Op):
             g = _values_backward_step(g, li, alpha[li], dalpha[li], delta[li], g_alpha, idx, xp=xp)
         return (g,)
 
+    #: the residuals (α, Δ, the saved matrices) are array operations of x, and the JVP
+    #: and both VJPs array operations of the residuals
+    second_order: ClassVar[bool] = True
+
+    def jvp(self, residuals: tuple[Any, ...], tangents: tuple[Any | None, ...], *, xp: Any) -> Any:
+        # layer by layer on both paths (the bitonic merge matrices are products of the
+        # same layers): Q ← Q + c ⊙ (Q[p] - Q) gives dQ ← dQ + c ⊙ (dQ[p] - dQ) + dc ⊙ (Q[p] - Q),
+        # with c = α + asc (1 - 2α), dc = (1 - 2 asc) dα; Q is recomputed from the α residuals
+        (t,) = tangents
+        if t is None:
+            return None
+        idx = _Idx(layers(self.spec.network, self.n), t, xp)
+        alpha, d_alpha = _alpha_tangents(residuals, t, idx, xp=xp)
+        Q = _eye_batch(t, self.n, xp=xp)
+        dQ = xp.zeros_like(Q)
+        ax = Q.ndim - 2
+        for li in range(idx.L):
+            cp = xp.expand_dims(_partner_coef(alpha[li], li, idx, xp=xp), axis=-1)
+            dc = d_alpha[li] * (1 - 2 * idx.asc[li])  # per comparator; pass-through: 0
+            dcp = xp.expand_dims(_per_wire(dc, li, idx, xp=xp), axis=-1)
+            E = _take(Q, idx.partner[li], axis=ax) - Q
+            dE = _take(dQ, idx.partner[li], axis=ax) - dQ
+            dQ = dQ + cp * dE + dcp * E
+            Q = Q + cp * E
+        return xp.matrix_transpose(dQ)
+
 
 @dataclass(frozen=True)
 class SoftTopKOp(Op):
@@ -351,4 +403,28 @@ class SoftTopKOp(Op):
             )
         return (g,)
 
+    second_order: ClassVar[bool] = True  # as NetworkPermutationOp
 
+    def jvp(self, residuals: tuple[Any, ...], tangents: tuple[Any | None, ...], *, xp: Any) -> Any:
+        # Y_{l-1} = T_l(α_l) Y_l with T the transposed layer (affine in α through compare_t):
+        # dY_{l-1} = T_l(α_l) dY_l + [T_l(α_l + dα_l) - T_l(α_l)] Y_l, Y recomputed from α
+        (t,) = tangents
+        if t is None:
+            return None
+        idx = _Idx(layers(self.spec.network, self.n), t, xp)
+        alpha, d_alpha = _alpha_tangents(residuals, t, idx, xp=xp)
+        Y = _eye_batch(t, self.n, xp=xp)[..., self.n - self.k :]
+        dY = xp.zeros_like(Y)
+        ax = Y.ndim - 2
+        for li in range(idx.L - 1, -1, -1):
+            al = xp.expand_dims(alpha[li], axis=-1)
+            dal = xp.expand_dims(d_alpha[li], axis=-1)
+            tabs = (idx.dmn[li], idx.dmx[li], idx.back[li])
+            Y_new, Y_mn, Y_mx = _mix_t(Y, al, *tabs, ax, xp=xp)
+            # compare_t's α-part: (a, b) rows get (+dα (Y_min - Y_max), -dα (Y_min - Y_max)),
+            # pass-through rows 0
+            d = dal * (Y_mn - Y_mx)
+            extra = _take(xp.concat([xp.zeros_like(Y), d, -d], axis=ax), idx.back[li], axis=ax)
+            dY = _mix_t(dY, al, *tabs, ax, xp=xp)[0] + extra
+            Y = Y_new
+        return dY

@@ -215,7 +215,7 @@ def flat_on_host(entries: int, itemsize: int) -> bool:
 
 # the packed host result, ``(..., K, n)`` per op: the output, then the residuals
 RANK_ROWS = 5  # ranks, sort order, block first, block last, VJP weights
-SORT_ROWS = 4  # sorted values, block first, block last, VJP weights
+SORT_ROWS = 5  # sorted values, sort order (for the JVP), block first, block last, VJP weights
 
 
 def forward_host(
@@ -231,7 +231,7 @@ def forward_host(
 
     Sorting, PAV and its bookkeeping in one pass. Every row is in ``x``'s (original)
     order except soft sort's output and the rank's sort order: positions in the sorted
-    order, ``order[j]`` = index of the ``j``-th entry, block bounds ``first``/``last``
+    order (both ops: soft sort's JVP gathers with it), ``order[j]`` = index of the ``j``-th entry, block bounds ``first``/``last``
     = sorted positions of the first/last entry of the entry's PAV block. The VJP
     weights are ``1/|B|`` (L2) or ``softmax_B(s)`` (KL; ``s`` the sorted values); soft
     rank's VJP scales by ``±1/ε`` last, so that singleton blocks give an exact zero.
@@ -317,8 +317,9 @@ def forward_host(
             t = np.take(tab, bid.reshape(rows, n), axis=1, mode="clip")
             y_sorted = (pos - t[0]) * (1.0 / eps) + t[1]
         packed[:, 0] = -y_sorted if descending else y_sorted
+        packed[:, 1] = flat if flat_pos else order  # the JVP gathers into sorted order
     # per-block tables in the output dtype, one take for all: first, last (, weight)
-    k0 = 2 if rank else 1
+    k0 = 2
     table = np.empty((3 if reg == "l2" else 2, sizes.size), dtype=dt)
     first = starts if flat_pos else first_row  # integer arithmetic, then one cast
     table[0] = first

@@ -26,7 +26,9 @@ solved exactly by pool-adjacent-violators (PAV) in O(n): on each pooled block
 :math:`v` is block-diagonal — :math:`\frac1{|B|}\mathbf 1\mathbf 1^\top` (L2),
 :math:`\mathbf 1\,\operatorname{softmax}(\cdot_B)^\top` (KL) — so the VJPs are block sums:
 a cumulative sum and two gathers (plus one into sorted order for soft rank), array-API
-code on the arrays' device. The forward runs on the host in one
+code on the arrays' device. The JVPs (forward mode) are the transposed block sums, the
+same cumulative sum and gathers; soft sort's gathers ``w ⊙ u`` and the block bounds into
+sorted order through the sort order, which the host returns for both ops. The forward runs on the host in one
 :func:`dopt_core.backend.host_call` (one transfer each way): a stable sort, PAV (SciPy's
 ``isotonic_regression`` for L2, on chunks of rows chained with separating offsets so
 that a whole batch costs a few calls; a pure-Python PAV for KL, O(n) per row but slow
@@ -170,8 +172,23 @@ class SoftSortOp(Op):
 
     def vjp(self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any) -> tuple[Any | None, ...]:
         # the output is in sorted order: entry i gets its block's cotangent sum, weighted
+        idx, weights = residuals  # idx: sort order, block first, block last
+        return (weights * _block_sums(cotangent, idx[..., 1:3, :], xp=xp),)
+
+    def jvp(self, residuals: tuple[Any, ...], tangents: tuple[Any | None, ...], *, xp: Any) -> Any:
+        # the VJP is Jᵀ g = w ⊙ M g (M: same-block indicator from sorted slots to entries),
+        # so J u = Mᵀ(w ⊙ u): in sorted slot j, the sum of w ⊙ u over the entries of j's
+        # block; the sort order gathers w ⊙ u and the block bounds into sorted order
+        (u,) = tangents
+        if u is None:
+            return None
         idx, weights = residuals
-        return (weights * _block_sums(cotangent, idx[..., 0:2, :], xp=xp),)
+        order = idx[..., 0, :]  # flat position of the entry in each sorted slot
+        vs = xp.reshape(weights * u, (-1,))[order]
+        ends = xp.stack(
+            [xp.reshape(idx[..., r, :], (-1,))[order] for r in (1, 2)], axis=-2
+        )  # block first/last of each sorted slot
+        return _block_sums(vs, ends, xp=xp)
 
 
 def _validate(
