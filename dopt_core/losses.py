@@ -46,13 +46,16 @@ from ._lib._checks import (
     instance_solver,
     solver_name,
 )
+from ._lib._reduce import REDUCTIONS
+from ._lib._reduce import reduce_batch as _reduce
+from ._lib._reduce import reduced_vjp as _reduced_vjp
 from .noise import Noise
 from .op import Bound, Op, OpFunction, op_function
 from .perturbed import Perturbation, make_perturbation
 
 __all__ = ["fenchel_young_loss", "spo_plus_loss"]
 
-_REDUCTIONS = ("mean", "sum", "none")
+_REDUCTIONS = REDUCTIONS
 
 
 @dataclass(frozen=True)
@@ -82,25 +85,6 @@ class FenchelYoungOp(Op):
 
     def vjp(self, residuals: tuple[Any, ...], g: Any, *, xp: Any) -> tuple[Any | None, ...]:
         return _reduced_vjp(residuals[0], g, self.reduction, self.p.event_ndim, xp=xp), None, None
-
-
-def _reduce(per: Any, grad: Any, reduction: str, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
-    """Reduce per-instance losses over the batch; the residual is the matching gradient."""
-    if reduction == "sum":
-        return xp.sum(per), (grad,)
-    if reduction == "mean":
-        count = 1
-        for s in per.shape:
-            count *= int(s)
-        return xp.mean(per), (grad / count,)
-    return per, (grad,)
-
-
-def _reduced_vjp(grad: Any, g: Any, reduction: str, event_ndim: int, *, xp: Any) -> Any:
-    """``g`` (a scalar, or one value per instance) times the stored gradient."""
-    if reduction != "none":
-        return g * grad
-    return xp.reshape(g, (*g.shape, *([1] * event_ndim))) * grad
 
 
 def fenchel_young_loss(
