@@ -107,10 +107,12 @@ class LogicLayerOp(Op):
         a, b = self._rows(at, n_w, xp), self._rows(bt, n_w, xp)
         yt = _col(c, 0, s) + _col(c, 1, s) * a + b * (_col(c, 2, s) + _col(c, 3, s) * a)
         yt = xp.reshape(yt, at.shape)
-        return _batch_major(yt, tuple(x.shape[:-1]), xp), (at, bt, W, pos)
+        lead = tuple(x.shape[:-1])
+        shape = xp.zeros((*lead, 0), dtype=x.dtype, device=device(x))  # the batch shape, for jvp
+        return _batch_major(yt, lead, xp), (at, bt, W, pos, idx_a, idx_b, shape)
 
     def vjp(self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any) -> tuple[Any | None, ...]:
-        at, bt, W, pos = residuals
+        at, bt, W, pos = residuals[:4]
         n_w, s = W.shape[0], self.share
         lead = tuple(cotangent.shape[:-1])
         c, p = _coeffs(W, self.mode, xp=xp)
@@ -139,6 +141,36 @@ class LogicLayerOp(Op):
         if self.grad_factor != 1.0:
             gx = gx * self.grad_factor
         return _batch_major(gx, lead, xp), gW, None, None, None
+
+    #: the residuals are gathers of ``x`` and ``W`` itself, the VJP array code (the hard
+    #: mode's arg-max is piecewise constant: its W derivative is zero to every order)
+    second_order: ClassVar[bool] = True
+
+    def jvp(self, residuals: tuple[Any, ...], tangents: tuple[Any | None, ...], *, xp: Any) -> Any:
+        # dy = (c₁ + c₃ b) u_a + (c₂ + c₃ a) u_b (times grad_factor, as the VJP, so that the
+        # two are adjoint) + dc₀ + dc₁ a + dc₂ b + dc₃ ab, dc = (p ⊙ (u_W - <p, u_W>)) C (soft)
+        at, bt, W, _, idx_a, idx_b, shape = residuals
+        ux, uW = tangents[0], tangents[1]
+        n_w, s = W.shape[0], self.share
+        c, p = _coeffs(W, self.mode, xp=xp)
+        a, b = self._rows(at, n_w, xp), self._rows(bt, n_w, xp)
+        dy = None
+        if ux is not None:
+            uxt = _feature_major(ux, xp)
+            be = backend_for(uxt)
+            ua = self._rows(be.take(uxt, idx_a, axis=0), n_w, xp)
+            ub = self._rows(be.take(uxt, idx_b, axis=0), n_w, xp)
+            dy = ua * (_col(c, 1, s) + _col(c, 3, s) * b) + ub * (_col(c, 2, s) + _col(c, 3, s) * a)
+            if self.grad_factor != 1.0:
+                dy = dy * self.grad_factor
+        if uW is not None and p is not None:
+            C = xp.asarray(_COEFFS, dtype=W.dtype, device=device(W))
+            dc = (p * (uW - xp.sum(p * uW, axis=-1, keepdims=True))) @ C
+            dW = _col(dc, 0, s) + _col(dc, 1, s) * a + b * (_col(dc, 2, s) + _col(dc, 3, s) * a)
+            dy = dW if dy is None else dy + dW
+        if dy is None:
+            return None
+        return _batch_major(xp.reshape(dy, at.shape), tuple(shape.shape[:-1]), xp)
 
 
 def _index_array(idx: Any, *, name: str) -> np.ndarray:

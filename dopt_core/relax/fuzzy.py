@@ -290,7 +290,22 @@ class TNormReduceOp(Op):
         (A,) = residuals
         # ⊥ = 1 - T(1 - A): ∂⊥/∂A_i = ∂T/∂x_i (the two minus signs cancel)
         d = tnorm_last_axis(self.family, self.p, self._x(A, xp), xp, grad=True)
-        return (xp.moveaxis(xp.expand_dims(g, axis=-1) * d, -1, self.axis),)
+        # d moved back to ``axis`` rather than the product (torch.func's vmap over the
+        # cotangent, as in jacrev, has no batching rule for moveaxis)
+        return (xp.expand_dims(g, axis=self.axis) * xp.moveaxis(d, -1, self.axis),)
+
+    #: the residual is the input itself and the VJP is array code: Hessians a.e.
+    second_order: ClassVar[bool] = True
+
+    def jvp(self, residuals: tuple[Any, ...], tangents: tuple[Any | None, ...], *, xp: Any) -> Any:
+        # the same partials as the VJP: dy = Σ_i ∂T/∂x_i · u_i over the reduced axis
+        (A,), (u,) = residuals, tangents
+        if u is None:
+            return None
+        d = tnorm_last_axis(self.family, self.p, self._x(A, xp), xp, grad=True)
+        # the partials back on ``axis`` (torch.func's vmap has no batching rule for moveaxis
+        # of a tangent), then the sum over it
+        return xp.sum(xp.moveaxis(d, -1, self.axis) * u, axis=self.axis)
 
 
 @dataclass(frozen=True)
@@ -315,11 +330,29 @@ class TNormPairOp(Op):
         d = tnorm_last_axis(self.family, self.p, x, xp, grad=True)
         return (g * d[..., 0], g * d[..., 1])
 
+    #: the residuals are the inputs themselves and the VJP is array code: Hessians a.e.
+    second_order: ClassVar[bool] = True
+
+    def jvp(self, residuals: tuple[Any, ...], tangents: tuple[Any | None, ...], *, xp: Any) -> Any:
+        # dy = ∂T/∂a · u_a + ∂T/∂b · u_b, the partials of the VJP
+        (a, b), (ua, ub) = residuals, tangents
+        if ua is None and ub is None:
+            return None
+        x = xp.stack([a, b], axis=-1)
+        x = 1 - x if self.conorm else x
+        d = tnorm_last_axis(self.family, self.p, x, xp, grad=True)
+        out = None if ua is None else d[..., 0] * ua
+        if ub is not None:
+            out = d[..., 1] * ub if out is None else out + d[..., 1] * ub
+        return out
+
 
 def _check_unit(A: Any, name: str, check_finite: bool) -> tuple[Any, Any, Any]:
     A, xp, out_dtype = check_scores(A, name=name, min_ndim=0, check_finite=check_finite)
-    if check_finite and not backend_for(A).is_traced(A):
-        if not bool(xp.all((A >= 0) & (A <= 1))):
+    be = backend_for(A)
+    if check_finite and not be.is_traced(A):
+        inside = xp.all((A >= 0) & (A <= 1))  # a tracer for a constant used inside jax.jit
+        if not be.is_traced(inside) and not bool(inside):
             raise ValueError(f"{name} must lie in [0, 1] (probabilities)")
     return A, xp, out_dtype
 
