@@ -162,6 +162,27 @@ def _vertex_grad(c: Any, P: Any, E: _Edges, d2e: list[Any], tc: list[Any], *, xp
     return xp.stack([xp.stack(g, axis=-1) for g in grads], axis=-2)
 
 
+def _d2_tangent(P: Any, E: _Edges, U: Any, d2e: list[Any], tc: list[Any], *, xp: Any) -> Any:
+    """The tangent of ``d2`` ``(B, n, T)`` along vertex tangents ``U`` ``(B, T, 3, 2)``: the
+    transpose of :func:`_vertex_grad` (same closest edge, ties to the lowest index),
+    ``δd2 = -2 r · ((1 - t) δa + t δb)`` with ``r = p - a - t e``."""
+    m0 = (d2e[0] <= d2e[1]) & (d2e[0] <= d2e[2])
+    m1 = ~m0 & (d2e[1] <= d2e[2])
+    masks = [m0, m1, ~(m0 | m1)]
+    px, py = P[None, :, 0:1], P[None, :, 1:2]  # (1, n, 1)
+    out = xp.zeros_like(d2e[0])
+    for k in range(3):
+        t = tc[k]
+        ax, ay = (c[:, None, :] for c in E.a[k])
+        ex, ey = (c[:, None, :] for c in E.e[k])
+        ua, ub = U[..., k, :], U[..., (k + 1) % 3, :]
+        wx = (1 - t) * ua[:, None, :, 0] + t * ub[:, None, :, 0]
+        wy = (1 - t) * ua[:, None, :, 1] + t * ub[:, None, :, 1]
+        term = -2 * ((px - ax - t * ex) * wx + (py - ay - t * ey) * wy)
+        out = out + xp.where(masks[k], term, xp.zeros_like(term))
+    return out
+
+
 def _rows(px: Any, py: Any, *, xp: Any) -> Any:
     """The ``(n, 3)`` rows ``(x, y, 1)`` of the points."""
     return xp.stack([px, py, xp.ones_like(px)], axis=-1)
@@ -200,6 +221,22 @@ class TriangleSignedDistanceOp(Op):
         if not self.squared:
             c = c * _half_inv_sqrt(d2, xp=xp)
         return (xp.reshape(_vertex_grad(c, P, E, d2e, tc, xp=xp), tris.shape), None)
+
+    def jvp(self, residuals: tuple[Any, ...], tangents: tuple[Any | None, ...], *, xp: Any) -> Any:
+        (U, _) = tangents
+        if U is None:
+            return None
+        tris, points = residuals
+        V, batch = _flat(tris, xp=xp)
+        Uf, _ = _flat(U, xp=xp)
+        P = _rows(points[:, 0], points[:, 1], xp=xp)
+        E = _edges(V, xp=xp)
+        d2, inside, d2e, tc = _geometry(P, E, xp=xp, grad=True)
+        dd = _d2_tangent(P, E, Uf, d2e, tc, xp=xp)
+        if not self.squared:
+            dd = dd * _half_inv_sqrt(d2, xp=xp)
+        dD = xp.where(inside, dd, -dd)
+        return xp.reshape(dD, (*batch, *dD.shape[1:]))
 
 
 def _half_inv_sqrt(d2: Any, *, xp: Any) -> Any:
@@ -276,6 +313,30 @@ class SoftSilhouetteOp(Op):
                 c = c * _half_inv_sqrt(d2, xp=xp)
             total = total + _vertex_grad(c, P, E, d2e, tc, xp=xp)
         return (xp.reshape(total, tris.shape),)
+
+    def jvp(self, residuals: tuple[Any, ...], tangents: tuple[Any | None, ...], *, xp: Any) -> Any:
+        (U,) = tangents
+        if U is None or self.dist == "hard":
+            return None
+        (tris,) = residuals
+        V, batch = _flat(tris, xp=xp)
+        Uf, _ = _flat(U, xp=xp)
+        px, py = _pixel_grid(self.image_size, V, xp=xp)
+        E = _edges(V, xp=xp)
+        inv_tau = 1.0 / self.scale
+        outs = []
+        for lo, hi in self._chunks(px.shape[0]):
+            P = _rows(px[lo:hi], py[lo:hi], xp=xp)
+            A, v, d2, inside, d2e, tc = self._chunk(P, E, xp=xp, grad=True)
+            dalpha = tnorm_last_axis(self.family, self.p, 1 - A, xp, grad=True)
+            c = inv_tau * dalpha * self.dist.entry.f(v, self.dist.param_dict, xp)  # dα/dD
+            c = xp.where(inside, c, -c)
+            if not self.squared:
+                c = c * _half_inv_sqrt(d2, xp=xp)
+            outs.append(xp.sum(c * _d2_tangent(P, E, Uf, d2e, tc, xp=xp), axis=-1))
+        dalpha_img = outs[0] if len(outs) == 1 else xp.concat(outs, axis=-1)
+        S = self.image_size
+        return xp.reshape(dalpha_img, (*batch, S, S))
 
 
 def _check_tris(tris: Any, check_finite: bool) -> tuple[Any, Any, Any]:
