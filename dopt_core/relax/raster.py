@@ -164,13 +164,16 @@ def _vertex_grad(c: Any, P: Any, E: _Edges, d2e: list[Any], tc: list[Any], *, xp
 
 def _d2_tangent(P: Any, E: _Edges, U: Any, d2e: list[Any], tc: list[Any], *, xp: Any) -> Any:
     """The tangent of ``d2`` ``(B, n, T)`` along vertex tangents ``U`` ``(B, T, 3, 2)``: the
-    transpose of :func:`_vertex_grad` (same closest edge, ties to the lowest index),
-    ``δd2 = -2 r · ((1 - t) δa + t δb)`` with ``r = p - a - t e``."""
-    m0 = (d2e[0] <= d2e[1]) & (d2e[0] <= d2e[2])
-    m1 = ~m0 & (d2e[1] <= d2e[2])
-    masks = [m0, m1, ~(m0 | m1)]
+    transpose of :func:`_vertex_grad` (the closest edge, ties to the lowest index),
+    ``δd2 = -2 r · ((1 - t) δa + t δb)`` with ``r = p - a - t e``.
+
+    The closest edge's term is picked by one gather at the arg-min: a compiler that
+    recomputes the three distances in several fused kernels (with different rounding)
+    could otherwise see two edges, or none, as the closest one where they tie (at a
+    shared vertex, where both terms are equal).
+    """
     px, py = P[None, :, 0:1], P[None, :, 1:2]  # (1, n, 1)
-    out = xp.zeros_like(d2e[0])
+    terms = []
     for k in range(3):
         t = tc[k]
         ax, ay = (c[:, None, :] for c in E.a[k])
@@ -178,9 +181,10 @@ def _d2_tangent(P: Any, E: _Edges, U: Any, d2e: list[Any], tc: list[Any], *, xp:
         ua, ub = U[..., k, :], U[..., (k + 1) % 3, :]
         wx = (1 - t) * ua[:, None, :, 0] + t * ub[:, None, :, 0]
         wy = (1 - t) * ua[:, None, :, 1] + t * ub[:, None, :, 1]
-        term = -2 * ((px - ax - t * ex) * wx + (py - ay - t * ey) * wy)
-        out = out + xp.where(masks[k], term, xp.zeros_like(term))
-    return out
+        terms.append(-2 * ((px - ax - t * ex) * wx + (py - ay - t * ey) * wy))
+    closest = xp.argmin(xp.stack(d2e, axis=0), axis=0)  # first minimum: the lowest index
+    picked = xp.take_along_axis(xp.stack(terms, axis=0), closest[None, ...], axis=0)
+    return picked[0, ...]
 
 
 def _rows(px: Any, py: Any, *, xp: Any) -> Any:
@@ -200,6 +204,7 @@ def _flat(V: Any, *, xp: Any) -> tuple[Any, tuple[int, ...]]:
 class TriangleSignedDistanceOp(Op):
     squared: bool
     name: ClassVar[str] = "triangle_signed_distance"
+    second_order: ClassVar[bool] = True
     nondiff: ClassVar[tuple[int, ...]] = (1,)
 
     def forward(self, tris: Any, points: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
