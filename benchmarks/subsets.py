@@ -5,7 +5,11 @@
 1. ``relaxed_subset`` forward + backward, torch CPU float32, B = 128, n = 1000, k = 10:
    dopt (explicit VJP, keys as the only residual, rounds recomputed backward) vs the
    same formula in plain torch autograd (the reference code's form, which stores
-   every round). Time ratio (best of interleaved runs) and peak extra memory, each
+   every round), and the floor: the formula's forward alone without autograd. Keeping
+   only the keys means replaying the rounds backward (here: a checkpoint pass and a
+   segment pass, ``s = ⌊√k⌋``), so dopt's step costs at least two forwards, while
+   autograd's costs one forward and a backward about as long: the issue's 1.5× speed-up
+   and its 1/4 memory bound cannot both hold for this recursion. Time ratio (best of interleaved runs) and peak extra memory, each
    measured in a fresh subprocess as the growth of the peak resident set during one
    forward + backward, plus the bytes autograd saves for backward.
 2. ``k_subset_marginals`` on NumPy, n = 1000, k = 50, a batch of 128: ms per call
@@ -54,6 +58,10 @@ def _step(which: str, B: int, n: int, k: int, tau: float) -> Callable[[], None]:
     ct = torch.randn(B, n)
 
     def step() -> None:
+        if which == "forward":  # the floor: the formula's forward alone, no autograd
+            with torch.no_grad():
+                _reference(theta, noise, k, tau)
+            return
         t = theta.detach().requires_grad_(True)
         if which == "dopt":
             y = dc.relax.relaxed_subset(t, k, tau=tau, noise=noise)
@@ -151,11 +159,16 @@ def main() -> None:
     torch.set_num_threads(1)
     B, n, k, tau = (16, 200, 5, 0.5) if args.quick else (128, 1000, 10, 0.5)
     repeat = 3 if args.quick else 10
-    t_dopt, t_ref = _time_pair([_step("dopt", B, n, k, tau), _step("ref", B, n, k, tau)], repeat)
+    t_dopt, t_ref, t_fwd = _time_pair(
+        [_step("dopt", B, n, k, tau), _step("ref", B, n, k, tau), _step("forward", B, n, k, tau)], repeat
+    )
     m_dopt, m_ref = _memory("dopt", B, n, k, tau), _memory("ref", B, n, k, tau)
     print(f"relaxed_subset fwd+bwd  B={B} n={n} k={k} float32 torch-cpu (1 thread)")
     print(f"  dopt {t_dopt * 1e3:8.2f} ms   plain autograd {t_ref * 1e3:8.2f} ms   "
           f"speed-up x{t_ref / t_dopt:.2f}")
+    print(f"  floor: the forward alone (no autograd) {t_fwd * 1e3:.2f} ms; a VJP that keeps only the "
+          f"keys replays the k rounds, so dopt's step is at least two forwards: speed-up at most "
+          f"x{t_ref / (2 * t_fwd):.2f}")
     print(f"  peak extra memory: dopt {m_dopt['peak_kib'] / 1024:.1f} MiB, autograd "
           f"{m_ref['peak_kib'] / 1024:.1f} MiB, ratio {m_dopt['peak_kib'] / max(m_ref['peak_kib'], 1):.3f}")
     print(f"  saved for backward: dopt {m_dopt['saved'] / 2**20:.2f} MiB, autograd "

@@ -141,74 +141,73 @@ def gumbel_top_k(
 # ---------------------------------------------------------------------------------
 # Relaxed subset (Xie & Ermon 2019)
 # ---------------------------------------------------------------------------------
-def _round(alpha: Any, tau: float, *, xp: Any) -> tuple[Any, ...]:
-    """One round of the relaxed top-k: from ``α^j`` the softmax ``a^j``, the increment
-    ``log(1 - a^j)`` of the next round, and what the backward pass needs.
-
-    ``a = e / S`` with ``e = exp((α - max α)/τ)`` (exactly 1 at the maximisers, mask
-    ``m``) and ``S = Σ e``; ``1 - a_i = S_{-i} / S`` with ``S_{-i} = S - e_i`` off the
-    maximisers and, at a maximiser, the sum of the other entries (no cancellation:
-    ``1 - a_p`` stays accurate when it is ~1e-30); clamped at ``tiny`` as in the
-    reference code (zero gradient there).
-    """
-    z = shifted_scaled(alpha, tau, xp=xp, divide=True)  # <= 0, 0 at the maximiser
+def _round_stats(z: Any, *, xp: Any) -> tuple[Any, Any, Any]:
+    """``e = exp z`` for shifted scaled logits ``z = α^j/τ + c`` (``max z = 0``) and the
+    row sums ``R = Σ_{e_i < 1} e_i``, ``C = #{e_i = 1}`` (the maximisers, and any entry
+    within rounding of them): ``S = R + C`` and ``a^j = e/S``."""
     e = xp.exp(z)
-    s = xp.sum(e, axis=-1, keepdims=True)
-    s_loo = _leave_one_out(e, s, xp=xp)
-    return e, s, s_loo, _log1m(s_loo, s, xp=xp)
+    top = xp.floor(e)  # 1 where e == 1, else 0 (0 <= e <= 1): cheaper than a cast mask
+    return e, xp.sum(e - top, axis=-1, keepdims=True), xp.sum(top, axis=-1, keepdims=True)
 
 
-def _leave_one_out(e: Any, s: Any, *, xp: Any) -> Any:
-    """``S_{-i}``: ``S - e_i``, except at entries with ``e_i = 1`` (the maximisers, and
-    any entry within rounding of them), where it is the sum of the other entries."""
-    top = e == 1.0
-    count = xp.sum(xp.astype(top, e.dtype), axis=-1, keepdims=True)
-    s_excl = xp.sum(xp.where(top, 0.0, e), axis=-1, keepdims=True)
-    return xp.where(top, s_excl + (count - 1.0), s - e)
+def _leave_one_out(e: Any, rest: Any, count: Any, *, xp: Any) -> Any:
+    """``S_{-i} + tiny`` with ``S_{-i} = S - e_i`` formed as ``(C - e_i) + R``: no
+    cancellation, since off the maximisers it is ``>= C >= 1`` and at a unique maximiser
+    it is ``R`` itself (accurate when ``1 - a_p = R/S`` is ~1e-30, where ``1 - e_p/S``
+    rounds to 0). ``tiny`` (the dtype's smallest normal) plays the reference code's
+    clamp ``max(1 - a, tiny)`` (the two differ only below ``tiny``) and keeps the
+    logarithm finite and smooth."""
+    tiny = float(xp.finfo(e.dtype).smallest_normal)
+    return (count - e) + (rest + tiny)
 
 
-def _log1m(s_loo: Any, s: Any, *, xp: Any) -> Any:
-    """``log max(1 - a, tiny)`` with ``1 - a = S_{-i}/S``."""
-    tiny = float(xp.finfo(s.dtype).smallest_normal)
-    return xp.log(xp.clip(s_loo / s, min=tiny))
+def _next_round(z: Any, e: Any, rest: Any, count: Any, tau: float, *, xp: Any) -> Any:
+    """``z^{j+1}``: ``α^{j+1} = α^j + log(1 - a^j)`` with ``1 - a_i = S_{-i}/S``. The
+    softmax is shift-invariant, so ``log S`` is dropped and the result shifted back to
+    maximum 0: ``z + log S_{-i} / τ - max(·)``."""
+    w = z + xp.log(_leave_one_out(e, rest, count, xp=xp)) * (1.0 / tau)
+    return w - xp.max(w, axis=-1, keepdims=True)
 
 
 def _relaxed_rounds_sum(keys: Any, k: int, tau: float, *, xp: Any) -> Any:
-    alpha = keys
+    z = shifted_scaled(keys, tau, xp=xp, divide=True)
     out = None
-    for _ in range(k):
-        e, total, _, log1m = _round(alpha, tau, xp=xp)
-        a = e / total
+    for j in range(k):
+        e, rest, count = _round_stats(z, xp=xp)
+        a = e * (1.0 / (rest + count))
         out = a if out is None else out + a
-        alpha = alpha + log1m
+        if j < k - 1:
+            z = _next_round(z, e, rest, count, tau, xp=xp)
     return out
 
 
-def _round_vjp(parts: tuple[Any, ...], g: Any, gbar: Any, tau: float, *, xp: Any) -> Any:
-    """Adjoint of ``α^j`` from the round's ``parts`` ``(e, S, S_{-i})`` (:func:`_round`),
-    the output cotangent ``g`` (of ``a^j``) and the adjoint ``gbar`` of
-    ``α^{j+1} = α^j + l``, ``l = log(1 - a^j)``.
+def _round_vjp(parts: tuple[Any, Any, Any], g: Any, gbar: Any, tau: float, *, xp: Any) -> Any:
+    r"""Adjoint of ``z^j`` from the round's ``parts = (e, R, C)`` (:func:`_round_stats`),
+    the output cotangent ``g`` (of ``a^j``) and the adjoint ``ḡ`` of
+    ``z^{j+1} = z^j + L/τ``, ``L_i = log(S_{-i} + tiny)`` (the dropped shifts carry no
+    gradient: everything downstream is shift-invariant).
 
-    With ``h_i = ḡ_i a_i / (1 - a_i) = ḡ_i e_i / S_{-i}`` (zero where clamped),
-    ``∂l_i/∂z_m = -(a_i/(1 - a_i))(δ_im - a_m)`` gives ``z̄_m = a_m Σ_{i≠m} h_i - ḡ_m a_m``.
-    Off the maximisers ``S_{-i} >= 1 >= e_i``, so ``h_i`` is bounded by ``|ḡ_i|``; a unique
-    maximiser's ``h_p = ḡ_p / S_{-p}`` can be huge, so its share ``a_m h_p`` is formed as
-    ``(ḡ_p / S)(e_m / S_{-p})`` with ``e_m / S_{-p} <= 1``.
+    With ``c = ḡ/τ`` and ``∂S_{-i}/∂z_m = e_m [m ≠ i]`` the log terms give
+    ``Σ_{i≠m} c_i e_m / (S_{-i} + tiny)``. Off the maximisers ``h_i = c_i / S_{-i}`` is
+    bounded (``S_{-i} >= 1``) and gives ``e_m (Σ_i h_i - h_m)``. The maximisers ``P``
+    share ``S_P = R + C - 1``, which can be tiny, so their part is formed as
+    ``(c_P e_m - c_m [m ∈ P]) / (S_P + tiny)`` with ``c_P = Σ_{i∈P} c_i``: ``e_m <= S_P``
+    off ``P``, and the numerator is exactly 0 at a unique maximiser, so the huge
+    ``c_P / S_P`` is never formed.
     """
-    e, s, s_loo = parts
-    tiny = float(xp.finfo(s.dtype).smallest_normal)
-    c = xp.where(s_loo > tiny * s, gbar, 0.0)
-    a = e / s
-    m = xp.astype(e == 1.0, e.dtype)
-    unique = xp.sum(m, axis=-1, keepdims=True) == 1.0
-    big = m * xp.astype(unique, e.dtype)  # the unique maximiser, if any
-    small = 1.0 - big
-    h = small * c * e / xp.where(big > 0, 1.0, s_loo)
-    c_p = xp.sum(c * big, axis=-1, keepdims=True) / s  # ḡ_p / S
-    s_p = xp.sum(s_loo * big, axis=-1, keepdims=True)  # S_{-p}
-    share = small * e / xp.where(s_p > 0, s_p, 1.0) * c_p
-    zbar = a * (g - xp.sum(g * a, axis=-1, keepdims=True) + xp.sum(h, axis=-1, keepdims=True) - h - c)
-    return gbar + (zbar + share) / tau
+    e, rest, count = parts
+    tiny = float(xp.finfo(e.dtype).smallest_normal)
+    top = xp.floor(e)
+    inv_s = 1.0 / (rest + count)
+    c = gbar * (1.0 / tau)
+    h = c * (1.0 - top) / _leave_one_out(e, rest, count, xp=xp)  # 0 at the maximisers
+    c_top = c * top
+    c_sum = xp.sum(c_top, axis=-1, keepdims=True)
+    # ḡ + a (g - <g, a>) + e (Σ h - h) + (c_P e - c_m [m ∈ P]) / S_P, the first three
+    # grouped as ḡ + e · (g/S - h + row)
+    row = xp.sum(h, axis=-1, keepdims=True) - xp.sum(g * e, axis=-1, keepdims=True) * inv_s**2
+    top_part = (c_sum * e - c_top) * (1.0 / (rest + (count - 1.0) + tiny))
+    return gbar + e * (g * inv_s - h + row) + top_part
 
 
 @dataclass(frozen=True)
@@ -231,26 +230,32 @@ class RelaxedSubsetOp(Op):
     def vjp(self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any) -> tuple[Any | None, ...]:
         (keys,) = residuals
         k, tau = self.k, self.tau
-        # checkpoints every s rounds (s ~ sqrt(k)): O((k/s + s)·B·n) transient memory
+        # the logits z^j at every s-th round (s ~ sqrt(k)), then, segment by segment from
+        # the last, the segment's rounds recomputed and back-propagated: O((k/s + s)·B·n)
+        # transient memory, about two forward passes of extra work
         s = max(1, math.isqrt(k))
-        checkpoints = []
-        alpha = keys
-        for j in range(k):
+        starts = list(range(0, k, s))
+        checkpoints = {}
+        z = shifted_scaled(keys, tau, xp=xp, divide=True)
+        for j in range(starts[-1] + 1):
             if j % s == 0:
-                checkpoints.append(alpha)
-            if j < k - 1:
-                alpha = alpha + _round(alpha, tau, xp=xp)[-1]
-        gbar = xp.zeros_like(keys)
-        for c in range(len(checkpoints) - 1, -1, -1):
-            start, stop = c * s, min(c * s + s, k)
-            alpha, parts = checkpoints[c], []
-            for _ in range(start, stop):
-                e, total, s_loo, log1m = _round(alpha, tau, xp=xp)
-                parts.append((e, total, s_loo))
-                alpha = alpha + log1m
-            for part in reversed(parts):
-                gbar = _round_vjp(part, cotangent, gbar, tau, xp=xp)
-        return (gbar, None)
+                checkpoints[j] = z
+            if j < starts[-1]:
+                z = _next_round(z, *_round_stats(z, xp=xp), tau, xp=xp)
+        del z
+        gbar = None
+        for start in reversed(starts):
+            z, parts = checkpoints.pop(start), []
+            for j in range(start, min(start + s, k)):
+                parts.append(_round_stats(z, xp=xp))
+                if j < min(start + s, k) - 1:
+                    z = _next_round(z, *parts[-1], tau, xp=xp)
+            del z
+            while parts:
+                if gbar is None:  # the last round: nothing downstream of z^{k+1}
+                    gbar = xp.zeros_like(keys)
+                gbar = _round_vjp(parts.pop(), cotangent, gbar, tau, xp=xp)
+        return (gbar / tau, None)
 
 
 @op_function
