@@ -289,7 +289,7 @@ def relaxed_subset(
     the relaxed gradient (straight-through).
 
     The VJP stores only the keys (O(B·n) residuals) and recomputes the rounds backward
-    (checkpointing every :math:`\lceil\sqrt k\rceil` rounds); :math:`1 - a^j` is computed
+    (checkpointing every :math:`\lfloor\sqrt k\rfloor` rounds); :math:`1 - a^j` is computed
     without cancellation, so float32 stays finite down to ``tau = 0.01``.
 
     Parameters
