@@ -200,14 +200,16 @@ def _round_vjp(parts: tuple[Any, Any, Any], g: Any, gbar: Any, tau: float, *, xp
     top = xp.floor(e)
     inv_s = 1.0 / (rest + count)
     c = gbar * (1.0 / tau)
-    h = c * (1.0 - top) / _leave_one_out(e, rest, count, xp=xp)  # 0 at the maximisers
     c_top = c * top
+    h = (c - c_top) / _leave_one_out(e, rest, count, xp=xp)  # 0 at the maximisers
+    del c, top  # (temporaries are freed early: the peak memory of the pass)
     c_sum = xp.sum(c_top, axis=-1, keepdims=True)
+    top_part = (c_sum * e - c_top) * (1.0 / (rest + (count - 1.0) + tiny))
+    del c_top
     # ḡ + a (g - <g, a>) + e (Σ h - h) + (c_P e - c_m [m ∈ P]) / S_P, the first three
     # grouped as ḡ + e · (g/S - h + row)
     row = xp.sum(h, axis=-1, keepdims=True) - xp.sum(g * e, axis=-1, keepdims=True) * inv_s**2
-    top_part = (c_sum * e - c_top) * (1.0 / (rest + (count - 1.0) + tiny))
-    return gbar + e * (g * inv_s - h + row) + top_part
+    return (gbar + top_part) + e * ((g * inv_s - h) + row)
 
 
 @dataclass(frozen=True)
