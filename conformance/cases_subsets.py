@@ -98,7 +98,7 @@ _smooth(
     native=False,
     dtypes=_F64,
 )
-_smooth("relax.neural_sort", R.neural_sort, _theta(tau=0.7), native=False)
+_smooth("relax.neural_sort", R.neural_sort, _theta(tau=0.7), native=True)
 _smooth(
     "relax.neural_sort[hard]", R.neural_sort, _theta(tau=0.7, hard=True), native=False, dtypes=_F64
 )

@@ -117,8 +117,8 @@ def test_value_and_jvp_and_the_error_naming_the_op() -> None:
     np.testing.assert_allclose(y, R.softmax(theta, tau=0.7))
     assert has_jvp(R.softmax.bind(theta).op) and not has_jvp(S.sort.bind(theta).op)
     assert has_jvp(S.argmax.bind(theta).op)  # piecewise constant: the zero JVP
-    with pytest.raises(NotImplementedError, match="neural_sort: this dopt op has no forward-mode"):
-        value_and_jvp(R.neural_sort, theta)
+    with pytest.raises(NotImplementedError, match="relaxed_subset: this dopt op has no forward-mode"):
+        value_and_jvp(R.relaxed_subset, theta, 2, noise=np.zeros_like(theta))
     assert forward_mode_error(S.sort.bind(theta).op).startswith("sort: ")
 
 
@@ -190,8 +190,8 @@ def test_jax_vmap_of_jvp_and_the_error_for_ops_without_one() -> None:
     soft = functools.partial(dj.relax.softmax, tau=0.7)
     batched = jax.vmap(lambda a, b: jax.jvp(soft, (a,), (b,))[1])(x, u)
     np.testing.assert_allclose(np.asarray(batched), _jvp_of("softmax", np.asarray(x), np.asarray(u)), atol=1e-6)
-    with pytest.raises(TypeError, match="neural_sort: this dopt op has no forward-mode"):
-        jax.jacfwd(dj.relax.neural_sort)(x)
+    with pytest.raises(TypeError, match="relaxed_subset: this dopt op has no forward-mode"):
+        jax.jacfwd(lambda t: dj.relax.relaxed_subset(t, 2, noise=jnp.zeros_like(t)))(x)
     with pytest.raises(TypeError, match="sort: this dopt op has no forward-mode"):
         jax.jvp(dj.solvers.sort, (x,), (u,))
     np.testing.assert_array_equal(np.asarray(jax.jacfwd(dj.solvers.argmax)(x)), 0.0)
@@ -237,9 +237,9 @@ def test_torch_forward_mode_error_names_the_op() -> None:
     import dopt_torch as dt
 
     x = torch.from_numpy(_theta())
-    with warnings.catch_warnings(), fwAD.dual_level(), pytest.raises(NotImplementedError, match="neural_sort: this dopt op"):
+    with warnings.catch_warnings(), fwAD.dual_level(), pytest.raises(NotImplementedError, match="relaxed_subset: this dopt op"):
         warnings.simplefilter("ignore", DeprecationWarning)  # torch's own, about torch.jit
-        dt.relax.neural_sort(fwAD.make_dual(x, torch.ones_like(x)))
+        dt.relax.relaxed_subset(fwAD.make_dual(x, torch.ones_like(x)), 2, noise=torch.zeros_like(x))
     with warnings.catch_warnings(), pytest.raises(NotImplementedError, match="sort: this dopt op"):
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.func.jacfwd(dt.solvers.sort)(x)
