@@ -194,3 +194,154 @@ def test_raster_backends(backend) -> None:
         assert y.dtype == dtype
         np.testing.assert_allclose(y, ref, atol=tol)
         np.testing.assert_allclose(grad, ref_g, atol=tol * np.abs(ref_g).max())
+
+
+# --- second order (issue 21): Hessians against finite differences of the gradient --------------
+# two well-shaped triangles (one of each orientation) and a 4 × 4 image: no pixel centre
+# near an edge, a vertex or a closest-edge switch, so the Hessian exists there
+_H_TRIS = np.array(
+    [
+        [[0.18, 0.22], [0.71, 0.31], [0.36, 0.74]],
+        [[0.55, 0.42], [0.47, 0.88], [0.93, 0.69]],
+    ]
+)
+_H_S = 4
+_H_CONFIGS = {
+    "logistic": dict(distribution="logistic", scale=0.2),
+    # squared distances, a density with a bounded support (its root outside it), Einstein sum
+    "wigner_squared_einstein": dict(distribution="wigner_semicircle", squared=True, scale=0.05, tconorm="einstein"),
+}
+_H_W = np.random.default_rng(21).normal(size=(_H_S, _H_S))
+
+
+def _h_grad(V: np.ndarray, kw: dict) -> np.ndarray:
+    """The explicit gradient of ``Σ w α²`` (value_and_vjp, NumPy)."""
+    y, vjp = dc.value_and_vjp(soft_silhouette, V, _H_S, **kw)
+    return vjp(2 * _H_W * y)
+
+
+def _h_fd(kw: dict, h: float = 1e-5) -> np.ndarray:
+    n = _H_TRIS.size
+    cols = []
+    for e in np.eye(n):
+        E = e.reshape(_H_TRIS.shape)
+        cols.append(((_h_grad(_H_TRIS + h * E, kw) - _h_grad(_H_TRIS - h * E, kw)) / (2 * h)).ravel())
+    return np.stack(cols, axis=1)
+
+
+def test_silhouette_hessian_setup_is_away_from_kinks() -> None:
+    # the Hessian jumps where a pixel's closest feature of a triangle changes: outside (a
+    # convex set), where the closest edge's parameter crosses 0 or 1 (edge interior vs
+    # vertex); inside, where the closest edge changes (the medial axis); and D is not
+    # smooth on the boundary. Every pixel and triangle here is away from all three.
+    from dopt_core.relax.raster import _edges, _forms, _geometry, _rows
+
+    P = pixel_centers(_H_S)
+    rows, E = _rows(P[:, 0], P[:, 1], xp=np), _edges(_H_TRIS[None], xp=np)
+    d2, inside, d2e, _ = _geometry(rows, E, xp=np, grad=True)
+    t = np.stack(_forms(rows, E, xp=np)[1])
+    assert np.min(np.minimum(np.abs(t), np.abs(t - 1))) > 1e-2
+    gap = np.diff(np.sort(np.stack(d2e), axis=0), axis=0)[0]
+    assert inside.any() and np.min(gap[inside]) > 1e-3
+    assert np.min(d2) > 1e-4  # 0.01 from the boundary, 1000 steps of the differences
+
+
+@pytest.mark.parametrize("config", list(_H_CONFIGS))
+def test_silhouette_torch_double_backward_matches_finite_differences(config: str) -> None:
+    torch = pytest.importorskip("torch")
+    import dopt_torch  # noqa: F401
+
+    kw = _H_CONFIGS[config]
+    w = torch.from_numpy(_H_W)
+    H = torch.autograd.functional.hessian(
+        lambda V: torch.sum(soft_silhouette(V, _H_S, **kw) ** 2 * w), torch.from_numpy(_H_TRIS)
+    )
+    expected = _h_fd(kw)
+    n = _H_TRIS.size
+    np.testing.assert_allclose(H.numpy().reshape(n, n), expected, rtol=1e-6, atol=1e-6 * np.abs(expected).max())
+
+
+# one configuration under JAX (each costs a compilation; the conformance case `hvp` checks
+# logistic with distances): squared distances, and the semicircle's density, whose root
+# has an infinite derivative at the support's ends (a NaN tangent there before)
+@pytest.mark.parametrize("config", ["wigner_squared_einstein"])
+def test_silhouette_jax_hessian_matches_finite_differences(config: str) -> None:
+    jax = pytest.importorskip("jax")
+    import dopt_jax  # noqa: F401
+
+    if not jax.config.jax_enable_x64:
+        pytest.skip("x64 disabled")
+    kw = _H_CONFIGS[config]
+    w = jax.numpy.asarray(_H_W)
+    H = jax.jit(jax.hessian(lambda V: jax.numpy.sum(soft_silhouette(V, _H_S, **kw) ** 2 * w)))(
+        jax.numpy.asarray(_H_TRIS)
+    )
+    n = _H_TRIS.size
+    H = np.asarray(H).reshape(n, n)
+    expected = _h_fd(kw)
+    np.testing.assert_allclose(H, expected, rtol=1e-6, atol=1e-6 * np.abs(expected).max())
+    np.testing.assert_allclose(H, H.T, atol=1e-12 * np.abs(expected).max())
+
+
+# --- exact ties: each pixel counts for one closest edge --------------------------------------
+# every coordinate is a multiple of 1/16, so the three edge distances are exact in any
+# evaluation order: the pixels below the apex b are equidistant (bitwise) from edges 0 and 1
+# (both clipped to b), those on the vertical x = 7/16 inside from edges 0 and 1 (the
+# bisector of the apex)
+_TIE_TRI = np.array([[[0.1875, 0.75], [0.4375, 0.5], [0.6875, 0.75]]])
+_TIE_POINTS = np.array([[0.4375, 0.25], [0.4375, 0.625], [0.3, 0.9]])
+
+
+def _one_edge_distance(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    e = b - a
+    t = np.clip((p - a) @ e / (e @ e), 0.0, 1.0)
+    return float(np.sqrt(np.sum((p - a - t * e) ** 2)))
+
+
+def test_tied_closest_edges_count_once() -> None:
+    from dopt_core.relax.raster import _edges, _geometry, _rows
+
+    P = _TIE_POINTS
+    d2e = _geometry(_rows(P[:, 0], P[:, 1], xp=np), _edges(_TIE_TRI[None], xp=np), xp=np, grad=True)[2]
+    assert d2e[0][0, 0, 0] == d2e[1][0, 0, 0] and d2e[0][0, 1, 0] == d2e[1][0, 1, 0]  # exact ties
+    fn = dc.op.op_function(lambda V: triangle_signed_distance.bind(P, V))
+    g = np.eye(3)[:, :, None]  # one point at a time
+    grads = [dc.value_and_vjp(fn, _TIE_TRI)[1](gi) for gi in g]
+    # the expected gradient: that of the distance to edge 0 (a, b) alone, signed, by central
+    # differences; at the outside tie it is also edge 1's (both are |p - b| there)
+    for i, sign in ((0, -1.0), (1, 1.0)):
+        expected = np.zeros((1, 3, 2))
+        for v in (0, 1):
+            for j in (0, 1):
+                for s in (1, -1):
+                    V = _TIE_TRI[0].copy()
+                    V[v, j] += s * 1e-6
+                    expected[0, v, j] += s * sign * _one_edge_distance(P[i], V[0], V[1]) / 2e-6
+        np.testing.assert_allclose(grads[i], expected, atol=1e-8)
+    np.testing.assert_allclose(grads[0][0, 1], [0.0, -1.0], atol=1e-8)  # -(b - p)/|b - p|: once, not twice
+
+
+def test_tied_closest_edges_jit_equals_numpy() -> None:
+    jax = pytest.importorskip("jax")
+    import dopt_jax  # noqa: F401
+
+    if not jax.config.jax_enable_x64:
+        pytest.skip("x64 disabled")
+    jnp = jax.numpy
+    S, kw = 8, dict(distribution="logistic", scale=0.1)
+    w = np.random.default_rng(9).normal(size=(S, S))
+    _, vjp = dc.value_and_vjp(soft_silhouette, _TIE_TRI, S, **kw)
+    P = jnp.asarray(_TIE_POINTS)
+    fn = dc.op.op_function(lambda V: triangle_signed_distance.bind(_TIE_POINTS, V))
+    ref_d = dc.value_and_vjp(fn, _TIE_TRI)[1](np.ones((3, 1)))
+
+    def losses(V):
+        return jnp.sum(soft_silhouette(V, S, **kw) * w), jnp.sum(triangle_signed_distance(P, V))
+
+    grad_s = jax.jit(jax.grad(lambda V: losses(V)[0]))(jnp.asarray(_TIE_TRI))
+    grad_d, fwd_d = jax.jit(
+        lambda V: (jax.grad(lambda x: losses(x)[1])(V), jax.jacfwd(lambda x: losses(x)[1])(V))
+    )(jnp.asarray(_TIE_TRI))
+    np.testing.assert_allclose(np.asarray(grad_s), vjp(w), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(grad_d), ref_d, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(fwd_d), ref_d, rtol=1e-12, atol=1e-12)

@@ -322,14 +322,28 @@ def _inside(v: Any, xp: Any) -> Any:
     return xp.astype(xp.abs(v) < 1, v.dtype)
 
 
+def _wigner_root(v: Any, xp: Any) -> tuple[Any, Any, Any]:
+    """``(|v| < 1, v clipped to [-1, 1], sqrt(1 - v²) or 0)``, the root taken only inside.
+
+    ``sqrt`` and ``asin`` have infinite derivatives at ``±1``: evaluated on the clipped
+    value, a forward-mode tangent would be ``0 · inf = NaN`` outside the support (JAX's
+    ``jvp`` of the rule, as in ``jax.hessian``), so the outside takes them at 0 instead.
+    """
+    inside = xp.abs(v) < 1
+    vi = xp.where(inside, v, xp.zeros_like(v))
+    root = xp.where(inside, xp.sqrt(1 - vi * vi), xp.zeros_like(v))
+    return inside, vi, root
+
+
 def _wigner(v: Any, xp: Any) -> Any:
-    vc = xp.clip(v, -1.0, 1.0)
-    return 0.5 + (vc * xp.sqrt(1 - vc * vc) + xp.asin(vc)) / math.pi
+    inside, vi, root = _wigner_root(v, xp)
+    # outside: asin(±1) = ±π/2, so F = 0 or 1
+    edge = xp.where(v > 0, xp.ones_like(v), xp.zeros_like(v))
+    return xp.where(inside, 0.5 + (vi * root + xp.asin(vi)) / math.pi, edge)
 
 
 def _wigner_pdf(v: Any, xp: Any) -> Any:
-    vc = xp.clip(v, -1.0, 1.0)
-    return (2 / math.pi) * xp.sqrt(1 - vc * vc)
+    return (2 / math.pi) * _wigner_root(v, xp)[2]
 
 
 def _laplace(v: Any, xp: Any) -> Any:

@@ -138,14 +138,21 @@ def _vertex_grad(c: Any, P: Any, E: _Edges, d2e: list[Any], tc: list[Any], *, xp
     ``r = p - a - t e``, ``∂d2/∂a = -2(1 - t) r`` and ``∂d2/∂b = -2 t r``. Summed over the
     points this needs ``Σ w``, ``Σ w p`` for ``w ∈ {c, c t, c t²}`` only: matrix products
     with the rows ``(x, y, 1)``.
+
+    The closest edge is the one arg-min of the three distances (the first minimum: ties
+    to the lowest index), as in :func:`_d2_tangent`, and ``c`` is scattered onto it by a
+    one-hot of that single index (the transpose of the JVP's gather): each point counts
+    for exactly one edge. Three comparison masks would let a compiler that evaluates the
+    distances in different fused kernels (with different rounding) count a tied edge
+    twice or not at all.
     """
-    m0 = (d2e[0] <= d2e[1]) & (d2e[0] <= d2e[2])
-    m1 = ~m0 & (d2e[1] <= d2e[2])
-    masks = [m0, m1, ~(m0 | m1)]  # the closest edge, ties to the lowest index
+    closest = xp.argmin(xp.stack(d2e, axis=0), axis=0)  # (B, n, T), first minimum
+    edge = xp.reshape(xp.arange(3, dtype=closest.dtype, device=device(c)), (3, 1, 1, 1))
+    onehot = closest[None, ...] == edge  # (3, B, n, T): one True per point and triangle
     zero = xp.asarray(0.0, dtype=c.dtype, device=device(c))
     grads: list[list[Any]] = [[zero, zero], [zero, zero], [zero, zero]]
     for k in range(3):
-        al = xp.where(masks[k], c, zero)
+        al = xp.where(onehot[k, ...], c, zero)
         be = al * tc[k]
         ga = be * tc[k]
         # (B, T, 3): Σ w x, Σ w y, Σ w for each w
@@ -270,6 +277,10 @@ class SoftSilhouetteOp(Op):
     p: float | None
     chunk_size: int | None
     name: ClassVar[str] = "soft_silhouette"
+    #: the residual is the input itself, and the VJP and JVP are array code of it (the
+    #: closest edge, the inside test and the T-conorm's zero count are locally constant,
+    #: their tangents zero a.e.): differentiating either is the Hessian a.e.
+    second_order: ClassVar[bool] = True
 
     def _chunks(self, n: int) -> list[tuple[int, int]]:
         c = n if self.chunk_size is None else self.chunk_size
