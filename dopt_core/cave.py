@@ -80,6 +80,11 @@ def _nnls_block(normals: np.ndarray, theta: np.ndarray) -> np.ndarray:
     return out.reshape(theta.shape).astype(theta.dtype)
 
 
+def _rowmul(v: Any, a: Any) -> Any:
+    """``vᵀA`` per instance: ``v`` of shape ``(..., k)``, ``a`` of shape ``(..., k, j)``."""
+    return (v[..., None, :] @ a)[..., 0, :]
+
+
 def _pgd_project(normals: Any, theta: Any, max_iter: int, *, xp: Any) -> Any:
     """``max_iter`` accelerated projected-gradient steps for min_{x≥0} |Nᵀx - θ|² (device)."""
     nt = xp.permute_dims(normals, (*range(normals.ndim - 2), normals.ndim - 1, normals.ndim - 2))
@@ -89,11 +94,13 @@ def _pgd_project(normals: Any, theta: Any, max_iter: int, *, xp: Any) -> Any:
     m = normals.shape[-2]
     start = xp.sin(xp.astype(xp.arange(1, m + 1, device=device(theta)), theta.dtype) * 1.618) + 1.5
     v = xp.broadcast_to(start, tuple(normals.shape[:-1]))
+    # products as row vector @ matrix, (1, k) @ (k, j) per instance: CPU BLAS runs these
+    # several times faster than the matrix @ column form (one gemv per instance)
     for _ in range(8):
-        v = (normals @ (nt @ v[..., None]))[..., 0]
+        v = _rowmul(_rowmul(v, normals), nt)
         nv = xp.sqrt(xp.sum(v * v, axis=-1, keepdims=True))
         v = v / xp.where(nv > 0, nv, 1.0)
-    u = (nt @ v[..., None])[..., 0]
+    u = _rowmul(v, normals)
     frob = xp.sum(normals * normals, axis=(-2, -1))
     lip = xp.minimum(1.1 * xp.sum(u * u, axis=-1), frob)
     step = 1.0 / xp.where(lip > 0, lip, 1.0)
@@ -102,12 +109,12 @@ def _pgd_project(normals: Any, theta: Any, max_iter: int, *, xp: Any) -> Any:
     for k in range(max_iter):
         mom = 0.0 if k == 0 else (k - 1.0) / (k + 2.0)
         z = x + mom * (x - x_prev)
-        res = (nt @ z[..., None])[..., 0] - theta  # Nᵀz - θ
-        grad = (normals @ res[..., None])[..., 0]  # N(Nᵀz - θ)
+        res = _rowmul(z, normals) - theta  # Nᵀz - θ
+        grad = _rowmul(res, nt)  # N(Nᵀz - θ)
         x_prev = x
         x = z - step[..., None] * grad
         x = xp.where(x > 0, x, xp.zeros_like(x))
-    return (nt @ x[..., None])[..., 0]
+    return _rowmul(x, normals)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,8 @@ Both maximise a score, so costs enter as ``θ = -cost``.
 from __future__ import annotations
 
 import functools
+import itertools
+import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -21,7 +23,7 @@ import numpy as np
 from .._lib._checks import check_scores
 from .._lib._compat import device
 from .._lib._limits import check_grid_size
-from ..backend import backend_for
+from ..backend import backend_for, take_nonnegative
 from ..op import Bound, Op, ZeroGradient, op_function
 from ._host import Domain, HostSolverOp, check_executor
 
@@ -105,6 +107,42 @@ def _dag_tables(h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
     return arcs, into_h, into_v, arc_slot
 
 
+#: Largest ``paths × instances`` for which the walk back is one consistency test
+#: against every path (:func:`_dag_paths`); beyond, H + W - 2 vectorised steps.
+_PATH_TABLE_LIMIT = 1 << 22
+
+
+@functools.lru_cache(maxsize=64)
+def _dag_paths(h: int, w: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Every monotone path of the H×W grid DAG, for the walk back of :class:`ShortestPathDagOp`.
+
+    ``sign`` (shape ``((H+W-2)·H, P)``): for path ``p`` entering node ``(r, d - r)``
+    at diagonal ``d = 1, …, H+W-2``, entry ``((d-1)·H + r, p)`` is +1 if it enters from
+    above, -1 from the left, 0 for the nodes it misses. With ``t`` the 0/1 table of
+    the DP's "entered from above" decisions in the same ``(diagonal, row)`` order,
+    ``t·sign[:, p] = (H - 1)`` (its number of down moves) exactly when every move of
+    ``p`` agrees with ``t``: a down move adds 1 only where ``t`` says down, a right move
+    subtracts 1 where ``t`` says down. ``arcs`` (shape ``(P, m)``): the arc indicators.
+    ``None`` past 4096 paths.
+    """
+    nd = h + w - 1
+    count = math.comb(nd - 1, h - 1)
+    if count > 4096:
+        return None
+    _, into_h, into_v, _ = _dag_tables(h, w)
+    m = h * (w - 1) + (h - 1) * w
+    sign = np.zeros(((nd - 1) * h, count))
+    arcs = np.zeros((count, m))
+    d = np.arange(1, nd)
+    for p, downs in enumerate(itertools.combinations(range(nd - 1), h - 1)):
+        down = np.zeros(nd - 1, dtype=bool)
+        down[list(downs)] = True
+        rows = np.cumsum(down)  # the row of the node entered at diagonal d
+        sign[(d - 1) * h + rows, p] = np.where(down, 1.0, -1.0)
+        arcs[p, np.where(down, into_v[d, rows], into_h[d, rows])] = 1.0
+    return sign, arcs
+
+
 @dataclass(frozen=True)
 class ShortestPathDagOp(ZeroGradient, Op):
     grid: tuple[int, int]
@@ -116,46 +154,55 @@ class ShortestPathDagOp(ZeroGradient, Op):
         nd = h + w - 1
         dev = device(theta)
         batch = tuple(theta.shape[:-1])
-        k = len(batch)
+        m = theta.shape[-1]
+        n = math.prod(batch)
         dt = theta.dtype
         neg = -xp.inf
-        # Layout (row, *batch): every per-diagonal slice below is contiguous.
-        # θ with a -inf slot at index m, gathered into (2, diagonal, row, *batch) tables
-        theta_t = xp.permute_dims(theta, (k, *range(k))) if k else theta
-        pad = xp.concat([theta_t, xp.full((1, *batch), neg, dtype=dt, device=dev)], axis=0)
+        # Layout (row, n): every per-diagonal slice below is contiguous.
+        # θ with a -inf slot at index m, gathered into (kind·diagonal, row, n) tables
+        theta_t = xp.permute_dims(xp.reshape(theta, (n, m)), (1, 0))
+        minus = xp.full((1, n), neg, dtype=dt, device=dev)
+        pad = xp.concat([theta_t, minus], axis=0)
         index = xp.asarray(np.concatenate([into_h.ravel(), into_v.ravel()]), device=dev)
-        tables = xp.reshape(xp.take(pad, index, axis=0), (2, nd, h, *batch))
-        minus = xp.full((1, *batch), neg, dtype=dt, device=dev)
+        tables = xp.reshape(take_nonnegative(pad, index, 0), (2 * nd, h, n))
         # value[r] = best score of a path from (0, 0) to node (r, d - r); -inf off the grid
-        value = xp.concat(
-            [
-                xp.zeros((1, *batch), dtype=dt, device=dev),
-                xp.full((h - 1, *batch), neg, dtype=dt, device=dev),
-            ],
-            axis=0,
-        )
-        took_down = []
+        value = xp.concat([xp.zeros((1, n), dtype=dt, device=dev), xp.full((h - 1, n), neg, dtype=dt, device=dev)],
+                          axis=0)
+        lefts, ups = [], []
         for d in range(1, nd):
-            left = value + tables[0, d, ...]
-            up = xp.concat([minus, value[:-1, ...]], axis=0) + tables[1, d, ...]
-            took_down.append(up > left)  # ties: the arc from the left
+            left = value + tables[d, ...]
+            up = xp.concat([minus, value[:-1, ...]], axis=0) + tables[nd + d, ...]
+            lefts.append(left)
+            ups.append(up)
             value = xp.maximum(left, up)
+        # took_down[d - 1, r]: node (r, d - r) is entered from above (ties: from the left)
+        took_down = xp.stack(ups, axis=0) > xp.stack(lefts, axis=0)
+        paths = _dag_paths(h, w)
+        if paths is not None and paths[1].shape[0] * n <= _PATH_TABLE_LIMIT:
+            # The walk back from (H-1, W-1) follows took_down, so its path is the one
+            # path whose every move agrees with took_down: found for all paths at once
+            # by one product with the ±1 table (exact small integers; _dag_paths)
+            # instead of H + W - 2 sequential steps.
+            sign, arcs = paths
+            t = xp.astype(xp.reshape(took_down, ((nd - 1) * h, n)), xp.float32)
+            score = xp.permute_dims(t, (1, 0)) @ xp.asarray(sign, dtype=xp.float32, device=dev)
+            best = xp.argmax(xp.astype(score == float(h - 1), xp.float32), axis=-1)
+            y = take_nonnegative(xp.asarray(arcs, dtype=dt, device=dev), best, 0)
+            return xp.reshape(y, (*batch, m)), ()
         # walk back from (H-1, W-1), diagonal by diagonal: `on` marks the path's node
-        false = xp.zeros((1, *batch), dtype=xp.bool, device=dev)
-        on = xp.concat([xp.zeros((h - 1, *batch), dtype=xp.bool, device=dev), ~false], axis=0)
+        false = xp.zeros((1, n), dtype=xp.bool, device=dev)
+        on = xp.concat([xp.zeros((h - 1, n), dtype=xp.bool, device=dev), ~false], axis=0)
         used_h, used_v = [], []
         for d in range(nd - 1, 0, -1):
-            down = on & took_down[d - 1]
-            left = on ^ down
+            down_d = on & took_down[d - 1, ...]
+            left = on ^ down_d
             used_h.append(left)
-            used_v.append(down)
-            on = left | xp.concat([down[1:, ...], false], axis=0)
+            used_v.append(down_d)
+            on = left | xp.concat([down_d[1:, ...], false], axis=0)
         # slots (kind, d, row) for d = D-1, …, 1, then one gather of every arc's slot
         used = xp.concat(used_h + used_v, axis=0)
-        y = xp.astype(xp.take(used, xp.asarray(arc_slot, device=dev), axis=0), dt)
-        if k:  # back to (*batch, m) (a transposed view where the library has views)
-            y = xp.permute_dims(y, (*range(1, k + 1), 0))
-        return y, ()
+        y = xp.astype(take_nonnegative(used, xp.asarray(arc_slot, device=dev), 0), dt)
+        return xp.reshape(xp.permute_dims(y, (1, 0)), (*batch, m)), ()
 
 
 @op_function
@@ -177,7 +224,9 @@ def shortest_path_dag(theta: Any, /, grid: tuple[int, int], *, check_finite: boo
 
     Algorithm: dynamic programming over the ``H + W - 1`` anti-diagonals of the grid
     (every node of a diagonal is updated at once, for the whole batch), then a walk
-    back of ``H + W - 2`` vectorised steps; everything stays on ``theta``'s device and
+    back of ``H + W - 2`` vectorised steps (for grids with at most 4096 paths, one
+    product of the DP's decisions with a table of every path instead: the walked-back
+    path is the only one all of whose moves agree with them); everything stays on ``theta``'s device and
     traces under ``jax.jit``. Ties: a node reached equally well from the left and
     from above is reached from the left.
 
@@ -188,7 +237,8 @@ def shortest_path_dag(theta: Any, /, grid: tuple[int, int], *, check_finite: boo
     grid : (int, int)
         ``(H, W)``.
     check_finite : bool
-        Raise ``ValueError`` on NaN or infinite scores.
+        Raise ``ValueError`` on NaN or infinite scores (unchecked, an instance whose
+        every path scores -inf or NaN gets an arbitrary path).
 
     Returns
     -------
