@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["EXP_CUTOFF", "shifted_scaled", "softmax_last"]
+__all__ = ["EXP_CUTOFF", "shifted_scaled", "softmax_last", "softmax_vjp"]
 
 
 #: exp(-EXP_CUTOFF) is 0 in every floating dtype: exponents below it are clipped
@@ -36,3 +36,9 @@ def softmax_last(theta: Any, factor: float = 1.0, *, xp: Any, divide: bool = Fal
     every finite ``θ`` and every ``factor != 0`` (see :func:`shifted_scaled`)."""
     e = xp.exp(shifted_scaled(theta, factor, xp=xp, divide=divide))
     return e / xp.sum(e, axis=-1, keepdims=True)
+
+
+def softmax_vjp(y: Any, g: Any, tau: float, *, xp: Any) -> Any:
+    """``Jᵀg`` of ``y = softmax(θ/τ)`` along the last axis; ``J = (diag(y) - y yᵀ)/τ`` is
+    symmetric, so this is also the JVP: ``y ⊙ (g - <g, y>)/τ``."""
+    return y * (g - xp.sum(g * y, axis=-1, keepdims=True)) / tau

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 from .._lib._checks import check_flag, check_in_dtype_range, check_positive, check_scores
 from .._lib._compat import device
 from ..op import Bound, Op, op_function
-from ._common import softmax_last
+from ._common import softmax_last, softmax_vjp
 
 __all__ = ["neural_sort"]
 
@@ -54,7 +54,7 @@ class NeuralSortOp(Op):
         logits, sign = _logits(s, xp=xp)
         p = softmax_last(logits, self.tau, xp=xp, divide=True)
         # adjoint of the logits (row-wise softmax VJP)
-        lbar = p * (cotangent - xp.sum(cotangent * p, axis=-1, keepdims=True)) / self.tau
+        lbar = softmax_vjp(p, cotangent, self.tau, xp=xp)
         c = _coefficients(s, xp=xp)
         from_scale = xp.sum(c * lbar, axis=-2)  # Σ_i c_i L̄[i, m]
         u = xp.sum(lbar, axis=-2)  # adjoint of b
@@ -75,7 +75,7 @@ class NeuralSortOp(Op):
         p = softmax_last(logits, self.tau, xp=xp, divide=True)
         db = u * xp.sum(sign, axis=-1) - xp.sum(sign * xp.expand_dims(u, axis=-2), axis=-1)
         dl = _coefficients(s, xp=xp) * xp.expand_dims(u, axis=-2) - xp.expand_dims(db, axis=-2)
-        return p * (dl - xp.sum(p * dl, axis=-1, keepdims=True)) / self.tau
+        return softmax_vjp(p, dl, self.tau, xp=xp)  # the row softmax's J is symmetric
 
 
 @op_function

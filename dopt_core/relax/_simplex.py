@@ -14,14 +14,9 @@ from .._lib._compat import device, index_dtype
 from .._lib._random import bind_noise
 from ..noise import GUMBEL
 from ..op import Bound, Op, op_function
-from ._common import shifted_scaled, softmax_last
+from ._common import shifted_scaled, softmax_last, softmax_vjp
 
 __all__ = ["gumbel_softmax", "softmax", "sparsemax"]
-
-
-def _softmax_vjp(y: Any, g: Any, tau: float, *, xp: Any) -> Any:
-    # J = (diag(y) - y yᵀ)/τ is symmetric: Jᵀg = y ⊙ (g - <g, y>)/τ
-    return y * (g - xp.sum(g * y, axis=-1, keepdims=True)) / tau
 
 
 def _one_hot_argmax(y: Any, *, xp: Any) -> Any:
@@ -43,7 +38,7 @@ class SoftmaxOp(Op):
     def vjp(self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any) -> tuple[Any | None, ...]:
         (theta,) = residuals
         y = softmax_last(theta, self.tau, xp=xp, divide=True)
-        return (_softmax_vjp(y, cotangent, self.tau, xp=xp),)
+        return (softmax_vjp(y, cotangent, self.tau, xp=xp),)
 
     second_order: ClassVar[bool] = True
 
@@ -53,7 +48,7 @@ class SoftmaxOp(Op):
         if u is None:
             return None
         y = softmax_last(theta, self.tau, xp=xp, divide=True)
-        return _softmax_vjp(y, u, self.tau, xp=xp)
+        return softmax_vjp(y, u, self.tau, xp=xp)
 
 
 @dataclass(frozen=True)
@@ -115,7 +110,7 @@ class GumbelSoftmaxOp(Op):
     def vjp(self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any) -> tuple[Any | None, ...]:
         (z,) = residuals
         soft = softmax_last(z, self.tau, xp=xp, divide=True)
-        return (_softmax_vjp(soft, cotangent, self.tau, xp=xp), None)
+        return (softmax_vjp(soft, cotangent, self.tau, xp=xp), None)
 
     second_order: ClassVar[bool] = True
 
@@ -125,7 +120,7 @@ class GumbelSoftmaxOp(Op):
         if u is None:
             return None
         soft = softmax_last(z, self.tau, xp=xp, divide=True)
-        return _softmax_vjp(soft, u, self.tau, xp=xp)
+        return softmax_vjp(soft, u, self.tau, xp=xp)
 
 
 @op_function

@@ -146,7 +146,7 @@ def _vertex_grad(c: Any, P: Any, E: _Edges, d2e: list[Any], tc: list[Any], *, xp
     distances in different fused kernels (with different rounding) count a tied edge
     twice or not at all.
     """
-    closest = xp.argmin(xp.stack(d2e, axis=0), axis=0)  # (B, n, T), first minimum
+    closest = _closest_edge(d2e, xp=xp)
     edge = xp.reshape(xp.arange(3, dtype=closest.dtype, device=device(c)), (3, 1, 1, 1))
     onehot = closest[None, ...] == edge  # (3, B, n, T): one True per point and triangle
     zero = xp.asarray(0.0, dtype=c.dtype, device=device(c))
@@ -169,6 +169,13 @@ def _vertex_grad(c: Any, P: Any, E: _Edges, d2e: list[Any], tc: list[Any], *, xp
     return xp.stack([xp.stack(g, axis=-1) for g in grads], axis=-2)
 
 
+def _closest_edge(d2e: list[Any], *, xp: Any) -> Any:
+    """The index ``(B, n, T)`` of each point's closest edge: the first minimum of the
+    three squared distances (ties to the lowest index), shared by the VJP and the JVP so
+    that both count a tied edge exactly once."""
+    return xp.argmin(xp.stack(d2e, axis=0), axis=0)
+
+
 def _d2_tangent(P: Any, E: _Edges, U: Any, d2e: list[Any], tc: list[Any], *, xp: Any) -> Any:
     """The tangent of ``d2`` ``(B, n, T)`` along vertex tangents ``U`` ``(B, T, 3, 2)``: the
     transpose of :func:`_vertex_grad` (the closest edge, ties to the lowest index),
@@ -189,7 +196,7 @@ def _d2_tangent(P: Any, E: _Edges, U: Any, d2e: list[Any], tc: list[Any], *, xp:
         wx = (1 - t) * ua[:, None, :, 0] + t * ub[:, None, :, 0]
         wy = (1 - t) * ua[:, None, :, 1] + t * ub[:, None, :, 1]
         terms.append(-2 * ((px - ax - t * ex) * wx + (py - ay - t * ey) * wy))
-    closest = xp.argmin(xp.stack(d2e, axis=0), axis=0)  # first minimum: the lowest index
+    closest = _closest_edge(d2e, xp=xp)
     picked = xp.take_along_axis(xp.stack(terms, axis=0), closest[None, ...], axis=0)
     return picked[0, ...]
 

@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .._lib._checks import check_scores
+from .._lib._constants import DeviceConstants
 from .._lib._compat import device
 from .._lib._limits import check_grid_size
 from ..backend import backend_for, take_nonnegative
@@ -107,9 +108,19 @@ def _dag_tables(h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
     return arcs, into_h, into_v, arc_slot
 
 
+#: the grid DAG's index and path tables, converted once per namespace, device and dtype
+_TABLES = DeviceConstants()
+
 #: Largest ``paths × instances`` for which the walk back is one consistency test
 #: against every path (:func:`_dag_paths`); beyond, H + W - 2 vectorised steps.
 _PATH_TABLE_LIMIT = 1 << 22
+
+
+@functools.lru_cache(maxsize=64)
+def _dag_index(h: int, w: int) -> np.ndarray:
+    """The arc slots of the left and upper arcs into every (diagonal, row) node."""
+    _, into_h, into_v, _ = _dag_tables(h, w)
+    return np.concatenate([into_h.ravel(), into_v.ravel()])
 
 
 @functools.lru_cache(maxsize=64)
@@ -150,7 +161,7 @@ class ShortestPathDagOp(ZeroGradient, Op):
 
     def forward(self, theta: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
         h, w = self.grid
-        _, into_h, into_v, arc_slot = _dag_tables(h, w)
+        arc_slot = _dag_tables(h, w)[3]
         nd = h + w - 1
         dev = device(theta)
         batch = tuple(theta.shape[:-1])
@@ -163,7 +174,8 @@ class ShortestPathDagOp(ZeroGradient, Op):
         theta_t = xp.permute_dims(xp.reshape(theta, (n, m)), (1, 0))
         minus = xp.full((1, n), neg, dtype=dt, device=dev)
         pad = xp.concat([theta_t, minus], axis=0)
-        index = xp.asarray(np.concatenate([into_h.ravel(), into_v.ravel()]), device=dev)
+        key = f"{h}x{w}"
+        index = _TABLES.array("index" + key, _dag_index(h, w), xp, dev)
         tables = xp.reshape(take_nonnegative(pad, index, 0), (2 * nd, h, n))
         # value[r] = best score of a path from (0, 0) to node (r, d - r); -inf off the grid
         value = xp.concat([xp.zeros((1, n), dtype=dt, device=dev), xp.full((h - 1, n), neg, dtype=dt, device=dev)],
@@ -185,9 +197,9 @@ class ShortestPathDagOp(ZeroGradient, Op):
             # instead of H + W - 2 sequential steps.
             sign, arcs = paths
             t = xp.astype(xp.reshape(took_down, ((nd - 1) * h, n)), xp.float32)
-            score = xp.permute_dims(t, (1, 0)) @ xp.asarray(sign, dtype=xp.float32, device=dev)
+            score = xp.permute_dims(t, (1, 0)) @ _TABLES.array("sign" + key, sign, xp, dev, xp.float32)
             best = xp.argmax(xp.astype(score == float(h - 1), xp.float32), axis=-1)
-            y = take_nonnegative(xp.asarray(arcs, dtype=dt, device=dev), best, 0)
+            y = take_nonnegative(_TABLES.array("arcs" + key, arcs, xp, dev, dt), best, 0)
             return xp.reshape(y, (*batch, m)), ()
         # walk back from (H-1, W-1), diagonal by diagonal: `on` marks the path's node
         false = xp.zeros((1, n), dtype=xp.bool, device=dev)
@@ -201,7 +213,7 @@ class ShortestPathDagOp(ZeroGradient, Op):
             on = left | xp.concat([down_d[1:, ...], false], axis=0)
         # slots (kind, d, row) for d = D-1, …, 1, then one gather of every arc's slot
         used = xp.concat(used_h + used_v, axis=0)
-        y = xp.astype(take_nonnegative(used, xp.asarray(arc_slot, device=dev), 0), dt)
+        y = xp.astype(take_nonnegative(used, _TABLES.array("slot" + key, arc_slot, xp, dev), 0), dt)
         return xp.reshape(xp.permute_dims(y, (1, 0)), (*batch, m)), ()
 
 
