@@ -221,3 +221,14 @@ def test_sample_hard_inputs_float32_is_k_hot() -> None:
     theta = (rng.permutation(30)[None, :] * 1e3 / 30).astype(np.float32) * 30
     y = R.k_subset_sample(theta, 5, rng=2)
     np.testing.assert_array_equal(y, R.gumbel_top_k(theta, 5, noise=np.zeros_like(theta)))
+
+
+def test_numpy_row_chunks_change_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(28)
+    theta, g = rng.normal(size=(7, 30)) * 2.0, rng.normal(size=(7, 30))
+    mu, vjp = dc.value_and_vjp(R.k_subset_marginals, theta, 4)
+    jg = vjp(g)
+    monkeypatch.setattr(K, "_CHUNK", 64)  # two rows per chunk, one for the VJP
+    mu_c, vjp_c = dc.value_and_vjp(R.k_subset_marginals, theta, 4)
+    np.testing.assert_allclose(mu_c, mu, rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(vjp_c(g), jg, rtol=1e-14, atol=1e-15)

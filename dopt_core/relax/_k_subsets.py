@@ -40,7 +40,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .._lib._checks import check_flag, check_scores
-from .._lib._compat import device, index_dtype
+from .._lib._compat import device, index_dtype, is_numpy_array
 from .._lib._constants import DeviceConstants, static_table
 from .._lib._random import bind_noise
 from ..noise import GUMBEL
@@ -57,6 +57,9 @@ _TILT_STEPS = 6
 #: |Σ p - k| allowed for by the window (the tilt solve lands well inside)
 _TILT_SLACK = 2.0
 
+#: items per chunk of rows on NumPy (see :func:`_by_chunks`; half of it for the JVP)
+_CHUNK = 1 << 14
+
 _TABLES = DeviceConstants()
 
 
@@ -64,11 +67,13 @@ _TABLES = DeviceConstants()
 # the tilt
 # ---------------------------------------------------------------------------------
 def _sigmoid_pair(x: Any, *, xp: Any) -> tuple[Any, Any]:
-    """``(σ(x), σ(-x))`` without overflow and without forming ``1 - σ(x)``."""
-    e = xp.exp(-xp.abs(x))
-    r = 1.0 / (1.0 + e)
-    pos = x >= 0
-    return xp.where(pos, r, e * r), xp.where(pos, e * r, r)
+    """``(σ(x), σ(-x))`` to full relative precision, without forming ``1 - σ(x)``:
+    with ``E = exp(-x)``, ``σ(x) = 1 / (1 + E)`` and ``σ(-x) = E σ(x)``. ``x`` is clipped
+    where ``E`` would overflow (σ is then below the smallest normal number anyway)."""
+    bound = 80.0 if x.dtype == xp.float32 else 700.0
+    e = xp.exp(-xp.clip(x, -bound, bound))
+    p = 1.0 / (1.0 + e)
+    return p, e * p
 
 
 def _tilt(theta: Any, k: int, *, xp: Any) -> Any:
@@ -93,14 +98,13 @@ def _tilt(theta: Any, k: int, *, xp: Any) -> Any:
     rho = 0.5 * (lo + hi)
     tiny = float(xp.finfo(f32).smallest_normal)
     for _ in range(_TILT_STEPS):
-        x = t + rho
-        e = xp.exp(-xp.abs(x))
-        r = 1.0 / (1.0 + e)
-        er = e * r
-        sp = xp.sum(xp.where(x >= 0, r, er), axis=-1, keepdims=True)
-        sq = n - sp  # rounding of order n · eps32: only steers the iteration
+        # σ(x) = (1 + tanh(x/2)) / 2 and σ(x) σ(-x) = (1 - tanh²(x/2)) / 4: absolute
+        # precision is all the iteration needs
+        h = xp.tanh(0.5 * (t + rho))
+        sp = 0.5 * n + 0.5 * xp.sum(h, axis=-1, keepdims=True)
+        sq = n - sp
         # Σ p q, floored so that the Newton step stays finite (it is then refused)
-        v = xp.maximum(xp.sum(er * r, axis=-1, keepdims=True), 1.0e-20)
+        v = xp.maximum(0.25 * (n - xp.sum(h * h, axis=-1, keepdims=True)), 1.0e-20)
         below = sp < k
         lo = xp.where(below, rho, lo)
         hi = xp.where(below, hi, rho)
@@ -204,38 +208,36 @@ def _group_polys(p: Any, q: Any, dp: Any | None, *, xp: Any) -> tuple[list[Any],
 
 
 def _others(cf: Any, dcf: Any | None, *, xp: Any) -> tuple[Any, Any | None]:
-    """Values ``Π_{h ≠ g} cf[:, h, :]`` for every group ``g``, and their tangent along
-    ``dcf``: a product tree over the groups (an up-sweep of pairwise products, node ``j``
-    with node ``j + half``, then a down-sweep handing every node the product of
-    everything outside it), no division, ``2 log2(groups)`` vectorised steps."""
+    """Values ``Π_{h ≠ g} cf[:, h, :]`` for every group ``g`` (a power of two of them),
+    and their tangent along ``dcf``: a product tree over the groups (an up-sweep of
+    pairwise products, node ``j`` with node ``j + half``, then a down-sweep handing every
+    node the product of everything outside it times its sibling), no division,
+    ``2 log2(groups)`` vectorised steps."""
     tangent = dcf is not None
+    m, groups, rows = cf.shape
     levels = []
     a, da = cf, dcf
     while a.shape[1] > 1:
-        if a.shape[1] % 2:  # an odd node out is paired with the identity
-            a = xp.concat([a, xp.ones_like(a[:, :1, :])], axis=1)
-            if tangent:
-                da = xp.concat([da, xp.zeros_like(da[:, :1, :])], axis=1)
-        levels.append((a, da))
         half = a.shape[1] // 2
-        left, right = a[:, :half, :], a[:, half:, :]
+        a = xp.reshape(a, (m, 2, half, rows))
         if tangent:
-            da = da[:, :half, :] * right + left * da[:, half:, :]
-        a = left * right
+            da = xp.reshape(da, (m, 2, half, rows))
+            levels.append((a, da))
+            da = da[:, 0, ...] * a[:, 1, ...] + a[:, 0, ...] * da[:, 1, ...]
+        else:
+            levels.append((a, None))
+        a = a[:, 0, ...] * a[:, 1, ...]
     out = xp.ones_like(a)
     dout = xp.zeros_like(a) if tangent else None
     for a, da in levels[::-1]:
-        half = a.shape[1] // 2
-        out = out[:, :half, :]  # the parent level may carry an identity node
-        left, right = a[:, :half, :], a[:, half:, :]
+        half = a.shape[2]
+        sib = xp.flip(a, axis=1)  # the sibling of either half is the other half
         if tangent:
-            dout = dout[:, :half, :]
-            dout = xp.concat(
-                [dout * right + out * da[:, half:, :], dout * left + out * da[:, :half, :]], axis=1
-            )
-        out = xp.concat([out * right, out * left], axis=1)
-    groups = cf.shape[1]
-    return out[:, :groups, :], (dout[:, :groups, :] if tangent else None)
+            dsib = xp.flip(da, axis=1)
+            dout = dout[:, None, ...] * sib + out[:, None, ...] * dsib
+            dout = xp.reshape(dout, (m, 2 * half, rows))
+        out = xp.reshape(out[:, None, ...] * sib, (m, 2 * half, rows))
+    return out, dout
 
 
 def _leave_one_out(
@@ -288,15 +290,31 @@ def _rows(x: Any, *, xp: Any) -> Any:
     return xp.reshape(x, (math.prod(x.shape[:-1]), x.shape[-1])) if x.ndim != 2 else x
 
 
+def _by_chunks(fn: Any, arrays: tuple[Any, ...], items: int, *, xp: Any) -> Any:
+    """``fn(*arrays)`` on ``(rows, ·)`` arrays; eager NumPy runs it on chunks of rows of
+    about ``items`` items, whose working arrays stay in cache (one call elsewhere: lazy
+    and accelerator backends gain nothing from a longer graph)."""
+    rows, n = arrays[0].shape
+    step = max(1, items // max(n, 1))
+    if rows <= step or not is_numpy_array(arrays[0]):
+        return fn(*arrays)
+    parts = [fn(*(a[i : i + step, ...] for a in arrays)) for i in range(0, rows, step)]
+    return xp.concat(parts, axis=0)
+
+
 def _marginals(theta: Any, k: int, rho: Any, *, xp: Any) -> Any:
     n = theta.shape[-1]
     if k == n:
         return xp.ones_like(theta)
-    shape = theta.shape
-    p, x, _, _ = _leave_one_out(_rows(theta, xp=xp), k, _rows(rho, xp=xp), None, xp=xp)
-    u = p * x
-    mu = u * (k / xp.sum(u, axis=-1, keepdims=True))  # Σ_i p_i P(N_{-i}=k-1) = k P(N=k)
-    return xp.reshape(xp.clip(mu, 0.0, 1.0), shape)
+
+    def run(theta: Any, rho: Any) -> Any:
+        p, x, _, _ = _leave_one_out(theta, k, rho, None, xp=xp)
+        u = p * x
+        mu = u * (k / xp.sum(u, axis=-1, keepdims=True))  # Σ_i p_i P(N_{-i}=k-1) = k P(N=k)
+        return xp.clip(mu, 0.0, 1.0)
+
+    mu = _by_chunks(run, (_rows(theta, xp=xp), _rows(rho, xp=xp)), _CHUNK, xp=xp)
+    return xp.reshape(mu, theta.shape)
 
 
 def _marginals_jvp(theta: Any, gvec: Any, k: int, rho: Any | None = None, *, xp: Any) -> Any:
@@ -308,13 +326,16 @@ def _marginals_jvp(theta: Any, gvec: Any, k: int, rho: Any | None = None, *, xp:
         return xp.zeros_like(theta)
     if rho is None:
         rho = _tilt(theta, k, xp=xp)
-    shape = theta.shape
-    theta, rho, gvec = _rows(theta, xp=xp), _rows(rho, xp=xp), _rows(gvec, xp=xp)
-    p, x, dp, dx = _leave_one_out(theta, k, rho, gvec, xp=xp)
-    u, du = p * x, dp * x + p * dx
-    s = xp.sum(u, axis=-1, keepdims=True)
-    ds = xp.sum(du, axis=-1, keepdims=True)
-    return xp.reshape((k / s) * (du - u * (ds / s)), shape)
+
+    def run(theta: Any, rho: Any, gvec: Any) -> Any:
+        p, x, dp, dx = _leave_one_out(theta, k, rho, gvec, xp=xp)
+        u, du = p * x, dp * x + p * dx
+        s = xp.sum(u, axis=-1, keepdims=True)
+        ds = xp.sum(du, axis=-1, keepdims=True)
+        return (k / s) * (du - u * (ds / s))
+
+    arrays = (_rows(theta, xp=xp), _rows(rho, xp=xp), _rows(gvec, xp=xp))
+    return xp.reshape(_by_chunks(run, arrays, _CHUNK // 2, xp=xp), theta.shape)  # twice the arrays
 
 
 @dataclass(frozen=True)
