@@ -18,16 +18,18 @@ so that :math:`\sum_i p_i \approx k`, which makes :math:`P(N = k)` of order
 :math:`1/\mathrm{sd}(N)` (never below :math:`\sim 1/n`) and every number a probability.
 
 The generating function :math:`F(z) = \prod_i (q_i + p_i z)` is computed by groups of
-:data:`_GROUP` items: each group's polynomial by a short recursion (all groups at once),
-the product of the other groups by prefix and suffix products of their values at the
-``M``-th roots of unity (a discrete Fourier transform done as a real matrix product, so
-any namespace runs it), read back only at the ``G + 1`` coefficients that are needed.
-Working modulo :math:`z^M - 1` is exact up to the mass of :math:`N` farther than about
-``M - G`` from ``k``; ``M`` is sized by Bernstein's inequality with
-:math:`\mathrm{Var}\,N \le k(n - k)/n` so that this mass is below rounding.
-The leave-one-out probabilities :math:`P(N_{-i} = k - 1) = \partial F_k / \partial p_i`
-(``F`` is multilinear in the :math:`(p_i, q_i)`) come from one reverse sweep of each
-group's recursion: sums of non-negative terms, no division, no cancellation.
+about :data:`_GROUP` items (a power of two of groups): each group's polynomial by a
+short recursion (all groups at once, ``G`` steps), the product of all the *other* groups
+by a product tree over their values at the ``M``-th roots of unity (a discrete Fourier
+transform done as a matrix product with a constant table, so any namespace runs it; no
+division), read back only at the ``G + 1`` coefficients that are needed. Working modulo
+:math:`z^M - 1` is exact up to the mass of :math:`N` farther than ``M - G - 3`` from
+``k``; ``M`` is sized by Bernstein's inequality with :math:`\mathrm{Var}\,N \le
+k(n - k)/n` so that this mass is below the rounding error. The leave-one-out
+probabilities :math:`P(N_{-i} = k - 1) = \partial F_k / \partial p_i` (``F`` is
+multilinear in the :math:`(p_i, q_i)`) come from one reverse sweep of each group's
+recursion: sums of non-negative terms, no division, no cancellation. The VJP is the
+forward-mode derivative of all this (see :func:`_marginals_jvp`).
 """
 
 from __future__ import annotations
@@ -49,8 +51,8 @@ from ._subsets import _check_k
 
 __all__ = ["k_subset_marginals", "k_subset_sample"]
 
-#: items per group: the group recursions take ``_GROUP`` sequential steps, the products
-#: across groups ``2 · ceil(n / _GROUP)`` small ones
+#: items per group (about): the group recursions take that many sequential steps, the
+#: product tree ``2 log2(n / _GROUP)``
 _GROUP = 16
 #: iterations of the safeguarded Newton solve for the tilt
 _TILT_STEPS = 6
