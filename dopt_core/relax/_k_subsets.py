@@ -41,13 +41,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .._lib._checks import check_flag, check_scores
+from .._lib._checks import check_flag, check_int, check_scores
 from .._lib._compat import device, index_dtype, is_numpy_array
 from .._lib._constants import DeviceConstants, static_table
 from .._lib._random import bind_noise
 from ..noise import GUMBEL
 from ..op import Bound, Op, op_function
-from ._subsets import _check_k
 
 __all__ = ["k_subset_marginals", "k_subset_sample"]
 
@@ -55,7 +54,7 @@ __all__ = ["k_subset_marginals", "k_subset_sample"]
 #: product tree ``2 log2(n / _GROUP)``
 _GROUP = 16
 #: iterations of the safeguarded Newton solve for the tilt
-_TILT_STEPS = 6
+_TILT_STEPS = 8
 #: |Σ p - k| allowed for by the window (the tilt solve lands well inside)
 _TILT_SLACK = 2.0
 
@@ -63,6 +62,10 @@ _TILT_SLACK = 2.0
 _CHUNK = 1 << 14
 
 _TABLES = DeviceConstants()
+
+
+def _check_k(k: Any, theta: Any) -> int:
+    return check_int(k, name="k", low=1, high=theta.shape[-1])
 
 
 # ---------------------------------------------------------------------------------
@@ -200,11 +203,11 @@ def _group_polys(p: Any, q: Any, dp: Any | None, *, xp: Any) -> tuple[list[Any],
     for t in range(g):
         pt, qt = p[t : t + 1, :], q[t : t + 1, :]
         if dp is not None:
-            dpt = dp[t : t + 1, :]
-            mid = dc[1:, :] * qt + dc[:-1, :] * pt + c[:-1, :] * dpt
-            dc = xp.concat([dc[:1, :] * qt, mid, dc[-1:, :] * pt + c[-1:, :] * dpt])
+            dqc, dpc = dc * qt, dc * pt + c * dp[t : t + 1, :]
+            dc = xp.concat([dqc[:1, :], dqc[1:, :] + dpc[:-1, :], dpc[-1:, :]])
             dcs.append(dc)
-        c = xp.concat([c[:1, :] * qt, c[1:, :] * qt + c[:-1, :] * pt, c[-1:, :] * pt])
+        qc, pc = c * qt, c * pt
+        c = xp.concat([qc[:1, :], qc[1:, :] + pc[:-1, :], pc[-1:, :]])
         cs.append(c)
     return cs, dcs
 
