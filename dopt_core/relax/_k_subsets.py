@@ -377,14 +377,16 @@ def k_subset_marginals(theta: Any, /, k: int, *, check_finite: bool = True) -> B
     law of independent Bernoulli(:math:`p_i`) indicators given that ``k`` of them are
     one, so :math:`\mu_i = p_i P(N_{-i} = k-1) / P(N = k)` exactly, with every number a
     probability (finite for any finite θ, e.g. :math:`|\theta| = 10^3` in float32). The
-    generating function :math:`\prod_i (1 - p_i + p_i z)` is built by groups of items
-    and combined across groups at roots of unity; the leave-one-out probabilities come
-    from a reverse sweep of the group recursions (``O(n·G + n·M)`` work for groups of
-    ``G`` items and a window of ``M ≈ G + O(\sqrt{k}\log)`` coefficients, few sequential
-    steps). The marginals sum to ``k``. The Jacobian is the covariance of the
-    indicators, :math:`\partial\mu/\partial\theta = \nabla^2 \log e_k`, symmetric; the
-    VJP is this Hessian-vector product, computed exactly by forward-mode
-    differentiation of the same computation.
+    generating function :math:`\prod_i (1 - p_i + p_i z)` is built by groups of about
+    16 items and combined across groups at the ``M``-th roots of unity; the
+    leave-one-out probabilities come from a reverse sweep of the group recursions.
+    That is ``O(n (G + M))`` work per row for groups of ``G`` items and a cyclic window
+    of :math:`M \approx G + O(\sqrt{k \log(1/\epsilon)} + \log(1/\epsilon))`
+    coefficients (97 at n = 1000, k = 50 in float64), in about
+    :math:`40 + 2 \log_2(n / 16)` sequential array steps. The marginals sum to ``k``.
+    The Jacobian is the covariance of the indicators, :math:`\partial\mu/\partial\theta
+    = \nabla^2 \log e_k`, symmetric; the VJP is this Hessian-vector product, computed
+    exactly by forward-mode differentiation of the same computation.
 
     Parameters
     ----------
