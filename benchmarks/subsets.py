@@ -12,8 +12,10 @@
    and its 1/4 memory bound cannot both hold for this recursion. Time ratio (best of interleaved runs) and peak extra memory, each
    measured in a fresh subprocess as the growth of the peak resident set during one
    forward + backward, plus the bytes autograd saves for backward.
-2. ``k_subset_marginals`` on NumPy, n = 1000, k = 50, a batch of 128: ms per call
-   (forward, and forward + VJP).
+2. ``k_subset_marginals`` on NumPy, float64, n = 1000, k = 50, a batch of 128: ms per
+   call (forward, and forward + VJP through ``value_and_vjp``). The tilted, grouped
+   computation of ``dopt_core/relax/_k_subsets.py``; the log-space recursion it
+   replaced took 297-387 ms and 770-802 ms on the same machine (2026-12-02).
 
 Threads are pinned to 1 so that the numbers do not depend on the machine's load.
 """

@@ -18,6 +18,7 @@ input's dtype and device, and carries an explicit array-API VJP.
 
 from . import cdfs
 from ._control import soft_argmax, soft_argmin, soft_compare, soft_if, soft_max, soft_min
+from ._k_subsets import k_subset_marginals, k_subset_sample
 from ._losses import permutation_loss
 from ._network import (
     network_permutation,
@@ -26,10 +27,10 @@ from ._network import (
     sorting_network,
     sorting_network_layers,
 )
+from ._neural_sort import neural_sort
 from ._simplex import gumbel_softmax, softmax, sparsemax
 from ._softsort import soft_rank, soft_sort
-from ._subsets import gumbel_top_k, k_subset_marginals, k_subset_sample, relaxed_subset
-from ._neural_sort import neural_sort
+from ._subsets import gumbel_top_k, relaxed_subset
 
 __all__ = [
     "cdfs",
