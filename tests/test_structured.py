@@ -331,3 +331,23 @@ def test_compact_spanning_tree_log_prob_for_widely_spread_scores() -> None:
     # step 0: 2 strong + 1 weak edge, edge 0 wins with p ≈ 1/2; step 1: edge 1 of {1, 2}
     np.testing.assert_allclose(S.log_prob(trace, theta), np.log(0.5), rtol=1e-6)
     np.testing.assert_allclose(S.score(trace, theta), [0.5, -0.5, 0.0], atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_log_prob_of_an_unlikely_choice_is_finite(dtype: Any) -> None:
+    """A step whose choice scores far below another active entry (a trace evaluated
+    under other scores): log p = θ_c - log Σ e^θ is finite, here -spread - log(1 + e^-spread)
+    ≈ -spread, and the score is (1 - p, -(1 - p)) with p = 1/(1 + e^spread) ≈ 0.
+    Shifting a step by its chosen score overflowed (float32 beyond 88, float64 beyond 709)."""
+    spread = 200.0 if dtype == np.float32 else 1000.0
+    theta = np.array([0.0, spread], dtype=dtype)
+    _, trace = S.top_k.run(np.array([1.0, 2.0], dtype=dtype), 1)  # item 0 first
+    np.testing.assert_allclose(S.log_prob(trace, theta), -spread, rtol=1e-6)
+    np.testing.assert_allclose(S.score(trace, theta), [1.0, -1.0], atol=1e-6)
+    _, vjp = dc.value_and_vjp(S.log_prob, trace, theta)
+    np.testing.assert_allclose(vjp(np.asarray(1.0, dtype=dtype)), [1.0, -1.0], atol=1e-6)
+    # matching: the first step takes the weakest of four entries; the second is certain
+    th = np.array([[0.0, spread], [spread, spread]], dtype=dtype)
+    _, tr = S.matching.run(np.array([[1.0, 2.0], [3.0, 4.0]], dtype=dtype))
+    lse = spread + np.log(3.0)  # log(1 + 3 e^spread)
+    np.testing.assert_allclose(S.matching.log_prob(tr, th), -lse, rtol=1e-6)

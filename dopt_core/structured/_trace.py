@@ -324,12 +324,13 @@ def _onehot(choices: Any, m: int, xp: Any) -> Any:
     return choices[..., None] == idx
 
 
-def _step_lse(theta: Any, choices: Any, active: Any, xp: Any) -> tuple[Any, Any, Any, Any]:
-    """Chosen scores ``θ_{c_t}``, step log-normalisers and the shifted exponentials.
+def _step_lse(theta: Any, choices: Any, active: Any, xp: Any) -> tuple[Any, Any, Any]:
+    """Step log-probabilities ``θ_{c_t} − log Σ_{A_t} e^θ``, the shifted exponentials
+    and their sums.
 
-    Each step is shifted by its chosen score (a member of ``A_t``), so the step's sum
-    is at least 1: no underflow whatever the spread of the scores, and an overflow
-    only for a step whose choice is ``e^{-700}`` (float64) less likely than another.
+    Each step is shifted by the largest active score (a log-sum-exp), so the step's sum
+    lies in ``[1, |A_t|]``: neither underflow nor overflow, whatever the spread of the
+    scores and however unlikely the choice (a trace evaluated under other scores).
     """
     lead = tuple(choices.shape[:-1])
     m = theta.shape[-1]
@@ -337,21 +338,24 @@ def _step_lse(theta: Any, choices: Any, active: Any, xp: Any) -> tuple[Any, Any,
     # padding steps (choice -1, empty active set; arborescences have a variable number
     # of steps) contribute log 1 = 0
     chosen = xp.take_along_axis(th, xp.where(choices >= 0, choices, 0), axis=-1)
-    ex = xp.exp(xp.where(active, th[..., None, :] - chosen[..., None], -math.inf))
+    masked = xp.where(active, th[..., None, :], -math.inf)
+    top = xp.max(masked, axis=-1)
+    top = xp.where(choices >= 0, top, chosen)
+    ex = xp.exp(masked - top[..., None])
     z = xp.sum(ex, axis=-1)
     z = xp.where(z > 0, z, 1.0)
-    return chosen, chosen + xp.log(z), ex, z
+    step = xp.where(choices >= 0, chosen - top, 0.0) - xp.log(z)
+    return step, ex, z
 
 
 def _value_rows(theta: Any, choices: Any, active: Any, xp: Any) -> tuple[Any]:
-    # θ_{c_t} − LSE_t = −log Z_t exactly, with the step shifted by its chosen score
-    _, _, _, z = _step_lse(theta, choices, active, xp)
-    return (0.0 - xp.sum(xp.log(z), axis=-1),)  # 0 - : no -0.0 for a certain trace
+    step, _, _ = _step_lse(theta, choices, active, xp)
+    return (0.0 + xp.sum(step, axis=-1),)  # 0 + : no -0.0 for a certain trace
 
 
 def _value_and_score_rows(theta: Any, choices: Any, active: Any, xp: Any) -> tuple[Any, Any]:
-    _, _, ex, z = _step_lse(theta, choices, active, xp)
-    value = 0.0 - xp.sum(xp.log(z), axis=-1)
+    step, ex, z = _step_lse(theta, choices, active, xp)
+    value = 0.0 + xp.sum(step, axis=-1)
     hot = _onehot(choices, theta.shape[-1], xp)
     grad = xp.sum(xp.astype(hot, theta.dtype) - ex / z[..., None], axis=-2)
     return value, grad
