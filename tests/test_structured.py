@@ -351,3 +351,21 @@ def test_log_prob_of_an_unlikely_choice_is_finite(dtype: Any) -> None:
     _, tr = S.matching.run(np.array([[1.0, 2.0], [3.0, 4.0]], dtype=dtype))
     lse = spread + np.log(3.0)  # log(1 + 3 e^spread)
     np.testing.assert_allclose(S.matching.log_prob(tr, th), -lse, rtol=1e-6)
+
+
+def test_compact_spanning_tree_law_for_scores_1000_apart() -> None:
+    """Triangle with θ = (1000, 0, 0) and the trace (edge 0, then edge 1): step 0 is
+    certain up to e^-1000, step 1 picks one of two equal edges, so log p = -log 2 and
+    the score is (0, 1/2, -1/2). A single shift by the largest score underflowed the
+    second step's sum in float64 (log p = +inf, NaN scores); the conditional
+    exponentials must reproduce the trace and be finite."""
+    edges = [(0, 1), (1, 2), (0, 2)]
+    theta = np.array([1000.0, 0.0, 0.0])
+    _, trace = S.spanning_tree.run(np.array([1.0, 2.0, 3.0]), edges, 3)
+    np.testing.assert_allclose(S.log_prob(trace, theta), -np.log(2.0), rtol=1e-12)
+    np.testing.assert_allclose(S.score(trace, theta), [0.0, 0.5, -0.5], atol=1e-12)
+    _, vjp = dc.value_and_vjp(S.log_prob, trace, theta)
+    np.testing.assert_allclose(vjp(np.asarray(2.0)), [0.0, 1.0, -1.0], atol=1e-12)
+    e = S.conditional_sample(trace, theta, rng=0)
+    assert np.all(np.isfinite(e))
+    np.testing.assert_array_equal(S.spanning_tree.run(e, edges, 3)[1].choices, trace.choices)

@@ -474,6 +474,18 @@ def _forest_rows(
     return value, xp.astype(g, dtype)
 
 
+def _forest_needs_dense(theta: Any, xp: Any) -> bool:
+    """Whether a row of (concrete) scores spans more than the wide dtype's exponent
+    range, where the compact law's single shift by the largest score could underflow
+    a step's sum to zero; such traces take the dense masks (each step shifted by its
+    own largest score). Traced scores (``jax.jit``) keep the compact path."""
+    if backend_for(theta).is_traced(theta):
+        return False
+    limit = -math.log(float(np.finfo(np.float64 if _wide(xp, theta.dtype) == xp.float64 else np.float32).tiny))
+    spread = xp.max(theta, axis=-1) - xp.min(theta, axis=-1)
+    return bool(xp.any(spread > limit))
+
+
 #: rows of a compact Kruskal trace per chunk: the ``(rows, T, n)`` temporaries stay
 #: small (large fresh temporaries cost page faults on NumPy); a static loop
 _FOREST_ROWS = 1024
@@ -486,6 +498,11 @@ def _forest_law(theta: Any, choices: Any, record: Any, graph: ForestGraph, xp: A
     the namespace has it: a step's sum underflows only when its chosen score lies
     ~700 below the largest score."""
     lead = tuple(choices.shape[:-1])
+    if _forest_needs_dense(theta, xp):
+        active = ForestSets(graph, record, choices).dense(xp)
+        if grad:
+            return _log_prob_and_score(theta, choices, active, xp)
+        return _log_prob_value(theta, choices, active, xp), None
     total = math.prod(lead)
     m_a, m_b = replay_unions(choices, graph, xp, masks=True)  # boolean: small
     if total <= _FOREST_ROWS or len(lead) == 0:
@@ -808,7 +825,8 @@ def conditional_sample(trace: Any, theta: Any, *, rng: Any = None, noise: Any = 
     lead, t_steps, m = trace.shape, trace.num_steps, trace.size
     z = bind_noise(theta, rng, noise, law=EXPONENTIAL, event_shape=(*lead, t_steps + m))
     v, u = z[..., :t_steps], z[..., t_steps:]
-    if trace._active is None:  # compact Kruskal trace: the same sums without dense masks
+    if trace._active is None and not _forest_needs_dense(theta, xp):
+        # compact Kruskal trace: the same sums without dense masks
         graph, record = trace.forest.graph, trace.forest.record
         wide = _wide(xp, theta.dtype)
         th = xp.astype(theta, wide)
@@ -820,13 +838,18 @@ def conditional_sample(trace: Any, theta: Any, *, rng: Any = None, noise: Any = 
         lam = xp.broadcast_to(xp.exp(theta), (*lead, m))
         base = xp.astype(base, theta.dtype)
         return xp.where(chosen > 0, base, base + u / lam)
-    lam = xp.broadcast_to(xp.exp(theta), (*lead, m))
+    th = xp.broadcast_to(theta, (*lead, m))
     active = trace.active
-    rate = xp.sum(xp.where(active, lam[..., None, :], 0.0), axis=-1)
-    rate = xp.where(rate > 0, rate, 1.0)  # padding steps (empty active sets)
-    w = v / rate
+    # Λ_t = e^{M_t} Σ_{A_t} e^{θ_j − M_t}, M_t the step's largest active score: the
+    # sums neither overflow nor underflow (|θ| ~ 1e3 in float64, ~ 1e2 in float32)
+    masked = xp.where(active, th[..., None, :], -math.inf)
+    top = xp.max(masked, axis=-1)
+    top = xp.where(xp.any(active, axis=-1), top, 0.0)  # padding steps (empty active sets)
+    rate = xp.sum(xp.exp(masked - top[..., None]), axis=-1)
+    rate = xp.where(rate > 0, rate, 1.0)
+    w = v * xp.exp(-top) / rate
     # every entry gathers the step minima of the steps where it was active: a chosen
     # entry up to its own step, a never-chosen one all of them, plus its own Exp(λ_j)
     base = xp.sum(xp.where(active, w[..., None], 0.0), axis=-2)
     is_chosen = xp.any(_onehot(trace.choices, m, xp), axis=-2)
-    return xp.where(is_chosen, base, base + u / lam)
+    return xp.where(is_chosen, base, base + u * xp.exp(-th))
