@@ -369,3 +369,42 @@ def test_compact_spanning_tree_law_for_scores_1000_apart() -> None:
     e = S.conditional_sample(trace, theta, rng=0)
     assert np.all(np.isfinite(e))
     np.testing.assert_array_equal(S.spanning_tree.run(e, edges, 3)[1].choices, trace.choices)
+
+
+@pytest.mark.parametrize("offset", [1000.0, -1000.0])
+def test_sampling_is_invariant_to_a_common_offset_of_the_scores(offset: float) -> None:
+    """The law of every structure depends on θ up to a common additive constant, and
+    with the same ε the sampled structure is the same: E(θ + c) = E(θ) e^{-c} only
+    rescales the race. At c = ±1000 the float64 exponentials under/overflow (e^-1000 =
+    0: every sample became the index-order tie-break; e^1000 = inf raised on E).
+    Also top-1 of (1000, 999, 0): frequency of item 0 is σ(1) within 5 standard errors."""
+    gen = np.random.default_rng(31)
+    k = 64
+    samplers = {
+        "top_k": (5, lambda th, nz: S.top_k.sample(th, 2, noise=nz, num_samples=k)),
+        "ordering": (4, lambda th, nz: S.top_k.ordering(th, noise=nz, num_samples=k)),
+        "spanning_tree": (
+            len(G5), lambda th, nz: S.spanning_tree.sample(th, G5, 5, noise=nz, num_samples=k)
+        ),
+        "binary_tree": (5, lambda th, nz: S.binary_tree.sample(th, noise=nz, num_samples=k)),
+        "matching": (9, lambda th, nz: S.matching.sample(
+            th.reshape(3, 3), noise=nz.reshape(k, 3, 3), num_samples=k
+        )),
+        "arborescence": (16, lambda th, nz: S.arborescence.sample(
+            th.reshape(4, 4), root=1, noise=nz.reshape(k, 4, 4), num_samples=k
+        )),
+    }
+    for name, (m, sample) in samplers.items():
+        theta = _theta(m, 32)
+        eps = gen.exponential(size=(k, m))
+        y0, tr0 = sample(theta, eps)
+        with np.errstate(over="ignore"):  # E = ε e^1000 itself is inf (unrepresentable)
+            y1, tr1 = sample(theta + offset, eps)
+        np.testing.assert_array_equal(y1, y0, err_msg=name)
+        np.testing.assert_array_equal(tr1.choices, tr0.choices, err_msg=name)
+        lp0, lp1 = S.log_prob(tr0, theta), S.log_prob(tr1, theta + offset)
+        np.testing.assert_allclose(lp1, lp0, rtol=1e-9, err_msg=name)
+    n = 20000
+    y, _ = S.top_k.sample(np.array([1000.0, 999.0, 0.0]), 1, rng=33, num_samples=n)
+    p = 1.0 / (1.0 + np.exp(-1.0))
+    assert abs(y[:, 0].mean() - p) <= 5 * np.sqrt(p * (1 - p) / n)

@@ -481,7 +481,8 @@ def _forest_needs_dense(theta: Any, xp: Any) -> bool:
     own largest score). Traced scores (``jax.jit``) keep the compact path."""
     if backend_for(theta).is_traced(theta):
         return False
-    limit = -math.log(float(np.finfo(np.float64 if _wide(xp, theta.dtype) == xp.float64 else np.float32).tiny))
+    wide = np.float64 if _wide(xp, theta.dtype) == xp.float64 else np.float32
+    limit = -math.log(float(np.finfo(wide).tiny))
     spread = xp.max(theta, axis=-1) - xp.min(theta, axis=-1)
     return bool(xp.any(spread > limit))
 
@@ -761,16 +762,48 @@ def exponentials(theta: Any, *, rng: Any = None, noise: Any = None, num_samples:
     >>> dc.structured.exponentials(np.log(np.array([1.0, 2.0])), noise=np.array([1.0, 1.0]))
     array([1. , 0.5])
     """
+    theta, eps, xp = _standard_exponentials(theta, rng, noise, num_samples)
+    return eps * xp.exp(-theta)
+
+
+def _standard_exponentials(
+    theta: Any, rng: Any, noise: Any, num_samples: Any
+) -> tuple[Any, Any, Any]:
+    """Validated θ, the standard exponentials ε and the namespace."""
     theta, xp, _ = check_scores(theta)
     if num_samples is not None:
         num_samples = check_int(num_samples, name="num_samples", low=1)
     sample_shape = () if num_samples is None else (num_samples,)
-    eps = bind_noise(theta, rng, noise, law=EXPONENTIAL, sample_shape=sample_shape, sample_names=("num_samples",))
+    eps = bind_noise(
+        theta, rng, noise, law=EXPONENTIAL, sample_shape=sample_shape, sample_names=("num_samples",)
+    )
     backend = backend_for(theta)
     if noise is not None and not backend.is_traced(eps) and backend.all_finite(eps) is not False:
         if bool(xp.any(eps < 0)):
             raise ValueError("noise must hold standard exponential draws (non-negative)")
-    return eps * xp.exp(-theta)
+    return theta, eps, xp
+
+
+def race_keys(
+    theta: Any, *, rng: Any = None, noise: Any = None, num_samples: int | None = None
+) -> tuple[Any, Any]:
+    """The exponentials ``E = ε e^{-θ}`` and the keys ``log ε − θ = log E`` the
+    comparison-based samplers run on.
+
+    ``log`` is increasing, so every argmin over ``E`` is the argmin over the keys; the
+    keys stay finite and keep their order when ``e^{-θ}`` under- or overflows
+    (``|θ| ≳ 700`` in float64, ``≳ 87`` in float32), where ``E`` itself would tie at 0
+    or be infinite. ε = 0 is clamped to the smallest normal number."""
+    theta, eps, xp = _standard_exponentials(theta, rng, noise, num_samples)
+    tiny = float(np.finfo(np.float32 if theta.dtype == xp.float32 else np.float64).tiny)
+    return eps * xp.exp(-theta), xp.log(backend_for(eps).clamp_min(eps, tiny)) - theta
+
+
+def with_exponentials(trace: Trace, e: Any) -> Trace:
+    """``trace`` with its exponentials replaced by ``e`` (same leading shape)."""
+    return Trace(
+        trace.choices, trace._active, e, trace.parent, trace.structure, forest=trace.forest
+    )
 
 
 def conditional_sample(trace: Any, theta: Any, *, rng: Any = None, noise: Any = None) -> Any:

@@ -18,7 +18,15 @@ from typing import Any
 
 from .._lib._checks import check_flag, check_scores
 from .._lib._compat import device
-from ._trace import Trace, conditional_sample, exponentials, log_prob, log_prob_exponentials, score
+from ._trace import (
+    Trace,
+    conditional_sample,
+    log_prob,
+    log_prob_exponentials,
+    race_keys,
+    score,
+    with_exponentials,
+)
 
 __all__ = ["conditional_sample", "log_prob", "log_prob_exponentials", "run", "sample", "score"]
 
@@ -110,4 +118,6 @@ def sample(
     >>> y.sum(axis=(-2, -1))   # n - 1 edges
     array([4., 4.])
     """
-    return run(exponentials(theta, rng=rng, noise=noise, num_samples=num_samples))
+    e, keys = race_keys(theta, rng=rng, noise=noise, num_samples=num_samples)
+    y, trace = run(keys)  # comparisons only: log E has the same tree
+    return y, with_exponentials(trace, e)
