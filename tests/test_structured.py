@@ -408,3 +408,18 @@ def test_sampling_is_invariant_to_a_common_offset_of_the_scores(offset: float) -
     y, _ = S.top_k.sample(np.array([1000.0, 999.0, 0.0]), 1, rng=33, num_samples=n)
     p = 1.0 / (1.0 + np.exp(-1.0))
     assert abs(y[:, 0].mean() - p) <= 5 * np.sqrt(p * (1 - p) / n)
+
+
+def test_binary_tree_breaks_ties_by_index() -> None:
+    """Tied exponentials (given e, or float32 keys) are broken towards the lower index,
+    as the other samplers do: (0.5, 0.5, 1) is the tree of (0.5, 0.5 + 1e-9, 1), a
+    chain 0 → 1 → 2 with log p = log(1/3 · 1/2) at θ = 0. Strict comparisons made
+    both tied items roots of the whole interval (two roots, one edge)."""
+    y, trace = S.binary_tree.run(np.array([0.5, 0.5, 1.0]))
+    y_ref, trace_ref = S.binary_tree.run(np.array([0.5, 0.5 + 1e-9, 1.0]))
+    np.testing.assert_array_equal(trace.parent, [-1, 0, 1])
+    np.testing.assert_array_equal(trace.parent, trace_ref.parent)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(trace.active, trace_ref.active)
+    np.testing.assert_allclose(S.log_prob(trace, np.zeros(3)), np.log(1 / 6), rtol=1e-12)
+
