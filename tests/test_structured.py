@@ -423,3 +423,19 @@ def test_binary_tree_breaks_ties_by_index() -> None:
     np.testing.assert_array_equal(trace.active, trace_ref.active)
     np.testing.assert_allclose(S.log_prob(trace, np.zeros(3)), np.log(1 / 6), rtol=1e-12)
 
+
+def test_compact_conditional_sample_at_large_equal_scores() -> None:
+    """θ = 720 on every edge of a triangle: E ~ e^-720 ≈ 2e-313 is a float64
+    subnormal, the θ = 0 draw rescaled by e^-720. The never-chosen edge's term
+    u e^{-θ} was computed as u / e^θ = u / inf = 0 (and an overflow warning) on the
+    compact path; the dense path must agree."""
+    edges = [(0, 1), (1, 2), (0, 2)]
+    theta = np.full(3, 720.0)
+    _, trace = S.spanning_tree.run(np.array([1.0, 2.0, 3.0]), edges, 3)
+    noise = np.random.default_rng(41).exponential(size=(2 + 3,))
+    e = S.conditional_sample(trace, theta, noise=noise)
+    ref = S.conditional_sample(trace, np.zeros(3), noise=noise) * np.exp(-720.0)
+    assert np.all(ref > 0)
+    np.testing.assert_allclose(e, ref, rtol=1e-8)
+    dense = S.Trace(trace.choices, trace.active, trace.exponentials, None, "spanning_tree")
+    np.testing.assert_allclose(S.conditional_sample(dense, theta, noise=noise), ref, rtol=1e-8)

@@ -868,9 +868,8 @@ def conditional_sample(trace: Any, theta: Any, *, rng: Any = None, noise: Any = 
         rate = _forest_total(xp.exp(th - top), m_a, m_b, graph, xp)  # Λ_t e^{-max θ}
         w = xp.astype(v, wide) * xp.exp(-top) / rate
         base = _forest_spread(w, m_a, m_b, graph, xp)
-        lam = xp.broadcast_to(xp.exp(theta), (*lead, m))
         base = xp.astype(base, theta.dtype)
-        return xp.where(chosen > 0, base, base + u / lam)
+        return xp.where(chosen > 0, base, base + u * xp.exp(-theta))
     th = xp.broadcast_to(theta, (*lead, m))
     active = trace.active
     # Λ_t = e^{M_t} Σ_{A_t} e^{θ_j − M_t}, M_t the step's largest active score: the
