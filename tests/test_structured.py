@@ -439,3 +439,16 @@ def test_compact_conditional_sample_at_large_equal_scores() -> None:
     np.testing.assert_allclose(e, ref, rtol=1e-8)
     dense = S.Trace(trace.choices, trace.active, trace.exponentials, None, "spanning_tree")
     np.testing.assert_allclose(S.conditional_sample(dense, theta, noise=noise), ref, rtol=1e-8)
+
+
+def test_compact_spanning_tree_law_for_scores_1000_apart_on_eager_jax() -> None:
+    """The same triangle as above through JAX without jit: log_prob is an Op whose
+    forward JAX always traces, so the dense fallback is chosen from the concrete θ
+    before entering it (numpy/torch/array_api_strict gave -log 2, JAX gave +inf)."""
+    jax = pytest.importorskip("jax")
+    jnp = jax.numpy
+    theta = jnp.asarray(np.array([1000.0, 0.0, 0.0], dtype=np.float32))
+    _, trace = S.spanning_tree.run(jnp.asarray(np.array([1.0, 2.0, 3.0], dtype=np.float32)),
+                                   [(0, 1), (1, 2), (0, 2)], 3)
+    np.testing.assert_allclose(float(S.log_prob(trace, theta)), -np.log(2.0), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(S.score(trace, theta)), [0.0, 0.5, -0.5], atol=1e-6)

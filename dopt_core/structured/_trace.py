@@ -478,7 +478,7 @@ def _forest_needs_dense(theta: Any, xp: Any) -> bool:
     """Whether a row of (concrete) scores spans more than the wide dtype's exponent
     range, where the compact law's single shift by the largest score could underflow
     a step's sum to zero; such traces take the dense masks (each step shifted by its
-    own largest score). Traced scores (``jax.jit``) keep the compact path."""
+    own largest score). Traced scores (``jax.jit``, ``jax.grad``) keep the compact path."""
     if backend_for(theta).is_traced(theta):
         return False
     wide = np.float64 if _wide(xp, theta.dtype) == xp.float64 else np.float32
@@ -496,8 +496,10 @@ def _forest_law(theta: Any, choices: Any, record: Any, graph: ForestGraph, xp: A
     """``log p(T)`` (``lead``) and, with ``grad``, its gradient ``(*lead, m)``, of a Kruskal trace.
 
     Shifted by the largest score (``λ̂ = e^{θ - max θ}``) and computed in float64 when
-    the namespace has it: a step's sum underflows only when its chosen score lies
-    ~700 below the largest score."""
+    the namespace has it: a step's sum could underflow only when its active scores
+    all lie ~708 below the largest score, so concrete scores spanning more than that
+    take the dense masks (each step shifted by its own largest score); traced scores
+    (``jax.jit``, ``jax.grad``) keep this path and its limit."""
     lead = tuple(choices.shape[:-1])
     if _forest_needs_dense(theta, xp):
         active = ForestSets(graph, record, choices).dense(xp)
@@ -596,8 +598,10 @@ def log_prob(trace: Any, theta: Any, /, *, check_finite: bool = True) -> Bound:
     """
     trace = _check_trace(trace)
     check_finite = check_flag(check_finite, name="check_finite")
-    theta, _, out_dtype = _check_theta_for(trace, theta, check_finite=check_finite)
-    if trace._active is None:  # a compact Kruskal trace: no dense masks
+    theta, xp, out_dtype = _check_theta_for(trace, theta, check_finite=check_finite)
+    # a compact Kruskal trace: no dense masks, unless the concrete scores span more than
+    # the exponent range (decided here: JAX traces the Op's forward even without jit)
+    if trace._active is None and not _forest_needs_dense(theta, xp):
         return Bound(LogProbOp(trace.forest.graph), (theta, trace.choices, trace.forest.record), out_dtype)
     return Bound(LogProbOp(), (theta, trace.choices, trace.active), out_dtype)
 
