@@ -452,3 +452,18 @@ def test_compact_spanning_tree_law_for_scores_1000_apart_on_eager_jax() -> None:
                                    [(0, 1), (1, 2), (0, 2)], 3)
     np.testing.assert_allclose(float(S.log_prob(trace, theta)), -np.log(2.0), rtol=1e-6)
     np.testing.assert_allclose(np.asarray(S.score(trace, theta)), [0.0, 0.5, -0.5], atol=1e-6)
+
+
+def test_conditional_sample_rejects_negative_noise_and_score_a_non_bool_flag() -> None:
+    """noise holds standard exponentials: a negative v_t lowers a step's minimum below
+    the previous one, and the exponentials no longer reproduce the trace (top-2 of 3
+    at θ = 0 with v = (1, -0.9): E_{c_1} = 1/3 − 0.9/2 < 0 < E_{c_0} = 1/3)."""
+    theta = np.zeros(3)
+    _, trace = S.top_k.run(np.array([0.1, 0.2, 0.3]), 2)
+    bad = np.array([1.0, -0.9, 1.0, 1.0, 1.0])
+    e = S.conditional_sample(trace, theta, noise=np.abs(bad))
+    np.testing.assert_allclose(e[:2], [1 / 3, 1 / 3 + 0.9 / 2], rtol=1e-12)
+    with pytest.raises(ValueError, match="noise"):
+        S.conditional_sample(trace, theta, noise=bad)
+    with pytest.raises(TypeError, match="check_finite"):
+        S.score(trace, theta, check_finite="no")

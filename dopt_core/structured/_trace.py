@@ -640,6 +640,7 @@ def score(trace: Any, theta: Any, *, check_finite: bool = True) -> Any:
     array([ 0.667, -0.333, -0.333])
     """
     trace = _check_trace(trace)
+    check_finite = check_flag(check_finite, name="check_finite")
     theta, xp, _ = _check_theta_for(trace, theta, check_finite=check_finite)
     if trace._active is None:
         return _forest_law(theta, trace.choices, trace.forest.record, trace.forest.graph, xp, grad=True)[1]
@@ -781,11 +782,16 @@ def _standard_exponentials(
     eps = bind_noise(
         theta, rng, noise, law=EXPONENTIAL, sample_shape=sample_shape, sample_names=("num_samples",)
     )
-    backend = backend_for(theta)
-    if noise is not None and not backend.is_traced(eps) and backend.all_finite(eps) is not False:
-        if bool(xp.any(eps < 0)):
-            raise ValueError("noise must hold standard exponential draws (non-negative)")
+    _check_non_negative(eps, noise, theta)
     return theta, eps, xp
+
+
+def _check_non_negative(z: Any, noise: Any, theta: Any) -> None:
+    """Given (concrete) ``noise`` must hold standard exponential draws."""
+    backend = backend_for(theta)
+    if noise is not None and not backend.is_traced(z) and backend.all_finite(z) is not False:
+        if bool(array_namespace(z).any(z < 0)):
+            raise ValueError("noise must hold standard exponential draws (non-negative)")
 
 
 def race_keys(
@@ -861,6 +867,7 @@ def conditional_sample(trace: Any, theta: Any, *, rng: Any = None, noise: Any = 
     theta, xp, _ = _check_theta_for(trace, theta)
     lead, t_steps, m = trace.shape, trace.num_steps, trace.size
     z = bind_noise(theta, rng, noise, law=EXPONENTIAL, event_shape=(*lead, t_steps + m))
+    _check_non_negative(z, noise, theta)
     v, u = z[..., :t_steps], z[..., t_steps:]
     if trace._active is None and not _forest_needs_dense(theta, xp):
         # compact Kruskal trace: the same sums without dense masks
