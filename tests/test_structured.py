@@ -271,8 +271,8 @@ def test_backends_agree_with_numpy(backend: conformance.Env, dtype: str) -> None
 
 
 def test_log_prob_is_exact_for_widely_spread_scores() -> None:
-    """Steps shift by the chosen score: no underflow when the remaining scores are all
-    far below the largest one (float32: e^-100 underflows)."""
+    """Each step shifts by its largest active score: no underflow when the remaining
+    scores are all far below the largest one (float32: e^-100 underflows)."""
     theta = np.array([100.0, 100.0, 0.0, 0.0], dtype=np.float32)
     _, trace = S.top_k.sample(theta, 3, noise=np.array([1.0, 1.0, 1.0, 2.0], dtype=np.float32))
     # p = 1/2 (two tied top scores) · ~1 · 1/2 (two tied low scores)
