@@ -467,3 +467,14 @@ def test_conditional_sample_rejects_negative_noise_and_score_a_non_bool_flag() -
         S.conditional_sample(trace, theta, noise=bad)
     with pytest.raises(TypeError, match="check_finite"):
         S.score(trace, theta, check_finite="no")
+
+
+def test_log_prob_exponentials_rejects_negative_exponentials() -> None:
+    """E ~ Exp(λ) has no mass below 0: E = -1 at θ = 0 gave the 'log-density' +1
+    (θ − λE), more than the density's maximum log 1 = 0. E = 0 (an underflow) is kept:
+    log p = θ."""
+    theta = np.zeros(2)
+    np.testing.assert_allclose(S.log_prob_exponentials(np.array([0.0, 0.5]), theta), -0.5)
+    for fn in (S.log_prob_exponentials, S.score_exponentials):
+        with pytest.raises(ValueError, match="e must"):
+            fn(np.array([-1.0, 0.5]), theta)

@@ -701,6 +701,7 @@ def log_prob_exponentials(e: Any, theta: Any, /, *, check_finite: bool = True) -
     """
     theta, xp, out_dtype = check_scores(theta, check_finite=check_finite)
     ev, _, _ = check_scores(e, name="e", check_finite=check_finite)
+    _check_exponentials(ev)
     if ev.shape[-1] != theta.shape[-1]:
         raise ValueError(
             f"e must have theta's {theta.shape[-1]} entries on its last axis, got shape {tuple(ev.shape)}"
@@ -734,7 +735,15 @@ def score_exponentials(e: Any, theta: Any) -> Any:
     """
     theta, xp, _ = check_scores(theta)
     ev, _, _ = check_scores(e, name="e")
+    _check_exponentials(ev)
     return 1.0 - xp.exp(theta) * xp.astype(ev, theta.dtype)
+
+
+def _check_exponentials(e: Any) -> None:
+    """Concrete exponentials must be non-negative (``Exp(λ)`` has no mass below 0)."""
+    backend = backend_for(e)
+    if not backend.is_traced(e) and bool(array_namespace(e).any(e < 0)):
+        raise ValueError("e must hold exponentials (non-negative values)")
 
 
 def exponentials(theta: Any, *, rng: Any = None, noise: Any = None, num_samples: int | None = None) -> Any:
