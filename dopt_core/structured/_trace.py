@@ -324,13 +324,16 @@ def _onehot(choices: Any, m: int, xp: Any) -> Any:
     return choices[..., None] == idx
 
 
-def _step_lse(theta: Any, choices: Any, active: Any, xp: Any) -> tuple[Any, Any, Any]:
+def _step_lse(theta: Any, choices: Any, active: Any, xp: Any, by_top: bool) -> tuple[Any, Any, Any]:
     """Step log-probabilities ``θ_{c_t} − log Σ_{A_t} e^θ``, the shifted exponentials
     and their sums.
 
-    Each step is shifted by the largest active score (a log-sum-exp), so the step's sum
-    lies in ``[1, |A_t|]``: neither underflow nor overflow, whatever the spread of the
-    scores and however unlikely the choice (a trace evaluated under other scores).
+    ``by_top``: each step is shifted by its largest active score (a log-sum-exp), so
+    its sum lies in ``[1, |A_t|]``, whatever the spread of the scores and however
+    unlikely the choice (a trace evaluated under other scores). Otherwise (scores known
+    to span less than the exponent range, :func:`_needs_top_shift`) by the chosen
+    score, one pass fewer: the sum is at least 1 and cannot overflow, and a certain
+    step is exactly 0.
     """
     lead = tuple(choices.shape[:-1])
     m = theta.shape[-1]
@@ -338,6 +341,11 @@ def _step_lse(theta: Any, choices: Any, active: Any, xp: Any) -> tuple[Any, Any,
     # padding steps (choice -1, empty active set; arborescences have a variable number
     # of steps) contribute log 1 = 0
     chosen = xp.take_along_axis(th, xp.where(choices >= 0, choices, 0), axis=-1)
+    if not by_top:
+        ex = xp.exp(xp.where(active, th[..., None, :] - chosen[..., None], -math.inf))
+        z = xp.sum(ex, axis=-1)
+        z = xp.where(z > 0, z, 1.0)
+        return 0.0 - xp.log(z), ex, z
     masked = xp.where(active, th[..., None, :], -math.inf)
     top = xp.max(masked, axis=-1)
     top = xp.where(choices >= 0, top, chosen)
@@ -348,13 +356,28 @@ def _step_lse(theta: Any, choices: Any, active: Any, xp: Any) -> tuple[Any, Any,
     return step, ex, z
 
 
-def _value_rows(theta: Any, choices: Any, active: Any, xp: Any) -> tuple[Any]:
-    step, _, _ = _step_lse(theta, choices, active, xp)
+def _needs_top_shift(theta: Any, xp: Any) -> bool:
+    """Whether a step shifted by its chosen score could overflow: traced scores (values
+    unknown), or a row whose spread exceeds ``log(max float) − log m − 1`` (≈ 704 in
+    float64, ≈ 84 in float32 for m = 50)."""
+    if backend_for(theta).is_traced(theta):
+        return True
+    m = theta.shape[-1]
+    big = np.float64 if theta.dtype == xp.float64 else np.float32
+    limit = math.log(float(np.finfo(big).max)) - math.log(m) - 1.0
+    spread = xp.max(theta, axis=-1) - xp.min(theta, axis=-1)
+    return bool(xp.any(spread > limit))
+
+
+def _value_rows(theta: Any, choices: Any, active: Any, xp: Any, by_top: bool) -> tuple[Any]:
+    step, _, _ = _step_lse(theta, choices, active, xp, by_top)
     return (0.0 + xp.sum(step, axis=-1),)  # 0 + : no -0.0 for a certain trace
 
 
-def _value_and_score_rows(theta: Any, choices: Any, active: Any, xp: Any) -> tuple[Any, Any]:
-    step, ex, z = _step_lse(theta, choices, active, xp)
+def _value_and_score_rows(
+    theta: Any, choices: Any, active: Any, xp: Any, by_top: bool
+) -> tuple[Any, Any]:
+    step, ex, z = _step_lse(theta, choices, active, xp, by_top)
     value = 0.0 + xp.sum(step, axis=-1)
     hot = _onehot(choices, theta.shape[-1], xp)
     grad = xp.sum(xp.astype(hot, theta.dtype) - ex / z[..., None], axis=-2)
@@ -387,12 +410,14 @@ def _by_rows(fn: Any, theta: Any, choices: Any, active: Any, xp: Any) -> tuple[A
 
 
 def _log_prob_value(theta: Any, choices: Any, active: Any, xp: Any) -> Any:
-    return _by_rows(_value_rows, theta, choices, active, xp)[0]
+    fn = functools.partial(_value_rows, by_top=_needs_top_shift(theta, xp))
+    return _by_rows(fn, theta, choices, active, xp)[0]
 
 
 def _log_prob_and_score(theta: Any, choices: Any, active: Any, xp: Any) -> tuple[Any, Any]:
     """``log p(T)`` of shape ``lead`` and its gradient ``∂/∂θ`` of shape ``(*lead, m)``."""
-    value, grad = _by_rows(_value_and_score_rows, theta, choices, active, xp)
+    fn = functools.partial(_value_and_score_rows, by_top=_needs_top_shift(theta, xp))
+    value, grad = _by_rows(fn, theta, choices, active, xp)
     return value, grad
 
 
