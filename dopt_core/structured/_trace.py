@@ -917,12 +917,17 @@ def conditional_sample(trace: Any, theta: Any, *, rng: Any = None, noise: Any = 
         return xp.where(chosen > 0, base, base + u * xp.exp(-theta))
     th = xp.broadcast_to(theta, (*lead, m))
     active = trace.active
-    # Λ_t = e^{M_t} Σ_{A_t} e^{θ_j − M_t}, M_t the step's largest active score: the
-    # sums neither overflow nor underflow (|θ| ~ 1e3 in float64, ~ 1e2 in float32)
-    masked = xp.where(active, th[..., None, :], -math.inf)
-    top = xp.max(masked, axis=-1)
-    top = xp.where(xp.any(active, axis=-1), top, 0.0)  # padding steps (empty active sets)
-    rate = xp.sum(xp.exp(masked - top[..., None]), axis=-1)
+    if _needs_top_shift(theta, xp):
+        # Λ_t = e^{M_t} Σ_{A_t} e^{θ_j − M_t}, M_t the step's largest active score: the
+        # sums neither overflow nor underflow (|θ| ~ 1e3 in float64, ~ 1e2 in float32)
+        masked = xp.where(active, th[..., None, :], -math.inf)
+        top = xp.max(masked, axis=-1)
+        top = xp.where(xp.any(active, axis=-1), top, 0.0)  # padding steps (empty sets)
+        rate = xp.sum(xp.exp(masked - top[..., None]), axis=-1)
+    else:
+        # scores spanning less than the exponent range: one shift per row suffices
+        top = xp.max(th, axis=-1, keepdims=True)
+        rate = xp.sum(xp.where(active, xp.exp(th - top)[..., None, :], 0.0), axis=-1)
     rate = xp.where(rate > 0, rate, 1.0)
     w = v * xp.exp(-top) / rate
     # every entry gathers the step minima of the steps where it was active: a chosen
