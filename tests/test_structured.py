@@ -271,8 +271,8 @@ def test_backends_agree_with_numpy(backend: conformance.Env, dtype: str) -> None
 
 
 def test_log_prob_is_exact_for_widely_spread_scores() -> None:
-    """Steps shift by the chosen score: no underflow when the remaining scores are all
-    far below the largest one (float32: e^-100 underflows)."""
+    """Each step shifts by its largest active score: no underflow when the remaining
+    scores are all far below the largest one (float32: e^-100 underflows)."""
     theta = np.array([100.0, 100.0, 0.0, 0.0], dtype=np.float32)
     _, trace = S.top_k.sample(theta, 3, noise=np.array([1.0, 1.0, 1.0, 2.0], dtype=np.float32))
     # p = 1/2 (two tied top scores) · ~1 · 1/2 (two tied low scores)
@@ -331,3 +331,161 @@ def test_compact_spanning_tree_log_prob_for_widely_spread_scores() -> None:
     # step 0: 2 strong + 1 weak edge, edge 0 wins with p ≈ 1/2; step 1: edge 1 of {1, 2}
     np.testing.assert_allclose(S.log_prob(trace, theta), np.log(0.5), rtol=1e-6)
     np.testing.assert_allclose(S.score(trace, theta), [0.5, -0.5, 0.0], atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_log_prob_of_an_unlikely_choice_is_finite(dtype: Any) -> None:
+    """A step whose choice scores far below another active entry (a trace evaluated
+    under other scores): log p = θ_c - log Σ e^θ is finite, here -spread - log(1 + e^-spread)
+    ≈ -spread, and the score is (1 - p, -(1 - p)) with p = 1/(1 + e^spread) ≈ 0.
+    Shifting a step by its chosen score overflowed (float32 beyond 88, float64 beyond 709)."""
+    spread = 200.0 if dtype == np.float32 else 1000.0
+    theta = np.array([0.0, spread], dtype=dtype)
+    _, trace = S.top_k.run(np.array([1.0, 2.0], dtype=dtype), 1)  # item 0 first
+    np.testing.assert_allclose(S.log_prob(trace, theta), -spread, rtol=1e-6)
+    np.testing.assert_allclose(S.score(trace, theta), [1.0, -1.0], atol=1e-6)
+    _, vjp = dc.value_and_vjp(S.log_prob, trace, theta)
+    np.testing.assert_allclose(vjp(np.asarray(1.0, dtype=dtype)), [1.0, -1.0], atol=1e-6)
+    # matching: the first step takes the weakest of four entries; the second is certain
+    th = np.array([[0.0, spread], [spread, spread]], dtype=dtype)
+    _, tr = S.matching.run(np.array([[1.0, 2.0], [3.0, 4.0]], dtype=dtype))
+    lse = spread + np.log(3.0)  # log(1 + 3 e^spread)
+    np.testing.assert_allclose(S.matching.log_prob(tr, th), -lse, rtol=1e-6)
+
+
+def test_compact_spanning_tree_law_for_scores_1000_apart() -> None:
+    """Triangle with θ = (1000, 0, 0) and the trace (edge 0, then edge 1): step 0 is
+    certain up to e^-1000, step 1 picks one of two equal edges, so log p = -log 2 and
+    the score is (0, 1/2, -1/2). A single shift by the largest score underflowed the
+    second step's sum in float64 (log p = +inf, NaN scores); the conditional
+    exponentials must reproduce the trace and be finite."""
+    edges = [(0, 1), (1, 2), (0, 2)]
+    theta = np.array([1000.0, 0.0, 0.0])
+    _, trace = S.spanning_tree.run(np.array([1.0, 2.0, 3.0]), edges, 3)
+    np.testing.assert_allclose(S.log_prob(trace, theta), -np.log(2.0), rtol=1e-12)
+    np.testing.assert_allclose(S.score(trace, theta), [0.0, 0.5, -0.5], atol=1e-12)
+    _, vjp = dc.value_and_vjp(S.log_prob, trace, theta)
+    np.testing.assert_allclose(vjp(np.asarray(2.0)), [0.0, 1.0, -1.0], atol=1e-12)
+    e = S.conditional_sample(trace, theta, rng=0)
+    assert np.all(np.isfinite(e))
+    np.testing.assert_array_equal(S.spanning_tree.run(e, edges, 3)[1].choices, trace.choices)
+
+
+@pytest.mark.parametrize("offset", [1000.0, -1000.0])
+def test_sampling_is_invariant_to_a_common_offset_of_the_scores(offset: float) -> None:
+    """The law of every structure depends on θ up to a common additive constant, and
+    with the same ε the sampled structure is the same: E(θ + c) = E(θ) e^{-c} only
+    rescales the race. At c = ±1000 the float64 exponentials under/overflow (e^-1000 =
+    0: every sample became the index-order tie-break; e^1000 = inf raised on E).
+    Also top-1 of (1000, 999, 0): frequency of item 0 is σ(1) within 5 standard errors."""
+    gen = np.random.default_rng(31)
+    k = 64
+    samplers = {
+        "top_k": (5, lambda th, nz: S.top_k.sample(th, 2, noise=nz, num_samples=k)),
+        "ordering": (4, lambda th, nz: S.top_k.ordering(th, noise=nz, num_samples=k)),
+        "spanning_tree": (
+            len(G5), lambda th, nz: S.spanning_tree.sample(th, G5, 5, noise=nz, num_samples=k)
+        ),
+        "binary_tree": (5, lambda th, nz: S.binary_tree.sample(th, noise=nz, num_samples=k)),
+        "matching": (9, lambda th, nz: S.matching.sample(
+            th.reshape(3, 3), noise=nz.reshape(k, 3, 3), num_samples=k
+        )),
+        "arborescence": (16, lambda th, nz: S.arborescence.sample(
+            th.reshape(4, 4), root=1, noise=nz.reshape(k, 4, 4), num_samples=k
+        )),
+    }
+    for name, (m, sample) in samplers.items():
+        theta = _theta(m, 32)
+        eps = gen.exponential(size=(k, m))
+        y0, tr0 = sample(theta, eps)
+        with np.errstate(over="ignore"):  # E = ε e^1000 itself is inf (unrepresentable)
+            y1, tr1 = sample(theta + offset, eps)
+        np.testing.assert_array_equal(y1, y0, err_msg=name)
+        np.testing.assert_array_equal(tr1.choices, tr0.choices, err_msg=name)
+        lp0, lp1 = S.log_prob(tr0, theta), S.log_prob(tr1, theta + offset)
+        np.testing.assert_allclose(lp1, lp0, rtol=1e-9, err_msg=name)
+    n = 20000
+    y, _ = S.top_k.sample(np.array([1000.0, 999.0, 0.0]), 1, rng=33, num_samples=n)
+    p = 1.0 / (1.0 + np.exp(-1.0))
+    assert abs(y[:, 0].mean() - p) <= 5 * np.sqrt(p * (1 - p) / n)
+
+
+def test_binary_tree_breaks_ties_by_index() -> None:
+    """Tied exponentials (given e, or float32 keys) are broken towards the lower index,
+    as the other samplers do: (0.5, 0.5, 1) is the tree of (0.5, 0.5 + 1e-9, 1), a
+    chain 0 → 1 → 2 with log p = log(1/3 · 1/2) at θ = 0. Strict comparisons made
+    both tied items roots of the whole interval (two roots, one edge)."""
+    y, trace = S.binary_tree.run(np.array([0.5, 0.5, 1.0]))
+    y_ref, trace_ref = S.binary_tree.run(np.array([0.5, 0.5 + 1e-9, 1.0]))
+    np.testing.assert_array_equal(trace.parent, [-1, 0, 1])
+    np.testing.assert_array_equal(trace.parent, trace_ref.parent)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(trace.active, trace_ref.active)
+    np.testing.assert_allclose(S.log_prob(trace, np.zeros(3)), np.log(1 / 6), rtol=1e-12)
+
+
+def test_compact_conditional_sample_at_large_equal_scores() -> None:
+    """θ = 720 on every edge of a triangle: E ~ e^-720 ≈ 2e-313 is a float64
+    subnormal, the θ = 0 draw rescaled by e^-720. The never-chosen edge's term
+    u e^{-θ} was computed as u / e^θ = u / inf = 0 (and an overflow warning) on the
+    compact path; the dense path must agree."""
+    edges = [(0, 1), (1, 2), (0, 2)]
+    theta = np.full(3, 720.0)
+    _, trace = S.spanning_tree.run(np.array([1.0, 2.0, 3.0]), edges, 3)
+    noise = np.random.default_rng(41).exponential(size=(2 + 3,))
+    e = S.conditional_sample(trace, theta, noise=noise)
+    ref = S.conditional_sample(trace, np.zeros(3), noise=noise) * np.exp(-720.0)
+    assert np.all(ref > 0)
+    np.testing.assert_allclose(e, ref, rtol=1e-8)
+    dense = S.Trace(trace.choices, trace.active, trace.exponentials, None, "spanning_tree")
+    np.testing.assert_allclose(S.conditional_sample(dense, theta, noise=noise), ref, rtol=1e-8)
+
+
+def test_compact_spanning_tree_law_for_scores_1000_apart_on_eager_jax() -> None:
+    """The same triangle as above through JAX without jit: log_prob is an Op whose
+    forward JAX always traces, so the dense fallback is chosen from the concrete θ
+    before entering it (numpy/torch/array_api_strict gave -log 2, JAX gave +inf)."""
+    jax = pytest.importorskip("jax")
+    jnp = jax.numpy
+    theta = jnp.asarray(np.array([1000.0, 0.0, 0.0], dtype=np.float32))
+    _, trace = S.spanning_tree.run(jnp.asarray(np.array([1.0, 2.0, 3.0], dtype=np.float32)),
+                                   [(0, 1), (1, 2), (0, 2)], 3)
+    np.testing.assert_allclose(float(S.log_prob(trace, theta)), -np.log(2.0), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(S.score(trace, theta)), [0.0, 0.5, -0.5], atol=1e-6)
+
+
+def test_conditional_sample_rejects_negative_noise_and_score_a_non_bool_flag() -> None:
+    """noise holds standard exponentials: a negative v_t lowers a step's minimum below
+    the previous one, and the exponentials no longer reproduce the trace (top-2 of 3
+    at θ = 0 with v = (1, -0.9): E_{c_1} = 1/3 − 0.9/2 < 0 < E_{c_0} = 1/3)."""
+    theta = np.zeros(3)
+    _, trace = S.top_k.run(np.array([0.1, 0.2, 0.3]), 2)
+    bad = np.array([1.0, -0.9, 1.0, 1.0, 1.0])
+    e = S.conditional_sample(trace, theta, noise=np.abs(bad))
+    np.testing.assert_allclose(e[:2], [1 / 3, 1 / 3 + 0.9 / 2], rtol=1e-12)
+    with pytest.raises(ValueError, match="noise"):
+        S.conditional_sample(trace, theta, noise=bad)
+    with pytest.raises(TypeError, match="check_finite"):
+        S.score(trace, theta, check_finite="no")
+
+
+def test_log_prob_exponentials_rejects_negative_exponentials() -> None:
+    """E ~ Exp(λ) has no mass below 0: E = -1 at θ = 0 gave the 'log-density' +1
+    (θ − λE), more than the density's maximum log 1 = 0. E = 0 (an underflow) is kept:
+    log p = θ."""
+    theta = np.zeros(2)
+    np.testing.assert_allclose(S.log_prob_exponentials(np.array([0.0, 0.5]), theta), -0.5)
+    for fn in (S.log_prob_exponentials, S.score_exponentials):
+        with pytest.raises(ValueError, match="e must"):
+            fn(np.array([-1.0, 0.5]), theta)
+
+
+def test_float32_sampling_is_invariant_to_an_offset_of_100() -> None:
+    """float32: e^-100 ≈ 4e-44 is a subnormal with ~5 significant bits, so the old
+    exponentials tied often (top-1 of (100, 100): item 0 in 51.3% of 20000 draws).
+    The orderings of θ + 100 and θ match those of θ for the same ε."""
+    theta = _theta(6, 34).astype(np.float32)
+    eps = np.random.default_rng(35).exponential(size=(200, 6)).astype(np.float32)
+    _, tr0 = S.top_k.ordering(theta, noise=eps, num_samples=200)
+    _, tr1 = S.top_k.ordering(theta + np.float32(100.0), noise=eps, num_samples=200)
+    np.testing.assert_array_equal(tr1.choices, tr0.choices)

@@ -138,3 +138,19 @@ def test_relax_stays_differentiable_in_the_critic() -> None:
     g = E.relax(y.sum(-1).detach(), S.score(trace, theta.detach()), cc, gc, gcc)
     (g**2).sum().backward()
     assert a.grad is not None and torch.isfinite(a.grad)
+
+
+def test_relax_rejects_a_critic_value_of_another_shape() -> None:
+    """critic_conditional must have loss's shape: a transposed (B, K) or flat (K·B,)
+    array was reshaped silently into (K, B), pairing critic values with the wrong
+    samples. With matching shapes the estimate is Σ_k (f_k − c_k) s_k / K (checked)."""
+    k, b, m = 3, 2, 4
+    gen = np.random.default_rng(0)
+    loss, c = gen.normal(size=(k, b)), gen.normal(size=(k, b))
+    score, zeros = gen.normal(size=(k, b, m)), np.zeros((k, b, m))
+    np.testing.assert_allclose(
+        E.relax(loss, score, c, zeros, zeros), ((loss - c)[..., None] * score).mean(0), rtol=1e-13
+    )
+    for bad in (c.T, c.reshape(-1)):
+        with pytest.raises(ValueError, match="critic_conditional"):
+            E.relax(loss, score, bad, zeros, zeros)

@@ -8,7 +8,10 @@ Convention: scores θ, rates ``λ = exp θ``, exponentials ``E_i ~ Exp(λ_i)``
 (The reference code draws ``E = exp(logit)·Exp(1)``: ``θ = -logit``.)
 
 Every structure module offers ``sample(theta, ..., rng=, noise=, num_samples=) ->
-(y, trace)``, ``run(e, ...)`` (the algorithm on given exponentials), and the
+(y, trace)`` (the comparison-based samplers run on ``log E = log ε − θ``, Edmonds on
+``E`` rescaled per instance: the same structures, exact where ``e^{-θ}`` under- or
+overflows; ``trace.exponentials`` is ``E`` itself), ``run(e, ...)`` (the algorithm
+on given exponentials), and the
 trace's law: :func:`log_prob` (an Op with a closed-form VJP), :func:`score`,
 :func:`log_prob_exponentials`, :func:`conditional_sample`.
 

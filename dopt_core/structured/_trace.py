@@ -324,12 +324,16 @@ def _onehot(choices: Any, m: int, xp: Any) -> Any:
     return choices[..., None] == idx
 
 
-def _step_lse(theta: Any, choices: Any, active: Any, xp: Any) -> tuple[Any, Any, Any, Any]:
-    """Chosen scores ``θ_{c_t}``, step log-normalisers and the shifted exponentials.
+def _step_lse(theta: Any, choices: Any, active: Any, xp: Any, by_top: bool) -> tuple[Any, Any, Any]:
+    """Step log-probabilities ``θ_{c_t} − log Σ_{A_t} e^θ``, the shifted exponentials
+    and their sums.
 
-    Each step is shifted by its chosen score (a member of ``A_t``), so the step's sum
-    is at least 1: no underflow whatever the spread of the scores, and an overflow
-    only for a step whose choice is ``e^{-700}`` (float64) less likely than another.
+    ``by_top``: each step is shifted by its largest active score (a log-sum-exp), so
+    its sum lies in ``[1, |A_t|]``, whatever the spread of the scores and however
+    unlikely the choice (a trace evaluated under other scores). Otherwise (scores known
+    to span less than the exponent range, :func:`_needs_top_shift`) by the chosen
+    score, one pass fewer: the sum is at least 1 and cannot overflow, and a certain
+    step is exactly 0.
     """
     lead = tuple(choices.shape[:-1])
     m = theta.shape[-1]
@@ -337,21 +341,44 @@ def _step_lse(theta: Any, choices: Any, active: Any, xp: Any) -> tuple[Any, Any,
     # padding steps (choice -1, empty active set; arborescences have a variable number
     # of steps) contribute log 1 = 0
     chosen = xp.take_along_axis(th, xp.where(choices >= 0, choices, 0), axis=-1)
-    ex = xp.exp(xp.where(active, th[..., None, :] - chosen[..., None], -math.inf))
+    if not by_top:
+        ex = xp.exp(xp.where(active, th[..., None, :] - chosen[..., None], -math.inf))
+        z = xp.sum(ex, axis=-1)
+        z = xp.where(z > 0, z, 1.0)
+        return 0.0 - xp.log(z), ex, z
+    masked = xp.where(active, th[..., None, :], -math.inf)
+    top = xp.max(masked, axis=-1)
+    top = xp.where(choices >= 0, top, chosen)
+    ex = xp.exp(masked - top[..., None])
     z = xp.sum(ex, axis=-1)
     z = xp.where(z > 0, z, 1.0)
-    return chosen, chosen + xp.log(z), ex, z
+    step = xp.where(choices >= 0, chosen - top, 0.0) - xp.log(z)
+    return step, ex, z
 
 
-def _value_rows(theta: Any, choices: Any, active: Any, xp: Any) -> tuple[Any]:
-    # θ_{c_t} − LSE_t = −log Z_t exactly, with the step shifted by its chosen score
-    _, _, _, z = _step_lse(theta, choices, active, xp)
-    return (0.0 - xp.sum(xp.log(z), axis=-1),)  # 0 - : no -0.0 for a certain trace
+def _needs_top_shift(theta: Any, xp: Any) -> bool:
+    """Whether a step shifted by its chosen score could overflow: traced scores (values
+    unknown), or a row whose spread exceeds ``log(max float) − log m − 1`` (≈ 704 in
+    float64, ≈ 84 in float32 for m = 50)."""
+    if backend_for(theta).is_traced(theta):
+        return True
+    m = theta.shape[-1]
+    big = np.float64 if theta.dtype == xp.float64 else np.float32
+    limit = math.log(float(np.finfo(big).max)) - math.log(m) - 1.0
+    spread = xp.max(theta, axis=-1) - xp.min(theta, axis=-1)
+    return bool(xp.any(spread > limit))
 
 
-def _value_and_score_rows(theta: Any, choices: Any, active: Any, xp: Any) -> tuple[Any, Any]:
-    _, _, ex, z = _step_lse(theta, choices, active, xp)
-    value = 0.0 - xp.sum(xp.log(z), axis=-1)
+def _value_rows(theta: Any, choices: Any, active: Any, xp: Any, by_top: bool) -> tuple[Any]:
+    step, _, _ = _step_lse(theta, choices, active, xp, by_top)
+    return (0.0 + xp.sum(step, axis=-1),)  # 0 + : no -0.0 for a certain trace
+
+
+def _value_and_score_rows(
+    theta: Any, choices: Any, active: Any, xp: Any, by_top: bool
+) -> tuple[Any, Any]:
+    step, ex, z = _step_lse(theta, choices, active, xp, by_top)
+    value = 0.0 + xp.sum(step, axis=-1)
     hot = _onehot(choices, theta.shape[-1], xp)
     grad = xp.sum(xp.astype(hot, theta.dtype) - ex / z[..., None], axis=-2)
     return value, grad
@@ -383,12 +410,14 @@ def _by_rows(fn: Any, theta: Any, choices: Any, active: Any, xp: Any) -> tuple[A
 
 
 def _log_prob_value(theta: Any, choices: Any, active: Any, xp: Any) -> Any:
-    return _by_rows(_value_rows, theta, choices, active, xp)[0]
+    fn = functools.partial(_value_rows, by_top=_needs_top_shift(theta, xp))
+    return _by_rows(fn, theta, choices, active, xp)[0]
 
 
 def _log_prob_and_score(theta: Any, choices: Any, active: Any, xp: Any) -> tuple[Any, Any]:
     """``log p(T)`` of shape ``lead`` and its gradient ``∂/∂θ`` of shape ``(*lead, m)``."""
-    value, grad = _by_rows(_value_and_score_rows, theta, choices, active, xp)
+    fn = functools.partial(_value_and_score_rows, by_top=_needs_top_shift(theta, xp))
+    value, grad = _by_rows(fn, theta, choices, active, xp)
     return value, grad
 
 
@@ -470,6 +499,19 @@ def _forest_rows(
     return value, xp.astype(g, dtype)
 
 
+def _forest_needs_dense(theta: Any, xp: Any) -> bool:
+    """Whether a row of (concrete) scores spans more than the wide dtype's exponent
+    range, where the compact law's single shift by the largest score could underflow
+    a step's sum to zero; such traces take the dense masks (each step shifted by its
+    own largest score). Traced scores (``jax.jit``, ``jax.grad``) keep the compact path."""
+    if backend_for(theta).is_traced(theta):
+        return False
+    wide = np.float64 if _wide(xp, theta.dtype) == xp.float64 else np.float32
+    limit = -math.log(float(np.finfo(wide).tiny))
+    spread = xp.max(theta, axis=-1) - xp.min(theta, axis=-1)
+    return bool(xp.any(spread > limit))
+
+
 #: rows of a compact Kruskal trace per chunk: the ``(rows, T, n)`` temporaries stay
 #: small (large fresh temporaries cost page faults on NumPy); a static loop
 _FOREST_ROWS = 1024
@@ -479,9 +521,16 @@ def _forest_law(theta: Any, choices: Any, record: Any, graph: ForestGraph, xp: A
     """``log p(T)`` (``lead``) and, with ``grad``, its gradient ``(*lead, m)``, of a Kruskal trace.
 
     Shifted by the largest score (``λ̂ = e^{θ - max θ}``) and computed in float64 when
-    the namespace has it: a step's sum underflows only when its chosen score lies
-    ~700 below the largest score."""
+    the namespace has it: a step's sum could underflow only when its active scores
+    all lie ~708 below the largest score, so concrete scores spanning more than that
+    take the dense masks (each step shifted by its own largest score); traced scores
+    (``jax.jit``, ``jax.grad``) keep this path and its limit."""
     lead = tuple(choices.shape[:-1])
+    if _forest_needs_dense(theta, xp):
+        active = ForestSets(graph, record, choices).dense(xp)
+        if grad:
+            return _log_prob_and_score(theta, choices, active, xp)
+        return _log_prob_value(theta, choices, active, xp), None
     total = math.prod(lead)
     m_a, m_b = replay_unions(choices, graph, xp, masks=True)  # boolean: small
     if total <= _FOREST_ROWS or len(lead) == 0:
@@ -547,7 +596,10 @@ def log_prob(trace: Any, theta: Any, /, *, check_finite: bool = True) -> Bound:
     (Struminsky, Gadetsky, Rakitin, Karpushkin, Vetrov, "Leveraging recursive
     Gumbel-max trick for approximate inference in combinatorial spaces", NeurIPS
     2021, eq. 6). The VJP is this closed form; it is the score used by
-    :func:`dopt_core.structured.estimators.reinforce`.
+    :func:`dopt_core.structured.estimators.reinforce`. Each step is a shifted
+    log-sum-exp, exact for any spread of the scores; one limit: a spanning-tree trace
+    under JAX tracing (``jax.jit``, ``jax.grad``) keeps its compact form, exact while
+    each row of θ spans less than ~708 (float64; ~87 without x64).
 
     Parameters
     ----------
@@ -574,8 +626,10 @@ def log_prob(trace: Any, theta: Any, /, *, check_finite: bool = True) -> Bound:
     """
     trace = _check_trace(trace)
     check_finite = check_flag(check_finite, name="check_finite")
-    theta, _, out_dtype = _check_theta_for(trace, theta, check_finite=check_finite)
-    if trace._active is None:  # a compact Kruskal trace: no dense masks
+    theta, xp, out_dtype = _check_theta_for(trace, theta, check_finite=check_finite)
+    # a compact Kruskal trace: no dense masks, unless the concrete scores span more than
+    # the exponent range (decided here: JAX traces the Op's forward even without jit)
+    if trace._active is None and not _forest_needs_dense(theta, xp):
         return Bound(LogProbOp(trace.forest.graph), (theta, trace.choices, trace.forest.record), out_dtype)
     return Bound(LogProbOp(), (theta, trace.choices, trace.active), out_dtype)
 
@@ -614,6 +668,7 @@ def score(trace: Any, theta: Any, *, check_finite: bool = True) -> Any:
     array([ 0.667, -0.333, -0.333])
     """
     trace = _check_trace(trace)
+    check_finite = check_flag(check_finite, name="check_finite")
     theta, xp, _ = _check_theta_for(trace, theta, check_finite=check_finite)
     if trace._active is None:
         return _forest_law(theta, trace.choices, trace.forest.record, trace.forest.graph, xp, grad=True)[1]
@@ -674,6 +729,7 @@ def log_prob_exponentials(e: Any, theta: Any, /, *, check_finite: bool = True) -
     """
     theta, xp, out_dtype = check_scores(theta, check_finite=check_finite)
     ev, _, _ = check_scores(e, name="e", check_finite=check_finite)
+    _check_exponentials(ev)
     if ev.shape[-1] != theta.shape[-1]:
         raise ValueError(
             f"e must have theta's {theta.shape[-1]} entries on its last axis, got shape {tuple(ev.shape)}"
@@ -707,7 +763,15 @@ def score_exponentials(e: Any, theta: Any) -> Any:
     """
     theta, xp, _ = check_scores(theta)
     ev, _, _ = check_scores(e, name="e")
+    _check_exponentials(ev)
     return 1.0 - xp.exp(theta) * xp.astype(ev, theta.dtype)
+
+
+def _check_exponentials(e: Any) -> None:
+    """Concrete exponentials must be non-negative (``Exp(λ)`` has no mass below 0)."""
+    backend = backend_for(e)
+    if not backend.is_traced(e) and bool(array_namespace(e).any(e < 0)):
+        raise ValueError("e must hold exponentials (non-negative values)")
 
 
 def exponentials(theta: Any, *, rng: Any = None, noise: Any = None, num_samples: int | None = None) -> Any:
@@ -740,16 +804,53 @@ def exponentials(theta: Any, *, rng: Any = None, noise: Any = None, num_samples:
     >>> dc.structured.exponentials(np.log(np.array([1.0, 2.0])), noise=np.array([1.0, 1.0]))
     array([1. , 0.5])
     """
+    theta, eps, xp = _standard_exponentials(theta, rng, noise, num_samples)
+    return eps * xp.exp(-theta)
+
+
+def _standard_exponentials(
+    theta: Any, rng: Any, noise: Any, num_samples: Any
+) -> tuple[Any, Any, Any]:
+    """Validated θ, the standard exponentials ε and the namespace."""
     theta, xp, _ = check_scores(theta)
     if num_samples is not None:
         num_samples = check_int(num_samples, name="num_samples", low=1)
     sample_shape = () if num_samples is None else (num_samples,)
-    eps = bind_noise(theta, rng, noise, law=EXPONENTIAL, sample_shape=sample_shape, sample_names=("num_samples",))
+    eps = bind_noise(
+        theta, rng, noise, law=EXPONENTIAL, sample_shape=sample_shape, sample_names=("num_samples",)
+    )
+    _check_non_negative(eps, noise, theta)
+    return theta, eps, xp
+
+
+def _check_non_negative(z: Any, noise: Any, theta: Any) -> None:
+    """Given (concrete) ``noise`` must hold standard exponential draws."""
     backend = backend_for(theta)
-    if noise is not None and not backend.is_traced(eps) and backend.all_finite(eps) is not False:
-        if bool(xp.any(eps < 0)):
+    if noise is not None and not backend.is_traced(z) and backend.all_finite(z) is not False:
+        if bool(array_namespace(z).any(z < 0)):
             raise ValueError("noise must hold standard exponential draws (non-negative)")
-    return eps * xp.exp(-theta)
+
+
+def race_keys(
+    theta: Any, *, rng: Any = None, noise: Any = None, num_samples: int | None = None
+) -> tuple[Any, Any]:
+    """The exponentials ``E = ε e^{-θ}`` and the keys ``log ε − θ = log E`` the
+    comparison-based samplers run on.
+
+    ``log`` is increasing, so every argmin over ``E`` is the argmin over the keys; the
+    keys stay finite and keep their order when ``e^{-θ}`` under- or overflows
+    (``|θ| ≳ 700`` in float64, ``≳ 87`` in float32), where ``E`` itself would tie at 0
+    or be infinite. ε = 0 is clamped to the smallest normal number."""
+    theta, eps, xp = _standard_exponentials(theta, rng, noise, num_samples)
+    tiny = float(np.finfo(np.float32 if theta.dtype == xp.float32 else np.float64).tiny)
+    return eps * xp.exp(-theta), xp.log(backend_for(eps).clamp_min(eps, tiny)) - theta
+
+
+def with_exponentials(trace: Trace, e: Any) -> Trace:
+    """``trace`` with its exponentials replaced by ``e`` (same leading shape)."""
+    return Trace(
+        trace.choices, trace._active, e, trace.parent, trace.structure, forest=trace.forest
+    )
 
 
 def conditional_sample(trace: Any, theta: Any, *, rng: Any = None, noise: Any = None) -> Any:
@@ -803,8 +904,10 @@ def conditional_sample(trace: Any, theta: Any, *, rng: Any = None, noise: Any = 
     theta, xp, _ = _check_theta_for(trace, theta)
     lead, t_steps, m = trace.shape, trace.num_steps, trace.size
     z = bind_noise(theta, rng, noise, law=EXPONENTIAL, event_shape=(*lead, t_steps + m))
+    _check_non_negative(z, noise, theta)
     v, u = z[..., :t_steps], z[..., t_steps:]
-    if trace._active is None:  # compact Kruskal trace: the same sums without dense masks
+    if trace._active is None and not _forest_needs_dense(theta, xp):
+        # compact Kruskal trace: the same sums without dense masks
         graph, record = trace.forest.graph, trace.forest.record
         wide = _wide(xp, theta.dtype)
         th = xp.astype(theta, wide)
@@ -813,16 +916,25 @@ def conditional_sample(trace: Any, theta: Any, *, rng: Any = None, noise: Any = 
         rate = _forest_total(xp.exp(th - top), m_a, m_b, graph, xp)  # Λ_t e^{-max θ}
         w = xp.astype(v, wide) * xp.exp(-top) / rate
         base = _forest_spread(w, m_a, m_b, graph, xp)
-        lam = xp.broadcast_to(xp.exp(theta), (*lead, m))
         base = xp.astype(base, theta.dtype)
-        return xp.where(chosen > 0, base, base + u / lam)
-    lam = xp.broadcast_to(xp.exp(theta), (*lead, m))
+        return xp.where(chosen > 0, base, base + u * xp.exp(-theta))
+    th = xp.broadcast_to(theta, (*lead, m))
     active = trace.active
-    rate = xp.sum(xp.where(active, lam[..., None, :], 0.0), axis=-1)
-    rate = xp.where(rate > 0, rate, 1.0)  # padding steps (empty active sets)
-    w = v / rate
+    if _needs_top_shift(theta, xp):
+        # Λ_t = e^{M_t} Σ_{A_t} e^{θ_j − M_t}, M_t the step's largest active score: the
+        # sums neither overflow nor underflow (|θ| ~ 1e3 in float64, ~ 1e2 in float32)
+        masked = xp.where(active, th[..., None, :], -math.inf)
+        top = xp.max(masked, axis=-1)
+        top = xp.where(xp.any(active, axis=-1), top, 0.0)  # padding steps (empty sets)
+        rate = xp.sum(xp.exp(masked - top[..., None]), axis=-1)
+    else:
+        # scores spanning less than the exponent range: one shift per row suffices
+        top = xp.max(th, axis=-1, keepdims=True)
+        rate = xp.sum(xp.where(active, xp.exp(th - top)[..., None, :], 0.0), axis=-1)
+    rate = xp.where(rate > 0, rate, 1.0)
+    w = v * xp.exp(-top) / rate
     # every entry gathers the step minima of the steps where it was active: a chosen
     # entry up to its own step, a never-chosen one all of them, plus its own Exp(λ_j)
     base = xp.sum(xp.where(active, w[..., None], 0.0), axis=-2)
     is_chosen = xp.any(_onehot(trace.choices, m, xp), axis=-2)
-    return xp.where(is_chosen, base, base + u / lam)
+    return xp.where(is_chosen, base, base + u * xp.exp(-th))

@@ -20,17 +20,18 @@ through :func:`dopt_core.backend.host_call`, as a zero-gradient Op).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
 from .._lib._checks import check_flag, check_int, check_scores
-from .._lib._compat import index_dtype
+from .._lib._compat import device, index_dtype
 from ..backend import apply_op, host_call
 from ..op import Op, ZeroGradient
 from . import _trace
-from ._trace import Trace, exponentials, log_prob_exponentials
+from ._trace import Trace, log_prob_exponentials, race_keys, with_exponentials
 
 __all__ = ["conditional_sample", "log_prob", "log_prob_exponentials", "run", "sample", "score"]
 
@@ -224,8 +225,19 @@ def sample(
     array([1., 1., 0., 1.])
     """
     _check_square(theta, "theta")
-    check_int(root, name="root", low=0, high=theta.shape[-1] - 1)
-    return run(exponentials(theta, rng=rng, noise=noise, num_samples=num_samples), root=root)
+    root = check_int(root, name="root", low=0, high=theta.shape[-1] - 1)
+    e, keys = race_keys(theta, rng=rng, noise=noise, num_samples=num_samples)
+    # Chu-Liu/Edmonds subtracts minima, so it runs on E rescaled per instance (the
+    # same arborescence and trace): E / min E over the arcs in use, from the log keys,
+    # finite where e^{-θ} alone under/overflows (|θ| ≳ 700 in float64)
+    xp = check_scores(keys, name="e", min_ndim=2)[1]
+    n = theta.shape[-1]
+    idx = xp.arange(n, device=device(e))
+    used = (idx[:, None] != idx[None, :]) & (idx[None, :] != root)
+    low = xp.min(xp.where(used, keys, math.inf), axis=(-2, -1), keepdims=True)
+    scaled = xp.where(used, xp.exp(xp.where(used, keys - low, 0.0)), 1.0)
+    y, trace = run(scaled, root=root)
+    return y, with_exponentials(trace, xp.reshape(e, (*e.shape[:-2], n * n)))
 
 
 def _flat_theta(theta: Any) -> tuple[Any, Any, int]:

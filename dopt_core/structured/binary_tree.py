@@ -18,7 +18,15 @@ from typing import Any
 
 from .._lib._checks import check_flag, check_scores
 from .._lib._compat import device
-from ._trace import Trace, conditional_sample, exponentials, log_prob, log_prob_exponentials, score
+from ._trace import (
+    Trace,
+    conditional_sample,
+    log_prob,
+    log_prob_exponentials,
+    race_keys,
+    score,
+    with_exponentials,
+)
 
 __all__ = ["conditional_sample", "log_prob", "log_prob_exponentials", "run", "sample", "score"]
 
@@ -27,7 +35,8 @@ def run(e: Any, *, check_finite: bool = True) -> tuple[Any, Trace]:
     r"""The recursive-argmin binary tree of given exponentials, and its trace.
 
     Item ``i``'s interval is :math:`I_i = [l_i, r_i)`, bounded by the nearest items on
-    each side with a smaller exponential; its parent is whichever of those two
+    each side with a smaller exponential (of two equal ones the lower index counts as
+    smaller, as in the other samplers); its parent is whichever of those two
     neighbours has the larger exponential (Struminsky et al. 2021).
 
     Parameters
@@ -58,7 +67,11 @@ def run(e: Any, *, check_finite: bool = True) -> tuple[Any, Trace]:
     n = e.shape[-1]
     dev = device(e)
     idx = xp.arange(n, device=dev)
-    less = e[..., None, :] < e[..., :, None]  # less[i, j]: E_j < E_i
+    # less[i, j]: (E_j, j) < (E_i, i), ties broken towards the lower index (a strict
+    # order: tied items would otherwise both span the whole interval)
+    less = (e[..., None, :] < e[..., :, None]) | (
+        (e[..., None, :] == e[..., :, None]) & (idx[None, :] < idx[:, None])
+    )
     left = xp.max(xp.where(less & (idx[None, :] < idx[:, None]), idx[None, :], -1), axis=-1)
     right = xp.min(xp.where(less & (idx[None, :] > idx[:, None]), idx[None, :], n), axis=-1)
     lo = left + 1
@@ -66,7 +79,7 @@ def run(e: Any, *, check_finite: bool = True) -> tuple[Any, Trace]:
     has_l, has_r = left >= 0, right < n
     el = xp.take_along_axis(e, xp.where(has_l, left, 0), axis=-1)
     er = xp.take_along_axis(e, xp.where(has_r, right, 0), axis=-1)
-    pick_l = has_l & (~has_r | (el > er))
+    pick_l = has_l & (~has_r | (el > er))  # on a tie the right one (higher index) is later
     parent_item = xp.where(pick_l, left, xp.where(has_r, right, -1))
     choices = xp.broadcast_to(idx, tuple(e.shape))
     y = xp.astype((parent_item[..., None, :] == idx[:, None]), e.dtype)
@@ -110,4 +123,6 @@ def sample(
     >>> y.sum(axis=(-2, -1))   # n - 1 edges
     array([4., 4.])
     """
-    return run(exponentials(theta, rng=rng, noise=noise, num_samples=num_samples))
+    e, keys = race_keys(theta, rng=rng, noise=noise, num_samples=num_samples)
+    y, trace = run(keys)  # comparisons only: log E has the same tree
+    return y, with_exponentials(trace, e)

@@ -141,6 +141,11 @@ def relax(
     """
     f, s, xp = _loss_and_score(loss, score)
     ns = array_namespace(critic_conditional, critic_grad, critic_conditional_grad)
+    if tuple(critic_conditional.shape) != tuple(loss.shape):
+        raise ValueError(
+            f"critic_conditional must have loss's shape {tuple(loss.shape)} (one critic value "
+            f"per sample), got {tuple(critic_conditional.shape)}"
+        )
     c = ns.reshape(critic_conditional, tuple(f.shape))
     if tuple(critic_grad.shape) != tuple(s.shape) or tuple(critic_conditional_grad.shape) != tuple(s.shape):
         raise ValueError(

@@ -18,7 +18,7 @@ from typing import Any
 from .._lib._checks import check_flag, check_scores
 from .._lib._compat import device
 from . import _trace
-from ._trace import Trace, exponentials, log_prob_exponentials
+from ._trace import Trace, log_prob_exponentials, race_keys, with_exponentials
 
 __all__ = ["conditional_sample", "log_prob", "log_prob_exponentials", "run", "sample", "score"]
 
@@ -129,7 +129,9 @@ def sample(
     (array([1., 1., 1.]), array([1., 1., 1.]))
     """
     _check_square(theta, "theta")
-    return run(exponentials(theta, rng=rng, noise=noise, num_samples=num_samples))
+    e, keys = race_keys(theta, rng=rng, noise=noise, num_samples=num_samples)
+    y, trace = run(keys)  # comparisons only: log E has the same matching
+    return y, with_exponentials(trace, _flat(e, check_scores(keys, name="e", min_ndim=2)[1]))
 
 
 def _flat_theta(theta: Any) -> Any:

@@ -24,7 +24,18 @@ from .._lib._checks import check_flag, check_int, check_scores
 from .._lib._compat import index_dtype
 from ..backend import apply_op, backend_for, host_call
 from ..op import Op, ZeroGradient
-from ._trace import ForestGraph, ForestSets, Trace, replay_unions, conditional_sample, exponentials, log_prob, log_prob_exponentials, score
+from ._trace import (
+    ForestGraph,
+    ForestSets,
+    Trace,
+    conditional_sample,
+    log_prob,
+    log_prob_exponentials,
+    race_keys,
+    replay_unions,
+    score,
+    with_exponentials,
+)
 
 __all__ = [
     "conditional_sample",
@@ -318,4 +329,6 @@ def sample(
     (array([3., 3.]), (2, 3))
     """
     _check_graph(edges, num_nodes)
-    return run(exponentials(theta, rng=rng, noise=noise, num_samples=num_samples), edges, num_nodes)
+    e, keys = race_keys(theta, rng=rng, noise=noise, num_samples=num_samples)
+    y, trace = run(keys, edges, num_nodes)  # Kruskal compares only: log E has the same tree
+    return y, with_exponentials(trace, e)

@@ -14,7 +14,15 @@ from typing import Any
 
 from .._lib._checks import check_flag, check_int, check_scores
 from .._lib._compat import device
-from ._trace import Trace, conditional_sample, exponentials, log_prob, log_prob_exponentials, score
+from ._trace import (
+    Trace,
+    conditional_sample,
+    log_prob,
+    log_prob_exponentials,
+    race_keys,
+    score,
+    with_exponentials,
+)
 
 __all__ = [
     "conditional_sample",
@@ -111,7 +119,9 @@ def sample(
     >>> y.sum(axis=-1), trace.shape
     (array([2., 2., 2.]), (3,))
     """
-    return run(exponentials(theta, rng=rng, noise=noise, num_samples=num_samples), k)
+    e, keys = race_keys(theta, rng=rng, noise=noise, num_samples=num_samples)
+    y, trace = run(keys, k)  # the order of log E: exact when e^{-θ} under/overflows
+    return y, with_exponentials(trace, e)
 
 
 def run_ordering(e: Any, *, check_finite: bool = True) -> tuple[Any, Trace]:
@@ -184,7 +194,9 @@ def ordering(
     >>> trace.choices, round(float(np.exp(dc.structured.log_prob(trace, theta))), 4)
     (array([2, 1, 0]), 0.4863)
     """
-    return run_ordering(exponentials(theta, rng=rng, noise=noise, num_samples=num_samples))
+    e, keys = race_keys(theta, rng=rng, noise=noise, num_samples=num_samples)
+    y, trace = run_ordering(keys)
+    return y, with_exponentials(trace, e)
 
 
 def _last(e: Any) -> int:
