@@ -1,11 +1,10 @@
-r"""Subset sampling: Gumbel top-k, its relaxation (Xie & Ermon 2019), and the exact
-k-subset distribution :math:`p(S) \propto \exp \sum_{i \in S} \theta_i` (its marginals
-and an exact sampler, the pieces of the SIMPLE estimator of Ahmed et al. 2023).
+r"""Subset sampling: the exact Gumbel top-k sampler and its relaxation (Xie & Ermon
+2019). The exact k-subset distribution (its marginals and sampler) is in
+:mod:`dopt_core.relax._k_subsets`.
 
 Every function acts on the last axis (leading axes are batch axes) and keeps θ's dtype
-and device. The recursions loop in Python over the ``k`` rounds (relaxed subset) or the
-``n`` items (elementary symmetric polynomials); each step is one array operation over
-the whole batch, so everything runs on the array's own device.
+and device. The relaxation loops in Python over its ``k`` rounds; each round is a few
+array operations over the whole batch, so everything runs on the array's own device.
 """
 
 from __future__ import annotations
