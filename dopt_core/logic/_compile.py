@@ -214,8 +214,10 @@ class CompiledLogicNet:
         return "\n".join(lines)
 
     def _final_names(self) -> list[str]:
+        # the C variables carry the neurons' original indices (the NumPy evaluator's
+        # gate-sorted order is undone by ``_out_perm``, which the C code never needs)
         last = len(self._layers)
-        return [f"v{last}_{int(j)}" for j in self._out_perm]
+        return [f"v{last}_{j}" for j in range(len(self._out_perm))]
 
 
 def compile_logic_net(
