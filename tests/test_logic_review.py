@@ -46,3 +46,23 @@ def test_c_source_computes_the_compiled_net(tmp_path) -> None:
         h = L.logic_layer(h, a, b, np.eye(16)[g], mode="hard")
     np.testing.assert_array_equal(net.output_bits(X), h.astype(bool))
     np.testing.assert_array_equal(bits, h.astype(bool))
+
+
+def test_torch_gate_layers_reject_a_shape_the_module_does_not_take() -> None:
+    # compiling for a shape the torch module would not accept gave a net that silently
+    # differs from the torch one (extra inputs ignored, a missing Flatten unnoticed)
+    torch = pytest.importorskip("torch")
+    dt = pytest.importorskip("dopt_torch")
+    net = torch.nn.Sequential(dt.nn.LogicLayer(8, 8, seed=0), dt.nn.GroupSum(2))
+    assert dt.nn.logic_gate_layers(net, (8,))[1:] == (8, 2)
+    with pytest.raises(ValueError, match="in_shape"):
+        dt.nn.logic_gate_layers(net, (10,))
+    conv = dt.nn.LogicConv2d(2, 4, kernel_size=3, depth=2, seed=0)
+    with pytest.raises(ValueError, match="in_shape"):
+        dt.nn.logic_gate_layers(conv, (3, 6, 6))
+    # (4, 4, 4) images into a 4-input layer: no Flatten
+    no_flatten = torch.nn.Sequential(conv, dt.nn.LogicLayer(4, 4, seed=1))
+    with pytest.raises(ValueError, match="in_shape"):
+        dt.nn.logic_gate_layers(no_flatten, (2, 6, 6))
+    with pytest.raises(ValueError, match="in_shape"):
+        dt.nn.logic_gate_layers(dt.nn.OrPool2d(2), (6, 6))
