@@ -66,3 +66,31 @@ def test_torch_gate_layers_reject_a_shape_the_module_does_not_take() -> None:
         dt.nn.logic_gate_layers(no_flatten, (2, 6, 6))
     with pytest.raises(ValueError, match="in_shape"):
         dt.nn.logic_gate_layers(dt.nn.OrPool2d(2), (6, 6))
+
+
+def test_encoders_reject_nan() -> None:
+    # a NaN feature gave NaN thresholds and all-zero thermometer bits, silently
+    X = np.array([[0.0, 1.0], [np.nan, 2.0], [2.0, 3.0]])
+    with pytest.raises(ValueError, match="X"):
+        L.quantile_thresholds(X, 2)
+    with pytest.raises(ValueError, match="X"):
+        L.thermometer(X, np.array([0.5]))
+    with pytest.raises(ValueError, match="thresholds"):
+        L.thermometer(np.zeros((2, 1)), np.array([np.nan]))
+
+
+def test_quantile_thermometer_bit_shares() -> None:
+    # bit i fires on the share 1 - (i+1)/(n_bits+1) of the training samples (the
+    # n_bits + 1 intervals between thresholds hold equal shares), counted on 0..N-1
+    N, n_bits = 1001, 4
+    X = np.random.default_rng(0).permutation(N).astype(float)[:, None]
+    bits = L.thermometer(X, L.quantile_thresholds(X, n_bits))
+    want = 1 - np.arange(1, n_bits + 1) / (n_bits + 1)
+    np.testing.assert_allclose(bits.mean(axis=0), want, atol=1.0 / N)
+
+
+def test_gate_coefficients_checks_the_shape_of_W() -> None:
+    W = np.random.default_rng(0).normal(size=(3, 16))
+    np.testing.assert_allclose(L.gate_coefficients(W, mode="hard"), L.GATE_COEFFS[W.argmax(-1)])
+    with pytest.raises(ValueError, match=r"W must have shape \(n, 16\)"):
+        L.gate_coefficients(np.zeros((2, 3)))

@@ -57,6 +57,8 @@ def gate_coefficients(W: Any, *, mode: str = "soft") -> Any:
     array([[ 0.,  1.,  1., -2.]])
     """
     W, xp, _ = check_scores(W, name="W", min_ndim=2)
+    if W.ndim != 2 or W.shape[1] != NUM_GATES:
+        raise ValueError(f"W must have shape (n, {NUM_GATES}), got {tuple(W.shape)}")
     mode = check_choice(mode, name="mode", choices=("soft", "hard"))
     return _coeffs(W, mode, xp=xp)[0]
 
