@@ -94,3 +94,20 @@ def test_gate_coefficients_checks_the_shape_of_W() -> None:
     np.testing.assert_allclose(L.gate_coefficients(W, mode="hard"), L.GATE_COEFFS[W.argmax(-1)])
     with pytest.raises(ValueError, match=r"W must have shape \(n, 16\)"):
         L.gate_coefficients(np.zeros((2, 3)))
+
+
+def test_wiring_coverage_as_documented() -> None:
+    # enumeration: "random" reads every input whenever 2·out_dim ≥ in_dim; "unique" does
+    # unless in_dim is odd and out_dim < in_dim - 1, where exactly input in_dim - 1 is unread
+    for n in range(2, 12):
+        for o in range((n + 1) // 2, n * (n - 1) // 2 + 1):
+            a, b = L.logic_connections(n, o, rng=o)
+            assert set(a.tolist()) | set(b.tolist()) == set(range(n)), (n, o)
+            a, b = L.logic_connections(n, o, kind="unique", rng=o)
+            used = set(a.tolist()) | set(b.tolist())
+            want = set(range(n)) if n % 2 == 0 or o >= n - 1 else set(range(n - 1))
+            assert used == want, (n, o)
+            pairs = {(min(p), max(p)) for p in zip(a.tolist(), b.tolist())}
+            assert len(pairs) == o and all(i < j for i, j in pairs)  # distinct pairs of two inputs
+            a2, b2 = L.logic_connections(n, o, kind="unique", rng=o)  # reproducible from the seed
+            assert a.tolist() == a2.tolist() and b.tolist() == b2.tolist()
