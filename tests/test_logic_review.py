@@ -111,3 +111,23 @@ def test_wiring_coverage_as_documented() -> None:
             assert len(pairs) == o and all(i < j for i, j in pairs)  # distinct pairs of two inputs
             a2, b2 = L.logic_connections(n, o, kind="unique", rng=o)  # reproducible from the seed
             assert a.tolist() == a2.tolist() and b.tolist() == b2.tolist()
+
+
+def test_half_precision_dtypes() -> None:
+    # logic_conv2d returned float32 for float16 input (logic_layer, or_pool2d, group_sum
+    # keep float16), and logic_layer accepted W of another dtype than x when either was
+    # half precision (both were compared after the promotion to float32)
+    rng = np.random.default_rng(0)
+    leaves = L.conv_tree_leaves(2, 3, kernel_size=3, depth=2, rng=0)
+    ws = [rng.normal(size=(6, 16)), rng.normal(size=(3, 16))]
+    x = rng.random((2, 2, 5, 5))
+    y64 = L.logic_conv2d(x, leaves, ws, kernel_size=3, padding=1)
+    y16 = L.logic_conv2d(x.astype(np.float16), leaves, [w.astype(np.float16) for w in ws],
+                         kernel_size=3, padding=1)
+    assert y16.dtype == np.float16
+    np.testing.assert_allclose(y16.astype(np.float64), y64, atol=5e-3)  # two float16 roundings
+    ia, ib = np.array([0, 1]), np.array([2, 3])
+    with pytest.raises(TypeError, match="W must have x's dtype"):
+        L.logic_layer(np.zeros((2, 4), np.float32), ia, ib, np.zeros((2, 16), np.float16))
+    with pytest.raises(TypeError, match="W must have x's dtype"):
+        L.logic_layer(np.zeros((2, 4), np.float16), ia, ib, np.zeros((2, 16), np.float32))
