@@ -278,6 +278,8 @@ __all__ += ["ExponentialCritic"]
 def _logic_init(gen: Any, rows: int, init: str) -> torch.Tensor:
     # difflogic draws the gate logits from N(0, 1); "residual" (Petersen et al., NeurIPS
     # 2024) makes the pass-through gate A (id 3) dominant at initialisation
+    if init not in ("normal", "residual"):
+        raise ValueError(f"init must be 'normal' or 'residual', got {init!r}")
     w = gen.standard_normal((rows, dc.logic.NUM_GATES))
     if init == "residual":
         w[:, 3] += 5.0

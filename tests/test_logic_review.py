@@ -131,3 +131,22 @@ def test_half_precision_dtypes() -> None:
         L.logic_layer(np.zeros((2, 4), np.float32), ia, ib, np.zeros((2, 16), np.float16))
     with pytest.raises(TypeError, match="W must have x's dtype"):
         L.logic_layer(np.zeros((2, 4), np.float16), ia, ib, np.zeros((2, 16), np.float32))
+
+
+def test_plugin_init_names_are_checked() -> None:
+    # a misspelt init= silently gave the normal initialisation
+    torch = pytest.importorskip("torch")
+    dt = pytest.importorskip("dopt_torch")
+    w = dt.nn.LogicLayer(4, 4, init="residual", seed=0).weight.detach().numpy()
+    assert (w.argmax(axis=-1) == 3).mean() > 0.9  # the pass-through gate A dominates
+    for make in (lambda: dt.nn.LogicLayer(4, 4, init="residul"),
+                 lambda: dt.nn.LogicConv2d(1, 2, kernel_size=2, depth=1, init="Residual")):
+        with pytest.raises(ValueError, match="init"):
+            make()
+    del torch
+    jax = pytest.importorskip("jax")
+    logic = pytest.importorskip("dopt_jax.logic")
+    with pytest.raises(ValueError, match="init"):
+        logic.init_logic_layer(jax.random.key(0), 4, 4, init="residul")
+    with pytest.raises(ValueError, match="init"):
+        logic.init_logic_conv2d(jax.random.key(0), 1, 2, 2, depth=1, init="zeros")
