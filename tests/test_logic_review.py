@@ -150,3 +150,12 @@ def test_plugin_init_names_are_checked() -> None:
         logic.init_logic_layer(jax.random.key(0), 4, 4, init="residul")
     with pytest.raises(ValueError, match="init"):
         logic.init_logic_conv2d(jax.random.key(0), 1, 2, 2, depth=1, init="zeros")
+
+
+def test_encoders_on_empty_input() -> None:
+    # no samples: the quantiles are undefined (this raised a bare IndexError); no
+    # features: one_hot_bits gave a concatenate error instead of zero columns, as thermometer
+    with pytest.raises(ValueError, match="X"):
+        L.quantile_thresholds(np.zeros((0, 2)), 2)
+    assert L.one_hot_bits(np.zeros((3, 0), dtype=int), []).shape == (3, 0)
+    assert L.thermometer(np.zeros((3, 0)), np.zeros((0, 2))).shape == (3, 0)

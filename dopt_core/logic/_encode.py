@@ -44,6 +44,8 @@ def quantile_thresholds(X: Any, n_bits: int) -> np.ndarray:
     """
     X = _matrix(X, "X").astype(np.float64)
     n_bits = check_int(n_bits, name="n_bits", low=1)
+    if X.shape[0] == 0:
+        raise ValueError("X must hold at least one sample (row) to fit quantiles on")
     if not np.all(np.isfinite(X)):
         raise ValueError("X contains NaN or infinite values: the quantiles would be undefined")
     q = np.arange(1, n_bits + 1) / (n_bits + 1)
@@ -112,4 +114,4 @@ def one_hot_bits(X: Any, n_values: Any) -> np.ndarray:
         if v.size and (v.min() < 0 or v.max() >= n):
             raise ValueError(f"feature {f} must take values in [0, {n}), got [{v.min()}, {v.max()}]")
         cols.append(v[:, None] == np.arange(n)[None])
-    return np.concatenate(cols, axis=1)
+    return np.concatenate(cols, axis=1) if cols else np.zeros((X.shape[0], 0), dtype=bool)
