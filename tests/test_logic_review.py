@@ -159,3 +159,13 @@ def test_encoders_on_empty_input() -> None:
         L.quantile_thresholds(np.zeros((0, 2)), 2)
     assert L.one_hot_bits(np.zeros((3, 0), dtype=int), []).shape == (3, 0)
     assert L.thermometer(np.zeros((3, 0)), np.zeros((0, 2))).shape == (3, 0)
+
+
+def test_c_source_name_must_be_a_c_identifier() -> None:
+    net = L.compile_logic_net([(np.array([0]), np.array([1]), np.array([1]))], in_dim=2)
+    assert "void my_net2(" in net.c_source("my_net2")
+    for bad in ("my-net", "2net", "", "net;"):
+        with pytest.raises(ValueError, match="name"):
+            net.c_source(bad)
+    with pytest.raises(TypeError, match="name"):
+        net.c_source(3)
