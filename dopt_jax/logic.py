@@ -35,6 +35,8 @@ def _seed(key: Any) -> int:
 
 
 def _logits(key: Any, rows: int, init: str, dtype: Any) -> Any:
+    if init not in ("normal", "residual"):
+        raise ValueError(f"init must be 'normal' or 'residual', got {init!r}")
     w = jax.random.normal(key, (rows, 16), dtype=dtype)
     return w.at[:, 3].add(5.0) if init == "residual" else w
 

@@ -278,6 +278,8 @@ __all__ += ["ExponentialCritic"]
 def _logic_init(gen: Any, rows: int, init: str) -> torch.Tensor:
     # difflogic draws the gate logits from N(0, 1); "residual" (Petersen et al., NeurIPS
     # 2024) makes the pass-through gate A (id 3) dominant at initialisation
+    if init not in ("normal", "residual"):
+        raise ValueError(f"init must be 'normal' or 'residual', got {init!r}")
     w = gen.standard_normal((rows, dc.logic.NUM_GATES))
     if init == "residual":
         w[:, 3] += 5.0
@@ -324,6 +326,9 @@ class LogicLayer(torch.nn.Module):
 
     def gate_layers(self, in_shape: tuple[int, ...]) -> tuple[list[Any], tuple[int, ...]]:
         """``([(idx_a, idx_b, gates)], (out_dim,))``: the hard layer for :func:`compile_logic_net`."""
+        if tuple(in_shape) != (self.in_dim,):
+            raise ValueError(f"in_shape must be ({self.in_dim},) for this LogicLayer (flatten "
+                             f"images first: torch.nn.Flatten), got {tuple(in_shape)}")
         gates = dc.logic.gate_layers_hard(self.weight.detach())
         return [(self.idx_a.cpu().numpy(), self.idx_b.cpu().numpy(), gates)], (self.out_dim,)
 
@@ -392,6 +397,9 @@ class LogicConv2d(torch.nn.Module):
         layer per tree level) and the output shape ``(out_channels, H', W')``."""
         import numpy as np  # lazy: nn.py has no other use for NumPy
 
+        if len(in_shape) != 3 or in_shape[0] != self.in_channels:
+            raise ValueError(f"in_shape must be ({self.in_channels}, H, W) for this LogicConv2d, "
+                             f"got {tuple(in_shape)}")
         C, H, W = in_shape
         p = self.padding
         layers = []
@@ -431,6 +439,9 @@ class OrPool2d(torch.nn.Module):
         """The pooling as layers of OR gates (id 7) and the output shape."""
         import numpy as np  # lazy: nn.py has no other use for NumPy
 
+        if len(in_shape) != 3:
+            raise ValueError(f"in_shape must be (channels, H, W) for OrPool2d, "
+                             f"got {tuple(in_shape)}")
         C, H, W = in_shape
         s = self.size
         Ho, Wo = H // s, W // s

@@ -3,6 +3,7 @@ operation per gate and a bit-sliced counter for GroupSum."""
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -199,6 +200,10 @@ class CompiledLogicNet:
         ``in_dim × n_words`` words (feature-major, as :func:`pack_bits`), ``out`` the
         ``n_out × n_words`` output words, in order.
         """
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a string (a C identifier), got {type(name).__name__}")
+        if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) is None:
+            raise ValueError(f"name must be a C identifier ([A-Za-z_][A-Za-z0-9_]*), got {name!r}")
         n_out = len(self._out_perm)
         lines = [
             "#include <stddef.h>", "#include <stdint.h>", "",
@@ -214,8 +219,10 @@ class CompiledLogicNet:
         return "\n".join(lines)
 
     def _final_names(self) -> list[str]:
+        # the C variables carry the neurons' original indices (the NumPy evaluator's
+        # gate-sorted order is undone by ``_out_perm``, which the C code never needs)
         last = len(self._layers)
-        return [f"v{last}_{int(j)}" for j in self._out_perm]
+        return [f"v{last}_{j}" for j in range(len(self._out_perm))]
 
 
 def compile_logic_net(

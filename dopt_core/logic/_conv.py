@@ -229,7 +229,9 @@ def logic_conv2d(
     >>> logic_conv2d(np.ones((1, 4, 4)), leaves, ws, kernel_size=2, mode="hard").shape
     (3, 3, 3)
     """
-    x, xp, _ = check_scores(x, name="x", min_ndim=3)
+    # validation only: every level is a logic_layer call on x's own dtype (half precision
+    # is computed in float32 level by level and returned as x's dtype, as logic_layer does)
+    _, xp, _ = check_scores(x, name="x", min_ndim=3)
     padding = check_int(padding, name="padding", low=0)
     mode = check_choice(mode, name="mode", choices=("soft", "hard"))
     grad_factor = check_positive(grad_factor, name="grad_factor")

@@ -21,13 +21,14 @@ def _matrix(X: Any, name: str) -> np.ndarray:
 def quantile_thresholds(X: Any, n_bits: int) -> np.ndarray:
     r"""Per-feature thresholds at the quantiles ``i/(n_bits+1)``, ``i = 1..n_bits``.
 
-    Fitted on training data, they make every thermometer bit fire on about the same
-    share of samples (the encoding used for continuous UCI features by Petersen et al.,
-    NeurIPS 2022, Appendix A).
+    Fitted on training data, they cut every feature into ``n_bits + 1`` intervals of
+    about equal shares of the samples, so thermometer bit ``i`` (0-based) fires on a
+    share of about :math:`1 - (i+1)/(n_\mathrm{bits}+1)` of them (the encoding used for
+    continuous UCI features by Petersen et al., NeurIPS 2022, Appendix A).
 
     Parameters
     ----------
-    X : array-like, shape ``(N, d)``
+    X : array-like, shape ``(N, d)``, finite
     n_bits : int ≥ 1
 
     Returns
@@ -43,6 +44,10 @@ def quantile_thresholds(X: Any, n_bits: int) -> np.ndarray:
     """
     X = _matrix(X, "X").astype(np.float64)
     n_bits = check_int(n_bits, name="n_bits", low=1)
+    if X.shape[0] == 0:
+        raise ValueError("X must hold at least one sample (row) to fit quantiles on")
+    if not np.all(np.isfinite(X)):
+        raise ValueError("X contains NaN or infinite values: the quantiles would be undefined")
     q = np.arange(1, n_bits + 1) / (n_bits + 1)
     return np.quantile(X, q, axis=0).T
 
@@ -52,8 +57,8 @@ def thermometer(X: Any, thresholds: Any) -> np.ndarray:
 
     Parameters
     ----------
-    X : array-like, shape ``(N, d)``
-    thresholds : array-like, shape ``(d, m)`` or ``(m,)`` (the same for every feature)
+    X : array-like, shape ``(N, d)``, no NaN
+    thresholds : array-like, shape ``(d, m)`` or ``(m,)`` (the same for every feature), no NaN
 
     Returns
     -------
@@ -68,6 +73,9 @@ def thermometer(X: Any, thresholds: Any) -> np.ndarray:
     """
     X = _matrix(X, "X").astype(np.float64)
     t = np.asarray(thresholds, dtype=np.float64)
+    for nm, v in (("X", X), ("thresholds", t)):
+        if np.any(np.isnan(v)):
+            raise ValueError(f"{nm} contains NaN values (every comparison with NaN is False)")
     if t.ndim == 1:
         t = np.broadcast_to(t, (X.shape[1], t.shape[0]))
     if t.ndim != 2 or t.shape[0] != X.shape[1]:
@@ -106,4 +114,4 @@ def one_hot_bits(X: Any, n_values: Any) -> np.ndarray:
         if v.size and (v.min() < 0 or v.max() >= n):
             raise ValueError(f"feature {f} must take values in [0, {n}), got [{v.min()}, {v.max()}]")
         cols.append(v[:, None] == np.arange(n)[None])
-    return np.concatenate(cols, axis=1)
+    return np.concatenate(cols, axis=1) if cols else np.zeros((X.shape[0], 0), dtype=bool)

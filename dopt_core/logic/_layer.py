@@ -57,6 +57,8 @@ def gate_coefficients(W: Any, *, mode: str = "soft") -> Any:
     array([[ 0.,  1.,  1., -2.]])
     """
     W, xp, _ = check_scores(W, name="W", min_ndim=2)
+    if W.ndim != 2 or W.shape[1] != NUM_GATES:
+        raise ValueError(f"W must have shape (n, {NUM_GATES}), got {tuple(W.shape)}")
     mode = check_choice(mode, name="mode", choices=("soft", "hard"))
     return _coeffs(W, mode, xp=xp)[0]
 
@@ -275,13 +277,14 @@ def logic_layer(
     array([[0.228],
            [0.772]])
     """
+    x_dtype, W_dtype = getattr(x, "dtype", None), getattr(W, "dtype", None)
     x, xp, out_dtype = check_scores(x, name="x")
     W, _, _ = check_scores(W, name="W", min_ndim=2)
     check_same_device({"x": x, "W": W})
     mode = check_choice(mode, name="mode", choices=("soft", "hard"))
     grad_factor = check_positive(grad_factor, name="grad_factor")
-    if W.dtype != x.dtype:
-        raise TypeError(f"W must have x's dtype {x.dtype}, got {W.dtype}")
+    if W_dtype != x_dtype:  # the given dtypes: half precision is promoted by check_scores
+        raise TypeError(f"W must have x's dtype {x_dtype}, got {W_dtype}")
     if W.ndim != 2 or W.shape[1] != NUM_GATES:
         raise ValueError(f"W must have shape (rows, {NUM_GATES}), got {tuple(W.shape)}")
     a, b, pos = bind_wiring(x, idx_a, idx_b, in_dim=x.shape[-1])

@@ -33,10 +33,12 @@ def logic_connections(
     ``kind="unique"`` (difflogic's experiment default): distinct unordered pairs, taken
     in the order (0,1), (2,3), … then (1,2), (3,4), … then pairs at offsets 2, 3, …,
     truncated to ``out_dim`` and randomly permuted. It needs
-    ``out_dim ≤ in_dim·(in_dim-1)/2``.
+    ``out_dim ≤ in_dim·(in_dim-1)/2``. It reads every input when ``in_dim`` is even or
+    ``out_dim ≥ in_dim - 1``; for odd ``in_dim`` and smaller ``out_dim`` the last input
+    (``in_dim - 1``, left out of the first round of pairs) is never read, as in difflogic.
 
-    Both kinds need ``2·out_dim ≥ in_dim`` (otherwise some inputs would be ignored;
-    difflogic asserts it). Petersen et al., "Deep differentiable logic gate networks",
+    Both kinds need ``2·out_dim ≥ in_dim`` (with fewer neurons some inputs could not be
+    read; difflogic asserts it). Petersen et al., "Deep differentiable logic gate networks",
     NeurIPS 2022.
 
     Parameters
