@@ -235,3 +235,13 @@ def test_milp_agrees_with_the_knapsack_dynamic_program() -> None:
     y_dp = S.knapsack(theta, weights, cap)
     np.testing.assert_allclose((y_mip * theta).sum(-1), (y_dp * theta).sum(-1), rtol=1e-9)
     assert np.all(y_mip @ weights <= cap)
+
+
+def test_knapsack_milp_keeps_half_precision_dtype() -> None:
+    """float16 scores are solved in float32 and cast back, whichever method runs."""
+    theta = np.array([[3.0, 2.0, 2.5], [-1.0, 4.0, 1.0]], dtype=np.float16)
+    for method in ("dp", "milp"):
+        y = S.knapsack(theta, [2, 1, 2], 3, method=method)
+        assert y.dtype == np.float16, method
+        ref = S.knapsack(theta.astype(np.float32), [2, 1, 2], 3, method=method)
+        np.testing.assert_array_equal(y, ref.astype(np.float16))

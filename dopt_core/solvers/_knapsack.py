@@ -234,10 +234,12 @@ def knapsack(
     if method == "milp":
         if time_limit is not None:
             time_limit = check_positive(time_limit, name="time_limit")
-        return milp.bind(
+        bound = milp.bind(
             theta, A_ub=rows, b_ub=caps, bounds=(0, 1), executor=executor,
             check_finite=check_finite, time_limit=time_limit,
         )
+        # theta is already float32 for half-precision input: cast back to its dtype
+        return Bound(bound.op, bound.inputs, out_dtype)
     if executor is not None or time_limit is not None:
         raise ValueError("executor and time_limit apply to method='milp' only")
     reduced = [_reduced(rows[k], int(caps[k])) for k in range(m)]
