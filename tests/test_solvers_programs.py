@@ -245,3 +245,21 @@ def test_knapsack_milp_keeps_half_precision_dtype() -> None:
         assert y.dtype == np.float16, method
         ref = S.knapsack(theta.astype(np.float32), [2, 1, 2], 3, method=method)
         np.testing.assert_array_equal(y, ref.astype(np.float16))
+
+
+def test_infinite_right_hand_sides_mean_the_same_to_lp_and_milp() -> None:
+    """``b_ub = +inf`` is no constraint; ``-inf`` in ``b_ub`` and non-finite ``b_eq``
+    are rejected by name, by ``linear_program`` as by ``milp``."""
+    from scipy.optimize import linprog
+
+    theta = np.array([[1.0, 2.0, -0.5], [3.0, -1.0, 2.0]])
+    A_ub = [[1.0, 1.0, 1.0], [1.0, 0.0, 1.0]]
+    for f in (S.linear_program, S.milp):
+        y = f(theta, A_ub=A_ub, b_ub=[np.inf, 1.0], bounds=(0, 1))
+        for t, row in zip(theta, y, strict=True):
+            ref = linprog(-t, A_ub=[A_ub[1]], b_ub=[1.0], bounds=(0, 1), method="highs-ds")
+            assert np.isclose(row @ t, -ref.fun)
+        with pytest.raises(ValueError, match="b_ub"):
+            f(theta, A_ub=A_ub, b_ub=[-np.inf, 1.0], bounds=(0, 1))
+        with pytest.raises(ValueError, match="b_eq"):
+            f(theta, A_eq=A_ub, b_eq=[np.inf, 1.0], bounds=(0, 1))

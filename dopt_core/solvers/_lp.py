@@ -134,6 +134,12 @@ def _problem(
 
     A_ub, b_ub = pair(A_ub, b_ub, "A_ub", "b_ub")
     A_eq, b_eq = pair(A_eq, b_eq, "A_eq", "b_eq")
+    if np.any(b_ub == -np.inf):
+        raise ValueError("b_ub must not contain -inf: such a row A_ub y <= -inf cannot be met")
+    if not np.all(np.isfinite(b_eq)):
+        raise ValueError("b_eq must be finite")
+    keep = b_ub < np.inf  # a row with b_ub = +inf constrains nothing (linprog rejects it)
+    A_ub, b_ub = A_ub[keep], b_ub[keep]
     if bounds is None:
         bounds = (None, None)
     try:
@@ -212,9 +218,10 @@ _COMMON_DOC = """
         Objective scores (maximised); for a cost vector ``c`` pass ``θ = -c``. Leading
         axes are batch axes; every instance shares the constraints.
     A_ub, b_ub : array-like, shapes ``(k, n)`` and ``(k,)``, optional
-        Inequality constraints ``A_ub y <= b_ub`` (concrete data, not traced).
+        Inequality constraints ``A_ub y <= b_ub`` (concrete data, not traced); a row
+        with ``b_ub = inf`` constrains nothing.
     A_eq, b_eq : array-like, shapes ``(l, n)`` and ``(l,)``, optional
-        Equality constraints ``A_eq y = b_eq``.
+        Equality constraints ``A_eq y = b_eq`` (finite ``b_eq``).
     bounds : (lb, ub) or sequence of n (lb, ub) pairs
         Variable bounds, ``None`` for no bound; default ``(0, None)`` (``y >= 0``), as
         in ``scipy.optimize.linprog``.
