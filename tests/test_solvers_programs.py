@@ -263,3 +263,16 @@ def test_infinite_right_hand_sides_mean_the_same_to_lp_and_milp() -> None:
             f(theta, A_ub=A_ub, b_ub=[-np.inf, 1.0], bounds=(0, 1))
         with pytest.raises(ValueError, match="b_eq"):
             f(theta, A_eq=A_ub, b_eq=[np.inf, 1.0], bounds=(0, 1))
+
+
+def test_knapsack_huge_integer_weights_do_not_overflow() -> None:
+    """Weights near 2**62 sum past int64: the table reduction must not wrap around
+    (it made the capacity 10 here and silently left every item out)."""
+    big = 2**62
+    weights = [big + 1, big + 2, big + 3, big + 4]  # any one item fits, no two do
+    theta = np.array([1.0, 3.0, 2.0, -1.0])
+    with pytest.raises(ValueError, match="capacity"):  # the honest table is too large
+        S.knapsack(theta, weights, big + 5)
+    # a second, small constraint: the big one still binds and may not be dropped
+    with pytest.raises(ValueError, match="capacity"):
+        S.knapsack(theta, [weights, [1, 1, 1, 1]], [big + 5, 4])
