@@ -276,3 +276,27 @@ def test_knapsack_huge_integer_weights_do_not_overflow() -> None:
     # a second, small constraint: the big one still binds and may not be dropped
     with pytest.raises(ValueError, match="capacity"):
         S.knapsack(theta, [weights, [1, 1, 1, 1]], [big + 5, 4])
+
+
+def test_milp_solves_to_optimality_not_to_highs_default_gap() -> None:
+    """HiGHS stops branch and bound at a 1e-4 relative gap by default; the oracles
+    promise optimal solutions (here the default gap loses 7.8 of about 45000)."""
+    rng = np.random.default_rng(4)
+    w = rng.integers(20, 60, size=40)
+    theta = w * 100.0 + rng.normal(size=40)  # values nearly proportional to weights
+    capacity = int(w.sum() // 2)
+    best = S.knapsack(theta, w, capacity) @ theta  # the dynamic program: exact
+    y = S.knapsack(theta, w, capacity, method="milp")
+    assert y @ w <= capacity and np.isclose(y @ theta, best, rtol=0, atol=1e-6)
+    y = S.milp(theta, A_ub=w[None, :].astype(float), b_ub=[capacity], bounds=(0, 1))
+    assert np.isclose(y @ theta, best, rtol=0, atol=1e-6)
+
+
+def test_tsp_milp_is_optimal_on_near_ties() -> None:
+    """The subtour-cut MILP returns the Held-Karp optimum even when every tour scores
+    about -1.1e6 and the best ones differ by units (within HiGHS' default gap)."""
+    rng = np.random.default_rng(0)
+    theta = -(1e5 + rng.normal(size=(11, 11)))
+    best = np.sum(theta * S.tsp(theta, method="dp"))
+    y = S.tsp(theta, method="milp")
+    assert np.isclose(np.sum(theta * y), best, rtol=0, atol=1e-6)
