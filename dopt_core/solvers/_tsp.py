@@ -246,8 +246,9 @@ def tsp(
     check_finite : bool
         Raise ``ValueError`` on NaN or infinite scores.
     time_limit : float, optional
-        Seconds HiGHS may spend per round of cuts (``method="milp"``); an instance
-        that reaches it fails with :class:`SolverError`.
+        Seconds HiGHS may spend per round of cuts (``method="milp"`` only: a
+        ``ValueError`` when the dynamic program runs); an instance that reaches it
+        fails with :class:`SolverError`.
 
     Returns
     -------
@@ -281,12 +282,19 @@ def tsp(
                 f"executor applies to method='milp' only (method='auto' runs the device "
                 f"dynamic program for n <= {AUTO_DP_NODES})"
             )
+        if time_limit is not None and n <= AUTO_DP_NODES:
+            raise ValueError(
+                f"time_limit applies to method='milp' only (method='auto' runs the device "
+                f"dynamic program for n <= {AUTO_DP_NODES})"
+            )
         method = "dp" if n <= AUTO_DP_NODES else "milp"
     if time_limit is not None:
         time_limit = check_positive(time_limit, name="time_limit")
     if method == "dp":
         if executor is not None:
             raise ValueError("executor applies to method='milp' only")
+        if time_limit is not None:
+            raise ValueError("time_limit applies to method='milp' only")
         check_size(
             2 ** (n - 1) * (n - 1) ** 2,
             limit=MAX_HELD_KARP_CELLS,
