@@ -300,3 +300,22 @@ def test_tsp_milp_is_optimal_on_near_ties() -> None:
     best = np.sum(theta * S.tsp(theta, method="dp"))
     y = S.tsp(theta, method="milp")
     assert np.isclose(np.sum(theta * y), best, rtol=0, atol=1e-6)
+
+
+def test_solver_instances_of_zero_size() -> None:
+    """An event shape with a zero axis (not the last) still has one instance per batch
+    entry: the oracle runs on each (reshape(-1, ...) of an empty array failed)."""
+    calls = []
+
+    def row_sums(t: np.ndarray) -> np.ndarray:  # (0, 3) -> (3,)
+        calls.append(t.shape)
+        return t.sum(axis=0)
+
+    theta = np.zeros((2, 0, 3))
+    for host in (True, False):
+        f = S.solver(row_sums, event_ndim=2, output_shape=lambda ev: ev[1:], host=host)
+        y = f(theta)
+        assert y.shape == (2, 3) and np.all(y == 0)
+    assert calls == [(0, 3)] * 4
+    g = S.solver(lambda t: t, event_ndim=2)
+    assert g(np.zeros((0, 0, 3))).shape == (0, 0, 3)

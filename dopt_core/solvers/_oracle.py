@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -55,7 +56,8 @@ class DeviceOracleOp(ZeroGradient, Op):
         nd = theta.ndim - self.event_ndim
         batch, event = tuple(theta.shape[:nd]), tuple(theta.shape[nd:])
         out_event = _out_event(self.output_shape, event)
-        flat = xp.reshape(theta, (-1, *event))  # fn always sees instances stacked on axis 0
+        # fn always sees instances stacked on axis 0 (-1 would fail for empty events)
+        flat = xp.reshape(theta, (math.prod(batch), *event))
         if self.batched:
             y = self.fn(flat)
         else:
