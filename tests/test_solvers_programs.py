@@ -319,3 +319,12 @@ def test_solver_instances_of_zero_size() -> None:
     assert calls == [(0, 3)] * 4
     g = S.solver(lambda t: t, event_ndim=2)
     assert g(np.zeros((0, 0, 3))).shape == (0, 0, 3)
+
+
+def test_knapsack_without_constraints() -> None:
+    """Weights of shape (0, n): no constraint, so the best subset is the items with a
+    positive score, by either method (the dynamic program raised IndexError)."""
+    theta = np.array([[1.0, -2.0, 3.0, 0.0], [-1.0, -1.0, 0.5, 2.0]])
+    for method in ("dp", "milp"):
+        y = S.knapsack(theta, np.zeros((0, 4)), [], method=method)
+        np.testing.assert_array_equal(y, (theta > 0).astype(float))

@@ -242,6 +242,8 @@ def knapsack(
         return Bound(bound.op, bound.inputs, out_dtype)
     if executor is not None or time_limit is not None:
         raise ValueError("executor and time_limit apply to method='milp' only")
+    if m == 0:  # no constraint: the same as one that every subset meets
+        rows, caps, m = np.zeros((1, n), dtype=np.int64), np.zeros(1, dtype=np.int64), 1
     reduced = [_reduced(rows[k], int(caps[k])) for k in range(m)]
     binding = [k for k in range(m) if reduced[k][1] < _total(reduced[k][0])] or [0]
     wr = np.stack([reduced[k][0] for k in binding])
