@@ -328,3 +328,14 @@ def test_knapsack_without_constraints() -> None:
     for method in ("dp", "milp"):
         y = S.knapsack(theta, np.zeros((0, 4)), [], method=method)
         np.testing.assert_array_equal(y, (theta > 0).astype(float))
+
+
+def test_device_oracle_keeps_the_device_of_an_empty_batch() -> None:
+    """``solver(host=False)`` on zero instances returns an empty array on theta's
+    device (it was created on the default device)."""
+    xp = pytest.importorskip("array_api_strict")
+    dev = xp.Device("device1")
+    f = S.solver(lambda t: t * 2, host=False)
+    for shape in ((0, 3), (2, 3)):
+        y = f(xp.zeros(shape, device=dev))
+        assert y.device == dev and y.shape == shape

@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .._lib._checks import check_flag, check_int, check_scores
+from .._lib._compat import device
 from ..backend import backend_for
 from ..op import Bound, Op, OpFunction, ZeroGradient, op_function
 from ._host import HostSolverOp, check_executor
@@ -62,7 +63,10 @@ class DeviceOracleOp(ZeroGradient, Op):
             y = self.fn(flat)
         else:
             rows = [xp.asarray(self.fn(flat[i, ...])) for i in range(flat.shape[0])]
-            y = xp.stack(rows, axis=0) if rows else xp.zeros((0, *out_event), dtype=theta.dtype)
+            if rows:
+                y = xp.stack(rows, axis=0)
+            else:  # no instance: an empty result on theta's device
+                y = xp.zeros((0, *out_event), dtype=theta.dtype, device=device(theta))
         y = xp.reshape(xp.astype(y, theta.dtype), (*batch, *out_event))
         return y, ()
 
