@@ -339,3 +339,14 @@ def test_device_oracle_keeps_the_device_of_an_empty_batch() -> None:
     for shape in ((0, 3), (2, 3)):
         y = f(xp.zeros(shape, device=dev))
         assert y.device == dev and y.shape == shape
+
+
+def test_solver_callable_output_shape_is_checked() -> None:
+    """A callable ``output_shape`` must give non-negative ints, as a tuple must
+    (``(2.5,)`` was truncated to ``(2,)`` silently)."""
+    for host in (True, False):
+        f = S.solver(lambda t: t[:2], output_shape=lambda ev: (2.5,), host=host)
+        with pytest.raises(TypeError, match="output_shape"):
+            f(np.ones((3, 4)))
+        g = S.solver(lambda t: t[:2], output_shape=lambda ev: (ev[0] - 2,), host=host)
+        np.testing.assert_array_equal(g(np.ones((3, 4))), np.ones((3, 2)))

@@ -22,7 +22,12 @@ def _out_event(output_shape: Any, event: tuple[int, ...]) -> tuple[int, ...]:
     if output_shape is None:
         return event
     shape = output_shape(event) if callable(output_shape) else output_shape
-    return tuple(int(s) for s in shape)
+    try:
+        return tuple(check_int(s, name="output_shape", low=0) for s in shape)
+    except TypeError:
+        raise TypeError(
+            f"output_shape must give a tuple of non-negative ints, got {shape!r}"
+        ) from None
 
 
 @dataclass(frozen=True, eq=False)  # hashed by identity: fn and output_shape may be unhashable
