@@ -131,6 +131,16 @@ def test_tsp_empty_batch_and_bad_input() -> None:
         S.tsp(np.zeros((4, 4)), method="milp", time_limit=-1.0)
 
 
+def test_tsp_time_limit_is_refused_where_it_would_be_ignored() -> None:
+    """The dynamic program has no time limit: asking for one is an error, as for
+    knapsack's, not a silently ignored argument (like ``executor``)."""
+    for method in ("dp", "auto"):  # auto runs the dynamic program for n <= 12
+        with pytest.raises(ValueError, match="time_limit applies to method='milp'"):
+            S.tsp(np.zeros((4, 4)), method=method, time_limit=1.0)
+    y = S.tsp(-np.ones((4, 4)), method="milp", time_limit=10.0)
+    np.testing.assert_array_equal(y.sum(axis=-1), [2.0, 2.0, 2.0, 2.0])
+
+
 # --- multi-dimensional knapsack -----------------------------------------------------------
 
 

@@ -199,3 +199,14 @@ def test_arborescence_bad_input() -> None:
         S.arborescence(np.zeros((3, 2)))
     with pytest.raises(ValueError, match="NaN"):
         S.arborescence(np.full((2, 2), np.nan))
+
+
+def test_spanning_tree_of_a_graph_without_edges() -> None:
+    """One node (or, as a forest, isolated nodes): the empty edge set is the only
+    spanning tree, an instance with zero scores, not an error."""
+    for edges in ([], np.zeros((0, 2), dtype=int)):
+        y = S.spanning_tree(np.zeros((3, 0)), edges, num_nodes=1)
+        assert y.shape == (3, 0) and y.dtype == np.float64
+        assert S.spanning_tree(np.zeros(0), edges, num_nodes=4, forest=True).shape == (0,)
+        with pytest.raises(ValueError, match="disconnected"):
+            S.spanning_tree(np.zeros(0), edges, num_nodes=2)

@@ -82,6 +82,24 @@ def test_dag_is_best_path_by_enumeration(
         assert np.isclose(row @ t.astype(np.float64), values.max(), rtol=1e-6, atol=1e-6)
 
 
+def test_dag_walk_back_branch_by_enumeration(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The vectorised walk back (grids with more than 4096 paths, or large batches)
+    finds the best path and breaks ties as the path-table branch does."""
+    from dopt_core.solvers import _paths
+
+    rng = np.random.default_rng(2)
+    paths = _dag_paths(8, 9)  # 6435 paths: past the path table
+    theta = rng.integers(-2, 3, size=(3, paths.shape[1])).astype(float)
+    y = S.shortest_path_dag(theta, grid=(8, 9))
+    for t, row in zip(theta, y, strict=True):
+        assert (paths == row).all(axis=1).sum() == 1, "output is not a path"
+        assert row @ t == (paths @ t).max()
+    small = rng.integers(-1, 2, size=(50, 17)).astype(float)  # grid (3, 4), many ties
+    table = S.shortest_path_dag(small, grid=(3, 4))
+    monkeypatch.setattr(_paths, "_PATH_TABLE_LIMIT", 0)
+    np.testing.assert_array_equal(S.shortest_path_dag(small, grid=(3, 4)), table)
+
+
 def test_dag_matches_networkx_on_5x5_and_is_batched() -> None:
     rng = np.random.default_rng(1)
     arcs = S.grid_dag_arcs((5, 5))

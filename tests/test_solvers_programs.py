@@ -235,3 +235,118 @@ def test_milp_agrees_with_the_knapsack_dynamic_program() -> None:
     y_dp = S.knapsack(theta, weights, cap)
     np.testing.assert_allclose((y_mip * theta).sum(-1), (y_dp * theta).sum(-1), rtol=1e-9)
     assert np.all(y_mip @ weights <= cap)
+
+
+def test_knapsack_milp_keeps_half_precision_dtype() -> None:
+    """float16 scores are solved in float32 and cast back, whichever method runs."""
+    theta = np.array([[3.0, 2.0, 2.5], [-1.0, 4.0, 1.0]], dtype=np.float16)
+    for method in ("dp", "milp"):
+        y = S.knapsack(theta, [2, 1, 2], 3, method=method)
+        assert y.dtype == np.float16, method
+        ref = S.knapsack(theta.astype(np.float32), [2, 1, 2], 3, method=method)
+        np.testing.assert_array_equal(y, ref.astype(np.float16))
+
+
+def test_infinite_right_hand_sides_mean_the_same_to_lp_and_milp() -> None:
+    """``b_ub = +inf`` is no constraint; ``-inf`` in ``b_ub`` and non-finite ``b_eq``
+    are rejected by name, by ``linear_program`` as by ``milp``."""
+    from scipy.optimize import linprog
+
+    theta = np.array([[1.0, 2.0, -0.5], [3.0, -1.0, 2.0]])
+    A_ub = [[1.0, 1.0, 1.0], [1.0, 0.0, 1.0]]
+    for f in (S.linear_program, S.milp):
+        y = f(theta, A_ub=A_ub, b_ub=[np.inf, 1.0], bounds=(0, 1))
+        for t, row in zip(theta, y, strict=True):
+            ref = linprog(-t, A_ub=[A_ub[1]], b_ub=[1.0], bounds=(0, 1), method="highs-ds")
+            assert np.isclose(row @ t, -ref.fun)
+        with pytest.raises(ValueError, match="b_ub"):
+            f(theta, A_ub=A_ub, b_ub=[-np.inf, 1.0], bounds=(0, 1))
+        with pytest.raises(ValueError, match="b_eq"):
+            f(theta, A_eq=A_ub, b_eq=[np.inf, 1.0], bounds=(0, 1))
+
+
+def test_knapsack_huge_integer_weights_do_not_overflow() -> None:
+    """Weights near 2**62 sum past int64: the table reduction must not wrap around
+    (it made the capacity 10 here and silently left every item out)."""
+    big = 2**62
+    weights = [big + 1, big + 2, big + 3, big + 4]  # any one item fits, no two do
+    theta = np.array([1.0, 3.0, 2.0, -1.0])
+    with pytest.raises(ValueError, match="capacity"):  # the honest table is too large
+        S.knapsack(theta, weights, big + 5)
+    # a second, small constraint: the big one still binds and may not be dropped
+    with pytest.raises(ValueError, match="capacity"):
+        S.knapsack(theta, [weights, [1, 1, 1, 1]], [big + 5, 4])
+
+
+def test_milp_solves_to_optimality_not_to_highs_default_gap() -> None:
+    """HiGHS stops branch and bound at a 1e-4 relative gap by default; the oracles
+    promise optimal solutions (here the default gap loses 7.8 of about 45000)."""
+    rng = np.random.default_rng(4)
+    w = rng.integers(20, 60, size=40)
+    theta = w * 100.0 + rng.normal(size=40)  # values nearly proportional to weights
+    capacity = int(w.sum() // 2)
+    best = S.knapsack(theta, w, capacity) @ theta  # the dynamic program: exact
+    y = S.knapsack(theta, w, capacity, method="milp")
+    assert y @ w <= capacity and np.isclose(y @ theta, best, rtol=0, atol=1e-6)
+    y = S.milp(theta, A_ub=w[None, :].astype(float), b_ub=[capacity], bounds=(0, 1))
+    assert np.isclose(y @ theta, best, rtol=0, atol=1e-6)
+
+
+def test_tsp_milp_is_optimal_on_near_ties() -> None:
+    """The subtour-cut MILP returns the Held-Karp optimum even when every tour scores
+    about -1.1e6 and the best ones differ by units (within HiGHS' default gap)."""
+    rng = np.random.default_rng(0)
+    theta = -(1e5 + rng.normal(size=(11, 11)))
+    best = np.sum(theta * S.tsp(theta, method="dp"))
+    y = S.tsp(theta, method="milp")
+    assert np.isclose(np.sum(theta * y), best, rtol=0, atol=1e-6)
+
+
+def test_solver_instances_of_zero_size() -> None:
+    """An event shape with a zero axis (not the last) still has one instance per batch
+    entry: the oracle runs on each (reshape(-1, ...) of an empty array failed)."""
+    calls = []
+
+    def row_sums(t: np.ndarray) -> np.ndarray:  # (0, 3) -> (3,)
+        calls.append(t.shape)
+        return t.sum(axis=0)
+
+    theta = np.zeros((2, 0, 3))
+    for host in (True, False):
+        f = S.solver(row_sums, event_ndim=2, output_shape=lambda ev: ev[1:], host=host)
+        y = f(theta)
+        assert y.shape == (2, 3) and np.all(y == 0)
+    assert calls == [(0, 3)] * 4
+    g = S.solver(lambda t: t, event_ndim=2)
+    assert g(np.zeros((0, 0, 3))).shape == (0, 0, 3)
+
+
+def test_knapsack_without_constraints() -> None:
+    """Weights of shape (0, n): no constraint, so the best subset is the items with a
+    positive score, by either method (the dynamic program raised IndexError)."""
+    theta = np.array([[1.0, -2.0, 3.0, 0.0], [-1.0, -1.0, 0.5, 2.0]])
+    for method in ("dp", "milp"):
+        y = S.knapsack(theta, np.zeros((0, 4)), [], method=method)
+        np.testing.assert_array_equal(y, (theta > 0).astype(float))
+
+
+def test_device_oracle_keeps_the_device_of_an_empty_batch() -> None:
+    """``solver(host=False)`` on zero instances returns an empty array on theta's
+    device (it was created on the default device)."""
+    xp = pytest.importorskip("array_api_strict")
+    dev = xp.Device("device1")
+    f = S.solver(lambda t: t * 2, host=False)
+    for shape in ((0, 3), (2, 3)):
+        y = f(xp.zeros(shape, device=dev))
+        assert y.device == dev and y.shape == shape
+
+
+def test_solver_callable_output_shape_is_checked() -> None:
+    """A callable ``output_shape`` must give non-negative ints, as a tuple must
+    (``(2.5,)`` was truncated to ``(2,)`` silently)."""
+    for host in (True, False):
+        f = S.solver(lambda t: t[:2], output_shape=lambda ev: (2.5,), host=host)
+        with pytest.raises(TypeError, match="output_shape"):
+            f(np.ones((3, 4)))
+        g = S.solver(lambda t: t[:2], output_shape=lambda ev: (ev[0] - 2,), host=host)
+        np.testing.assert_array_equal(g(np.ones((3, 4))), np.ones((3, 2)))

@@ -142,6 +142,8 @@ class SpanningTreeOp(HostSolverOp, Op):
 
 def _check_edges(edges: Any, num_nodes: int) -> np.ndarray:
     e = static_array(edges, name="edges", dtype=np.int64)
+    if e.size == 0:  # [] or any empty array: no edges
+        e = e.reshape(0, 2)
     if e.ndim != 2 or e.shape[1] != 2:
         raise ValueError(f"edges must have shape (m, 2) (one (u, v) pair per edge), got {e.shape}")
     if e.size and (e.min() < 0 or e.max() >= num_nodes):
@@ -222,7 +224,10 @@ def spanning_tree(
     >>> dc.solvers.spanning_tree(np.array([1.0, 2.0, 3.0, -5.0]), edges, num_nodes=4)
     array([0., 1., 1., 1.])
     """
-    theta, _, out_dtype = check_scores(theta, check_finite=check_finite)
+    # min_ndim=0: a graph without edges (one node, or a forest) has zero scores
+    theta, _, out_dtype = check_scores(theta, min_ndim=0, check_finite=check_finite)
+    if theta.ndim < 1:
+        raise ValueError("theta must have at least 1 dimension (one score per edge), got shape ()")
     num_nodes = check_int(num_nodes, name="num_nodes", low=1)
     forest = check_flag(forest, name="forest")
     e = _check_edges(edges, num_nodes)

@@ -265,7 +265,7 @@ def solve_instances(
     out_event = tuple(int(s) for s in out_event)
     batch_shape = tuple(theta.shape[: theta.ndim - event_ndim])
     event = tuple(theta.shape[theta.ndim - event_ndim :])
-    flat = theta.reshape((-1, *event))
+    flat = theta.reshape((math.prod(batch_shape), *event))  # -1 fails for empty events
     n = flat.shape[0]
     if n == 0:
         return np.empty((*batch_shape, *out_event))

@@ -234,28 +234,32 @@ def knapsack(
     if method == "milp":
         if time_limit is not None:
             time_limit = check_positive(time_limit, name="time_limit")
-        return milp.bind(
+        bound = milp.bind(
             theta, A_ub=rows, b_ub=caps, bounds=(0, 1), executor=executor,
             check_finite=check_finite, time_limit=time_limit,
         )
+        # theta is already float32 for half-precision input: cast back to its dtype
+        return Bound(bound.op, bound.inputs, out_dtype)
     if executor is not None or time_limit is not None:
         raise ValueError("executor and time_limit apply to method='milp' only")
+    if m == 0:  # no constraint: the same as one that every subset meets
+        rows, caps, m = np.zeros((1, n), dtype=np.int64), np.zeros(1, dtype=np.int64), 1
     reduced = [_reduced(rows[k], int(caps[k])) for k in range(m)]
-    binding = [k for k in range(m) if reduced[k][1] < int(reduced[k][0].sum())] or [0]
+    binding = [k for k in range(m) if reduced[k][1] < _total(reduced[k][0])] or [0]
     wr = np.stack([reduced[k][0] for k in binding])
-    cr = np.array([reduced[k][1] for k in binding], dtype=np.int64)
-    cells = n * int(np.prod(cr + 1))
+    cells = n * math.prod(reduced[k][1] + 1 for k in binding)  # Python ints: no overflow
     check_size(
         cells,
         limit=MAX_KNAPSACK_CELLS,
         name="capacity",
         what=(
             f"the dynamic program over capacities (n·∏(C_k + 1) with n = {n} items and "
-            f"C = {cr.tolist()}, the capacities {caps.tolist()} after reduction by the weights' "
-            "gcd and the total weight)"
+            f"C = {[reduced[k][1] for k in binding]}, the capacities {caps.tolist()} after "
+            "reduction by the weights' gcd and the total weight)"
         ),
         alternative="solve it as an integer program instead: method='milp'",
     )
+    cr = np.array([reduced[k][1] for k in binding], dtype=np.int64)  # small: checked above
     if len(binding) == 1:
         return Bound(KnapsackOp(StaticArray(wr[0]), int(cr[0])), (theta,), out_dtype)
     return Bound(MultiKnapsackOp(StaticArray(wr), StaticArray(cr)), (theta,), out_dtype)
@@ -269,4 +273,9 @@ def _reduced(weights: np.ndarray, capacity: int) -> tuple[np.ndarray, int]:
     g = math.gcd(*(int(v) for v in weights)) if weights.size else 0
     if g > 1:
         weights, capacity = weights // g, capacity // g
-    return weights, min(capacity, int(weights.sum()))
+    return weights, min(capacity, _total(weights))
+
+
+def _total(weights: np.ndarray) -> int:
+    """The exact sum of integer weights (``np.sum`` wraps around past ``2**63``)."""
+    return sum(int(v) for v in weights)

@@ -37,6 +37,17 @@ _STATUS = {
 }
 
 
+def _mip_options(time_limit: float | None) -> dict[str, float]:
+    """Options of ``scipy.optimize.milp`` for an optimal solution: HiGHS stops branch
+    and bound at a relative gap of 1e-4 by default, which returns suboptimal
+    solutions of problems with close objective values; gap 0 leaves HiGHS' absolute
+    gap (1e-6) as the only stopping slack."""
+    options: dict[str, float] = {"mip_rel_gap": 0.0}
+    if time_limit is not None:
+        options["time_limit"] = time_limit
+    return options
+
+
 def _solve_one(
     theta: np.ndarray, *, problem: _Problem, integer: bool, time_limit: float | None = None
 ) -> np.ndarray:
@@ -68,7 +79,7 @@ def _solve_one(
             integrality=p.integrality.array,
             bounds=Bounds(p.lb.array, p.ub.array),
             constraints=cons,
-            options={} if time_limit is None else {"time_limit": time_limit},
+            options=_mip_options(time_limit),
         )
     if res.status != 0 or res.x is None:
         raise ValueError(_STATUS.get(res.status, f"HiGHS status {res.status}: {res.message}"))
@@ -134,6 +145,12 @@ def _problem(
 
     A_ub, b_ub = pair(A_ub, b_ub, "A_ub", "b_ub")
     A_eq, b_eq = pair(A_eq, b_eq, "A_eq", "b_eq")
+    if np.any(b_ub == -np.inf):
+        raise ValueError("b_ub must not contain -inf: such a row A_ub y <= -inf cannot be met")
+    if not np.all(np.isfinite(b_eq)):
+        raise ValueError("b_eq must be finite")
+    keep = b_ub < np.inf  # a row with b_ub = +inf constrains nothing (linprog rejects it)
+    A_ub, b_ub = A_ub[keep], b_ub[keep]
     if bounds is None:
         bounds = (None, None)
     try:
@@ -212,9 +229,10 @@ _COMMON_DOC = """
         Objective scores (maximised); for a cost vector ``c`` pass ``θ = -c``. Leading
         axes are batch axes; every instance shares the constraints.
     A_ub, b_ub : array-like, shapes ``(k, n)`` and ``(k,)``, optional
-        Inequality constraints ``A_ub y <= b_ub`` (concrete data, not traced).
+        Inequality constraints ``A_ub y <= b_ub`` (concrete data, not traced); a row
+        with ``b_ub = inf`` constrains nothing.
     A_eq, b_eq : array-like, shapes ``(l, n)`` and ``(l,)``, optional
-        Equality constraints ``A_eq y = b_eq``.
+        Equality constraints ``A_eq y = b_eq`` (finite ``b_eq``).
     bounds : (lb, ub) or sequence of n (lb, ub) pairs
         Variable bounds, ``None`` for no bound; default ``(0, None)`` (``y >= 0``), as
         in ``scipy.optimize.linprog``.

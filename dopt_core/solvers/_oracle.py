@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -9,6 +10,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .._lib._checks import check_flag, check_int, check_scores
+from .._lib._compat import device
 from ..backend import backend_for
 from ..op import Bound, Op, OpFunction, ZeroGradient, op_function
 from ._host import HostSolverOp, check_executor
@@ -20,7 +22,12 @@ def _out_event(output_shape: Any, event: tuple[int, ...]) -> tuple[int, ...]:
     if output_shape is None:
         return event
     shape = output_shape(event) if callable(output_shape) else output_shape
-    return tuple(int(s) for s in shape)
+    try:
+        return tuple(check_int(s, name="output_shape", low=0) for s in shape)
+    except TypeError:
+        raise TypeError(
+            f"output_shape must give a tuple of non-negative ints, got {shape!r}"
+        ) from None
 
 
 @dataclass(frozen=True, eq=False)  # hashed by identity: fn and output_shape may be unhashable
@@ -55,12 +62,16 @@ class DeviceOracleOp(ZeroGradient, Op):
         nd = theta.ndim - self.event_ndim
         batch, event = tuple(theta.shape[:nd]), tuple(theta.shape[nd:])
         out_event = _out_event(self.output_shape, event)
-        flat = xp.reshape(theta, (-1, *event))  # fn always sees instances stacked on axis 0
+        # fn always sees instances stacked on axis 0 (-1 would fail for empty events)
+        flat = xp.reshape(theta, (math.prod(batch), *event))
         if self.batched:
             y = self.fn(flat)
         else:
             rows = [xp.asarray(self.fn(flat[i, ...])) for i in range(flat.shape[0])]
-            y = xp.stack(rows, axis=0) if rows else xp.zeros((0, *out_event), dtype=theta.dtype)
+            if rows:
+                y = xp.stack(rows, axis=0)
+            else:  # no instance: an empty result on theta's device
+                y = xp.zeros((0, *out_event), dtype=theta.dtype, device=device(theta))
         y = xp.reshape(xp.astype(y, theta.dtype), (*batch, *out_event))
         return y, ()
 

@@ -14,6 +14,7 @@ from .._lib._limits import MAX_HELD_KARP_CELLS, check_size
 from ..backend import backend_for
 from ..op import Bound, Op, ZeroGradient, op_function
 from ._host import HostSolverOp, check_executor
+from ._lp import _mip_options
 
 __all__ = ["tsp"]
 
@@ -154,7 +155,7 @@ def _tsp_milp_one(theta: np.ndarray, *, time_limit: float | None = None) -> np.n
     degree[iu, np.arange(e)] = 1.0
     degree[ju, np.arange(e)] = 1.0
     cuts: list[np.ndarray] = []
-    options = {} if time_limit is None else {"time_limit": time_limit}
+    options = _mip_options(time_limit)  # optimal, not within HiGHS' default 1e-4 gap
     for _ in range(10 * 2 ** min(n, 20)):  # each round adds a new cut: finitely many rounds
         cons = [LinearConstraint(degree, 2.0, 2.0)]
         if cuts:
@@ -245,8 +246,9 @@ def tsp(
     check_finite : bool
         Raise ``ValueError`` on NaN or infinite scores.
     time_limit : float, optional
-        Seconds HiGHS may spend per round of cuts (``method="milp"``); an instance
-        that reaches it fails with :class:`SolverError`.
+        Seconds HiGHS may spend per round of cuts (``method="milp"`` only: a
+        ``ValueError`` when the dynamic program runs); an instance that reaches it
+        fails with :class:`SolverError`.
 
     Returns
     -------
@@ -280,12 +282,19 @@ def tsp(
                 f"executor applies to method='milp' only (method='auto' runs the device "
                 f"dynamic program for n <= {AUTO_DP_NODES})"
             )
+        if time_limit is not None and n <= AUTO_DP_NODES:
+            raise ValueError(
+                f"time_limit applies to method='milp' only (method='auto' runs the device "
+                f"dynamic program for n <= {AUTO_DP_NODES})"
+            )
         method = "dp" if n <= AUTO_DP_NODES else "milp"
     if time_limit is not None:
         time_limit = check_positive(time_limit, name="time_limit")
     if method == "dp":
         if executor is not None:
             raise ValueError("executor applies to method='milp' only")
+        if time_limit is not None:
+            raise ValueError("time_limit applies to method='milp' only")
         check_size(
             2 ** (n - 1) * (n - 1) ** 2,
             limit=MAX_HELD_KARP_CELLS,
