@@ -37,7 +37,7 @@ _STATUS = {
 }
 
 
-def _mip_options(time_limit: float | None) -> dict[str, float]:
+def mip_options(time_limit: float | None) -> dict[str, float]:
     """Options of ``scipy.optimize.milp`` for an optimal solution: HiGHS stops branch
     and bound at a relative gap of 1e-4 by default, which returns suboptimal
     solutions of problems with close objective values; gap 0 leaves HiGHS' absolute
@@ -79,7 +79,7 @@ def _solve_one(
             integrality=p.integrality.array,
             bounds=Bounds(p.lb.array, p.ub.array),
             constraints=cons,
-            options=_mip_options(time_limit),
+            options=mip_options(time_limit),
         )
     if res.status != 0 or res.x is None:
         raise ValueError(_STATUS.get(res.status, f"HiGHS status {res.status}: {res.message}"))

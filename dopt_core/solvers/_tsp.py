@@ -14,7 +14,7 @@ from .._lib._limits import MAX_HELD_KARP_CELLS, check_size
 from ..backend import backend_for
 from ..op import Bound, Op, ZeroGradient, op_function
 from ._host import HostSolverOp, check_executor
-from ._lp import _mip_options
+from ._lp import mip_options
 
 __all__ = ["tsp"]
 
@@ -155,7 +155,7 @@ def _tsp_milp_one(theta: np.ndarray, *, time_limit: float | None = None) -> np.n
     degree[iu, np.arange(e)] = 1.0
     degree[ju, np.arange(e)] = 1.0
     cuts: list[np.ndarray] = []
-    options = _mip_options(time_limit)  # optimal, not within HiGHS' default 1e-4 gap
+    options = mip_options(time_limit)  # optimal, not within HiGHS' default 1e-4 gap
     for _ in range(10 * 2 ** min(n, 20)):  # each round adds a new cut: finitely many rounds
         cons = [LinearConstraint(degree, 2.0, 2.0)]
         if cuts:
