@@ -312,6 +312,20 @@ def test_regularized_optimizer_on_paths_is_the_projection() -> None:
     np.testing.assert_allclose(vjp(g), fd, atol=1e-4)
 
 
+def test_regularized_optimizer_direct_oracle_matches_public_calls() -> None:
+    """A dopt solver runs as its Op's forward inside the Frank-Wolfe loop
+    (``solver_kernel``); wrapped in a plain function (public calls, validated each
+    time) it must give the same iterates, atoms and weights, to the last bit."""
+    rng = np.random.default_rng(8)
+    theta = rng.normal(size=(6, 12))
+    fw = dc.regularized.FrankWolfe(SP, 1.0, 7, 1e-6)
+    plain = dc.regularized.FrankWolfe(lambda t: SP(t), 1.0, 7, 1e-6)
+    assert dc.op.solver_kernel(SP, theta, xp=np) is not None
+    assert dc.op.solver_kernel(plain.solver, theta, xp=np) is None
+    for a, b in zip(fw.run(theta, xp=np), plain.run(theta, xp=np), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_regularized_fy_loss_formula_and_step(dtype: type) -> None:
     rng = np.random.default_rng(7)
