@@ -254,6 +254,25 @@ def test_pool_loss_step_lowers_it(kind: str) -> None:
     assert float(fn(theta_hat - 1e-3 * grad / np.abs(grad).max(), target, pool, **kw)) < v0
 
 
+@pytest.mark.parametrize("kind", POOL_KINDS)
+def test_pool_loss_on_a_pool_of_another_dtype_follows_its_updates(kind: str) -> None:
+    """A float32 SolutionPool scored by float64 predictions: its members are converted
+    once and reused; after ``add`` the loss sees the new members (the formula on the
+    grown pool)."""
+    rng = np.random.default_rng(9)
+    theta_hat, theta = rng.normal(size=(3, 12)), -rng.uniform(0.5, 1.5, size=(3, 12))
+    target = _brute(theta) if kind in ("nce", "cmap") else theta
+    fn, kw = _pool_loss(kind)
+    sp = dc.SolutionPool(PATHS[:2].astype(np.float32))
+    for members in (PATHS[:2], PATHS[:5]):
+        sp.add(members.astype(np.float32))
+        for _ in range(2):  # the second call takes the converted members again
+            values = fn(theta_hat, target, sp, reduction="none", **kw)
+            assert values.dtype == np.float64
+            ref_v, _ = _pool_reference(kind, theta_hat, target, members, kw.get("tau", 1.0))
+            np.testing.assert_allclose(values, ref_v, rtol=1e-12, atol=1e-12)
+
+
 def test_pool_loss_bad_inputs() -> None:
     th = np.zeros((2, 12))
     with pytest.raises(ValueError, match="pool"):
