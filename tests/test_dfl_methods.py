@@ -422,6 +422,36 @@ def test_cave_pgd_approaches_exact_and_step_lowers_loss() -> None:
         assert float(dc.cave_loss(theta_hat - 0.05 * grad / np.abs(grad).max(), normals, method=method)) < v0
 
 
+def test_cave_exact_projection_with_two_sided_rows_matches_bvls() -> None:
+    """The exact projection splits off the subspace of rows present with both signs
+    (``cave._nnls_block``): on normals mixing ± pairs, a repeated row, a row that is
+    only nearly opposite and one-sided rows — and on normals without any pair — it
+    must match bounded least squares on all rows (BVLS, another algorithm)."""
+    from dopt_core.cave import _nnls_block, _two_sided
+
+    rng = np.random.default_rng(11)
+    eq = rng.normal(size=(3, 6))
+    one = rng.normal(size=(4, 6))
+    near = -eq[1] * (1 + 1e-9)  # in the span of the pairs: adds nothing
+    tilt = -eq[2] + 1e-4 * rng.normal(size=6)  # a small genuine direction outside it
+    rows = np.concatenate([eq, -eq, one, eq[:1], near[None], tilt[None], np.zeros((2, 6))])
+    mixed = np.stack([rows[rng.permutation(len(rows))] for _ in range(3)])
+    plain = np.stack([np.concatenate([one, np.zeros((1, 6))])] * 2)
+    two = _two_sided(mixed)
+    for b in range(3):  # a marked row's negation is a row; an unmarked one's is not,
+        for r, mark in zip(mixed[b], two[b], strict=True):  # unless r is repeated
+            opposite = bool(np.any(r != 0) and np.any(np.all(mixed[b] == -r, axis=1)))
+            repeated = int(np.sum(np.all(mixed[b] == r, axis=1))) > 1
+            assert mark <= opposite and (mark or not opposite or repeated)
+        assert two[b].sum() >= 4  # at least the pairs of eq[1], eq[2]
+    assert not _two_sided(plain).any()
+    for normals in (mixed, plain):
+        theta = rng.normal(size=(normals.shape[0], 6))
+        got = _nnls_block(normals, theta)
+        for nm, th, p in zip(normals, theta, got, strict=True):
+            np.testing.assert_allclose(p, _cone_projection(nm, th), atol=1e-9)
+
+
 def test_binding_normals_inequalities_and_errors() -> None:
     y = np.array([[1.0, 0.0, 1.0]])
     A, b = np.array([[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]]), np.array([2.0, 3.0])
