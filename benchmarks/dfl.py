@@ -142,6 +142,9 @@ def dopt_steps() -> dict[str, Callable[[], None]]:
     theta320 = -torch.tensor(c[: 10 * BATCH])
     out["floor: solver, 32"] = lambda: solver(theta32)
     out["floor: solver, 320"] = lambda: solver(theta320)
+    sog, like = dc.noise.SumOfGamma(5.0, 10), torch.zeros(1, dtype=torch.float64)
+    backend = dc.backend_for(like)
+    out["floor: SoG noise 10x32x40"] = lambda: backend.sample(sog, gen, (10, BATCH, 40), like=like)
     return out
 
 
@@ -194,6 +197,7 @@ def pyepo_steps() -> dict[str, Callable[[], None]] | None:
         out[name] = run
     solve = pyepo.func.utils._solve_batch
     out["floor: solver, 32"] = lambda: solve(C, optmodel, 1, None)
+    out["floor: SoG noise 10x32x40"] = lambda: sog.sample(size=(BATCH, 10, 40), device=C.device, dtype=C.dtype)
     return out
 
 

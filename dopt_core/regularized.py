@@ -109,6 +109,7 @@ class FrankWolfe:
         zero = xp.zeros((n,), dtype=dt, device=dev)
         slots = xp.arange(width, device=dev)
         at_slot = slots[:, None] == slots[None, :]  # row t: the mask of slot t
+        at_slot_f = xp.astype(at_slot, dt)
         # a fixed buffer of atoms (N, T, D), slot t + 1 written at step t: static shapes
         empty = xp.zeros((n, width, d), dtype=dt, device=dev)
         stacked = xp.where(at_slot[0, :][None, :, None], s0[:, None, :], empty)
@@ -128,9 +129,10 @@ class FrankWolfe:
             w_v = xp.sum(onehot * weights, axis=-1)
             direction = s - v
             dd = xp.sum(direction * direction, axis=-1)
-            step = -xp.sum(grad * direction, axis=-1) / xp.where(dd > 0, dd, 1.0)
+            moving, open_gap = dd > 0, gap > self.tol
+            step = -xp.sum(grad * direction, axis=-1) / xp.where(moving, dd, 1.0)
             step = xp.where(step > w_v, w_v, xp.where(step > 0, step, zero))
-            step = xp.where((gap > self.tol) & (dd > 0), step, zero)
+            step = xp.where(open_gap & moving, step, zero)
             mu = mu + step[:, None] * direction
             # s joins the active atom equal to it, if any (vertices repeat); else slot it + 1
             sq_s = xp.sum(s * s, axis=-1)[:, None]
@@ -138,13 +140,13 @@ class FrankWolfe:
             same = (dist <= 1e-9) & active
             first = same & (xp.cumulative_sum(xp.astype(same, dt), axis=1) == 1)
             new_slot = at_slot[it + 1, :][None, :]
-            fresh = xp.astype(new_slot, dt) * xp.where(xp.any(same, axis=1), zero, step)[:, None]
+            fresh = at_slot_f[it + 1, :][None, :] * xp.where(xp.any(same, axis=1), zero, step)[:, None]
             moved = xp.astype(first, dt) * step[:, None]
             weights = weights - onehot * step[:, None] + moved + fresh
             weights = xp.where(weights > 1e-12, weights, 0.0)
             stacked = xp.where(new_slot[..., None], s[:, None, :], stacked)
             sq_atoms = xp.where(new_slot, sq_s, sq_atoms)
-            if not traced and not bool(xp.any(gap > self.tol)):
+            if not traced and not bool(xp.any(open_gap)):
                 break
         if not traced:
             stacked, weights = _compact(stacked, weights, xp=xp)
