@@ -78,38 +78,67 @@ def _nnls_block(normals: np.ndarray, theta: np.ndarray) -> np.ndarray:
     runs in coordinates of :math:`L^\perp` (dimension n - rank L) on the one-sided
     rows only — fewer, smaller active-set steps. :math:`L^\perp`'s basis comes from one
     SVD per distinct set of two-sided rows (shared by instances with the same
-    equality constraints). Without two-sided rows: the NNLS on all rows.
+    equality constraints, and kept for the next calls: :func:`_complement_basis`).
+    Without two-sided rows: the NNLS on all rows.
     """
-    n = normals.reshape(-1, *normals.shape[-2:]).astype(np.float64)
-    t = theta.reshape(-1, theta.shape[-1]).astype(np.float64)
+    n = normals.reshape(-1, *normals.shape[-2:]).astype(np.float64, copy=False)
+    t = theta.reshape(-1, theta.shape[-1]).astype(np.float64, copy=False)
     out = np.zeros_like(t)
     nonzero = n.any(axis=2)
     two = _two_sided(n)
-    bases: dict[bytes, np.ndarray] = {}
-    for i in range(t.shape[0]):
-        if not two[i].any():
-            rows = n[i][nonzero[i]]
-            if rows.shape[0]:
-                out[i] = rows.T @ _nnls(rows.T, t[i])
-            continue
-        lin = n[i][two[i]]
-        key = lin.tobytes()
-        if key not in bases:
-            _, sv, vt = np.linalg.svd(lin)
-            rank = int(np.sum(sv > sv[0] * max(lin.shape) * np.finfo(np.float64).eps))
-            bases[key] = vt[rank:].T  # orthonormal basis of L⊥, shape (n, n - rank)
-        q = bases[key]
-        b = q.T @ t[i]
-        rows = n[i][nonzero[i] & ~two[i]]
-        gens = rows @ q  # the one-sided rows in L⊥ coordinates
+    paired = two.any(axis=1)
+    groups: dict[bytes, list[int]] = {}
+    lin = np.where(two[..., None], n, 0.0)
+    if paired.all() and np.all(lin == lin[:1]):  # the same two-sided rows everywhere
+        groups[n[0][two[0]].tobytes()] = list(range(t.shape[0]))
+    else:
+        for i in range(t.shape[0]):
+            if paired[i]:
+                groups.setdefault(n[i][two[i]].tobytes(), []).append(i)
+    for i in np.flatnonzero(~paired):
+        rows = n[i][nonzero[i]]
+        if rows.shape[0]:
+            out[i] = rows.T @ _nnls(rows.T, t[i])
+    for key, members in groups.items():
+        q = _complement_basis(key, n.shape[-1])  # orthonormal basis of L⊥, (k, k - rank)
+        idx = np.asarray(members)
+        sub = n if len(members) == n.shape[0] else n[idx]
+        # every row in L⊥ coordinates, one product for the group
+        proj = (sub.reshape(-1, sub.shape[-1]) @ q).reshape(*sub.shape[:2], q.shape[1])
+        b_all = t[idx] @ q
         # a row in L (up to rounding) adds nothing to the cone: its rounding noise
         # outside L would let the NNLS reach any direction with huge weights
-        keep = np.sqrt(np.sum(gens * gens, axis=1)) > 1e-10 * np.sqrt(np.sum(rows * rows, axis=1))
-        gens = gens[keep].T
-        if q.shape[1] and gens.shape[1]:
-            b = b - gens @ _nnls(gens, b)
-        out[i] = t[i] - q @ b  # θ minus its residual in L⊥
-    return out.reshape(theta.shape).astype(theta.dtype)
+        row_sq = np.einsum("gmk,gmk->gm", sub, sub)
+        proj_sq = np.einsum("gmr,gmr->gm", proj, proj)
+        gen = nonzero[idx] & ~two[idx] & (proj_sq > 1e-20 * row_sq)
+        res = b_all.copy()  # residuals in L⊥ coordinates
+        if q.shape[1]:
+            for j in range(len(members)):
+                gens = proj[j][gen[j]].T  # the one-sided rows in L⊥ coordinates
+                if gens.shape[1]:
+                    res[j] = b_all[j] - gens @ _nnls(gens, b_all[j])
+        out[idx] = t[idx] - res @ q.T  # θ minus its residual in L⊥
+    return out.reshape(theta.shape).astype(theta.dtype, copy=False)
+
+
+#: orthonormal bases of L⊥ by the bytes of L's rows (the same equality constraints
+#: recur at every training step); a few dozen kept
+_BASES: dict[tuple[bytes, int], np.ndarray] = {}
+
+
+def _complement_basis(key: bytes, k: int) -> np.ndarray:
+    """An orthonormal basis (columns) of the orthogonal complement of the row span of
+    the rows stored in ``key`` (float64 bytes of an ``(r, k)`` array), by SVD."""
+    basis = _BASES.get((key, k))
+    if basis is None:
+        lin = np.frombuffer(key, dtype=np.float64).reshape(-1, k)
+        _, sv, vt = np.linalg.svd(lin)
+        rank = int(np.sum(sv > sv[0] * max(lin.shape) * np.finfo(np.float64).eps))
+        basis = np.ascontiguousarray(vt[rank:].T)
+        if len(_BASES) >= 32:
+            _BASES.clear()
+        _BASES[(key, k)] = basis
+    return basis
 
 
 def _two_sided(n: np.ndarray) -> np.ndarray:

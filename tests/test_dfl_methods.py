@@ -445,7 +445,10 @@ def test_cave_exact_projection_with_two_sided_rows_matches_bvls() -> None:
             assert mark <= opposite and (mark or not opposite or repeated)
         assert two[b].sum() >= 4  # at least the pairs of eq[1], eq[2]
     assert not _two_sided(plain).any()
-    for normals in (mixed, plain):
+    padded = np.pad(plain, ((0, 0), (0, mixed.shape[1] - plain.shape[1]), (0, 0)))
+    both = np.concatenate([mixed, padded])  # instances with and without two-sided rows
+    same = np.stack([mixed[0]] * 2)  # one group: the same two-sided rows in every instance
+    for normals in (mixed, plain, both, same):
         theta = rng.normal(size=(normals.shape[0], 6))
         got = _nnls_block(normals, theta)
         for nm, th, p in zip(normals, theta, got, strict=True):
