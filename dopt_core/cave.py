@@ -102,21 +102,22 @@ def _nnls_block(normals: np.ndarray, theta: np.ndarray) -> np.ndarray:
     for key, members in groups.items():
         q = _complement_basis(key, n.shape[-1])  # orthonormal basis of L⊥, (k, k - rank)
         idx = np.asarray(members)
-        sub = n if len(members) == n.shape[0] else n[idx]
-        # every row in L⊥ coordinates, one product for the group
-        proj = (sub.reshape(-1, sub.shape[-1]) @ q).reshape(*sub.shape[:2], q.shape[1])
         b_all = t[idx] @ q
-        # a row in L (up to rounding) adds nothing to the cone: its rounding noise
-        # outside L would let the NNLS reach any direction with huge weights
-        row_sq = np.einsum("gmk,gmk->gm", sub, sub)
-        proj_sq = np.einsum("gmr,gmr->gm", proj, proj)
-        gen = nonzero[idx] & ~two[idx] & (proj_sq > 1e-20 * row_sq)
         res = b_all.copy()  # residuals in L⊥ coordinates
-        if q.shape[1]:
-            for j in range(len(members)):
-                gens = proj[j][gen[j]].T  # the one-sided rows in L⊥ coordinates
-                if gens.shape[1]:
-                    res[j] = b_all[j] - gens @ _nnls(gens, b_all[j])
+        one = nonzero & ~two
+        # (products per instance: small enough for BLAS to stay on one thread, which
+        # matters on a shared machine)
+        for j, i in enumerate(members):
+            rows = n[i][one[i]]
+            if not q.shape[1] or not rows.shape[0]:
+                continue
+            proj = rows @ q  # the one-sided rows in L⊥ coordinates
+            # a row in L (up to rounding) adds nothing to the cone: its rounding noise
+            # outside L would let the NNLS reach any direction with huge weights
+            keep = np.sum(proj * proj, axis=1) > 1e-20 * np.sum(rows * rows, axis=1)
+            gens = proj[keep].T
+            if gens.shape[1]:
+                res[j] = b_all[j] - gens @ _nnls(gens, b_all[j])
         out[idx] = t[idx] - res @ q.T  # θ minus its residual in L⊥
     return out.reshape(theta.shape).astype(theta.dtype, copy=False)
 
@@ -152,7 +153,7 @@ def _two_sided(n: np.ndarray) -> np.ndarray:
     only leaves it to the NNLS.
     """
     v = np.cos(np.arange(n.shape[-1]) * 1.618) + 2.0
-    h = n @ v
+    h = np.einsum("bmk,k->bm", n, v)  # no BLAS call (threads)
     order = np.argsort(np.abs(h), axis=1, kind="stable")
     hs = np.take_along_axis(h, order, axis=1)
     bi, ki = np.nonzero((hs[:, 1:] == -hs[:, :-1]) & (hs[:, 1:] != 0))
