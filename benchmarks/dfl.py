@@ -43,11 +43,13 @@ Gamma(1/κ) terms each; dopt through NumPy's sampler, PyEPO through torch's), wh
 bound what any loss built on them can reach: AI-MLE costs at least one noise draw and
 two solves of 320 instances, RFY 11 solves of 32, the pool losses a torch step.
 
-Measured (2 cores shared with other jobs, two runs each; dopt ms, ratio to PyEPO):
-AI-MLE 5.4 ms (7–8×; its noise draw alone is 3.5 ms), PG 0.5 ms (7–9×), RFY 4.6–4.8
-ms (7–8×), CaVE-E 3.3 ms (7–11×), CaVE+ 2.6–2.9 ms (6–9×), the pool losses 0.2–0.35
-ms (0.7–1.8×: PyEPO's no-solve step, 95 % of steps, is 0.1–0.2 ms, two to four torch
-steps); the DP solve of 32 instances 0.19 ms against Gurobi's 1.9 ms.
+Measured (2 cores shared with other jobs, runs without a load spike; dopt ms, ratio
+to PyEPO): AI-MLE 5.4–5.7 ms (7–11×; its noise draw alone is 3.4–3.8 ms), PG 0.5–0.6
+ms (7–10×), RFY 4.8–5.9 ms (6–7×), CaVE-E 2.7–3.3 ms (8–12×), CaVE+ 2.5–3.1 ms
+(5–8×), the pool losses 0.2–0.45 ms (0.7–1.8×: PyEPO's no-solve step, 95 % of the
+steps, is 0.12–0.25 ms, 3–5 torch steps); the DP solve of 32 instances 0.17–0.21 ms
+against Gurobi's 1.8–2.0 ms. A load spike from other jobs can triple a whole run: compare
+runs made under the same load.
 
 PyEPO is optional and kept out of the project's install: run with a separate venv
 holding ``pyepo`` and ``gurobipy`` (size-limited licence), e.g.
