@@ -30,13 +30,26 @@ What each side does per step
   Frank-Wolfe step (dopt: pairwise steps; PyEPO: away steps, Gurobi per instance).
 * **CaVE-E / CaVE+**: the cone projection of the predicted cost onto the binding
   normals of each true path; dopt exactly by NNLS (CaVE-E, SciPy, per instance on the
-  host) or by 20 accelerated projected-gradient steps on the device (CaVE+); PyEPO by
+  host, on the 32 one-sided rows ``-e_j`` in the 16-dimensional complement of the
+  flow-conservation rows, which bind with both signs — one SVD for the batch) or by 20
+  accelerated projected-gradient steps on the device (CaVE+); PyEPO by
   Clarabel per instance, to convergence (``max_iter=100``, CaVE-E) or truncated at its
   default 3 interior-point iterations (CaVE+). No solver call on either side.
 
-Floor rows (same run): the plain torch step (the linear model and a ``sum`` loss), and
-the solver calls alone — dopt's batched DP on 32 and on 320 instances, PyEPO's Gurobi
-solve of 32 instances — which bound what any loss built on them can reach.
+Floor rows (same run): the plain torch step (the linear model and a ``sum`` loss), the
+solver calls alone — dopt's batched DP on 32 and on 320 instances, PyEPO's Gurobi
+solve of 32 instances — and AI-MLE's sum-of-Gamma noise draw (10×32×40 values, 10
+Gamma(1/κ) terms each; dopt through NumPy's sampler, PyEPO through torch's), which
+bound what any loss built on them can reach: AI-MLE costs at least one noise draw and
+two solves of 320 instances, RFY 11 solves of 32, the pool losses a torch step.
+
+Measured (2 cores shared with other jobs, runs without a load spike; dopt ms, ratio
+to PyEPO): AI-MLE 5.4–5.7 ms (7–11×; its noise draw alone is 3.4–3.8 ms), PG 0.5–0.6
+ms (7–10×), RFY 4.8–5.9 ms (6–7×), CaVE-E 2.7–3.3 ms (8–12×), CaVE+ 2.5–3.1 ms
+(5–8×), the pool losses 0.2–0.45 ms (0.7–1.8×: PyEPO's no-solve step, 95 % of the
+steps, is 0.12–0.25 ms, 3–5 torch steps); the DP solve of 32 instances 0.17–0.21 ms
+against Gurobi's 1.8–2.0 ms. A load spike from other jobs can triple a whole run: compare
+runs made under the same load.
 
 PyEPO is optional and kept out of the project's install: run with a separate venv
 holding ``pyepo`` and ``gurobipy`` (size-limited licence), e.g.
@@ -142,6 +155,9 @@ def dopt_steps() -> dict[str, Callable[[], None]]:
     theta320 = -torch.tensor(c[: 10 * BATCH])
     out["floor: solver, 32"] = lambda: solver(theta32)
     out["floor: solver, 320"] = lambda: solver(theta320)
+    sog, like = dc.noise.SumOfGamma(5.0, 10), torch.zeros(1, dtype=torch.float64)
+    backend = dc.backend_for(like)
+    out["floor: SoG noise 10x32x40"] = lambda: backend.sample(sog, gen, (10, BATCH, 40), like=like)
     return out
 
 
@@ -194,6 +210,8 @@ def pyepo_steps() -> dict[str, Callable[[], None]] | None:
         out[name] = run
     solve = pyepo.func.utils._solve_batch
     out["floor: solver, 32"] = lambda: solve(C, optmodel, 1, None)
+    out["floor: SoG noise 10x32x40"] = lambda: sog.sample(size=(BATCH, 10, 40), device=C.device,
+                                                          dtype=C.dtype)
     return out
 
 

@@ -22,7 +22,9 @@ true solution, without solving the problem during training: with
 
 with :math:`p` held fixed (as in the paper and PyEPO's ``coneAlignedCosine``; cost
 form: :math:`-\hat c` projected). ``method="exact"`` solves the projection exactly on
-the host (SciPy's NNLS, the paper's CaVE-E); ``method="pgd"`` runs ``max_iter``
+the host (the paper's CaVE-E: SciPy's NNLS on the rows that bind with one sign, in
+the complement of the subspace spanned by the rows binding with both signs, such as
+equality constraints); ``method="pgd"`` runs ``max_iter``
 Nesterov-accelerated projected-gradient steps on the device from :math:`x = 0`
 (the truncated projection of CaVE+, PyEPO's default with 20 steps), which lands
 inside the cone.
@@ -66,18 +68,108 @@ _EPS = 1e-12
 
 
 def _nnls_block(normals: np.ndarray, theta: np.ndarray) -> np.ndarray:
-    """Exact cone projections, one NNLS per instance (host)."""
+    r"""Exact cone projections on the host, one NNLS per instance on its one-sided rows.
+
+    Rows present with both signs (``r`` and ``-r``: the two halves of an equality
+    constraint) span a subspace :math:`L` inside the cone, which is then the
+    orthogonal sum of :math:`L` and the cone :math:`K'` of the other rows projected
+    onto :math:`L^\perp`; so :math:`\operatorname{proj}_K(\theta) =
+    \operatorname{proj}_L(\theta) + \operatorname{proj}_{K'}(\theta)`, and the NNLS
+    runs in coordinates of :math:`L^\perp` (dimension n - rank L) on the one-sided
+    rows only — fewer, smaller active-set steps. :math:`L^\perp`'s basis comes from one
+    SVD per distinct set of two-sided rows (shared by instances with the same
+    equality constraints, and kept for the next calls: :func:`_complement_basis`).
+    Without two-sided rows: the NNLS on all rows.
+    """
+    n = normals.reshape(-1, *normals.shape[-2:]).astype(np.float64, copy=False)
+    t = theta.reshape(-1, theta.shape[-1]).astype(np.float64, copy=False)
+    out = np.zeros_like(t)
+    nonzero = n.any(axis=2)
+    two = _two_sided(n)
+    paired = two.any(axis=1)
+    groups: dict[bytes, list[int]] = {}
+    lin = np.where(two[..., None], n, 0.0)
+    if paired.all() and np.all(lin == lin[:1]):  # the same two-sided rows everywhere
+        groups[n[0][two[0]].tobytes()] = list(range(t.shape[0]))
+    else:
+        for i in range(t.shape[0]):
+            if paired[i]:
+                groups.setdefault(n[i][two[i]].tobytes(), []).append(i)
+    for i in np.flatnonzero(~paired):
+        rows = n[i][nonzero[i]]
+        if rows.shape[0]:
+            out[i] = rows.T @ _nnls(rows.T, t[i])
+    for key, members in groups.items():
+        q = _complement_basis(key, n.shape[-1])  # orthonormal basis of L⊥, (k, k - rank)
+        idx = np.asarray(members)
+        b_all = t[idx] @ q
+        res = b_all.copy()  # residuals in L⊥ coordinates
+        one = nonzero & ~two
+        # (products per instance: small enough for BLAS to stay on one thread, which
+        # matters on a shared machine)
+        for j, i in enumerate(members):
+            rows = n[i][one[i]]
+            if not q.shape[1] or not rows.shape[0]:
+                continue
+            proj = rows @ q  # the one-sided rows in L⊥ coordinates
+            # a row in L (up to rounding) adds nothing to the cone: its rounding noise
+            # outside L would let the NNLS reach any direction with huge weights
+            keep = np.sum(proj * proj, axis=1) > 1e-20 * np.sum(rows * rows, axis=1)
+            gens = proj[keep].T
+            if gens.shape[1]:
+                res[j] = b_all[j] - gens @ _nnls(gens, b_all[j])
+        out[idx] = t[idx] - res @ q.T  # θ minus its residual in L⊥
+    return out.reshape(theta.shape).astype(theta.dtype, copy=False)
+
+
+#: orthonormal bases of L⊥ by the bytes of L's rows (the same equality constraints
+#: recur at every training step); a few dozen kept
+_BASES: dict[tuple[bytes, int], np.ndarray] = {}
+
+
+def _complement_basis(key: bytes, k: int) -> np.ndarray:
+    """An orthonormal basis (columns) of the orthogonal complement of the row span of
+    the rows stored in ``key`` (float64 bytes of an ``(r, k)`` array), by SVD."""
+    basis = _BASES.get((key, k))
+    if basis is None:
+        lin = np.frombuffer(key, dtype=np.float64).reshape(-1, k)
+        _, sv, vt = np.linalg.svd(lin)
+        rank = int(np.sum(sv > sv[0] * max(lin.shape) * np.finfo(np.float64).eps))
+        basis = np.ascontiguousarray(vt[rank:].T)
+        if len(_BASES) >= 32:
+            _BASES.clear()
+        _BASES[(key, k)] = basis
+    return basis
+
+
+def _two_sided(n: np.ndarray) -> np.ndarray:
+    """``(B, m)`` mask of the nonzero rows ``r`` of ``n`` (shape ``(B, m, k)``) whose
+    negation ``-r`` is also a row of the same instance.
+
+    Candidates pair up when sorted by a fixed projection ``h = ⟨r, v⟩`` (exactly
+    negated for ``-r``: rounding is symmetric in sign) with adjacent values ``h, -h``;
+    each candidate pair is then compared entry by entry, so a marked row always has
+    its opposite. A row with a missed opposite (a repeated row) stays one-sided, which
+    only leaves it to the NNLS.
+    """
+    v = np.cos(np.arange(n.shape[-1]) * 1.618) + 2.0
+    h = np.einsum("bmk,k->bm", n, v)  # no BLAS call (threads)
+    order = np.argsort(np.abs(h), axis=1, kind="stable")
+    hs = np.take_along_axis(h, order, axis=1)
+    bi, ki = np.nonzero((hs[:, 1:] == -hs[:, :-1]) & (hs[:, 1:] != 0))
+    lo, hi = order[bi, ki], order[bi, ki + 1]
+    ok = np.all(n[bi, lo] == -n[bi, hi], axis=1)
+    two = np.zeros(h.shape, dtype=bool)
+    two[bi[ok], lo[ok]] = True
+    two[bi[ok], hi[ok]] = True
+    return two
+
+
+def _nnls(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``argmin_{x ≥ 0} |a x - b|`` (SciPy's active-set NNLS)."""
     from scipy.optimize import nnls  # SciPy loads when the first exact projection runs
 
-    n = normals.reshape(-1, *normals.shape[-2:]).astype(np.float64)
-    t = theta.reshape(-1, theta.shape[-1]).astype(np.float64)
-    out = np.zeros_like(t)
-    for i in range(t.shape[0]):
-        rows = n[i][np.any(n[i] != 0, axis=1)]
-        if rows.shape[0]:
-            x, _ = nnls(rows.T, t[i], maxiter=50 * max(rows.shape))
-            out[i] = rows.T @ x
-    return out.reshape(theta.shape).astype(theta.dtype)
+    return nnls(a, b, maxiter=50 * max(a.shape))[0]
 
 
 def _rowmul(v: Any, a: Any) -> Any:

@@ -65,6 +65,7 @@ __all__ = [
     "forward_mode_error",
     "has_jvp",
     "op_function",
+    "solver_kernel",
     "value_and_jvp",
     "value_and_vjp",
 ]
@@ -340,6 +341,53 @@ def op_function(
     if binder is None:
         return functools.partial(op_function, **options)
     return OpFunction(binder, **options)
+
+
+def solver_kernel(
+    solver: Callable[..., Any], example: Any, *, xp: Any
+) -> Callable[[Any], Any] | None:
+    """``x -> solver(x)`` for the repeated calls of an iterative method, without the
+    public call's per-call validation and autodiff wrapping; ``None`` when not possible.
+
+    When ``solver`` is a dopt function (possibly under ``functools.partial`` with
+    keyword arguments only), it is bound **once** on ``example`` — the public
+    validation runs there — and the result runs its Op's ``forward`` directly: the
+    same array operations as ``solver(x)``, inside an Op's own forward pass where no
+    gradient flows through the solver (a piecewise-constant oracle). The kernel is
+    for arrays of ``example``'s shape, dtype and device whose values are finite,
+    as validated iterates of a method started from ``example`` are. It is only
+    offered when binding passes ``example`` through unchanged (no dtype cast, one
+    array input); otherwise, and for solvers that are not dopt functions, ``None``:
+    call the solver itself.
+
+    Example
+    -------
+    >>> import numpy as np, dopt_core as dc
+    >>> from dopt_core.op import solver_kernel
+    >>> theta = np.array([[1.0, 3.0, 2.0]])
+    >>> kernel = solver_kernel(dc.solvers.argmax, theta, xp=np)
+    >>> kernel(np.array([[0.0, -1.0, 4.0]]))
+    array([[0., 0., 1.]])
+    >>> solver_kernel(lambda t: t, theta, xp=np) is None
+    True
+    """
+    f, keywords = solver, {}
+    while isinstance(f, functools.partial):
+        if f.args:
+            return None
+        keywords = {**f.keywords, **keywords}
+        f = f.func
+    if not isinstance(f, OpFunction):
+        return None
+    bound = f.bind(example, **keywords)
+    if len(bound.inputs) != 1 or bound.inputs[0] is not example or bound.out_dtype is not None:
+        return None
+    op = bound.op
+
+    def kernel(x: Any) -> Any:
+        return op.forward(x, xp=xp)[0]
+
+    return kernel
 
 
 def value_and_vjp(f: OpFunction, *args: Any, **kwargs: Any) -> tuple[Any, Callable[[Any], Any]]:

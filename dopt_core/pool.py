@@ -117,12 +117,22 @@ class SolutionPool:
         self.atol = check_positive(atol, name="atol")
         self.event_shape = tuple(sols.shape[1:])
         self._solutions = sols[:0, ...]
+        self._cast: tuple[Any, Any] | None = None  # (dtype, the members in that dtype)
         self.add(sols)
 
     @property
     def solutions(self) -> Any:
         """The members, shape ``(P, *event)``, oldest first."""
         return self._solutions
+
+    def _as_dtype(self, dtype: Any, xp: Any) -> Any:
+        """The members in ``dtype`` (converted once per change of the pool, not per loss call)."""
+        sols = self._solutions
+        if sols.dtype == dtype:
+            return sols
+        if self._cast is None or self._cast[0] != dtype:
+            self._cast = (dtype, xp.astype(sols, dtype))
+        return self._cast[1]
 
     def __len__(self) -> int:
         return int(self._solutions.shape[0])
@@ -162,6 +172,7 @@ class SolutionPool:
         if self.max_size is not None and pool.shape[0] > self.max_size:
             pool = pool[pool.shape[0] - self.max_size :, ...]
         self._solutions = pool
+        self._cast = None
 
     def update(
         self, theta: Any, solver: Callable[..., Any], *, solve_ratio: float = 1.0, rng: Any = None
@@ -192,16 +203,22 @@ class SolutionPool:
         return ys
 
 
-def _pool_array(pool: Any, theta: Any, event_ndim: int) -> Any:
-    sols = pool.solutions if isinstance(pool, SolutionPool) else pool
-    sols, _, _ = check_scores(sols, name="pool", min_ndim=event_ndim + 1)
+def _pool_array(pool: Any, theta: Any, event_ndim: int, xp: Any) -> Any:
+    """The pool's members in ``theta``'s dtype, validated (a :class:`SolutionPool`'s
+    members were checked when they were added: only shapes and devices are)."""
+    if isinstance(pool, SolutionPool):
+        sols = pool.solutions
+    else:
+        sols, _, _ = check_scores(pool, name="pool", min_ndim=event_ndim + 1)
     ev = tuple(theta.shape[theta.ndim - event_ndim :])
     if sols.ndim != event_ndim + 1 or tuple(sols.shape[1:]) != ev:
         raise ValueError(f"pool must have shape (P, *{ev}) matching theta_hat's events, got {tuple(sols.shape)}")
     if sols.shape[0] < 1:
         raise ValueError("pool must hold at least one solution")
     check_same_device({"theta_hat": theta, "pool": sols})
-    return sols
+    if isinstance(pool, SolutionPool):
+        return pool._as_dtype(theta.dtype, xp)
+    return sols if sols.dtype == theta.dtype else xp.astype(sols, theta.dtype)
 
 
 # ---------------------------------------------------------------------------------
@@ -266,17 +283,18 @@ class PoolLossOp(Op):
             worse = xp.astype(t < t_b, theta.dtype)
             count = xp.sum(worse, axis=-1, keepdims=True)
             weight = worse / xp.where(count > 0, count, 1.0)
-            hinge = xp.where(s > s_b, s - s_b, xp.zeros_like(s))
+            above = s > s_b
+            hinge = xp.where(above, s - s_b, xp.zeros_like(s))
             per = xp.sum(weight * hinge, axis=-1)
-            active = weight * xp.astype(s > s_b, theta.dtype)  # d/ds_p, and -Σ of it on s_b
+            active = weight * xp.astype(above, theta.dtype)  # d/ds_p, and -Σ of it on s_b
             coef = active - onehot_b * xp.sum(active, axis=-1, keepdims=True)
             grad = _to_event(coef, flat_pool, theta, xp=xp)
         else:  # listwise
             tau = self.tau
-            p_hat = _softmax(s / tau, xp=xp)
+            log_p_hat = _log_softmax(s / tau, xp=xp)
             p_true = _softmax(t / tau, xp=xp)
-            per = -xp.sum(p_true * _log_softmax(s / tau, xp=xp), axis=-1)
-            grad = _to_event((p_hat - p_true) / tau, flat_pool, theta, xp=xp)
+            per = -xp.sum(p_true * log_p_hat, axis=-1)
+            grad = _to_event((xp.exp(log_p_hat) - p_true) / tau, flat_pool, theta, xp=xp)
         return reduce_batch(per, grad, self.reduction, xp=xp)
 
     def vjp(self, residuals: tuple[Any, ...], g: Any, *, xp: Any) -> tuple[Any | None, ...]:
@@ -304,10 +322,10 @@ def _bind_pool_loss(
     if tuple(tgt.shape) != tuple(theta_hat.shape):
         raise ValueError(f"{target_name} must have theta_hat's shape {tuple(theta_hat.shape)}, got {tuple(tgt.shape)}")
     check_same_device({"theta_hat": theta_hat, target_name: tgt})
-    sols = _pool_array(pool, theta_hat, nd)
-    dt = theta_hat.dtype
-    op = PoolLossOp(kind, reduction, nd, tau)
-    return Bound(op, (theta_hat, xp.astype(tgt, dt), xp.astype(sols, dt)), out_dtype)
+    sols = _pool_array(pool, theta_hat, nd, xp)
+    if tgt.dtype != theta_hat.dtype:
+        tgt = xp.astype(tgt, theta_hat.dtype)
+    return Bound(PoolLossOp(kind, reduction, nd, tau), (theta_hat, tgt, sols), out_dtype)
 
 
 @op_function

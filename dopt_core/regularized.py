@@ -64,7 +64,7 @@ from ._lib._checks import (
 from ._lib._compat import device
 from ._lib._reduce import REDUCTIONS, reduce_batch, reduced_vjp
 from .backend import backend_for
-from .op import Bound, Op, OpFunction, op_function
+from .op import Bound, Op, OpFunction, op_function, solver_kernel
 
 __all__ = ["regularized_fenchel_young_loss", "regularized_optimizer"]
 
@@ -87,19 +87,33 @@ class FrankWolfe:
         flat = xp.reshape(theta, (-1, d))
         a = flat / self.lam
 
+        kernel = solver_kernel(self.solver, theta, xp=xp)
+        checked = False
+
         def oracle(x: Any) -> Any:
-            y = xp.astype(self.solver(xp.reshape(x, shape)), theta.dtype)
-            check_linear_output(xp.expand_dims(y, axis=0), xp.expand_dims(theta, axis=0))
+            # the solver's Op directly when it is a dopt function (validated once, on θ);
+            # its output shape checked once (static shapes)
+            nonlocal checked
+            xs = xp.reshape(x, shape)
+            y = self.solver(xs) if kernel is None else kernel(xs)
+            if not checked:
+                check_linear_output(xp.expand_dims(y, axis=0), xp.expand_dims(theta, axis=0))
+                checked = True
+            if y.dtype != theta.dtype:
+                y = xp.astype(y, theta.dtype)
             return xp.reshape(y, (-1, d))
 
-        s0 = oracle(flat)
+        s0 = oracle(theta)
         n, width = flat.shape[0], self.max_iter + 1
-        dev = device(theta)
+        dt, dev = theta.dtype, device(theta)
+        zero = xp.zeros((n,), dtype=dt, device=dev)
         slots = xp.arange(width, device=dev)
+        at_slot = slots[:, None] == slots[None, :]  # row t: the mask of slot t
+        at_slot_f = xp.astype(at_slot, dt)
         # a fixed buffer of atoms (N, T, D), slot t + 1 written at step t: static shapes
-        stacked = xp.where(slots[None, :, None] == 0, s0[:, None, :], xp.zeros((n, width, d), dtype=theta.dtype,
-                                                                                 device=dev))
-        weights = xp.astype(xp.broadcast_to(slots[None, :] == 0, (n, width)), theta.dtype)
+        empty = xp.zeros((n, width, d), dtype=dt, device=dev)
+        stacked = xp.where(at_slot[0, :][None, :, None], s0[:, None, :], empty)
+        weights = xp.astype(xp.broadcast_to(at_slot[0, :][None, :], (n, width)), dt)
         mu = s0
         sq_atoms = weights * xp.sum(s0 * s0, axis=-1)[:, None]  # |atom|² per slot
         traced = backend_for(theta).is_traced(theta)
@@ -108,28 +122,31 @@ class FrankWolfe:
             s = oracle(-grad)
             gap = xp.sum(grad * (mu - s), axis=-1)
             # away vertex: the active atom with the largest <grad, v>
-            av = (stacked @ grad[:, :, None])[..., 0]
-            av = xp.where(weights > 0, av, -xp.inf)
-            onehot = xp.astype(slots[None, :] == xp.argmax(av, axis=-1)[:, None], theta.dtype)
+            active = weights > 0
+            av = xp.where(active, (stacked @ grad[:, :, None])[..., 0], -xp.inf)
+            onehot = xp.astype(slots[None, :] == xp.argmax(av, axis=-1)[:, None], dt)
             v = (onehot[:, None, :] @ stacked)[:, 0, :]
             w_v = xp.sum(onehot * weights, axis=-1)
             direction = s - v
             dd = xp.sum(direction * direction, axis=-1)
-            step = -xp.sum(grad * direction, axis=-1) / xp.where(dd > 0, dd, 1.0)
-            step = xp.where(step > w_v, w_v, xp.where(step > 0, step, xp.zeros_like(step)))
-            step = xp.where((gap > self.tol) & (dd > 0), step, xp.zeros_like(step))
+            moving, open_gap = dd > 0, gap > self.tol
+            step = -xp.sum(grad * direction, axis=-1) / xp.where(moving, dd, 1.0)
+            step = xp.where(step > w_v, w_v, xp.where(step > 0, step, zero))
+            step = xp.where(open_gap & moving, step, zero)
             mu = mu + step[:, None] * direction
             # s joins the active atom equal to it, if any (vertices repeat); else slot it + 1
-            dist = sq_atoms - 2.0 * (stacked @ s[:, :, None])[..., 0] + xp.sum(s * s, axis=-1)[:, None]
-            same = (dist <= 1e-9) & (weights > 0)
-            first = same & (xp.cumulative_sum(xp.astype(same, theta.dtype), axis=1) == 1)
-            fresh = xp.astype(slots[None, :] == it + 1, theta.dtype) * xp.where(
-                xp.any(same, axis=1), xp.zeros_like(step), step)[:, None]
-            weights = weights - onehot * step[:, None] + xp.astype(first, theta.dtype) * step[:, None] + fresh
-            weights = xp.where(weights > 1e-12, weights, xp.zeros_like(weights))
-            stacked = xp.where(slots[None, :, None] == it + 1, s[:, None, :], stacked)
-            sq_atoms = xp.where(slots[None, :] == it + 1, xp.sum(s * s, axis=-1)[:, None], sq_atoms)
-            if not traced and not bool(xp.any(gap > self.tol)):
+            sq_s = xp.sum(s * s, axis=-1)[:, None]
+            dist = sq_atoms - 2.0 * (stacked @ s[:, :, None])[..., 0] + sq_s
+            same = (dist <= 1e-9) & active
+            first = same & (xp.cumulative_sum(xp.astype(same, dt), axis=1) == 1)
+            new_slot = at_slot[it + 1, :][None, :]
+            fresh = at_slot_f[it + 1, :][None, :] * xp.where(xp.any(same, axis=1), zero, step)[:, None]
+            moved = xp.astype(first, dt) * step[:, None]
+            weights = weights - onehot * step[:, None] + moved + fresh
+            weights = xp.where(weights > 1e-12, weights, 0.0)
+            stacked = xp.where(new_slot[..., None], s[:, None, :], stacked)
+            sq_atoms = xp.where(new_slot, sq_s, sq_atoms)
+            if not traced and not bool(xp.any(open_gap)):
                 break
         if not traced:
             stacked, weights = _compact(stacked, weights, xp=xp)
@@ -155,11 +172,11 @@ class FrankWolfe:
 
 def _compact(atoms: Any, weights: Any, *, xp: Any) -> tuple[Any, Any]:
     """Keep the atom slots some instance still weighs (concrete arrays only)."""
-    used = xp.any(weights > 0, axis=0)
-    if bool(xp.all(used)):
+    # one host read of the (T,) mask (T is small; no data-dependent shapes on the device)
+    used = backend_for(weights).to_numpy(xp.any(weights > 0, axis=0))
+    if used.all():
         return atoms, weights
-    keep = [i for i in range(int(used.shape[0])) if bool(used[i])]  # T is small: no data-dependent shapes
-    idx = xp.asarray(keep, device=device(atoms))
+    idx = xp.asarray([int(i) for i in used.nonzero()[0]], device=device(atoms))
     return xp.take(atoms, idx, axis=1), xp.take(weights, idx, axis=1)
 
 

@@ -254,6 +254,25 @@ def test_pool_loss_step_lowers_it(kind: str) -> None:
     assert float(fn(theta_hat - 1e-3 * grad / np.abs(grad).max(), target, pool, **kw)) < v0
 
 
+@pytest.mark.parametrize("kind", POOL_KINDS)
+def test_pool_loss_on_a_pool_of_another_dtype_follows_its_updates(kind: str) -> None:
+    """A float32 SolutionPool scored by float64 predictions: its members are converted
+    once and reused; after ``add`` the loss sees the new members (the formula on the
+    grown pool)."""
+    rng = np.random.default_rng(9)
+    theta_hat, theta = rng.normal(size=(3, 12)), -rng.uniform(0.5, 1.5, size=(3, 12))
+    target = _brute(theta) if kind in ("nce", "cmap") else theta
+    fn, kw = _pool_loss(kind)
+    sp = dc.SolutionPool(PATHS[:2].astype(np.float32))
+    for members in (PATHS[:2], PATHS[:5]):
+        sp.add(members.astype(np.float32))
+        for _ in range(2):  # the second call takes the converted members again
+            values = fn(theta_hat, target, sp, reduction="none", **kw)
+            assert values.dtype == np.float64
+            ref_v, _ = _pool_reference(kind, theta_hat, target, members, kw.get("tau", 1.0))
+            np.testing.assert_allclose(values, ref_v, rtol=1e-12, atol=1e-12)
+
+
 def test_pool_loss_bad_inputs() -> None:
     th = np.zeros((2, 12))
     with pytest.raises(ValueError, match="pool"):
@@ -310,6 +329,20 @@ def test_regularized_optimizer_on_paths_is_the_projection() -> None:
         e[j] = eps
         fd[:, j] = np.sum((f(theta + e) - f(theta - e)) * g, axis=1) / (2 * eps)
     np.testing.assert_allclose(vjp(g), fd, atol=1e-4)
+
+
+def test_regularized_optimizer_direct_oracle_matches_public_calls() -> None:
+    """A dopt solver runs as its Op's forward inside the Frank-Wolfe loop
+    (``solver_kernel``); wrapped in a plain function (public calls, validated each
+    time) it must give the same iterates, atoms and weights, to the last bit."""
+    rng = np.random.default_rng(8)
+    theta = rng.normal(size=(6, 12))
+    fw = dc.regularized.FrankWolfe(SP, 1.0, 7, 1e-6)
+    plain = dc.regularized.FrankWolfe(lambda t: SP(t), 1.0, 7, 1e-6)
+    assert dc.op.solver_kernel(SP, theta, xp=np) is not None
+    assert dc.op.solver_kernel(plain.solver, theta, xp=np) is None
+    for a, b in zip(fw.run(theta, xp=np), plain.run(theta, xp=np), strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -387,6 +420,39 @@ def test_cave_pgd_approaches_exact_and_step_lowers_loss() -> None:
     for method in ("exact", "pgd"):
         v0, grad = _grad(dc.cave_loss, theta_hat, normals, method=method)
         assert float(dc.cave_loss(theta_hat - 0.05 * grad / np.abs(grad).max(), normals, method=method)) < v0
+
+
+def test_cave_exact_projection_with_two_sided_rows_matches_bvls() -> None:
+    """The exact projection splits off the subspace of rows present with both signs
+    (``cave._nnls_block``): on normals mixing ± pairs, a repeated row, a row that is
+    only nearly opposite and one-sided rows — and on normals without any pair — it
+    must match bounded least squares on all rows (BVLS, another algorithm)."""
+    from dopt_core.cave import _nnls_block, _two_sided
+
+    rng = np.random.default_rng(11)
+    eq = rng.normal(size=(3, 6))
+    one = rng.normal(size=(4, 6))
+    near = -eq[1] * (1 + 1e-9)  # in the span of the pairs: adds nothing
+    tilt = -eq[2] + 1e-4 * rng.normal(size=6)  # a small genuine direction outside it
+    rows = np.concatenate([eq, -eq, one, eq[:1], near[None], tilt[None], np.zeros((2, 6))])
+    mixed = np.stack([rows[rng.permutation(len(rows))] for _ in range(3)])
+    plain = np.stack([np.concatenate([one, np.zeros((1, 6))])] * 2)
+    two = _two_sided(mixed)
+    for b in range(3):  # a marked row's negation is a row; an unmarked one's is not,
+        for r, mark in zip(mixed[b], two[b], strict=True):  # unless r is repeated
+            opposite = bool(np.any(r != 0) and np.any(np.all(mixed[b] == -r, axis=1)))
+            repeated = int(np.sum(np.all(mixed[b] == r, axis=1))) > 1
+            assert mark <= opposite and (mark or not opposite or repeated)
+        assert two[b].sum() >= 4  # at least the pairs of eq[1], eq[2]
+    assert not _two_sided(plain).any()
+    padded = np.pad(plain, ((0, 0), (0, mixed.shape[1] - plain.shape[1]), (0, 0)))
+    both = np.concatenate([mixed, padded])  # instances with and without two-sided rows
+    same = np.stack([mixed[0]] * 2)  # one group: the same two-sided rows in every instance
+    for normals in (mixed, plain, both, same):
+        theta = rng.normal(size=(normals.shape[0], 6))
+        got = _nnls_block(normals, theta)
+        for nm, th, p in zip(normals, theta, got, strict=True):
+            np.testing.assert_allclose(p, _cone_projection(nm, th), atol=1e-9)
 
 
 def test_binding_normals_inequalities_and_errors() -> None:
