@@ -192,3 +192,21 @@ def test_backends_and_float32(backend, name: str) -> None:
         assert y.dtype == dtype
         np.testing.assert_allclose(y, ref_y, atol=tol)
         np.testing.assert_allclose(grad, ref_g, atol=tol * 10)
+
+
+@pytest.mark.parametrize(("name", "p"), FAMILIES, ids=IDS)
+def test_vjp_at_the_identity_element(name: str, p: float | None) -> None:
+    # ⊥(a, 0, ..., 0) = a for every a, so ∂⊥/∂a = 1 at a = 1 too (one-sided, exact):
+    # the leave-one-out reduction of the zeros is the T-norm's identity 1
+    for A in (np.array([1.0]), np.array([1.0, 0.0]), np.array([0.0, 1.0, 0.0])):
+        got = _vjp(name, p, A, np.array(1.0))
+        h = 1e-7
+        lo = A - h * (A == 1.0)
+        fd = (F.tconorm_reduce(name, A, p=p) - F.tconorm_reduce(name, lo, p=p)) / h
+        assert fd == pytest.approx(1.0, abs=1e-6)
+        np.testing.assert_allclose(got, (A == 1.0).astype(float), atol=1e-12)
+    _, vjp = dc.value_and_vjp(
+        op_function(lambda a: F.tconorm.bind(name, a, 0.0, p=p, check_finite=False)),
+        np.array([1.0]),
+    )
+    np.testing.assert_allclose(vjp(np.array([1.0])), [1.0], atol=1e-12)

@@ -173,7 +173,7 @@ def _ratio(name: str, p: Any, x: Any, T: Any, xp: Any) -> Any:
     if name == "aczel_alsina":
         tpos = T > 0
         lt = -xp.log(xp.where(tpos & ~one, T, xp.full_like(T, 0.5)))
-        q = _safe(-xp.log(x) / lt, ~one, xp)
+        q = _safe(-xp.log(x) / lt, ~one & tpos, xp)  # T = 0: masked below
         out = (T / x) * q ** (p - 1)
         return xp.where(tpos, out, xp.zeros_like(out))
     if name == "dombi":
@@ -200,7 +200,8 @@ def _slope_at_zero(name: str, p: Any, R: Any, xp: Any) -> Any:
     if name == "aczel_alsina" and p == 1:
         return R
     if name == "aczel_alsina" and p < 1:
-        return xp.zeros_like(R)
+        # T(x, R) = o(x) for R < 1, but T(x, 1) = x (1 is the identity): slope 1 there
+        return _ind(R >= 1, R, xp)
     # hamacher p = 0, aczel_alsina p > 1, dombi, schweizer_sklar: T(x, R) ~ x
     return _ind(R > 0, R, xp)
 
@@ -229,9 +230,12 @@ def _yager(p: float, x: Any, xp: Any, grad: bool) -> Any:
         return T[..., 0]
     top = S ** (1 / p)  # = 1 - T where unclipped
     ok = top > 0
-    q = xp.where(ok, (1 - x) / xp.where(ok, top, xp.ones_like(top)), xp.ones_like(x))
+    # saturated (T = 0): no slope; at S = 1 exactly (e.g. ⊥(1, 0, ..., 0)) the entries at
+    # x_i = 1 can only decrease, which keeps S >= 1: one-sided slope 0 there as well
+    flat = (S > 1) | ((S >= 1) & (x >= 1))
+    q = xp.where(ok & ~flat, (1 - x) / xp.where(ok, top, xp.ones_like(top)), xp.ones_like(x))
     d = q ** (p - 1)
-    return xp.where(S > 1, xp.zeros_like(d), d)
+    return xp.where(flat, xp.zeros_like(d), d)
 
 
 def _min(x: Any, xp: Any, grad: bool) -> Any:
