@@ -210,3 +210,19 @@ def test_vjp_at_the_identity_element(name: str, p: float | None) -> None:
         np.array([1.0]),
     )
     np.testing.assert_allclose(vjp(np.array([1.0])), [1.0], atol=1e-12)
+
+
+@pytest.mark.parametrize(("name", "p"), FAMILIES + [("frank", 1e-3), ("frank", 1e3)])
+def test_float32_results_stay_in_the_unit_interval(name: str, p: float | None) -> None:
+    # a T-(co)norm maps [0, 1]^n into [0, 1]: chained calls must accept each other's output
+    g = np.concatenate([[0.0, 1e-7, 0.5, 1 - 1e-7, 1.0], np.linspace(0, 1, 41)]).astype(np.float32)
+    a, b = np.meshgrid(g, g)
+    for y in (
+        F.tconorm(name, a, b, p=p),
+        F.tnorm(name, a, b, p=p),
+        F.tconorm_reduce(name, np.stack([a, b, a], -1), p=p),
+        F.tnorm_reduce(name, np.stack([a, b, a], -1), p=p),
+    ):
+        assert y.dtype == np.float32
+        assert np.all((y >= 0) & (y <= 1)), (float(y.min()), float(y.max()))
+    F.tconorm(name, F.tconorm(name, a, b, p=p), b, p=p)  # no ValueError
