@@ -174,3 +174,20 @@ def test_bad_arguments() -> None:
         cdfs.cdf("logistic_phi", x, art_lambda=1.5)
     with pytest.raises(ValueError, match="already registered"):
         cdfs.register(cdfs.get("cauchy"))
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("squared", [False, True])
+def test_infinite_and_overflowing_arguments(name: str, squared: bool) -> None:
+    # F(-inf) = 0, F(inf) = 1 and f = 0 there, also when x / scale overflows (float32
+    # 3e38 / 1e-2); no NaN from inf/inf or 0·inf inside the formulas
+    for dtype in (np.float32, np.float64):
+        big = np.finfo(dtype).max / 2
+        x = np.array([-np.inf, -big, -1e3, 0.0, 1e3, big, np.inf], dtype=dtype)
+        F = cdfs.cdf(name, x, scale=1e-2, squared=squared, **_kw(name))
+        f = cdfs.pdf(name, x, scale=1e-2, squared=squared, **_kw(name))
+        assert F.dtype == dtype and f.dtype == dtype
+        assert np.all(np.isfinite(F)) and np.all(np.isfinite(f)), (F, f)
+        assert np.all(np.diff(F) >= 0) and np.all(f >= 0)
+        np.testing.assert_allclose(F[[0, 1, -2, -1]], [0, 0, 1, 1], atol=1e-6)
+        np.testing.assert_allclose(f[[0, -1]], 0, atol=1e-6)

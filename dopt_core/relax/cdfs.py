@@ -240,16 +240,20 @@ class CDF:
         return self.pdf_steep(x, 1.0 / scale, p, xp=xp)
 
     def cdf_steep(self, x: Any, steepness: float, p: dict[str, Any], *, xp: Any) -> Any:
-        """``F(steepness · x)`` — diffsort's parametrisation, same rounding as diffsort."""
+        """``F(steepness · x)`` — diffsort's parametrisation, same rounding as diffsort.
+
+        ``steepness · x`` is clipped to ``±V_MAX`` (:func:`clip_standardised`: no value
+        with ``|steepness · x| < V_MAX`` changes), so that infinite or overflowing
+        arguments give the limits 0 and 1 instead of NaN (inf/inf, inf - inf)."""
         if self.raw:
-            return self.F(x, steepness, p, xp)
-        return self.F(x * steepness, p, xp)
+            return self.F(xp.clip(x, min=-V_MAX, max=V_MAX), steepness, p, xp)
+        return self.F(clip_standardised(x, xp=xp, scale=steepness), p, xp)
 
     def pdf_steep(self, x: Any, steepness: float, p: dict[str, Any], *, xp: Any) -> Any:
-        """``d/dx F(steepness · x)``."""
+        """``d/dx F(steepness · x)`` (argument clipped as in :meth:`cdf_steep`)."""
         if self.raw:
-            return self.f(x, steepness, p, xp)
-        return self.f(x * steepness, p, xp) * steepness
+            return self.f(xp.clip(x, min=-V_MAX, max=V_MAX), steepness, p, xp)
+        return self.f(clip_standardised(x, xp=xp, scale=steepness), p, xp) * steepness
 
 
 _REGISTRY: dict[str, CDF] = {}
@@ -630,6 +634,9 @@ def make_params(
 
 
 def _squared(x: Any, xp: Any) -> Any:
+    # |x| clipped to V_MAX first: V_MAX² is finite in float32, and x² beyond it would be
+    # clipped to V_MAX by the standardisation anyway (for scale <= V_MAX)
+    x = xp.clip(x, min=-V_MAX, max=V_MAX)
     return xp.sign(x) * x * x
 
 
@@ -728,7 +735,8 @@ def pdf(
     if not isinstance(squared, bool):
         raise TypeError(f"squared must be True or False, got {squared!r}")
     if squared:
-        return entry.pdf(_squared(x, xp), scale, p, xp=xp) * 2 * xp.abs(x)
+        ax = xp.abs(xp.clip(x, min=-V_MAX, max=V_MAX))  # 0 · inf would be NaN
+        return entry.pdf(_squared(x, xp), scale, p, xp=xp) * 2 * ax
     return entry.pdf(x, scale, p, xp=xp)
 
 
