@@ -226,3 +226,38 @@ def test_float32_results_stay_in_the_unit_interval(name: str, p: float | None) -
         assert y.dtype == np.float32
         assert np.all((y >= 0) & (y <= 1)), (float(y.min()), float(y.max()))
     F.tconorm(name, F.tconorm(name, a, b, p=p), b, p=p)  # no ValueError
+
+
+def _diagonal(name: str, p: float, a: np.ndarray) -> np.ndarray:
+    """⊥(a, a) in closed form (x = 1 - a): the power-mean families at their diagonal."""
+    x = 1 - a
+    if name == "yager":  # (2 a^p)^{1/p}
+        return np.minimum(1.0, 2 ** (1 / p) * a)
+    if name == "aczel_alsina":  # 1 - x^{2^{1/p}}
+        return -np.expm1(2 ** (1 / p) * np.log(x))
+    if name == "dombi":  # 1 - 1/(1 + 2^{1/p} (1-x)/x)
+        r = 2 ** (1 / p) * a / x
+        return r / (1 + r)
+    # schweizer_sklar: 1 - (2 x^p - 1)^{1/p}, p < 0, as 1 - x (2 - x^{-p})^{1/p}
+    return 1 - x * (2 - x ** (-p)) ** (1 / p)
+
+
+@pytest.mark.parametrize(
+    ("name", "p"),
+    [("yager", 20.0), ("yager", 50.0), ("aczel_alsina", 20.0), ("aczel_alsina", 50.0),
+     ("dombi", 20.0), ("dombi", 50.0), ("schweizer_sklar", -20.0), ("schweizer_sklar", -50.0)],
+)
+def test_large_p_has_no_underflow(name: str, p: float) -> None:
+    # large p approaches max(a, b): the powers a^p (or x^p, ((1-x)/x)^p) under- or
+    # overflow long before the result does; ⊥(a, 0) = a and ⊥(a, a) must survive that
+    a = np.concatenate([np.logspace(-6, -0.01, 25), 1 - np.logspace(-5, -1, 9)])
+    # (tolerances: ⊥ = 1 - T(1 - a, 1 - b) rounds 1 - a to the dtype's epsilon)
+    for dtype, rtol, atol in ((np.float64, 1e-12, 1e-15), (np.float32, 1e-5, 2e-7)):
+        ad = a.astype(dtype)
+        ref = _diagonal(name, p, ad.astype(np.float64))
+        tol = {"rtol": rtol, "atol": atol}
+        np.testing.assert_allclose(F.tconorm(name, ad, 0.0, p=p), ad, **tol)
+        np.testing.assert_allclose(F.tconorm(name, ad, ad, p=p), ref, **tol)
+        A = np.stack([ad, np.zeros_like(ad), ad], -1)
+        np.testing.assert_allclose(F.tconorm_reduce(name, A, p=p), ref, **tol)
+        np.testing.assert_allclose(F.tnorm(name, 1 - ad, 1 - ad, p=p), 1 - ref, **tol)

@@ -206,33 +206,61 @@ def _slope_at_zero(name: str, p: Any, R: Any, xp: Any) -> Any:
     return _ind(R > 0, R, xp)
 
 
+def _power_root(h: Any, p: float, xp: Any) -> Any:
+    """``(Σ_i h_i^p)^{1/p}`` over the last axis (kept), ``h >= 0``, scaled by the largest
+    ``h``: for large ``p`` the powers under- or overflow long before the root does."""
+    m = xp.max(h, axis=-1, keepdims=True)
+    ms = xp.where(m > 0, m, xp.ones_like(m))
+    return m * xp.sum((h / ms) ** p, axis=-1, keepdims=True) ** (1 / p)
+
+
+def _reduce_nonzero(name: str, p: Any, xs: Any, zero: Any, xp: Any) -> Any:
+    """``g^{-1}(Σ_{x_i > 0} g(x_i))`` over the last axis (kept; ``zero`` entries left out).
+
+    Aczél–Alsina, Dombi (``g = h^p``) and Schweizer–Sklar (``g = x^p - 1``) are power
+    means, evaluated scaled (:func:`_power_root`; Schweizer–Sklar as
+    ``m (Σ (x_i/m)^p - (n-1) m^{-p})^{1/p}`` with ``m = min x``); the others through
+    their generator."""
+    if name == "aczel_alsina":
+        h = xp.where(zero, xp.zeros_like(xs), -xp.log(xs))
+        return xp.exp(-_power_root(h, p, xp))
+    if name == "dombi":
+        h = xp.where(zero, xp.zeros_like(xs), (1 - xs) / xs)
+        return 1 / (1 + _power_root(h, p, xp))
+    if name == "schweizer_sklar":  # p < 0; a left-out entry counts as x = 1 (g = 0)
+        xo = xp.where(zero, xp.ones_like(xs), xs)
+        m = xp.min(xo, axis=-1, keepdims=True)
+        inner = xp.sum((xo / m) ** p, axis=-1, keepdims=True) - (xs.shape[-1] - 1) * m ** (-p)
+        return m * inner ** (1 / p)
+    G = xp.where(zero, xp.zeros_like(xs), _gen(name, p, xs, xp))
+    return _gen_inv(name, p, xp.sum(G, axis=-1, keepdims=True), xp)
+
+
 def _strict(name: str, p: Any, x: Any, xp: Any, grad: bool) -> Any:
     zero = x <= 0
     xs = xp.where(zero, xp.full_like(x, 0.5), x)  # placeholder: masked below
-    G = xp.where(zero, xp.zeros_like(x), _gen(name, p, xs, xp))
-    S = xp.sum(G, axis=-1, keepdims=True)
+    V = _reduce_nonzero(name, p, xs, zero, xp)
     n0 = xp.sum(_ind(zero, x, xp), axis=-1, keepdims=True)
-    T = xp.where(n0 > 0, xp.zeros_like(S), _gen_inv(name, p, S, xp))
+    T = xp.where(n0 > 0, xp.zeros_like(V), V)
     if not grad:
         return T[..., 0]
     inner = _ratio(name, p, xs, xp.broadcast_to(T, x.shape), xp)
     inner = xp.where(n0 > 0, xp.zeros_like(inner), inner)
-    R = xp.where(n0 == 1, _gen_inv(name, p, S, xp), xp.zeros_like(S))
+    R = xp.where(n0 == 1, V, xp.zeros_like(V))
     at_zero = xp.broadcast_to(_slope_at_zero(name, p, R, xp), x.shape)
     return xp.where(zero, at_zero, inner)
 
 
 def _yager(p: float, x: Any, xp: Any, grad: bool) -> Any:
     # g(x) = (1 - x)^p = a^p: T = max(0, 1 - S^{1/p}); ∂T/∂x_i = ((1-x_i)/(1-T))^{p-1}
-    S = xp.sum((1 - x) ** p, axis=-1, keepdims=True)
-    T = xp.clip(1 - S ** (1 / p), 0.0, 1.0)
+    top = _power_root(1 - x, p, xp)  # S^{1/p} (= 1 - T where unclipped), scaled
+    T = xp.clip(1 - top, 0.0, 1.0)
     if not grad:
         return T[..., 0]
-    top = S ** (1 / p)  # = 1 - T where unclipped
     ok = top > 0
     # saturated (T = 0): no slope; at S = 1 exactly (e.g. ⊥(1, 0, ..., 0)) the entries at
     # x_i = 1 can only decrease, which keeps S >= 1: one-sided slope 0 there as well
-    flat = (S > 1) | ((S >= 1) & (x >= 1))
+    flat = (top > 1) | ((top >= 1) & (x >= 1))
     q = xp.where(ok & ~flat, (1 - x) / xp.where(ok, top, xp.ones_like(top)), xp.ones_like(x))
     d = q ** (p - 1)
     return xp.where(flat, xp.zeros_like(d), d)
