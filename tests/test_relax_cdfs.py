@@ -191,3 +191,22 @@ def test_infinite_and_overflowing_arguments(name: str, squared: bool) -> None:
         assert np.all(np.diff(F) >= 0) and np.all(f >= 0)
         np.testing.assert_allclose(F[[0, 1, -2, -1]], [0, 0, 1, 1], atol=1e-6)
         np.testing.assert_allclose(f[[0, -1]], 0, atol=1e-6)
+
+
+def test_non_floating_arguments_and_bad_scales_raise(backend) -> None:
+    # integer or bool x gave float64 (NumPy), float32 (torch), float16 (NumPy bool) or an
+    # unrelated TypeError (array_api_strict); Distribution's scale <= 0 gave
+    # ZeroDivisionError or, for -1, the mirrored CDF silently
+    with backend.context():
+        for x in (backend.asarray(np.array([0, 1])), backend.asarray(np.array([True, False]))):
+            for fn in (cdfs.cdf, cdfs.pdf):
+                with pytest.raises(TypeError, match="x must have a real floating dtype"):
+                    fn("cauchy", x)
+            with pytest.raises(TypeError, match="x must have a real floating dtype"):
+                cdfs.distribution("cauchy").cdf(x)
+    d = cdfs.distribution("logistic")
+    for scale in (0.0, -1.0, math.nan):
+        for fn in (d.cdf, d.pdf):
+            with pytest.raises(ValueError, match="scale"):
+                fn(np.array([1.0]), scale=scale)
+    np.testing.assert_allclose(d.cdf(np.array([1.0]), scale=2.0), sps.expit([0.5]), rtol=1e-15)

@@ -75,7 +75,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._lib._checks import check_choice, check_positive, check_real
+from .._lib._checks import check_choice, check_dtype_kind, check_positive, check_real
 from .._lib._compat import array_namespace
 
 __all__ = [
@@ -633,6 +633,15 @@ def make_params(
     return p
 
 
+def _floating(x: Any) -> Any:
+    """``x``'s namespace, after checking its dtype is real floating (``TypeError`` otherwise:
+    integer and bool arrays gave a backend-dependent dtype, or an unrelated error)."""
+    xp = array_namespace(x)
+    if not check_dtype_kind(xp, x.dtype, "real floating", name="x"):
+        raise TypeError(f"x must have a real floating dtype (float32 or float64), got {x.dtype}")
+    return xp
+
+
 def _squared(x: Any, xp: Any) -> Any:
     # |x| clipped to V_MAX first: V_MAX² is finite in float32, and x² beyond it would be
     # clipped to V_MAX by the standardisation anyway (for scale <= V_MAX)
@@ -681,7 +690,7 @@ def cdf(
     >>> cdfs.cdf("cauchy", np.array([-1.0, 0.0, 1.0]))   # arctan(v)/π + 1/2
     array([0.25, 0.5 , 0.75])
     """
-    xp = array_namespace(x)
+    xp = _floating(x)
     entry = get(name)
     scale = check_positive(scale, name="scale")
     p = make_params(name, shape=shape, shift=shift, art_lambda=art_lambda)
@@ -728,7 +737,7 @@ def pdf(
     >>> cdfs.pdf("logistic", np.array([0.0]), scale=0.5)   # σ'(0) / s = 0.25 / 0.5
     array([0.5])
     """
-    xp = array_namespace(x)
+    xp = _floating(x)
     entry = get(name)
     scale = check_positive(scale, name="scale")
     p = make_params(name, shape=shape, shift=shift, art_lambda=art_lambda)
@@ -776,12 +785,14 @@ class Distribution:
         return dict(self.params)
 
     def cdf(self, x: Any, scale: float = 1.0) -> Any:
-        """``F(x / scale)`` with the bound parameters."""
-        return self.entry.cdf(x, scale, self.param_dict, xp=array_namespace(x))
+        """``F(x / scale)`` with the bound parameters (``scale > 0``)."""
+        xp = _floating(x)
+        return self.entry.cdf(x, check_positive(scale, name="scale"), self.param_dict, xp=xp)
 
     def pdf(self, x: Any, scale: float = 1.0) -> Any:
-        """``dF(x / scale)/dx`` with the bound parameters."""
-        return self.entry.pdf(x, scale, self.param_dict, xp=array_namespace(x))
+        """``dF(x / scale)/dx`` with the bound parameters (``scale > 0``)."""
+        xp = _floating(x)
+        return self.entry.pdf(x, check_positive(scale, name="scale"), self.param_dict, xp=xp)
 
 
 def distribution(name: str, /, **params: Any) -> Distribution:
