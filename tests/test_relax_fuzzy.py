@@ -261,3 +261,25 @@ def test_large_p_has_no_underflow(name: str, p: float) -> None:
         A = np.stack([ad, np.zeros_like(ad), ad], -1)
         np.testing.assert_allclose(F.tconorm_reduce(name, A, p=p), ref, **tol)
         np.testing.assert_allclose(F.tnorm(name, 1 - ad, 1 - ad, p=p), 1 - ref, **tol)
+
+
+@pytest.mark.parametrize("p", [1e-6, 1e-4, 0.3, 1 - 1e-6, 1 + 1e-6, 4.0, 1e6])
+def test_frank_against_high_precision(p: float) -> None:
+    # ⊥(a, b) = 1 - log_p(1 + (p^x - 1)(p^y - 1)/(p - 1)), x = 1 - a, y = 1 - b, in
+    # 50-digit arithmetic; small p (towards max) amplified the rounding of the generator
+    # near x = 1 and of log1p near -1 (float32 p = 1e-4: error 1e-4, p = 1e-6: 4e-3)
+    mpmath = pytest.importorskip("mpmath")
+    mpmath.mp.dps = 50
+    g = np.array([0.0, 1e-4, 0.01, 0.1, 0.3, 0.5, 0.7, 0.9, 0.99, 1.0])
+    a, b = (v.ravel() for v in np.meshgrid(g, g))
+    P = mpmath.mpf(p)
+
+    def ref(ai: float, bi: float) -> float:
+        x, y = 1 - mpmath.mpf(ai), 1 - mpmath.mpf(bi)
+        return float(1 - mpmath.log(1 + (P**x - 1) * (P**y - 1) / (P - 1)) / mpmath.log(P))
+
+    want = np.array([ref(ai, bi) for ai, bi in zip(a, b, strict=True)])
+    for dtype, tol in ((np.float64, 1e-12), (np.float32, 1e-6)):
+        got = F.tconorm("frank", a.astype(dtype), b.astype(dtype), p=p)
+        # the reference at the inputs as rounded to the dtype: 1 - a is exact in binary64
+        np.testing.assert_allclose(got, want, atol=tol)
