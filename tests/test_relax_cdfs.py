@@ -210,3 +210,21 @@ def test_non_floating_arguments_and_bad_scales_raise(backend) -> None:
             with pytest.raises(ValueError, match="scale"):
                 fn(np.array([1.0]), scale=scale)
     np.testing.assert_allclose(d.cdf(np.array([1.0]), scale=2.0), sps.expit([0.5]), rtol=1e-15)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_float32_values_are_probabilities(name: str) -> None:
+    # F in [0, 1] to the last bit: relaxed weights built from F (soft_index_weights, the
+    # edge differences) feed soft_assign / soft_if, which reject values outside [0, 1];
+    # cubic_hermite's 3y² - 2y³ rounded to 1 + 1.2e-7 just below y = 1
+    x = np.concatenate([np.linspace(-40, 40, 40001), np.linspace(-1.001, 1.001, 40001)])
+    for dtype in (np.float32, np.float64):
+        F = cdfs.cdf(name, x.astype(dtype), **_kw(name))
+        assert F.min() >= 0 and F.max() <= 1, (F.min(), F.max())
+    if name == "cubic_hermite":
+        from dopt_core.relax import soft_assign, soft_index_weights
+
+        i = np.linspace(-3, 8, 20001, dtype=np.float32)
+        w = soft_index_weights(i, 6, beta=1.0, distribution=name)
+        assert w.min() >= 0 and w.max() <= 1
+        soft_assign(np.zeros((i.size, 6), np.float32), w, np.float32(1.0))  # no ValueError

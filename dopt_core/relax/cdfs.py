@@ -508,7 +508,8 @@ _add(
 )
 _add(
     "cubic_hermite",
-    lambda v, p, xp: 3 * _uniform_y(v, xp) ** 2 - 2 * _uniform_y(v, xp) ** 3,
+    # y²(3 - 2y), not 3y² - 2y³: the latter rounds to 1 + 1.2e-7 in float32 near y = 1
+    lambda v, p, xp: _uniform_y(v, xp) ** 2 * (3 - 2 * _uniform_y(v, xp)),
     lambda v, p, xp: 3 * _uniform_y(v, xp) * (1 - _uniform_y(v, xp)) * _inside(v, xp),
     symmetric=True,
     source="GenDR",
