@@ -96,10 +96,11 @@ class SoftEqOp(Op):
     name: ClassVar[str] = "soft_eq"
 
     def forward(self, a: Any, b: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
-        # sech²(v/2) = 4σ(v)σ(-v) = 4e/(1+e)², e = exp(-|v|): no overflow, no cancellation
+        # sech²(v/2) = 4σ(v)σ(-v) = 4e/(1+e)², e = exp(-|v|): no overflow, no cancellation;
+        # capped at 1 (float32 rounds it to 1 + 1.2e-7 near v = 0: not a probability)
         v = self.beta * (a - b)
         e = xp.exp(-xp.abs(v))
-        return 4 * e / ((1 + e) * (1 + e)), (v,)
+        return xp.minimum(4 * e / ((1 + e) * (1 + e)), xp.ones_like(e)), (v,)
 
     def vjp(self, residuals: tuple[Any, ...], g: Any, *, xp: Any) -> tuple[Any | None, ...]:
         (v,) = residuals
