@@ -174,3 +174,57 @@ def test_bad_arguments() -> None:
         cdfs.cdf("logistic_phi", x, art_lambda=1.5)
     with pytest.raises(ValueError, match="already registered"):
         cdfs.register(cdfs.get("cauchy"))
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("squared", [False, True])
+def test_infinite_and_overflowing_arguments(name: str, squared: bool) -> None:
+    # F(-inf) = 0, F(inf) = 1 and f = 0 there, also when x / scale overflows (float32
+    # 3e38 / 1e-2); no NaN from inf/inf or 0·inf inside the formulas
+    for dtype in (np.float32, np.float64):
+        big = np.finfo(dtype).max / 2
+        x = np.array([-np.inf, -big, -1e3, 0.0, 1e3, big, np.inf], dtype=dtype)
+        F = cdfs.cdf(name, x, scale=1e-2, squared=squared, **_kw(name))
+        f = cdfs.pdf(name, x, scale=1e-2, squared=squared, **_kw(name))
+        assert F.dtype == dtype and f.dtype == dtype
+        assert np.all(np.isfinite(F)) and np.all(np.isfinite(f)), (F, f)
+        assert np.all(np.diff(F) >= 0) and np.all(f >= 0)
+        np.testing.assert_allclose(F[[0, 1, -2, -1]], [0, 0, 1, 1], atol=1e-6)
+        np.testing.assert_allclose(f[[0, -1]], 0, atol=1e-6)
+
+
+def test_non_floating_arguments_and_bad_scales_raise(backend) -> None:
+    # integer or bool x gave float64 (NumPy), float32 (torch), float16 (NumPy bool) or an
+    # unrelated TypeError (array_api_strict); Distribution's scale <= 0 gave
+    # ZeroDivisionError or, for -1, the mirrored CDF silently
+    with backend.context():
+        for x in (backend.asarray(np.array([0, 1])), backend.asarray(np.array([True, False]))):
+            for fn in (cdfs.cdf, cdfs.pdf):
+                with pytest.raises(TypeError, match="x must have a real floating dtype"):
+                    fn("cauchy", x)
+            with pytest.raises(TypeError, match="x must have a real floating dtype"):
+                cdfs.distribution("cauchy").cdf(x)
+    d = cdfs.distribution("logistic")
+    for scale in (0.0, -1.0, math.nan):
+        for fn in (d.cdf, d.pdf):
+            with pytest.raises(ValueError, match="scale"):
+                fn(np.array([1.0]), scale=scale)
+    np.testing.assert_allclose(d.cdf(np.array([1.0]), scale=2.0), sps.expit([0.5]), rtol=1e-15)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_float32_values_are_probabilities(name: str) -> None:
+    # F in [0, 1] to the last bit: relaxed weights built from F (soft_index_weights, the
+    # edge differences) feed soft_assign / soft_if, which reject values outside [0, 1];
+    # cubic_hermite's 3y² - 2y³ rounded to 1 + 1.2e-7 just below y = 1
+    x = np.concatenate([np.linspace(-40, 40, 40001), np.linspace(-1.001, 1.001, 40001)])
+    for dtype in (np.float32, np.float64):
+        F = cdfs.cdf(name, x.astype(dtype), **_kw(name))
+        assert F.min() >= 0 and F.max() <= 1, (F.min(), F.max())
+    if name == "cubic_hermite":
+        from dopt_core.relax import soft_assign, soft_index_weights
+
+        i = np.linspace(-3, 8, 20001, dtype=np.float32)
+        w = soft_index_weights(i, 6, beta=1.0, distribution=name)
+        assert w.min() >= 0 and w.max() <= 1
+        soft_assign(np.zeros((i.size, 6), np.float32), w, np.float32(1.0))  # no ValueError

@@ -269,3 +269,18 @@ def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match="reduction"):
         permutation_loss(P, np.array([2, 1]), reduction="avg")
     assert cdfs.get("logistic").symmetric
+
+
+def test_vector_extrema_accept_the_logistic_in_every_form() -> None:
+    # distribution= takes a name, a cdfs.Distribution or a cdfs.CDF everywhere; the vector
+    # min/max (softmax weights, logistic only) rejected the logistic's objects as not logistic
+    x = np.array([[2.0, 0.5, 4.0], [1.0, 1.0, -3.0]])
+    w = np.exp(-1.5 * x) / np.exp(-1.5 * x).sum(-1, keepdims=True)
+    for d in ("logistic", cdfs.distribution("logistic"), cdfs.get("logistic")):
+        np.testing.assert_allclose(soft_min(x, beta=1.5, distribution=d), (w * x).sum(-1))
+        np.testing.assert_allclose(
+            soft_max(x, beta=1.5, distribution=d), soft_max(x, beta=1.5), rtol=1e-15
+        )
+    for d in ("cauchy", cdfs.distribution("gamma", shape=3.0)):
+        with pytest.raises(ValueError, match="distribution must be 'logistic'"):
+            soft_min(x, distribution=d)

@@ -252,3 +252,28 @@ def test_distribution_parameters_everywhere() -> None:
     with pytest.raises(TypeError, match="distribution must be"):
         soft_compare(x, 0.0, distribution=3)
     assert soft_if(np.array([0.5]), 1.0, 0.0)[0] == 0.5
+
+
+def test_soft_while_rejects_conditions_outside_the_unit_interval() -> None:
+    # Pr[K = k] = p_{k-1} - p_k are weights only for c in [0, 1]; c = 2 gave the weights
+    # (-1, -2, -4, 8) and silently a state extrapolated far outside the visited ones
+    body = lambda s: s + 1.0  # noqa: E731
+    for bad in (2.0, -0.5, math.nan):
+        with pytest.raises(ValueError, match=r"cond.*\[0, 1\]"):
+            soft_while(lambda s: s * 0 + bad, body, np.zeros(2), max_iter=3)
+    # only at the second iteration
+    with pytest.raises(ValueError, match=r"cond.*\[0, 1\]"):
+        soft_while(lambda s: np.where(s > 0.5, 1.5, 0.5), body, np.zeros(2), max_iter=3)
+    # the boundary values are fine, and a valid loop still reads one max per iteration
+    out = soft_while(lambda s: np.where(s < 1.5, 1.0, 0.0), body, np.zeros(2), max_iter=5)
+    np.testing.assert_array_equal(out, [2.0, 2.0])
+
+
+def test_soft_eq_is_a_probability_in_float32() -> None:
+    # sech²(v/2) <= 1; 4e/(1+e)² rounded to 1 + 1.2e-7 near v = 0 in float32, so the
+    # AlgoVision pattern If(Eq(a, b)) = soft_if(soft_eq(a, b), ...) raised ValueError
+    x = np.linspace(-1e-3, 1e-3, 20001, dtype=np.float32)
+    e = soft_eq(x, 0.0, beta=1.0)
+    assert e.dtype == np.float32 and e.max() <= 1 and e.min() > 0.9999
+    np.testing.assert_allclose(e, 1 / np.cosh(x.astype(np.float64) / 2) ** 2, atol=2e-7)
+    soft_if(e, np.float32(2.0), np.float32(0.0))  # no ValueError

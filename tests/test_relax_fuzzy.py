@@ -192,3 +192,94 @@ def test_backends_and_float32(backend, name: str) -> None:
         assert y.dtype == dtype
         np.testing.assert_allclose(y, ref_y, atol=tol)
         np.testing.assert_allclose(grad, ref_g, atol=tol * 10)
+
+
+@pytest.mark.parametrize(("name", "p"), FAMILIES, ids=IDS)
+def test_vjp_at_the_identity_element(name: str, p: float | None) -> None:
+    # ⊥(a, 0, ..., 0) = a for every a, so ∂⊥/∂a = 1 at a = 1 too (one-sided, exact):
+    # the leave-one-out reduction of the zeros is the T-norm's identity 1
+    for A in (np.array([1.0]), np.array([1.0, 0.0]), np.array([0.0, 1.0, 0.0])):
+        got = _vjp(name, p, A, np.array(1.0))
+        h = 1e-7
+        lo = A - h * (A == 1.0)
+        fd = (F.tconorm_reduce(name, A, p=p) - F.tconorm_reduce(name, lo, p=p)) / h
+        assert fd == pytest.approx(1.0, abs=1e-6)
+        np.testing.assert_allclose(got, (A == 1.0).astype(float), atol=1e-12)
+    _, vjp = dc.value_and_vjp(
+        op_function(lambda a: F.tconorm.bind(name, a, 0.0, p=p, check_finite=False)),
+        np.array([1.0]),
+    )
+    np.testing.assert_allclose(vjp(np.array([1.0])), [1.0], atol=1e-12)
+
+
+@pytest.mark.parametrize(("name", "p"), FAMILIES + [("frank", 1e-3), ("frank", 1e3)])
+def test_float32_results_stay_in_the_unit_interval(name: str, p: float | None) -> None:
+    # a T-(co)norm maps [0, 1]^n into [0, 1]: chained calls must accept each other's output
+    g = np.concatenate([[0.0, 1e-7, 0.5, 1 - 1e-7, 1.0], np.linspace(0, 1, 41)]).astype(np.float32)
+    a, b = np.meshgrid(g, g)
+    for y in (
+        F.tconorm(name, a, b, p=p),
+        F.tnorm(name, a, b, p=p),
+        F.tconorm_reduce(name, np.stack([a, b, a], -1), p=p),
+        F.tnorm_reduce(name, np.stack([a, b, a], -1), p=p),
+    ):
+        assert y.dtype == np.float32
+        assert np.all((y >= 0) & (y <= 1)), (float(y.min()), float(y.max()))
+    F.tconorm(name, F.tconorm(name, a, b, p=p), b, p=p)  # no ValueError
+
+
+def _diagonal(name: str, p: float, a: np.ndarray) -> np.ndarray:
+    """⊥(a, a) in closed form (x = 1 - a): the power-mean families at their diagonal."""
+    x = 1 - a
+    if name == "yager":  # (2 a^p)^{1/p}
+        return np.minimum(1.0, 2 ** (1 / p) * a)
+    if name == "aczel_alsina":  # 1 - x^{2^{1/p}}
+        return -np.expm1(2 ** (1 / p) * np.log(x))
+    if name == "dombi":  # 1 - 1/(1 + 2^{1/p} (1-x)/x)
+        r = 2 ** (1 / p) * a / x
+        return r / (1 + r)
+    # schweizer_sklar: 1 - (2 x^p - 1)^{1/p}, p < 0, as 1 - x (2 - x^{-p})^{1/p}
+    return 1 - x * (2 - x ** (-p)) ** (1 / p)
+
+
+@pytest.mark.parametrize(
+    ("name", "p"),
+    [("yager", 20.0), ("yager", 50.0), ("aczel_alsina", 20.0), ("aczel_alsina", 50.0),
+     ("dombi", 20.0), ("dombi", 50.0), ("schweizer_sklar", -20.0), ("schweizer_sklar", -50.0)],
+)
+def test_large_p_has_no_underflow(name: str, p: float) -> None:
+    # large p approaches max(a, b): the powers a^p (or x^p, ((1-x)/x)^p) under- or
+    # overflow long before the result does; ⊥(a, 0) = a and ⊥(a, a) must survive that
+    a = np.concatenate([np.logspace(-6, -0.01, 25), 1 - np.logspace(-5, -1, 9)])
+    # (tolerances: ⊥ = 1 - T(1 - a, 1 - b) rounds 1 - a to the dtype's epsilon)
+    for dtype, rtol, atol in ((np.float64, 1e-12, 1e-15), (np.float32, 1e-5, 2e-7)):
+        ad = a.astype(dtype)
+        ref = _diagonal(name, p, ad.astype(np.float64))
+        tol = {"rtol": rtol, "atol": atol}
+        np.testing.assert_allclose(F.tconorm(name, ad, 0.0, p=p), ad, **tol)
+        np.testing.assert_allclose(F.tconorm(name, ad, ad, p=p), ref, **tol)
+        A = np.stack([ad, np.zeros_like(ad), ad], -1)
+        np.testing.assert_allclose(F.tconorm_reduce(name, A, p=p), ref, **tol)
+        np.testing.assert_allclose(F.tnorm(name, 1 - ad, 1 - ad, p=p), 1 - ref, **tol)
+
+
+@pytest.mark.parametrize("p", [1e-6, 1e-4, 0.3, 1 - 1e-6, 1 + 1e-6, 4.0, 1e6])
+def test_frank_against_high_precision(p: float) -> None:
+    # ⊥(a, b) = 1 - log_p(1 + (p^x - 1)(p^y - 1)/(p - 1)), x = 1 - a, y = 1 - b, in
+    # 50-digit arithmetic; small p (towards max) amplified the rounding of the generator
+    # near x = 1 and of log1p near -1 (float32 p = 1e-4: error 1e-4, p = 1e-6: 4e-3)
+    mpmath = pytest.importorskip("mpmath")
+    mpmath.mp.dps = 50
+    g = np.array([0.0, 1e-4, 0.01, 0.1, 0.3, 0.5, 0.7, 0.9, 0.99, 1.0])
+    a, b = (v.ravel() for v in np.meshgrid(g, g))
+    P = mpmath.mpf(p)
+
+    def ref(ai: float, bi: float) -> float:
+        x, y = 1 - mpmath.mpf(ai), 1 - mpmath.mpf(bi)
+        return float(1 - mpmath.log(1 + (P**x - 1) * (P**y - 1) / (P - 1)) / mpmath.log(P))
+
+    want = np.array([ref(ai, bi) for ai, bi in zip(a, b, strict=True)])
+    for dtype, tol in ((np.float64, 1e-12), (np.float32, 1e-6)):
+        got = F.tconorm("frank", a.astype(dtype), b.astype(dtype), p=p)
+        # the reference at the inputs as rounded to the dtype: 1 - a is exact in binary64
+        np.testing.assert_allclose(got, want, atol=tol)

@@ -300,7 +300,7 @@ def _extremum(x: Any, y: Any, beta: Any, distribution: Any, check_finite: bool, 
     if y is None:
         x, xp, out_dtype = check_scores(x, name="x", check_finite=check_finite)
         beta = _beta(beta, x, xp=xp)
-        if distribution != "logistic":
+        if _dist(distribution) != cdfs.resolve("logistic"):  # a name or a cdfs object
             raise ValueError(
                 "distribution must be 'logistic' for the min/max of a vector (softmin weights); "
                 f"got {distribution!r}"

@@ -96,10 +96,11 @@ class SoftEqOp(Op):
     name: ClassVar[str] = "soft_eq"
 
     def forward(self, a: Any, b: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
-        # sech²(v/2) = 4σ(v)σ(-v) = 4e/(1+e)², e = exp(-|v|): no overflow, no cancellation
+        # sech²(v/2) = 4σ(v)σ(-v) = 4e/(1+e)², e = exp(-|v|): no overflow, no cancellation;
+        # capped at 1 (float32 rounds it to 1 + 1.2e-7 near v = 0: not a probability)
         v = self.beta * (a - b)
         e = xp.exp(-xp.abs(v))
-        return 4 * e / ((1 + e) * (1 + e)), (v,)
+        return xp.minimum(4 * e / ((1 + e) * (1 + e)), xp.ones_like(e)), (v,)
 
     def vjp(self, residuals: tuple[Any, ...], g: Any, *, xp: Any) -> tuple[Any | None, ...]:
         (v,) = residuals
@@ -554,7 +555,8 @@ def soft_while(
     Parameters
     ----------
     cond : callable
-        ``state -> p``, the probability that the loop continues (batch shape).
+        ``state -> p``, the probability that the loop continues (batch shape; values
+        outside [0, 1] or NaN raise ``ValueError`` unless traced).
     body : callable
         ``state -> state``, one iteration.
     state : array or dict / list / tuple of arrays
@@ -615,17 +617,33 @@ def soft_while(
             p = xp.asarray(float(p), dtype=first.dtype, device=device(first))
         return p
 
+    def host_max(c: Any, p: Any, k: int) -> float | None:
+        """``max p`` after checking ``c`` in [0, 1], in one host read (``None`` if traced)."""
+        if backend.is_traced(p) or backend.is_traced(c):
+            return None
+        stats = [xp.astype(xp.reshape(r, (1,)), p.dtype) for r in (xp.min(c), xp.max(c), xp.max(p))]
+        lo, hi, top = (float(v) for v in backend.to_numpy(xp.concat(stats)))
+        if not (lo >= 0 and hi <= 1):  # NaN fails both
+            raise ValueError(
+                f"cond must return probabilities in [0, 1]; got values in [{lo}, {hi}] "
+                f"after {k} iteration(s)"
+            )
+        return top
+
     s = state
     p_prev = prob(s)
+    top = host_max(p_prev, p_prev, 0)
     weights = [1 - p_prev]
     acc = weighted(1 - p_prev, _leaves(s))
-    for _ in range(max_iter):
-        if not backend.is_traced(p_prev) and float(backend.to_numpy(xp.max(p_prev))) <= eps:
+    for k in range(max_iter):
+        if top is not None and top <= eps:
             break
         s = body(s)
         if _structure(s) != shape0:
             raise ValueError("body must return a state with the structure of the initial state")
-        p = p_prev * prob(s)
+        c = prob(s)
+        p = p_prev * c
+        top = host_max(c, p, k + 1)
         w = p_prev - p
         weights.append(w)
         acc = [u + t for u, t in zip(acc, weighted(w, _leaves(s)), strict=True)]

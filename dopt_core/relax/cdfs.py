@@ -75,7 +75,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._lib._checks import check_choice, check_positive, check_real
+from .._lib._checks import check_choice, check_dtype_kind, check_positive, check_real
 from .._lib._compat import array_namespace
 
 __all__ = [
@@ -240,16 +240,20 @@ class CDF:
         return self.pdf_steep(x, 1.0 / scale, p, xp=xp)
 
     def cdf_steep(self, x: Any, steepness: float, p: dict[str, Any], *, xp: Any) -> Any:
-        """``F(steepness · x)`` — diffsort's parametrisation, same rounding as diffsort."""
+        """``F(steepness · x)`` — diffsort's parametrisation, same rounding as diffsort.
+
+        ``steepness · x`` is clipped to ``±V_MAX`` (:func:`clip_standardised`: no value
+        with ``|steepness · x| < V_MAX`` changes), so that infinite or overflowing
+        arguments give the limits 0 and 1 instead of NaN (inf/inf, inf - inf)."""
         if self.raw:
-            return self.F(x, steepness, p, xp)
-        return self.F(x * steepness, p, xp)
+            return self.F(xp.clip(x, min=-V_MAX, max=V_MAX), steepness, p, xp)
+        return self.F(clip_standardised(x, xp=xp, scale=steepness), p, xp)
 
     def pdf_steep(self, x: Any, steepness: float, p: dict[str, Any], *, xp: Any) -> Any:
-        """``d/dx F(steepness · x)``."""
+        """``d/dx F(steepness · x)`` (argument clipped as in :meth:`cdf_steep`)."""
         if self.raw:
-            return self.f(x, steepness, p, xp)
-        return self.f(x * steepness, p, xp) * steepness
+            return self.f(xp.clip(x, min=-V_MAX, max=V_MAX), steepness, p, xp)
+        return self.f(clip_standardised(x, xp=xp, scale=steepness), p, xp) * steepness
 
 
 _REGISTRY: dict[str, CDF] = {}
@@ -504,7 +508,8 @@ _add(
 )
 _add(
     "cubic_hermite",
-    lambda v, p, xp: 3 * _uniform_y(v, xp) ** 2 - 2 * _uniform_y(v, xp) ** 3,
+    # y²(3 - 2y), not 3y² - 2y³: the latter rounds to 1 + 1.2e-7 in float32 near y = 1
+    lambda v, p, xp: _uniform_y(v, xp) ** 2 * (3 - 2 * _uniform_y(v, xp)),
     lambda v, p, xp: 3 * _uniform_y(v, xp) * (1 - _uniform_y(v, xp)) * _inside(v, xp),
     symmetric=True,
     source="GenDR",
@@ -629,7 +634,19 @@ def make_params(
     return p
 
 
+def _floating(x: Any) -> Any:
+    """``x``'s namespace, after checking its dtype is real floating (``TypeError`` otherwise:
+    integer and bool arrays gave a backend-dependent dtype, or an unrelated error)."""
+    xp = array_namespace(x)
+    if not check_dtype_kind(xp, x.dtype, "real floating", name="x"):
+        raise TypeError(f"x must have a real floating dtype (float32 or float64), got {x.dtype}")
+    return xp
+
+
 def _squared(x: Any, xp: Any) -> Any:
+    # |x| clipped to V_MAX first: V_MAX² is finite in float32, and x² beyond it would be
+    # clipped to V_MAX by the standardisation anyway (for scale <= V_MAX)
+    x = xp.clip(x, min=-V_MAX, max=V_MAX)
     return xp.sign(x) * x * x
 
 
@@ -674,7 +691,7 @@ def cdf(
     >>> cdfs.cdf("cauchy", np.array([-1.0, 0.0, 1.0]))   # arctan(v)/π + 1/2
     array([0.25, 0.5 , 0.75])
     """
-    xp = array_namespace(x)
+    xp = _floating(x)
     entry = get(name)
     scale = check_positive(scale, name="scale")
     p = make_params(name, shape=shape, shift=shift, art_lambda=art_lambda)
@@ -721,14 +738,15 @@ def pdf(
     >>> cdfs.pdf("logistic", np.array([0.0]), scale=0.5)   # σ'(0) / s = 0.25 / 0.5
     array([0.5])
     """
-    xp = array_namespace(x)
+    xp = _floating(x)
     entry = get(name)
     scale = check_positive(scale, name="scale")
     p = make_params(name, shape=shape, shift=shift, art_lambda=art_lambda)
     if not isinstance(squared, bool):
         raise TypeError(f"squared must be True or False, got {squared!r}")
     if squared:
-        return entry.pdf(_squared(x, xp), scale, p, xp=xp) * 2 * xp.abs(x)
+        ax = xp.abs(xp.clip(x, min=-V_MAX, max=V_MAX))  # 0 · inf would be NaN
+        return entry.pdf(_squared(x, xp), scale, p, xp=xp) * 2 * ax
     return entry.pdf(x, scale, p, xp=xp)
 
 
@@ -768,12 +786,14 @@ class Distribution:
         return dict(self.params)
 
     def cdf(self, x: Any, scale: float = 1.0) -> Any:
-        """``F(x / scale)`` with the bound parameters."""
-        return self.entry.cdf(x, scale, self.param_dict, xp=array_namespace(x))
+        """``F(x / scale)`` with the bound parameters (``scale > 0``)."""
+        xp = _floating(x)
+        return self.entry.cdf(x, check_positive(scale, name="scale"), self.param_dict, xp=xp)
 
     def pdf(self, x: Any, scale: float = 1.0) -> Any:
-        """``dF(x / scale)/dx`` with the bound parameters."""
-        return self.entry.pdf(x, scale, self.param_dict, xp=array_namespace(x))
+        """``dF(x / scale)/dx`` with the bound parameters (``scale > 0``)."""
+        xp = _floating(x)
+        return self.entry.pdf(x, check_positive(scale, name="scale"), self.param_dict, xp=xp)
 
 
 def distribution(name: str, /, **params: Any) -> Distribution:

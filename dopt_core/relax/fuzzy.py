@@ -120,6 +120,39 @@ def _safe(q: Any, ok: Any, xp: Any) -> Any:
     return xp.where(ok, q, xp.ones_like(q))
 
 
+def _frank_gen(p: float, x: Any, xp: Any) -> Any:
+    """Frank's ``g(x) = -log r``, ``r = (p^x - 1)/(p - 1)`` in (0, 1].
+
+    Near ``x = 1`` (``r >= ½``) as ``-log1p(r - 1)`` with ``r - 1`` in closed form,
+    ``p (p^{x-1} - 1)/(p - 1)``: ``-log r`` of the rounded ``r`` lost the small ``g``
+    that small ``p`` then amplifies (``dT/dS ~ 1/((S + p) |log p|)``)."""
+    L = math.log(p)
+    r = xp.expm1(x * L) / math.expm1(L)
+    y = (x - 1) * L  # >= 0 for p < 1, <= 0 for p > 1
+    if p < 1:  # only r >= ½ is used, where p e^y <= 1: the clip only avoids overflow
+        y = xp.minimum(y, xp.full_like(y, math.log1p(1 / p)))
+        rm1 = (p / math.expm1(L)) * xp.expm1(y)
+    else:
+        rm1 = xp.expm1(y) / -math.expm1(-L)
+    near = r >= 0.5
+    return xp.where(near, -xp.log1p(xp.where(near, rm1, xp.zeros_like(rm1))), -xp.log(r))
+
+
+def _frank_gen_inv(p: float, s: Any, xp: Any) -> Any:
+    """Frank's ``g^{-1}(s) = log(1 + (p - 1) e^{-s}) / log p``.
+
+    For ``p < 1`` and ``(p - 1) e^{-s} < -½`` the argument is ``-expm1(-s) + p e^{-s}``
+    (two positive terms), not ``1 +`` a number near -1 (the cancellation cost float32
+    1e-4 at ``p = 1e-4``)."""
+    L = math.log(p)
+    u = math.expm1(L) * xp.exp(-s)
+    if p >= 1:
+        return xp.log1p(u) / L
+    far = u > -0.5
+    delta = -xp.expm1(-s) + xp.exp(L - s)
+    return xp.where(far, xp.log1p(xp.where(far, u, xp.zeros_like(u))), xp.log(delta)) / L
+
+
 def _gen(name: str, p: Any, x: Any, xp: Any) -> Any:
     if name == "probabilistic":
         return -xp.log(x)
@@ -128,8 +161,7 @@ def _gen(name: str, p: Any, x: Any, xp: Any) -> Any:
     if name == "hamacher":
         return (1 - x) / x if p == 0 else xp.log((p + (1 - p) * x) / x)
     if name == "frank":
-        L = math.log(p)
-        return -xp.log(xp.expm1(x * L) / math.expm1(L))
+        return _frank_gen(p, x, xp)
     if name == "aczel_alsina":
         return (-xp.log(x)) ** p
     if name == "dombi":
@@ -147,8 +179,7 @@ def _gen_inv(name: str, p: Any, s: Any, xp: Any) -> Any:
     if name == "hamacher":
         return 1 / (1 + s) if p == 0 else p / (xp.expm1(s) + p)
     if name == "frank":
-        L = math.log(p)
-        return xp.log1p(math.expm1(L) * xp.exp(-s)) / L
+        return _frank_gen_inv(p, s, xp)
     if name == "aczel_alsina":
         return xp.exp(-(s ** (1 / p)))
     if name == "dombi":
@@ -173,7 +204,7 @@ def _ratio(name: str, p: Any, x: Any, T: Any, xp: Any) -> Any:
     if name == "aczel_alsina":
         tpos = T > 0
         lt = -xp.log(xp.where(tpos & ~one, T, xp.full_like(T, 0.5)))
-        q = _safe(-xp.log(x) / lt, ~one, xp)
+        q = _safe(-xp.log(x) / lt, ~one & tpos, xp)  # T = 0: masked below
         out = (T / x) * q ** (p - 1)
         return xp.where(tpos, out, xp.zeros_like(out))
     if name == "dombi":
@@ -200,38 +231,70 @@ def _slope_at_zero(name: str, p: Any, R: Any, xp: Any) -> Any:
     if name == "aczel_alsina" and p == 1:
         return R
     if name == "aczel_alsina" and p < 1:
-        return xp.zeros_like(R)
+        # T(x, R) = o(x) for R < 1, but T(x, 1) = x (1 is the identity): slope 1 there
+        return _ind(R >= 1, R, xp)
     # hamacher p = 0, aczel_alsina p > 1, dombi, schweizer_sklar: T(x, R) ~ x
     return _ind(R > 0, R, xp)
+
+
+def _power_root(h: Any, p: float, xp: Any) -> Any:
+    """``(Σ_i h_i^p)^{1/p}`` over the last axis (kept), ``h >= 0``, scaled by the largest
+    ``h``: for large ``p`` the powers under- or overflow long before the root does."""
+    m = xp.max(h, axis=-1, keepdims=True)
+    ms = xp.where(m > 0, m, xp.ones_like(m))
+    return m * xp.sum((h / ms) ** p, axis=-1, keepdims=True) ** (1 / p)
+
+
+def _reduce_nonzero(name: str, p: Any, xs: Any, zero: Any, xp: Any) -> Any:
+    """``g^{-1}(Σ_{x_i > 0} g(x_i))`` over the last axis (kept; ``zero`` entries left out).
+
+    Aczél–Alsina, Dombi (``g = h^p``) and Schweizer–Sklar (``g = x^p - 1``) are power
+    means, evaluated scaled (:func:`_power_root`; Schweizer–Sklar as
+    ``m (Σ (x_i/m)^p - (n-1) m^{-p})^{1/p}`` with ``m = min x``); the others through
+    their generator."""
+    if name == "aczel_alsina":
+        h = xp.where(zero, xp.zeros_like(xs), -xp.log(xs))
+        return xp.exp(-_power_root(h, p, xp))
+    if name == "dombi":
+        h = xp.where(zero, xp.zeros_like(xs), (1 - xs) / xs)
+        return 1 / (1 + _power_root(h, p, xp))
+    if name == "schweizer_sklar":  # p < 0; a left-out entry counts as x = 1 (g = 0)
+        xo = xp.where(zero, xp.ones_like(xs), xs)
+        m = xp.min(xo, axis=-1, keepdims=True)
+        inner = xp.sum((xo / m) ** p, axis=-1, keepdims=True) - (xs.shape[-1] - 1) * m ** (-p)
+        return m * inner ** (1 / p)
+    G = xp.where(zero, xp.zeros_like(xs), _gen(name, p, xs, xp))
+    return _gen_inv(name, p, xp.sum(G, axis=-1, keepdims=True), xp)
 
 
 def _strict(name: str, p: Any, x: Any, xp: Any, grad: bool) -> Any:
     zero = x <= 0
     xs = xp.where(zero, xp.full_like(x, 0.5), x)  # placeholder: masked below
-    G = xp.where(zero, xp.zeros_like(x), _gen(name, p, xs, xp))
-    S = xp.sum(G, axis=-1, keepdims=True)
+    V = _reduce_nonzero(name, p, xs, zero, xp)
     n0 = xp.sum(_ind(zero, x, xp), axis=-1, keepdims=True)
-    T = xp.where(n0 > 0, xp.zeros_like(S), _gen_inv(name, p, S, xp))
+    T = xp.where(n0 > 0, xp.zeros_like(V), V)
     if not grad:
         return T[..., 0]
     inner = _ratio(name, p, xs, xp.broadcast_to(T, x.shape), xp)
     inner = xp.where(n0 > 0, xp.zeros_like(inner), inner)
-    R = xp.where(n0 == 1, _gen_inv(name, p, S, xp), xp.zeros_like(S))
+    R = xp.where(n0 == 1, V, xp.zeros_like(V))
     at_zero = xp.broadcast_to(_slope_at_zero(name, p, R, xp), x.shape)
     return xp.where(zero, at_zero, inner)
 
 
 def _yager(p: float, x: Any, xp: Any, grad: bool) -> Any:
     # g(x) = (1 - x)^p = a^p: T = max(0, 1 - S^{1/p}); ∂T/∂x_i = ((1-x_i)/(1-T))^{p-1}
-    S = xp.sum((1 - x) ** p, axis=-1, keepdims=True)
-    T = xp.clip(1 - S ** (1 / p), 0.0, 1.0)
+    top = _power_root(1 - x, p, xp)  # S^{1/p} (= 1 - T where unclipped), scaled
+    T = xp.clip(1 - top, 0.0, 1.0)
     if not grad:
         return T[..., 0]
-    top = S ** (1 / p)  # = 1 - T where unclipped
     ok = top > 0
-    q = xp.where(ok, (1 - x) / xp.where(ok, top, xp.ones_like(top)), xp.ones_like(x))
+    # saturated (T = 0): no slope; at S = 1 exactly (e.g. ⊥(1, 0, ..., 0)) the entries at
+    # x_i = 1 can only decrease, which keeps S >= 1: one-sided slope 0 there as well
+    flat = (top > 1) | ((top >= 1) & (x >= 1))
+    q = xp.where(ok & ~flat, (1 - x) / xp.where(ok, top, xp.ones_like(top)), xp.ones_like(x))
     d = q ** (p - 1)
-    return xp.where(S > 1, xp.zeros_like(d), d)
+    return xp.where(flat, xp.zeros_like(d), d)
 
 
 def _min(x: Any, xp: Any, grad: bool) -> Any:
@@ -265,7 +328,10 @@ def tnorm_last_axis(name: str, p: Any, x: Any, xp: Any, grad: bool = False) -> A
         return _min(x, xp, grad)
     if name == "yager":
         return _yager(p, x, xp, grad)
-    return _strict(name, p, x, xp, grad)
+    T = _strict(name, p, x, xp, grad)
+    # the generators' rounding (Frank's log1p near -1 in float32) may leave [0, 1] by a
+    # few ulps; the range is part of the definition (chained calls check it)
+    return T if grad else xp.clip(T, 0.0, 1.0)
 
 
 @dataclass(frozen=True)
