@@ -77,10 +77,14 @@ def project_forward(
     x = _center(theta, axes, xp) if projection in ("mean", "standardize") else theta
     if projection == "mean":
         return x, ()
-    norm = xp.sqrt(xp.sum(x * x, axis=axes, keepdims=True))
-    safe = xp.where(norm > 0, norm, xp.ones_like(norm))
-    u = x / safe
-    return u, (u, safe, xp.astype(norm > 0, x.dtype))
+    # ‖x‖ = s‖x/s‖ with s = max|x|: the sum of squares neither overflows nor underflows
+    scale = xp.max(xp.abs(x), axis=axes, keepdims=True)
+    nonzero = scale > 0
+    xs = x / xp.where(nonzero, scale, xp.ones_like(scale))
+    norm_s = xp.sqrt(xp.sum(xs * xs, axis=axes, keepdims=True))  # in [1, √n] where nonzero
+    u = xs / xp.where(nonzero, norm_s, xp.ones_like(norm_s))
+    safe = xp.where(nonzero, scale * norm_s, xp.ones_like(norm_s))
+    return u, (u, safe, xp.astype(nonzero, x.dtype))
 
 
 def project_vjp(

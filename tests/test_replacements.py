@@ -100,6 +100,26 @@ def test_projection_vjp_matches_finite_differences(projection: str, event_ndim: 
     np.testing.assert_allclose(vjp(g), fd, atol=1e-8)
 
 
+@pytest.mark.parametrize(
+    ("dtype", "scale"),
+    [(np.float32, 1e20), (np.float32, 1e-24), (np.float64, 1e160), (np.float64, 1e-170)],
+)
+def test_norm_projections_at_extreme_scales(dtype: type, scale: float) -> None:
+    """P and its VJP are scale-equivariant (P(cθ) = P(θ), J(cθ) = J(θ)/c): the sum of
+    squares must not overflow (it made P(θ) = 0, so argmax chose item 0) or underflow
+    (it left P(θ) = θ unnormalised, with a zero VJP)."""
+    v = np.array([[3.0, 10.0, 2.0, -1.0]])
+    g = np.array([[1.0, 0.0, -2.0, 0.5]])
+    theta = (v * scale).astype(dtype)
+    for projection in ("norm", "standardize"):
+        ref_p, ref_vjp = dc.value_and_vjp(dc.projections.project, v, projection)
+        p, vjp = dc.value_and_vjp(dc.projections.project, theta, projection)
+        np.testing.assert_allclose(p, ref_p, rtol=1e-5)
+        np.testing.assert_allclose(vjp(g.astype(dtype)) * scale, ref_vjp(g), rtol=1e-5, atol=1e-6)
+        layer = dc.identity(S.argmax, projection=projection)
+        np.testing.assert_array_equal(layer(theta), S.argmax(v))
+
+
 def test_identity_backward_is_projection_vjp() -> None:
     rng = np.random.default_rng(1)
     theta, g = rng.normal(size=(3, 5)), rng.normal(size=(3, 5))
