@@ -89,6 +89,18 @@ def test_aimle_zero_cotangent_and_bad_arguments() -> None:
         dc.aimle(S.argmax, alpha=-1.0)
 
 
+@pytest.mark.parametrize(("theta_scale", "g_scale"), [(1e20, 1.0), (1.0, 1e-21), (1e-25, 1.0)])
+def test_aimle_step_at_extreme_scales(theta_scale: float, g_scale: float) -> None:
+    """λ = α‖θ‖/‖g‖ in float32 when ‖θ‖² or ‖g‖² over- or underflows: the step λg and
+    the estimate (y*(θ) - y*(θ - λg))/λ are those of the rescaled problem."""
+    f = dc.aimle(S.argmax, alpha=1.0)
+    theta = np.array([3.0, 0.0, 0.0], dtype=np.float32) * np.float32(theta_scale)
+    g = np.array([1.0, -1.0, 0.0], dtype=np.float32) * np.float32(g_scale)
+    _, vjp = dc.value_and_vjp(f, theta, noise=np.zeros((1, 3), np.float32))
+    lam = 3.0 * theta_scale / (np.sqrt(2.0) * g_scale)  # θ - λg = [0.88, 2.12, 0]·theta_scale
+    np.testing.assert_allclose(vjp(g), np.array([1.0, -1.0, 0.0]) / lam, rtol=1e-5)
+
+
 def test_aimle_sign_step() -> None:
     """L = |y - e_1|²: a step along minus the estimate moves the decision to item 1."""
     f = dc.aimle(S.argmax, noise="gumbel", sigma=0.01)
