@@ -180,7 +180,7 @@ def aimle(
     decay : float
         Decay ρ ∈ [0, 1) of the moving average u.
     target : float
-        Target fraction of non-zero gradient entries.
+        Target fraction of non-zero gradient entries, in (0, 1].
     chunk_size : int, optional
         At most this many samples per solver call.
     event_ndim : int, optional
@@ -212,11 +212,14 @@ def aimle(
     decay = check_real(decay, name="decay")
     if not 0.0 <= decay < 1.0:
         raise ValueError(f"decay must be in [0, 1), got {decay!r}")
+    target = check_positive(target, name="target")
+    if target > 1.0:  # u is a fraction: above 1, α would grow at every step
+        raise ValueError(f"target must be a fraction in (0, 1], got {target!r}")
     state = AdaptiveState(
         check_nonnegative(alpha, name="alpha"),
         check_nonnegative(alpha_step, name="alpha_step"),
         decay,
-        check_positive(target, name="target"),
+        target,
     )
     op = AIMLEOp(p, state, check_flag(two_sided, name="two_sided"))
 

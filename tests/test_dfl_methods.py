@@ -87,6 +87,8 @@ def test_aimle_zero_cotangent_and_bad_arguments() -> None:
         dc.aimle(S.argmax, decay=1.0)
     with pytest.raises(ValueError, match="alpha"):
         dc.aimle(S.argmax, alpha=-1.0)
+    with pytest.raises(ValueError, match="target must be a fraction"):
+        dc.aimle(S.argmax, target=2.0)  # u ≤ 1 < target: α would only ever grow
 
 
 @pytest.mark.parametrize(("theta_scale", "g_scale"), [(1e20, 1.0), (1.0, 1e-21), (1e-25, 1.0)])
