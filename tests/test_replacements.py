@@ -241,6 +241,21 @@ def test_spo_plus_properties(theta_hat: np.ndarray, theta: np.ndarray) -> None:
         assert np.all(mid <= t * values + (1 - t) * loss(other, theta) + 1e-9)
 
 
+def test_spo_plus_float32_large_scores_nonnegative() -> None:
+    """SPO+ = <a, y*(a) - y> with a = 2θ̂ - θ, and y*(a) maximises <a, ·>: in float32
+    with scores ~1000 the value must stay ≥ 0 and match the float64 formula to the
+    rounding of a (the three separate sums cancelled to -6e-5 here)."""
+    rng = np.random.default_rng(0)
+    theta = (rng.normal(size=(10_000, 10)) * 10 + 1000).astype(np.float32)
+    theta_hat = theta + (rng.normal(size=theta.shape) * 0.01).astype(np.float32)
+    values = dc.spo_plus_loss(S.argmax, reduction="none")(theta_hat, theta)
+    assert values.dtype == np.float32 and float(values.min()) >= 0.0
+    a = 2 * theta_hat.astype(np.float64) - theta
+    ref = np.sum(a * (S.argmax(a) - S.argmax(theta.astype(np.float64))), axis=-1)
+    # |a| ~ 1000: one float32 rounding of a is ≤ 6.1e-5 per entry, two entries differ
+    np.testing.assert_allclose(values, ref, atol=2 * 1000 * 2.0**-24 * 2)
+
+
 def test_spo_plus_gradient_and_reductions() -> None:
     rng = np.random.default_rng(7)
     theta_hat, theta = rng.normal(size=(6, 5)), rng.normal(size=(6, 5))
