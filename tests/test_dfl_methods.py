@@ -146,6 +146,26 @@ def test_pg_loss_matches_pyepo_formula(two_sided: bool, dtype: type) -> None:
     np.testing.assert_allclose(vjp(g.astype(dtype)), g[:, None] * ref_g, rtol=tol, atol=tol)
 
 
+@pytest.mark.parametrize("two_sided", [False, True])
+def test_pg_loss_float32_small_sigma(two_sided: bool) -> None:
+    """float32, σ = 1e-4, scores ~10: the value is the float64 formula to float32
+    precision of the scores, not the rounding of F(θ̂ ± σθ) (~1e-6) amplified by 1/σ."""
+    rng = np.random.default_rng(3)
+    theta = (rng.normal(size=(2000, 10)) + 10).astype(np.float32)
+    theta_hat = (rng.normal(size=theta.shape) + 10).astype(np.float32)
+    sigma = 1e-4
+    loss = dc.perturbation_gradient_loss(S.argmax, sigma=sigma, two_sided=two_sided, reduction="none")
+    values = loss(theta_hat, theta)
+    t, h = theta.astype(np.float64), theta_hat.astype(np.float64)
+
+    def F(x: np.ndarray) -> np.ndarray:
+        return np.sum(S.argmax(x) * x, axis=-1)
+
+    hi = h + sigma * t if two_sided else h
+    ref = (F(h - sigma * t) - F(hi)) / (sigma * (2 if two_sided else 1))
+    np.testing.assert_allclose(values, ref, rtol=1e-5)  # was off by ~5e-3 (rel. 5e-4)
+
+
 def test_pg_loss_tends_to_decision_cost_and_step_lowers_it() -> None:
     rng = np.random.default_rng(2)
     theta_hat, theta = rng.normal(size=(5, 12)), -rng.uniform(0.5, 1.5, size=(5, 12))
