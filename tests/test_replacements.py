@@ -222,6 +222,20 @@ def test_sum_of_gamma_kfold_sum_is_gumbel() -> None:
     assert abs(total.var() - var) < Z_TOL * math.sqrt((fourth - var**2) / n)
 
 
+def test_sum_of_gamma_top_k_is_not_gumbel_top_k() -> None:
+    """What the SumOfGamma docstring claims, and what it does not: top-2 of θ + SoG(κ=2)
+    noise differs from the Gumbel top-k law (per-entry Gumbel noise, which is sampling
+    without replacement with probabilities softmax(θ)), by many standard errors."""
+    theta, n = np.array([1.0, 0.0, -0.5, 0.3]), 20_000
+    b = dc.backend_for(np.zeros(1))
+    z = SumOfGamma(2.0, 30).sample(b, 0, (n, 4), like=np.zeros(1))
+    best = S.argmax(theta + z)  # with top-2, the first pick is the argmax
+    p_sog = best.mean(0)
+    p_gumbel = softmax(theta)  # the Gumbel top-k law's first pick
+    se = np.sqrt(p_gumbel * (1 - p_gumbel) / n)
+    assert np.max(np.abs(p_sog - p_gumbel) / se) > 20
+
+
 # --- SPO+ -------------------------------------------------------------------------------
 @given(
     hnp.arrays(np.float64, (4, 5), elements=st.floats(-3, 3)),
