@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ._lib._checks import check_choice, check_int, check_scores
+from ._lib._checks import check_choice, check_flag, check_int, check_scores
 from .op import Bound, Op, op_function
 
 __all__ = ["PROJECTIONS", "project", "project_forward", "project_vjp"]
@@ -169,5 +169,6 @@ def project(theta: Any, /, projection: str, *, event_ndim: int = 1, check_finite
     if check_projection(projection) is None:
         raise ValueError("projection must be one of " + str(PROJECTIONS))
     event_ndim = check_int(event_ndim, name="event_ndim", low=1)
+    check_finite = check_flag(check_finite, name="check_finite")
     theta, _, out_dtype = check_scores(theta, min_ndim=event_ndim, check_finite=check_finite)
     return Bound(ProjectionOp(projection, event_ndim), (theta,), out_dtype)

@@ -120,6 +120,12 @@ def test_norm_projections_at_extreme_scales(dtype: type, scale: float) -> None:
         np.testing.assert_array_equal(layer(theta), S.argmax(v))
 
 
+def test_project_check_finite_must_be_a_flag() -> None:
+    # a string such as "no" is truthy: it silently kept the check on
+    with pytest.raises(TypeError, match="check_finite must be True or False"):
+        dc.projections.project(np.array([1.0, 2.0]), "norm", check_finite="no")
+
+
 def test_identity_backward_is_projection_vjp() -> None:
     rng = np.random.default_rng(1)
     theta, g = rng.normal(size=(3, 5)), rng.normal(size=(3, 5))
