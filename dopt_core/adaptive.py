@@ -97,11 +97,13 @@ class AIMLEOp(Op):
     def vjp(self, residuals: tuple[Any, ...], g: Any, *, xp: Any) -> tuple[Any | None, ...]:
         theta, z, ys = residuals
         m = z.shape[0]
-        g_norm = xp.sqrt(xp.sum(g * g))
-        lam = self.state.alpha * xp.sqrt(xp.sum(theta * theta)) / xp.where(g_norm > 0, g_norm, 1.0)
-        live = (g_norm > 0) & (lam > 0)
-        lam = xp.where(live, lam, 1.0)  # any positive step: the result is masked below
-        step = lam * xp.expand_dims(g, axis=0)
+        # the norms as s‖x/s‖ (s = max|x|) and the step as α‖θ‖ · g/‖g‖: no square over-
+        # or underflows (‖θ‖² = inf gave a NaN step, ‖g‖² = 0 a zero estimate)
+        g_norm, reach = _norm(g, xp=xp), self.state.alpha * _norm(theta, xp=xp)  # ‖λg‖ = α‖θ‖
+        live = (g_norm > 0) & (reach > 0)
+        g_norm, reach = xp.where(live, g_norm, 1.0), xp.where(live, reach, 1.0)  # masked below
+        lam = reach / g_norm
+        step = reach * xp.expand_dims(g / g_norm, axis=0)
         eta, _ = self.p.perturb(theta, z, xp=xp)
         if self.two_sided:
             both = xp.astype(self.p.solve(xp.concat([eta + step, eta - step], axis=0), xp=xp), theta.dtype)
@@ -115,6 +117,15 @@ class AIMLEOp(Op):
         if nonzero is not None and not backend.is_traced(nonzero):
             self.state.update(float(nonzero))
         return grad, None
+
+
+def _norm(x: Any, *, xp: Any) -> Any:
+    """The Euclidean norm of all of ``x``, as ``s‖x/s‖`` with ``s = max|x|``."""
+    if 0 in tuple(x.shape):
+        return xp.sum(x)  # 0: the norm of nothing
+    s = xp.max(xp.abs(x)) if x.ndim else xp.abs(x)
+    xs = x / xp.where(s > 0, s, 1.0)
+    return s * xp.sqrt(xp.sum(xs * xs))
 
 
 def aimle(
@@ -169,7 +180,7 @@ def aimle(
     decay : float
         Decay ρ ∈ [0, 1) of the moving average u.
     target : float
-        Target fraction of non-zero gradient entries.
+        Target fraction of non-zero gradient entries, in (0, 1].
     chunk_size : int, optional
         At most this many samples per solver call.
     event_ndim : int, optional
@@ -201,11 +212,14 @@ def aimle(
     decay = check_real(decay, name="decay")
     if not 0.0 <= decay < 1.0:
         raise ValueError(f"decay must be in [0, 1), got {decay!r}")
+    target = check_positive(target, name="target")
+    if target > 1.0:  # u is a fraction: above 1, α would grow at every step
+        raise ValueError(f"target must be a fraction in (0, 1], got {target!r}")
     state = AdaptiveState(
         check_nonnegative(alpha, name="alpha"),
         check_nonnegative(alpha_step, name="alpha_step"),
         decay,
-        check_positive(target, name="target"),
+        target,
     )
     op = AIMLEOp(p, state, check_flag(two_sided, name="two_sided"))
 

@@ -180,7 +180,8 @@ class SPOPlusOp(Op):
         ya = xp.astype(self.solver(a), a.dtype)
         check_linear_output(xp.expand_dims(ya, axis=0), xp.expand_dims(a, axis=0))
         ev = tuple(range(a.ndim - self.event_ndim, a.ndim))
-        per = xp.sum(a * ya, axis=ev) - 2.0 * xp.sum(theta_hat * y, axis=ev) + xp.sum(theta * y, axis=ev)
+        # <a, y*(a)> - 2<θ̂, y> + <θ, y> = <a, y*(a) - y>: one sum, no cancellation, ≥ 0
+        per = xp.sum(a * (ya - y), axis=ev)
         return _reduce(per, 2.0 * (ya - y), self.reduction, xp=xp)
 
     def vjp(self, residuals: tuple[Any, ...], g: Any, *, xp: Any) -> tuple[Any | None, ...]:

@@ -150,9 +150,13 @@ class SumOfGamma(Noise):
     :math:`E_i \sim \mathrm{Exp}(1)` (κ Gamma(1/κ) variables add up to one
     exponential), which tends to a standard Gumbel as ``num_terms`` :math:`s \to
     \infty`: mean :math:`H_s - \log s \to \gamma`, variance :math:`\sum_{i \le s}
-    1/i^2 \to \pi^2/6`. So perturbing the scores of a k-subset problem (κ = k) with
-    SoG noise makes the k-subset MAP follow a Gumbel top-k law. Its density has no
-    closed form: it serves I-MLE and identity noise, not the score-function estimator.
+    1/i^2 \to \pi^2/6`. So with κ = k, the total perturbation of any k-subset's
+    score (the sum of its k entries' noise) is nearly a standard Gumbel, which is
+    I-MLE's motivation for k-subset problems. The perturbed k-subset MAP is still not
+    an exact sample of :math:`p(y) \propto e^{\langle\theta, y\rangle}` (the subsets'
+    totals share entries, so they are dependent), nor does it follow the Gumbel top-k
+    law (that is per-entry standard Gumbel noise). Its density has no closed form: it
+    serves I-MLE and identity noise, not the score-function estimator.
     """
 
     kappa: float = 5.0

@@ -82,11 +82,17 @@ class PerturbationGradientOp(Op):
         both = xp.stack([lo, hi], axis=0)  # the two problems of every instance in one call
         ys = xp.astype(self.solver(both), theta_hat.dtype)
         check_linear_output(ys, both)
-        ev = tuple(range(both.ndim - self.event_ndim, both.ndim))
-        values = xp.sum(both * ys, axis=ev)
+        ev = tuple(range(theta_hat.ndim - self.event_ndim, theta_hat.ndim))
+        y_lo, y_hi = ys[0, ...], ys[1, ...]
         scale = 2.0 * s if self.two_sided else s
-        per = (values[0, ...] - values[1, ...]) / scale
-        return reduce_batch(per, (ys[0, ...] - ys[1, ...]) / scale, self.reduction, xp=xp)
+        # F(lo) - F(hi) = <θ̂, y_lo - y_hi> - σ<θ, y_lo (+ y_hi)>: the large values F(·)
+        # do not cancel before the division by σ (float32 lost ~1e-6 · |F| / σ)
+        if self.two_sided:
+            cost = xp.sum(theta * (y_lo + y_hi), axis=ev) / 2.0
+        else:
+            cost = xp.sum(theta * y_lo, axis=ev)
+        per = xp.sum(theta_hat * (y_lo - y_hi), axis=ev) / scale - cost
+        return reduce_batch(per, (y_lo - y_hi) / scale, self.reduction, xp=xp)
 
     def vjp(self, residuals: tuple[Any, ...], g: Any, *, xp: Any) -> tuple[Any | None, ...]:
         return reduced_vjp(residuals[0], g, self.reduction, self.event_ndim, xp=xp), None

@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ._lib._checks import check_choice, check_int, check_scores
+from ._lib._checks import check_choice, check_flag, check_int, check_scores
 from .op import Bound, Op, op_function
 
 __all__ = ["PROJECTIONS", "project", "project_forward", "project_vjp"]
@@ -77,10 +77,14 @@ def project_forward(
     x = _center(theta, axes, xp) if projection in ("mean", "standardize") else theta
     if projection == "mean":
         return x, ()
-    norm = xp.sqrt(xp.sum(x * x, axis=axes, keepdims=True))
-    safe = xp.where(norm > 0, norm, xp.ones_like(norm))
-    u = x / safe
-    return u, (u, safe, xp.astype(norm > 0, x.dtype))
+    # ‖x‖ = s‖x/s‖ with s = max|x|: the sum of squares neither overflows nor underflows
+    scale = xp.max(xp.abs(x), axis=axes, keepdims=True)
+    nonzero = scale > 0
+    xs = x / xp.where(nonzero, scale, xp.ones_like(scale))
+    norm_s = xp.sqrt(xp.sum(xs * xs, axis=axes, keepdims=True))  # in [1, √n] where nonzero
+    u = xs / xp.where(nonzero, norm_s, xp.ones_like(norm_s))
+    safe = xp.where(nonzero, scale * norm_s, xp.ones_like(norm_s))
+    return u, (u, safe, xp.astype(nonzero, x.dtype))
 
 
 def project_vjp(
@@ -165,5 +169,6 @@ def project(theta: Any, /, projection: str, *, event_ndim: int = 1, check_finite
     if check_projection(projection) is None:
         raise ValueError("projection must be one of " + str(PROJECTIONS))
     event_ndim = check_int(event_ndim, name="event_ndim", low=1)
+    check_finite = check_flag(check_finite, name="check_finite")
     theta, _, out_dtype = check_scores(theta, min_ndim=event_ndim, check_finite=check_finite)
     return Bound(ProjectionOp(projection, event_ndim), (theta,), out_dtype)

@@ -87,6 +87,20 @@ def test_aimle_zero_cotangent_and_bad_arguments() -> None:
         dc.aimle(S.argmax, decay=1.0)
     with pytest.raises(ValueError, match="alpha"):
         dc.aimle(S.argmax, alpha=-1.0)
+    with pytest.raises(ValueError, match="target must be a fraction"):
+        dc.aimle(S.argmax, target=2.0)  # u ≤ 1 < target: α would only ever grow
+
+
+@pytest.mark.parametrize(("theta_scale", "g_scale"), [(1e20, 1.0), (1.0, 1e-21), (1e-25, 1.0)])
+def test_aimle_step_at_extreme_scales(theta_scale: float, g_scale: float) -> None:
+    """λ = α‖θ‖/‖g‖ in float32 when ‖θ‖² or ‖g‖² over- or underflows: the step λg and
+    the estimate (y*(θ) - y*(θ - λg))/λ are those of the rescaled problem."""
+    f = dc.aimle(S.argmax, alpha=1.0)
+    theta = np.array([3.0, 0.0, 0.0], dtype=np.float32) * np.float32(theta_scale)
+    g = np.array([1.0, -1.0, 0.0], dtype=np.float32) * np.float32(g_scale)
+    _, vjp = dc.value_and_vjp(f, theta, noise=np.zeros((1, 3), np.float32))
+    lam = 3.0 * theta_scale / (np.sqrt(2.0) * g_scale)  # θ - λg = [0.88, 2.12, 0]·theta_scale
+    np.testing.assert_allclose(vjp(g), np.array([1.0, -1.0, 0.0]) / lam, rtol=1e-5)
 
 
 def test_aimle_sign_step() -> None:
@@ -130,6 +144,26 @@ def test_pg_loss_matches_pyepo_formula(two_sided: bool, dtype: type) -> None:
     np.testing.assert_allclose(values, ref_v, rtol=tol, atol=tol)
     g = rng.normal(size=6)
     np.testing.assert_allclose(vjp(g.astype(dtype)), g[:, None] * ref_g, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("two_sided", [False, True])
+def test_pg_loss_float32_small_sigma(two_sided: bool) -> None:
+    """float32, σ = 1e-4, scores ~10: the value is the float64 formula to float32
+    precision of the scores, not the rounding of F(θ̂ ± σθ) (~1e-6) amplified by 1/σ."""
+    rng = np.random.default_rng(3)
+    theta = (rng.normal(size=(2000, 10)) + 10).astype(np.float32)
+    theta_hat = (rng.normal(size=theta.shape) + 10).astype(np.float32)
+    sigma = 1e-4
+    loss = dc.perturbation_gradient_loss(S.argmax, sigma=sigma, two_sided=two_sided, reduction="none")
+    values = loss(theta_hat, theta)
+    t, h = theta.astype(np.float64), theta_hat.astype(np.float64)
+
+    def F(x: np.ndarray) -> np.ndarray:
+        return np.sum(S.argmax(x) * x, axis=-1)
+
+    hi = h + sigma * t if two_sided else h
+    ref = (F(h - sigma * t) - F(hi)) / (sigma * (2 if two_sided else 1))
+    np.testing.assert_allclose(values, ref, rtol=1e-5)  # was off by ~5e-3 (rel. 5e-4)
 
 
 def test_pg_loss_tends_to_decision_cost_and_step_lowers_it() -> None:

@@ -100,6 +100,32 @@ def test_projection_vjp_matches_finite_differences(projection: str, event_ndim: 
     np.testing.assert_allclose(vjp(g), fd, atol=1e-8)
 
 
+@pytest.mark.parametrize(
+    ("dtype", "scale"),
+    [(np.float32, 1e20), (np.float32, 1e-24), (np.float64, 1e160), (np.float64, 1e-170)],
+)
+def test_norm_projections_at_extreme_scales(dtype: type, scale: float) -> None:
+    """P and its VJP are scale-equivariant (P(cθ) = P(θ), J(cθ) = J(θ)/c): the sum of
+    squares must not overflow (it made P(θ) = 0, so argmax chose item 0) or underflow
+    (it left P(θ) = θ unnormalised, with a zero VJP)."""
+    v = np.array([[3.0, 10.0, 2.0, -1.0]])
+    g = np.array([[1.0, 0.0, -2.0, 0.5]])
+    theta = (v * scale).astype(dtype)
+    for projection in ("norm", "standardize"):
+        ref_p, ref_vjp = dc.value_and_vjp(dc.projections.project, v, projection)
+        p, vjp = dc.value_and_vjp(dc.projections.project, theta, projection)
+        np.testing.assert_allclose(p, ref_p, rtol=1e-5)
+        np.testing.assert_allclose(vjp(g.astype(dtype)) * scale, ref_vjp(g), rtol=1e-5, atol=1e-6)
+        layer = dc.identity(S.argmax, projection=projection)
+        np.testing.assert_array_equal(layer(theta), S.argmax(v))
+
+
+def test_project_check_finite_must_be_a_flag() -> None:
+    # a string such as "no" is truthy: it silently kept the check on
+    with pytest.raises(TypeError, match="check_finite must be True or False"):
+        dc.projections.project(np.array([1.0, 2.0]), "norm", check_finite="no")
+
+
 def test_identity_backward_is_projection_vjp() -> None:
     rng = np.random.default_rng(1)
     theta, g = rng.normal(size=(3, 5)), rng.normal(size=(3, 5))
@@ -202,6 +228,20 @@ def test_sum_of_gamma_kfold_sum_is_gumbel() -> None:
     assert abs(total.var() - var) < Z_TOL * math.sqrt((fourth - var**2) / n)
 
 
+def test_sum_of_gamma_top_k_is_not_gumbel_top_k() -> None:
+    """What the SumOfGamma docstring claims, and what it does not: top-2 of θ + SoG(κ=2)
+    noise differs from the Gumbel top-k law (per-entry Gumbel noise, which is sampling
+    without replacement with probabilities softmax(θ)), by many standard errors."""
+    theta, n = np.array([1.0, 0.0, -0.5, 0.3]), 20_000
+    b = dc.backend_for(np.zeros(1))
+    z = SumOfGamma(2.0, 30).sample(b, 0, (n, 4), like=np.zeros(1))
+    best = S.argmax(theta + z)  # with top-2, the first pick is the argmax
+    p_sog = best.mean(0)
+    p_gumbel = softmax(theta)  # the Gumbel top-k law's first pick
+    se = np.sqrt(p_gumbel * (1 - p_gumbel) / n)
+    assert np.max(np.abs(p_sog - p_gumbel) / se) > 20
+
+
 # --- SPO+ -------------------------------------------------------------------------------
 @given(
     hnp.arrays(np.float64, (4, 5), elements=st.floats(-3, 3)),
@@ -219,6 +259,21 @@ def test_spo_plus_properties(theta_hat: np.ndarray, theta: np.ndarray) -> None:
     for t in (0.25, 0.5, 0.75):
         mid = loss(t * theta_hat + (1 - t) * other, theta)
         assert np.all(mid <= t * values + (1 - t) * loss(other, theta) + 1e-9)
+
+
+def test_spo_plus_float32_large_scores_nonnegative() -> None:
+    """SPO+ = <a, y*(a) - y> with a = 2θ̂ - θ, and y*(a) maximises <a, ·>: in float32
+    with scores ~1000 the value must stay ≥ 0 and match the float64 formula to the
+    rounding of a (the three separate sums cancelled to -6e-5 here)."""
+    rng = np.random.default_rng(0)
+    theta = (rng.normal(size=(10_000, 10)) * 10 + 1000).astype(np.float32)
+    theta_hat = theta + (rng.normal(size=theta.shape) * 0.01).astype(np.float32)
+    values = dc.spo_plus_loss(S.argmax, reduction="none")(theta_hat, theta)
+    assert values.dtype == np.float32 and float(values.min()) >= 0.0
+    a = 2 * theta_hat.astype(np.float64) - theta
+    ref = np.sum(a * (S.argmax(a) - S.argmax(theta.astype(np.float64))), axis=-1)
+    # |a| ~ 1000: one float32 rounding of a is ≤ 6.1e-5 per entry, two entries differ
+    np.testing.assert_allclose(values, ref, atol=2 * 1000 * 2.0**-24 * 2)
 
 
 def test_spo_plus_gradient_and_reductions() -> None:
