@@ -36,12 +36,35 @@ VJP on them, so the gradient it returns is differentiable; the other ops keep th
 
 from __future__ import annotations
 
+import types
 from typing import Any
 
 import torch
-from array_api_compat import torch as torch_xp
+from array_api_compat import torch as _compat_torch
 
 from dopt_core.op import forward_mode_error, has_jvp
+
+
+def _sign(x: Any, /) -> Any:
+    # array-api-compat's sign restores NaN (torch.sign gives 0) by boolean-mask
+    # assignment, which torch.func.vmap cannot batch: vmap(grad(f)) of an op whose
+    # forward (recomputed in a recorded backward) or VJP takes a sign failed
+    if x.dtype.is_floating_point:
+        return torch.where(torch.isnan(x), x, torch.sign(x))
+    return _compat_torch.sign(x)
+
+
+def _namespace() -> Any:
+    """array-api-compat's torch namespace, with :func:`_sign` as its ``sign``."""
+    ns = types.ModuleType(_compat_torch.__name__, _compat_torch.__doc__)
+    skip = ("__name__", "__doc__", "__spec__", "__loader__", "__file__", "__path__", "__package__")
+    ns.__dict__.update({k: v for k, v in vars(_compat_torch).items() if k not in skip})
+    ns.sign = _sign
+    return ns
+
+
+#: the namespace the torch ops run on (``xp=``)
+torch_xp = _namespace()
 
 SECOND_ORDER_ERROR = (
     "dopt's explicit VJPs are first-order: second derivatives (double backward, "
