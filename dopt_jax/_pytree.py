@@ -22,9 +22,12 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 import dopt_core as dc
 from dopt_core.op import OpFunction
+
+from ._backend import _key
 
 __all__ = ["fenchel_young_loss", "perturbed", "perturbed_max"]
 
@@ -123,7 +126,10 @@ class _TreeFunction(OpFunction):
             raise ValueError("a pytree of scores needs rng= (a jax.random key) or noise=")
         law = dc.noise.get_noise(self._options["noise"])
         leaves = jax.tree_util.tree_leaves(theta)
-        keys = jax.random.split(rng, len(leaves))
+        if isinstance(rng, np.random.Generator):  # drawn on the host: consecutive draws
+            keys = [rng] * len(leaves)
+        else:  # an int seed is jax.random.key(seed), as for one array
+            keys = jax.random.split(_key(rng), len(leaves))
         backend = dc.backend_for(jnp.asarray(leaves[0]))
         anti = self._options["antithetic"]
         draws = []

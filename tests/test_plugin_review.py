@@ -40,3 +40,38 @@ def test_torch_vmap_of_grad_of_a_second_order_op_using_sign_matches_a_loop() -> 
         _, vjp = dc.value_and_vjp(dc.relax.neural_sort, x[b].numpy(), tau=0.5)
         np.testing.assert_allclose(batched[b].numpy(), vjp(w.numpy()), rtol=1e-12, atol=1e-12)
 
+
+def _tree_argmax(tree):  # a one-hot of each leaf's maximum (leading sample axis)
+    import jax
+
+    def one_hot(a):
+        return (a == a.max(axis=-1, keepdims=True)).astype(a.dtype)
+
+    return jax.tree_util.tree_map(one_hot, tree)
+
+
+@jax_only
+def test_jax_pytree_scores_take_an_int_seed_and_a_numpy_generator() -> None:
+    # the single-array path takes rng=int (jax.random.key(int)) and a NumPy Generator;
+    # the pytree path passed either to jax.random.split, an opaque JAX error
+    import jax
+    import jax.numpy as jnp
+
+    import dopt_jax as dj
+
+    pa = dj.perturbed(_tree_argmax, num_samples=4)
+    tree = {"a": jnp.array([0.1, 0.4, -0.2]), "b": jnp.array([0.3, 0.0])}
+    by_int = pa(tree, rng=3)
+    by_key = pa(tree, rng=jax.random.key(3))
+    for k in tree:
+        np.testing.assert_array_equal(np.asarray(by_int[k]), np.asarray(by_key[k]))
+    # a NumPy Generator: the leaves take consecutive host draws, in leaf order
+    law, host = dc.noise.get_noise("normal"), dc.backend_for(np.zeros(1))
+    g = np.random.default_rng(5)
+    noise = {
+        k: law.sample(host, g, (4, *tree[k].shape), like=np.asarray(tree[k])) for k in ("a", "b")
+    }
+    by_gen = pa(tree, rng=np.random.default_rng(5))
+    by_noise = pa(tree, noise={k: jnp.asarray(v) for k, v in noise.items()})
+    for k in tree:
+        np.testing.assert_allclose(np.asarray(by_gen[k]), np.asarray(by_noise[k]), rtol=1e-6)
