@@ -60,8 +60,23 @@ class _Flat:
     def key(self) -> tuple[Any, ...]:
         return (self.treedef, tuple(self.shapes))
 
-    def ravel(self, tree: Any, lead: int = 0) -> Any:
+    def ravel(self, tree: Any, lead: int = 0, name: str | None = None) -> Any:
         leaves = jax.tree_util.tree_leaves(tree)
+        if name is not None:  # a user's pytree: theta's structure and leaf shapes
+            treedef = jax.tree_util.tree_structure(tree)
+            if treedef != self.treedef:
+                raise ValueError(
+                    f"{name} must have the pytree structure of theta ({self.treedef}), "
+                    f"got {treedef}"
+                )
+            for i, (x, shape) in enumerate(zip(leaves, self.shapes, strict=True)):
+                got = tuple(jnp.shape(x))
+                if len(got) != lead + len(shape) or got[lead:] != shape:
+                    # equal total sizes with other leaf shapes would cut the flat vector elsewhere
+                    raise ValueError(
+                        f"{name}'s leaf {i} must have shape {(*got[:lead], *shape)} (the "
+                        f"leading axes, then theta's leaf shape {shape}), got {got}"
+                    )
         return jnp.concatenate(
             [jnp.reshape(x, (*jnp.shape(x)[:lead], -1)) for x in leaves], axis=-1
         )
@@ -111,7 +126,7 @@ class _TreeFunction(OpFunction):
         x = flat.ravel(theta)
         if self._kind == "loss":
             (y_true, *rest) = args
-            y_flat = y_true if _is_single_array(y_true) else flat.ravel(y_true)
+            y_flat = y_true if _is_single_array(y_true) else flat.ravel(y_true, name="y_true")
             return fn(x, y_flat, *rest, noise=z, **kwargs)
         out = fn(x, *args, noise=z, **kwargs)
         return flat.unravel_out(out) if self._kind == "perturbed" else out
@@ -121,7 +136,7 @@ class _TreeFunction(OpFunction):
         if noise is not None:
             if rng is not None:
                 raise ValueError("pass rng= or noise=, not both")
-            return flat.ravel(noise, lead=1)
+            return flat.ravel(noise, lead=1, name="noise")
         if rng is None:
             raise ValueError("a pytree of scores needs rng= (a jax.random key) or noise=")
         law = dc.noise.get_noise(self._options["noise"])

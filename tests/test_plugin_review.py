@@ -75,3 +75,45 @@ def test_jax_pytree_scores_take_an_int_seed_and_a_numpy_generator() -> None:
     by_noise = pa(tree, noise={k: jnp.asarray(v) for k, v in noise.items()})
     for k in tree:
         np.testing.assert_allclose(np.asarray(by_gen[k]), np.asarray(by_noise[k]), rtol=1e-6)
+
+
+def _torch_tree_argmax(tree):
+    import torch.utils._pytree as pytree
+
+    def one_hot(a):
+        return (a == a.amax(dim=-1, keepdim=True)).to(a.dtype)
+
+    return pytree.tree_map(one_hot, tree)
+
+
+@pytest.mark.parametrize(
+    "lib", [pytest.param("torch", marks=torch_only), pytest.param("jax", marks=jax_only)]
+)
+def test_pytree_noise_and_targets_must_match_the_leaves_of_theta(lib: str) -> None:
+    # theta {"a": (3,), "b": (2,)}, noise {"a": (M, 2), "b": (M, 3)}: the flat noise has
+    # the right size, so it was cut at the wrong place and used silently
+    if lib == "torch":
+        import torch
+
+        import dopt_torch as dp
+
+        arr, solver = (lambda a: torch.tensor(a, dtype=torch.float64)), _torch_tree_argmax
+    else:
+        import jax.numpy as jnp
+
+        import dopt_jax as dp
+
+        arr, solver = jnp.asarray, _tree_argmax
+    tree = {"a": arr([0.1, 0.4, -0.2]), "b": arr([0.3, 0.0])}
+    good = {"a": arr(np.zeros((4, 3))), "b": arr(np.zeros((4, 2)))}
+    swapped = {"a": arr(np.zeros((4, 2))), "b": arr(np.zeros((4, 3)))}
+    pa = dp.perturbed(solver, num_samples=4)
+    out = pa(tree, noise=good)  # zero noise: the one-hots of the leaves' maxima
+    np.testing.assert_array_equal(np.asarray(out["a"]), [0.0, 1.0, 0.0])
+    with pytest.raises(ValueError, match="noise"):
+        pa(tree, noise=swapped)
+    loss = dp.fenchel_young_loss(solver, num_samples=4)
+    y_good = {"a": arr([0.0, 1.0, 0.0]), "b": arr([1.0, 0.0])}
+    assert float(loss(tree, y_good, noise=good)) == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match="y_true"):
+        loss(tree, {"a": arr([0.0, 1.0]), "b": arr([1.0, 0.0, 0.0])}, noise=good)
