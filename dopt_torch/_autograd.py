@@ -112,7 +112,22 @@ class FirstOrderOnly(torch.autograd.Function):
     def vmap(info: Any, in_dims: tuple[int | None, ...], grad: Any, *anchors: Any) -> Any:
         # torch.func.jacrev vmaps the backward pass over the cotangents: the identity
         # keeps the batch axis where it is, and the guard stays on the level below
-        return FirstOrderOnly.apply(grad, *anchors), in_dims[0]
+        return _guard().apply(grad, *anchors), in_dims[0]
+
+
+class FirstOrderOnlyJvp(FirstOrderOnly):
+    """:class:`FirstOrderOnly` for forward mode (``torch.func.hessian`` is
+    ``jacfwd(jacrev(f))``): its ``jvp`` raises the same error (without one, torch says
+    "You must implement the jvp function"); a separate class, as ``torch.compile``
+    refuses a Function with a ``jvp``."""
+
+    @staticmethod
+    def jvp(ctx: Any, *tangents: Any) -> Any:
+        raise RuntimeError(SECOND_ORDER_ERROR)
+
+
+def _guard() -> Any:
+    return FirstOrderOnlyJvp if _forward_mode_active() else FirstOrderOnly
 
 
 class AutogradOp(torch.autograd.Function):
@@ -197,7 +212,8 @@ class AutogradOp(torch.autograd.Function):
         out = [gr if need else None for gr, need in zip(grads, needs, strict=True)]
         if create_graph:  # create_graph=True: guard against a second derivative
             anchors = [x for x in saved[k:] if x.requires_grad]
-            out = [None if gr is None else FirstOrderOnly.apply(gr, g, *anchors) for gr in out]
+            guard = _guard()
+            out = [None if gr is None else guard.apply(gr, g, *anchors) for gr in out]
         return (None, *out)
 
 

@@ -7,6 +7,7 @@ NumPy reference VJP, finite differences or a fresh draw from the same seed.
 from __future__ import annotations
 
 import importlib.util
+import warnings
 
 import numpy as np
 import pytest
@@ -117,3 +118,26 @@ def test_pytree_noise_and_targets_must_match_the_leaves_of_theta(lib: str) -> No
     assert float(loss(tree, y_good, noise=good)) == pytest.approx(0.0, abs=1e-12)
     with pytest.raises(ValueError, match="y_true"):
         loss(tree, {"a": arr([0.0, 1.0]), "b": arr([1.0, 0.0, 0.0])}, noise=good)
+
+
+@torch_only
+@pytest.mark.parametrize("name", ["perturbed", "soft_sort"])
+def test_torch_func_hessian_of_a_first_order_op_raises_the_first_order_error(name: str) -> None:
+    # hessian = jacfwd(jacrev(f)): forward mode through the backward reached the
+    # first-order guard, which had no jvp: torch's "You must implement the jvp function"
+    import torch
+
+    import dopt_torch as dt
+
+    z = torch.randn(6, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    fns = {
+        "perturbed": lambda t: dt.perturbed(dt.solvers.argmax, num_samples=6)(t, noise=z),
+        "soft_sort": dt.relax.soft_sort,
+    }
+    f = fns[name]
+    x = torch.tensor([0.3, -1.0, 2.0, 0.5], dtype=torch.float64)
+    assert torch.func.jacrev(lambda t: (f(t) ** 2).sum())(x).shape == (4,)  # first order works
+    with warnings.catch_warnings(), pytest.raises(RuntimeError, match="first-order"):
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch's own, about torch.jit
+        torch.func.hessian(lambda t: (f(t) ** 2).sum())(x)
+
