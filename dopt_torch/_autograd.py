@@ -42,7 +42,7 @@ from typing import Any
 import torch
 from array_api_compat import torch as _compat_torch
 
-from dopt_core.op import forward_mode_error, has_jvp
+from dopt_core.op import ZeroGradient, forward_mode_error, has_jvp
 
 
 def _sign(x: Any, /) -> Any:
@@ -196,6 +196,13 @@ class AutogradOp(torch.autograd.Function):
         saved = ctx.saved_tensors
         k = ctx.num_residuals
         create_graph = torch.is_grad_enabled()
+        if type(ctx.op).vjp is ZeroGradient.vjp and ctx.op.second_order:
+            # the a.e. derivative of a piecewise-constant op: zeros, as the reference VJP
+            # and JAX give (None would be "not used in the graph" to torch.autograd.grad);
+            # a second-order op saved every input
+            needs = ctx.needs_input_grad[1:]
+            pairs = zip(saved[k:], needs, strict=True)
+            return (None, *(torch.zeros_like(x) if need else None for x, need in pairs))
         if create_graph and ctx.op.second_order:  # a differentiable backward pass
             inputs = saved[k:]
             _, residuals = ctx.op.forward(*inputs, xp=torch_xp)

@@ -141,3 +141,24 @@ def test_torch_func_hessian_of_a_first_order_op_raises_the_first_order_error(nam
         warnings.simplefilter("ignore", DeprecationWarning)  # torch's own, about torch.jit
         torch.func.hessian(lambda t: (f(t) ** 2).sum())(x)
 
+
+@torch_only
+@pytest.mark.parametrize("name", ["argmax", "linear_assignment"])
+def test_torch_gradient_of_a_piecewise_constant_solver_is_zeros(name: str) -> None:
+    # the a.e. derivative is zero (NumPy's reference VJP and JAX give zeros); torch got
+    # no gradient at all: torch.autograd.grad raised "appears to not have been used in
+    # the graph" and .backward() left x.grad None
+    import torch
+
+    import dopt_torch as dt
+
+    solver = getattr(dt.solvers, name)
+    x0 = np.array([[0.3, -1.0, 2.0], [0.5, 0.1, -0.2], [1.0, 0.0, 0.4]])
+    _, vjp = dc.value_and_vjp(getattr(dc.solvers, name), x0)
+    w = np.arange(9.0).reshape(3, 3)
+    x = torch.tensor(x0, requires_grad=True)
+    (g,) = torch.autograd.grad((solver(x) * torch.tensor(w)).sum(), x)
+    np.testing.assert_array_equal(g.numpy(), vjp(w))
+    assert g.dtype == x.dtype and g.shape == x.shape
+    (solver(x) * torch.tensor(w)).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), vjp(w))
