@@ -162,3 +162,27 @@ def test_torch_gradient_of_a_piecewise_constant_solver_is_zeros(name: str) -> No
     assert g.dtype == x.dtype and g.shape == x.shape
     (solver(x) * torch.tensor(w)).sum().backward()
     np.testing.assert_array_equal(x.grad.numpy(), vjp(w))
+
+
+@torch_only
+def test_unseeded_torch_modules_follow_torch_manual_seed() -> None:
+    # seed=None seeded the module's generator from the OS (Generator.seed()): a run
+    # with torch.manual_seed(...) at the top was not reproducible
+    import torch
+
+    import dopt_torch as dt
+
+    x = torch.tensor([[0.1, 0.3, 0.2, 0.0], [1.0, 0.9, 1.1, 0.95]])
+
+    def run():
+        torch.manual_seed(7)
+        first = dt.nn.PerturbedOptimizer(dt.solvers.argmax, num_samples=8)
+        second = dt.nn.PerturbedOptimizer(dt.solvers.argmax, num_samples=8)
+        return first(x), first(x), second(x)
+
+    a, b, c = run()
+    a2, b2, c2 = run()
+    for u, v in ((a, a2), (b, b2), (c, c2)):
+        torch.testing.assert_close(u, v, rtol=0, atol=0)
+    # still fresh noise: successive calls, and two modules, draw differently
+    assert not torch.equal(a, b) and not torch.equal(a, c)
