@@ -125,6 +125,8 @@ class _TreeFunction(OpFunction):
         z = self._noise(flat, theta, rng, noise)
         x = flat.ravel(theta)
         if self._kind == "loss":
+            if not args:
+                raise TypeError("fenchel_young_loss needs y_true after theta")
             (y_true, *rest) = args
             y_flat = y_true if _is_single_array(y_true) else flat.ravel(y_true, name="y_true")
             return fn(x, y_flat, *rest, noise=z, **kwargs)

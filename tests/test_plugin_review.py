@@ -186,3 +186,16 @@ def test_unseeded_torch_modules_follow_torch_manual_seed() -> None:
         torch.testing.assert_close(u, v, rtol=0, atol=0)
     # still fresh noise: successive calls, and two modules, draw differently
     assert not torch.equal(a, b) and not torch.equal(a, c)
+
+
+@jax_only
+def test_jax_pytree_loss_without_targets_names_y_true() -> None:
+    # was "ValueError: not enough values to unpack (expected at least 1, got 0)"
+    import jax.numpy as jnp
+
+    import dopt_jax as dj
+
+    loss = dj.fenchel_young_loss(_tree_argmax, num_samples=2)
+    tree = {"a": jnp.array([0.1, 0.4, -0.2])}
+    with pytest.raises(TypeError, match="y_true"):
+        loss(tree, noise={"a": jnp.zeros((2, 3))})
