@@ -199,3 +199,25 @@ def test_jax_pytree_loss_without_targets_names_y_true() -> None:
     tree = {"a": jnp.array([0.1, 0.4, -0.2])}
     with pytest.raises(TypeError, match="y_true"):
         loss(tree, noise={"a": jnp.zeros((2, 3))})
+
+
+def test_value_and_vjp_of_a_float16_theta_given_by_keyword() -> None:
+    # the gradient was cast to args[0].dtype: IndexError when theta came as a keyword
+    pa = dc.perturbed(dc.solvers.argmax, num_samples=3)
+    theta = np.array([[0.5, -0.25, 1.0]], dtype=np.float16)
+    z = np.random.default_rng(0).normal(size=(3, 1, 3))
+    g = np.array([[1.0, 2.0, 3.0]])
+    y_pos, vjp_pos = dc.value_and_vjp(pa, theta, noise=z)
+    y_kw, vjp_kw = dc.value_and_vjp(pa, theta=theta, noise=z)
+    np.testing.assert_array_equal(y_kw, y_pos)
+    assert vjp_kw(g).dtype == np.float16
+    np.testing.assert_array_equal(vjp_kw(g), vjp_pos(g))
+    # a function whose first argument is not an array (the T-norm family's name)
+    from dopt_core.relax.fuzzy import tnorm_reduce
+
+    a = np.array([[0.5, 0.25, 0.75]])
+    _, vjp16 = dc.value_and_vjp(tnorm_reduce, "probabilistic", a.astype(np.float16))
+    _, vjp64 = dc.value_and_vjp(tnorm_reduce, "probabilistic", a)
+    grad16 = vjp16(np.array([1.0]))
+    assert grad16.dtype == np.float16
+    np.testing.assert_allclose(grad16, vjp64(np.array([1.0])), rtol=1e-3)
