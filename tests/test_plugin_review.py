@@ -221,3 +221,29 @@ def test_value_and_vjp_of_a_float16_theta_given_by_keyword() -> None:
     grad16 = vjp16(np.array([1.0]))
     assert grad16.dtype == np.float16
     np.testing.assert_allclose(grad16, vjp64(np.array([1.0])), rtol=1e-3)
+
+
+@jax_only
+def test_jax_eager_call_of_an_op_around_a_solver_raises_the_solvers_error() -> None:
+    # the plugin compiles eager calls of device ops: the solver inside perturbed(...) was
+    # bound on tracers, skipped its value check and returned NaN, where NumPy and torch
+    # raise the solver's ValueError (under the user's own jax.jit NaN stays the rule)
+    import jax
+    import jax.numpy as jnp
+
+    import dopt_jax as dj
+
+    def grid(t):
+        return dj.solvers.shortest_path_grid(t, method="device")
+
+    pa = dj.perturbed(grid, num_samples=2, event_ndim=2)
+    theta = -jnp.full((2, 2), 0.5)
+    bad = jnp.stack([jnp.zeros((2, 2)), jnp.full((2, 2), 1.0)])  # 2nd sample: scores > 0
+    with pytest.raises(ValueError, match="theta must be <= 0"):
+        dc.perturbed(lambda t: dc.solvers.shortest_path_grid(t, method="device"),
+                     num_samples=2, event_ndim=2)(np.asarray(theta), noise=np.asarray(bad))
+    with pytest.raises(ValueError, match="theta must be <= 0"):
+        pa(theta, noise=bad)
+    ok = -jnp.full((2, 2, 2), 0.25)
+    np.testing.assert_array_equal(np.asarray(pa(theta, noise=ok)), np.asarray(grid(theta)))
+    assert bool(jnp.isnan(jax.jit(lambda t: pa(t, noise=bad))(theta)).all())
