@@ -436,8 +436,8 @@ def value_and_vjp(f: OpFunction, *args: Any, **kwargs: Any) -> tuple[Any, Callab
         grad = bound.op.vjp(residuals, g, xp=xp)[0]
         if grad is None:
             grad = xp.zeros_like(theta)
-        if out_dtype is not None:
-            grad = xp.astype(grad, args[0].dtype)
+        if out_dtype is not None:  # θ's own dtype (float16/bfloat16 computed in float32)
+            grad = xp.astype(grad, out_dtype)
         return grad
 
     if out_dtype is not None:

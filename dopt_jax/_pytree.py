@@ -22,9 +22,12 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 import dopt_core as dc
 from dopt_core.op import OpFunction
+
+from ._backend import _key
 
 __all__ = ["fenchel_young_loss", "perturbed", "perturbed_max"]
 
@@ -57,8 +60,23 @@ class _Flat:
     def key(self) -> tuple[Any, ...]:
         return (self.treedef, tuple(self.shapes))
 
-    def ravel(self, tree: Any, lead: int = 0) -> Any:
+    def ravel(self, tree: Any, lead: int = 0, name: str | None = None) -> Any:
         leaves = jax.tree_util.tree_leaves(tree)
+        if name is not None:  # a user's pytree: theta's structure and leaf shapes
+            treedef = jax.tree_util.tree_structure(tree)
+            if treedef != self.treedef:
+                raise ValueError(
+                    f"{name} must have the pytree structure of theta ({self.treedef}), "
+                    f"got {treedef}"
+                )
+            for i, (x, shape) in enumerate(zip(leaves, self.shapes, strict=True)):
+                got = tuple(jnp.shape(x))
+                if len(got) != lead + len(shape) or got[lead:] != shape:
+                    # equal total sizes with other leaf shapes would cut the flat vector elsewhere
+                    raise ValueError(
+                        f"{name}'s leaf {i} must have shape {(*got[:lead], *shape)} (the "
+                        f"leading axes, then theta's leaf shape {shape}), got {got}"
+                    )
         return jnp.concatenate(
             [jnp.reshape(x, (*jnp.shape(x)[:lead], -1)) for x in leaves], axis=-1
         )
@@ -107,8 +125,10 @@ class _TreeFunction(OpFunction):
         z = self._noise(flat, theta, rng, noise)
         x = flat.ravel(theta)
         if self._kind == "loss":
+            if not args:
+                raise TypeError("fenchel_young_loss needs y_true after theta")
             (y_true, *rest) = args
-            y_flat = y_true if _is_single_array(y_true) else flat.ravel(y_true)
+            y_flat = y_true if _is_single_array(y_true) else flat.ravel(y_true, name="y_true")
             return fn(x, y_flat, *rest, noise=z, **kwargs)
         out = fn(x, *args, noise=z, **kwargs)
         return flat.unravel_out(out) if self._kind == "perturbed" else out
@@ -118,12 +138,15 @@ class _TreeFunction(OpFunction):
         if noise is not None:
             if rng is not None:
                 raise ValueError("pass rng= or noise=, not both")
-            return flat.ravel(noise, lead=1)
+            return flat.ravel(noise, lead=1, name="noise")
         if rng is None:
             raise ValueError("a pytree of scores needs rng= (a jax.random key) or noise=")
         law = dc.noise.get_noise(self._options["noise"])
         leaves = jax.tree_util.tree_leaves(theta)
-        keys = jax.random.split(rng, len(leaves))
+        if isinstance(rng, np.random.Generator):  # drawn on the host: consecutive draws
+            keys = [rng] * len(leaves)
+        else:  # an int seed is jax.random.key(seed), as for one array
+            keys = jax.random.split(_key(rng), len(leaves))
         backend = dc.backend_for(jnp.asarray(leaves[0]))
         anti = self._options["antithetic"]
         draws = []

@@ -22,6 +22,7 @@ integer data) receive ``None`` cotangents (``None`` tangents).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any
 
@@ -143,6 +144,21 @@ def _make_jitted(op: Any) -> Any:
 _cached_jit = functools.lru_cache(maxsize=512)(_make_jitted)
 
 
+def _holds_callable(value: Any, depth: int = 2) -> bool:
+    """Whether an Op (or a dataclass among its fields, to ``depth``) holds a callable: a
+    solver, whose binder checks values that a compiled call cannot read."""
+    if depth < 0 or not dataclasses.is_dataclass(value) or isinstance(value, type):
+        return False
+    for field in dataclasses.fields(value):
+        v = getattr(value, field.name, None)
+        if (callable(v) and not isinstance(v, type)) or _holds_callable(v, depth - 1):
+            return True
+    return False
+
+
+_holds_solver = functools.lru_cache(maxsize=512)(_holds_callable)
+
+
 def apply_op(op: Any, *inputs: Any) -> Any:
     """Run a core Op as a ``jax.custom_jvp`` or ``jax.custom_vjp`` function (module docstring).
 
@@ -169,12 +185,27 @@ def apply_op(op: Any, *inputs: Any) -> Any:
         # op, every primitive of the forward would be dispatched, and compiled per shape,
         # alone); host ops stay eager so that their errors surface as dopt's own, and ops
         # that read values eagerly (Op.reads_values) keep their eager variant
-        f = _cached(op) if op.host or op.reads_values else _cached_jit(op)
+        compiled = not (op.host or op.reads_values)
+        f = _cached_jit(op) if compiled else _cached(op)
     except TypeError:  # an Op with an unhashable field: build the wrapper afresh
-        f = _make(op)
+        f, compiled = _make(op), False
     try:
-        return f(*inputs)
+        y = f(*inputs)
     except TypeError as exc:  # "can't apply forward-mode autodiff (jvp) to a custom_vjp function."
         if "forward-mode" not in str(exc) or "custom_vjp" not in str(exc):
             raise
         raise TypeError(forward_mode_error(op)) from exc
+    if compiled and _check_eagerly(op, inputs, y):
+        # compiled, the solver inside was bound on tracers: its value checks were skipped
+        # and a failing instance came back as NaN; run eagerly, where it raises its error
+        # as it does with NumPy and torch (a genuine NaN result is returned as it is)
+        return _cached(op)(*inputs)
+    return y
+
+
+def _check_eagerly(op: Any, inputs: tuple[Any, ...], y: Any) -> bool:
+    """A concrete call of a compiled Op around a solver whose result has a NaN (one
+    device read, only for such Ops)."""
+    if not _holds_solver(op) or any(isinstance(x, jax.core.Tracer) for x in (*inputs, y)):
+        return False
+    return jnp.issubdtype(y.dtype, jnp.floating) and bool(jnp.isnan(y).any())

@@ -36,12 +36,35 @@ VJP on them, so the gradient it returns is differentiable; the other ops keep th
 
 from __future__ import annotations
 
+import types
 from typing import Any
 
 import torch
-from array_api_compat import torch as torch_xp
+from array_api_compat import torch as _compat_torch
 
-from dopt_core.op import forward_mode_error, has_jvp
+from dopt_core.op import ZeroGradient, forward_mode_error, has_jvp
+
+
+def _sign(x: Any, /) -> Any:
+    # array-api-compat's sign restores NaN (torch.sign gives 0) by boolean-mask
+    # assignment, which torch.func.vmap cannot batch: vmap(grad(f)) of an op whose
+    # forward (recomputed in a recorded backward) or VJP takes a sign failed
+    if x.dtype.is_floating_point:
+        return torch.where(torch.isnan(x), x, torch.sign(x))
+    return _compat_torch.sign(x)
+
+
+def _namespace() -> Any:
+    """array-api-compat's torch namespace, with :func:`_sign` as its ``sign``."""
+    ns = types.ModuleType(_compat_torch.__name__, _compat_torch.__doc__)
+    skip = ("__name__", "__doc__", "__spec__", "__loader__", "__file__", "__path__", "__package__")
+    ns.__dict__.update({k: v for k, v in vars(_compat_torch).items() if k not in skip})
+    ns.sign = _sign
+    return ns
+
+
+#: the namespace the torch ops run on (``xp=``)
+torch_xp = _namespace()
 
 SECOND_ORDER_ERROR = (
     "dopt's explicit VJPs are first-order: second derivatives (double backward, "
@@ -89,7 +112,22 @@ class FirstOrderOnly(torch.autograd.Function):
     def vmap(info: Any, in_dims: tuple[int | None, ...], grad: Any, *anchors: Any) -> Any:
         # torch.func.jacrev vmaps the backward pass over the cotangents: the identity
         # keeps the batch axis where it is, and the guard stays on the level below
-        return FirstOrderOnly.apply(grad, *anchors), in_dims[0]
+        return _guard().apply(grad, *anchors), in_dims[0]
+
+
+class FirstOrderOnlyJvp(FirstOrderOnly):
+    """:class:`FirstOrderOnly` for forward mode (``torch.func.hessian`` is
+    ``jacfwd(jacrev(f))``): its ``jvp`` raises the same error (without one, torch says
+    "You must implement the jvp function"); a separate class, as ``torch.compile``
+    refuses a Function with a ``jvp``."""
+
+    @staticmethod
+    def jvp(ctx: Any, *tangents: Any) -> Any:
+        raise RuntimeError(SECOND_ORDER_ERROR)
+
+
+def _guard() -> Any:
+    return FirstOrderOnlyJvp if _forward_mode_active() else FirstOrderOnly
 
 
 class AutogradOp(torch.autograd.Function):
@@ -158,6 +196,13 @@ class AutogradOp(torch.autograd.Function):
         saved = ctx.saved_tensors
         k = ctx.num_residuals
         create_graph = torch.is_grad_enabled()
+        if type(ctx.op).vjp is ZeroGradient.vjp and ctx.op.second_order:
+            # the a.e. derivative of a piecewise-constant op: zeros, as the reference VJP
+            # and JAX give (None would be "not used in the graph" to torch.autograd.grad);
+            # a second-order op saved every input
+            needs = ctx.needs_input_grad[1:]
+            pairs = zip(saved[k:], needs, strict=True)
+            return (None, *(torch.zeros_like(x) if need else None for x, need in pairs))
         if create_graph and ctx.op.second_order:  # a differentiable backward pass
             inputs = saved[k:]
             _, residuals = ctx.op.forward(*inputs, xp=torch_xp)
@@ -174,7 +219,8 @@ class AutogradOp(torch.autograd.Function):
         out = [gr if need else None for gr, need in zip(grads, needs, strict=True)]
         if create_graph:  # create_graph=True: guard against a second derivative
             anchors = [x for x in saved[k:] if x.requires_grad]
-            out = [None if gr is None else FirstOrderOnly.apply(gr, g, *anchors) for gr in out]
+            guard = _guard()
+            out = [None if gr is None else guard.apply(gr, g, *anchors) for gr in out]
         return (None, *out)
 
 

@@ -7,11 +7,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from array_api_compat import torch as torch_xp
 
 from dopt_core.backend import Backend, int_seed, type_name
 
-from ._autograd import apply_op
+from ._autograd import apply_op, torch_xp
 
 _functorch = torch._C._functorch
 _functorch_active = torch._C._are_functorch_transforms_active

@@ -44,6 +44,17 @@ def _cat(leaves: list[Any], lead: int) -> Any:
     return torch.cat([torch.reshape(x, (*x.shape[:lead], -1)) for x in leaves], dim=-1)
 
 
+def _check_leaf_shapes(leaves: list[Any], shapes: list[tuple[int, ...]], lead: int, name: str) -> None:
+    # equal total sizes with other leaf shapes would cut the flat vector elsewhere
+    for i, (x, shape) in enumerate(zip(leaves, shapes, strict=True)):
+        got = tuple(getattr(x, "shape", ()))
+        if len(got) != lead + len(shape) or got[lead:] != shape:
+            raise ValueError(
+                f"{name}'s leaf {i} must have shape {(*got[:lead], *shape)} (the leading "
+                f"axes, then theta's leaf shape {shape}), got {got}"
+            )
+
+
 class _Flat:
     """One pytree structure: ravel/unravel of θ and the solver wrapped on flat rows."""
 
@@ -73,10 +84,13 @@ class _Flat:
     def key(self) -> tuple[Any, ...]:
         return (str(self.spec), tuple(self.shapes))
 
-    def ravel(self, tree: Any, lead: int = 0) -> Any:
+    def ravel(self, tree: Any, lead: int = 0, name: str = "theta") -> Any:
         leaves, spec = pytree.tree_flatten(tree)
         if str(spec) != str(self.spec):
-            raise ValueError(f"a pytree argument must have the structure of theta ({self.spec}), got {spec}")
+            raise ValueError(
+                f"{name} must have the pytree structure of theta ({self.spec}), got {spec}"
+            )
+        _check_leaf_shapes(leaves, self.shapes, lead, name)
         return _cat(leaves, lead)
 
     def unravel(self, flat: Any) -> Any:
@@ -119,7 +133,7 @@ class _TreeFunction(OpFunction):
             if not args:
                 raise TypeError("fenchel_young_loss needs y_true after theta")
             (y_true, *rest) = args
-            y_flat = y_true if _is_single_array(y_true) else _cat(pytree.tree_leaves(y_true), 0)
+            y_flat = y_true if _is_single_array(y_true) else flat.ravel(y_true, name="y_true")
             return fn(x, y_flat, *rest, noise=z, **kwargs)
         out = fn(x, *args, noise=z, **kwargs)
         return flat.unravel_out(out) if self._kind == "perturbed" else out
@@ -129,7 +143,7 @@ class _TreeFunction(OpFunction):
         if noise is not None:
             if rng is not None:
                 raise ValueError("pass either rng or noise, not both")
-            return flat.ravel(noise, lead=1)
+            return flat.ravel(noise, lead=1, name="noise")
         leaves = pytree.tree_leaves(theta)
         backend = dc.backend_for(leaves[0])
         if rng is not None and not isinstance(rng, torch.Generator):

@@ -1,7 +1,9 @@
 """``torch.nn.Module`` forms of dopt's layers and losses.
 
 The modules hold the configuration and a ``torch.Generator`` per device (seeded by
-``seed``, created on the input's device at first use), so that successive training
+``seed``, or without one by a draw from torch's default generator, so that
+``torch.manual_seed`` makes a run reproducible; created on the input's device at
+first use), so that successive training
 steps draw fresh noise reproducibly. ``forward`` also accepts ``rng=`` or pre-drawn
 ``noise=``, which take precedence. All math is the core's
 (:func:`dopt_core.perturbed`, :func:`dopt_core.fenchel_young_loss`).
@@ -125,8 +127,8 @@ class _Seeded(torch.nn.Module):
         g = self._generators.get(dev)
         if g is None:
             g = torch.Generator(device=dev)
-            if self.seed is None:
-                g.seed()
+            if self.seed is None:  # from torch's default generator: torch.manual_seed rules
+                g.manual_seed(int(torch.randint(0, 2**62, (1,))))
             else:
                 g.manual_seed(self.seed)
             self._generators[dev] = g
