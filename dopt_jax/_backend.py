@@ -15,7 +15,8 @@ from ._callback import host_call
 from ._vjp import apply_op
 
 
-def _key(rng: Any) -> Any:
+def as_key(rng: Any) -> Any:
+    """A JAX key from ``rng`` (a key, or an int seed); clear errors for anything else."""
     if rng is None:
         raise ValueError("rng is required for JAX arrays (JAX has no global random state): pass a key or an int seed")
     seed = int_seed(rng)
@@ -64,7 +65,7 @@ class JaxBackend(Backend):
         return isinstance(rng, np.random.Generator)
 
     def native_draw(self, rng: Any, kind: str, shape: tuple[int, ...], *, like: Any) -> Any:
-        key, dtype = _key(rng), like.dtype
+        key, dtype = as_key(rng), like.dtype
         if kind == "normal":
             return jax.random.normal(key, shape, dtype)
         if kind == "uniform":
@@ -74,7 +75,7 @@ class JaxBackend(Backend):
     def native_gamma(
         self, rng: Any, concentration: float, shape: tuple[int, ...], *, like: Any
     ) -> Any:
-        return jax.random.gamma(_key(rng), concentration, shape, like.dtype)
+        return jax.random.gamma(as_key(rng), concentration, shape, like.dtype)
 
     def native_vjp(self, fn: Any, theta: Any, cotangent: Any) -> Any:
         def pulled(t: Any, g: Any) -> Any:

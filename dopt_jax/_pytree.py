@@ -27,7 +27,7 @@ import numpy as np
 import dopt_core as dc
 from dopt_core.op import OpFunction
 
-from ._backend import _key
+from ._backend import as_key
 
 __all__ = ["fenchel_young_loss", "perturbed", "perturbed_max"]
 
@@ -146,7 +146,7 @@ class _TreeFunction(OpFunction):
         if isinstance(rng, np.random.Generator):  # drawn on the host: consecutive draws
             keys = [rng] * len(leaves)
         else:  # an int seed is jax.random.key(seed), as for one array
-            keys = jax.random.split(_key(rng), len(leaves))
+            keys = jax.random.split(as_key(rng), len(leaves))
         backend = dc.backend_for(jnp.asarray(leaves[0]))
         anti = self._options["antithetic"]
         draws = []
