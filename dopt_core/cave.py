@@ -26,8 +26,9 @@ the host (the paper's CaVE-E: SciPy's NNLS on the rows that bind with one sign, 
 the complement of the subspace spanned by the rows binding with both signs, such as
 equality constraints); ``method="pgd"`` runs ``max_iter``
 Nesterov-accelerated projected-gradient steps on the device from :math:`x = 0`
-(the truncated projection of CaVE+, PyEPO's default with 20 steps), which lands
-inside the cone.
+(a truncated projection in the spirit of CaVE+, 20 steps by default; PyEPO's CaVE+
+truncates Clarabel at 3 interior-point iterations instead), which lands inside the
+cone.
 
 The binding normals come from :func:`binding_normals` (any LP/MILP in inequality
 form with bounds) or :func:`shortest_path_normals` (the grid DAG of

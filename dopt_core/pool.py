@@ -24,9 +24,11 @@ target solution :math:`y`, in score form (maximisation; :math:`\theta = -c`):
 
 In cost form (:math:`\hat c = -\hat\theta`) NCE is PyEPO's ``NCE``
 :math:`\frac1P\sum_p(\hat c^\top y - \hat c^\top w_p)`, CMAP its ``contrastiveMAP``,
-and the LTR losses its ``pointwiseLTR``, ``pairwiseLTR`` (PyEPO counts distinct
-objective values of the worse members; here distinct pool members, the same for
-continuous costs) and ``listwiseLTR`` (τ = 1). NCE and CMAP are zero or negative only
+and the LTR losses its ``pointwiseLearningToRank``, ``pairwiseLearningToRank``
+(``ptLTR``, ``prLTR``; PyEPO 2.2 divides the pairwise sum by ``P - 1``, here by the
+number of strictly worse members: the same when the pool's true objectives are
+distinct) and ``listwiseLearningToRank`` (``lsLTR``, τ = 1; PyEPO clamps the target
+probabilities at 1e-8, here they are not clamped). NCE and CMAP are zero or negative only
 when :math:`y` scores at least as well as the pool under :math:`\hat\theta`; CMAP is
 non-negative once :math:`y` is in the pool.
 

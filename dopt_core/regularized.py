@@ -30,8 +30,8 @@ The Fenchel-Young loss of :math:`\Omega` over :math:`C` (Blondel et al., 2020),
     L(\theta; y) = \langle\theta, \hat\mu - y\rangle + \Omega(y) - \Omega(\hat\mu),
     \qquad \nabla_\theta L = \hat\mu(\theta) - y ,
 
-is PyEPO's ``regularizedFenchelYoung`` / ``regularizedFrankWolfeOpt`` (``RFY`` /
-``RFWO``) in score form (θ = -cost).
+is PyEPO's ``regularizedFrankWolfeFenchelYoung`` / ``regularizedFrankWolfeOpt``
+(``RFY``) in score form (θ = -cost).
 
 References
 ----------
@@ -299,7 +299,7 @@ def regularized_fenchel_young_loss(
     \frac\lambda2(\lVert y\rVert^2 - \lVert\hat\mu\rVert^2)` per instance, gradient
     :math:`\hat\mu(\theta) - y`, with :math:`\hat\mu` from :func:`regularized_optimizer`
     (same parameters). Non-negative, zero iff :math:`\hat\mu(\theta) = y`. PyEPO's
-    ``regularizedFenchelYoung`` in score form. Blondel, Martins & Niculae, *Learning
+    ``regularizedFrankWolfeFenchelYoung`` (``RFY``) in score form. Blondel, Martins & Niculae, *Learning
     with Fenchel-Young losses*, JMLR 2020.
 
     Parameters
