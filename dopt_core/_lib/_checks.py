@@ -13,8 +13,8 @@ import operator
 from collections.abc import Callable
 from typing import Any
 
-from ._registry import backend_for
 from ._compat import is_array_api_obj
+from ._registry import backend_for
 
 __all__ = [
     "check_choice",
@@ -96,6 +96,11 @@ def check_int(value: Any, *, name: str, low: int, high: int | None = None) -> in
         bound = f"between {low} and {high}" if high is not None else f">= {low}"
         raise ValueError(f"{name} must be {bound}, got {value}")
     return value
+
+
+def check_subset_size(k: Any, theta: Any) -> int:
+    """A subset size ``k`` in ``1..n`` for scores ``theta`` of shape ``(..., n)``."""
+    return check_int(k, name="k", low=1, high=theta.shape[-1])
 
 
 def check_flag(value: Any, *, name: str) -> bool:

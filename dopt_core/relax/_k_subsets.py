@@ -41,7 +41,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .._lib._checks import check_flag, check_int, check_scores
+from .._lib._checks import check_flag, check_scores, check_subset_size
 from .._lib._compat import device, index_dtype, is_numpy_array
 from .._lib._constants import DeviceConstants, static_table
 from .._lib._random import bind_noise
@@ -63,9 +63,6 @@ _CHUNK = 1 << 14
 
 _TABLES = DeviceConstants()
 
-
-def _check_k(k: Any, theta: Any) -> int:
-    return check_int(k, name="k", low=1, high=theta.shape[-1])
 
 
 # ---------------------------------------------------------------------------------
@@ -415,7 +412,7 @@ def k_subset_marginals(theta: Any, /, k: int, *, check_finite: bool = True) -> B
     sampling", ICLR 2023, arXiv:2210.01941.
     """
     theta, _, out_dtype = check_scores(theta, check_finite=check_finite)
-    k = _check_k(k, theta)
+    k = check_subset_size(k, theta)
     return Bound(KSubsetMarginalsOp(k), (theta,), out_dtype)
 
 
@@ -545,7 +542,7 @@ def k_subset_sample(
     sampling", ICLR 2023, arXiv:2210.01941.
     """
     theta, xp, out_dtype = check_scores(theta, check_finite=check_finite)
-    k = _check_k(k, theta)
+    k = check_subset_size(k, theta)
     simple = check_flag(simple, name="simple")
     noise = bind_noise(theta, rng, noise, law=GUMBEL, check_finite=check_finite)
     return Bound(KSubsetSampleOp(k, simple), (theta, noise), out_dtype)

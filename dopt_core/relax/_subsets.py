@@ -13,7 +13,13 @@ import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from .._lib._checks import check_flag, check_in_dtype_range, check_int, check_positive, check_scores
+from .._lib._checks import (
+    check_flag,
+    check_in_dtype_range,
+    check_positive,
+    check_scores,
+    check_subset_size,
+)
 from .._lib._compat import device
 from .._lib._random import bind_noise
 from ..noise import GUMBEL
@@ -56,9 +62,6 @@ class GumbelTopKOp(ZeroGradient, Op):
     def vjp(self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any) -> tuple[Any | None, ...]:
         return (None, None)
 
-
-def _check_k(k: Any, theta: Any) -> int:
-    return check_int(k, name="k", low=1, high=theta.shape[-1])
 
 
 def _check_tau(tau: Any, theta: Any, xp: Any) -> float:
@@ -127,7 +130,7 @@ def gumbel_top_k(
     trick for sampling sequences without replacement", ICML 2019, arXiv:1903.06059.
     """
     theta, xp, out_dtype = check_scores(theta, check_finite=check_finite)
-    k = _check_k(k, theta)
+    k = check_subset_size(k, theta)
     return_order = check_flag(return_order, name="return_order")
     noise = bind_noise(theta, rng, noise, law=GUMBEL, check_finite=check_finite)
     return Bound(GumbelTopKOp(k, return_order), (theta, noise), out_dtype)
@@ -328,7 +331,7 @@ def relaxed_subset(
     IJCAI 2019, arXiv:1901.10517.
     """
     theta, xp, out_dtype = check_scores(theta, check_finite=check_finite)
-    k = _check_k(k, theta)
+    k = check_subset_size(k, theta)
     tau = _check_tau(tau, theta, xp)
     hard = check_flag(hard, name="hard")
     noise = bind_noise(theta, rng, noise, law=GUMBEL, check_finite=check_finite)
