@@ -30,6 +30,7 @@ __all__ = [
     "check_real",
     "check_same_device",
     "check_scores",
+    "check_subset_size",
     "check_callable_solver",
     "solver_event_ndim",
     "solver_name",
