@@ -38,7 +38,7 @@ from typing import Any, ClassVar
 
 from ._lib._checks import check_flag, check_nonnegative, check_positive, check_real, solver_name
 from .backend import backend_for
-from .noise import Noise, SumOfGamma, get_noise
+from .noise import Noise, sum_of_gamma_law
 from .op import Bound, Op, OpFunction, op_function
 from .perturbed import Perturbation, make_perturbation
 
@@ -166,9 +166,10 @@ def aimle(
     noise : {"sum_of_gamma", "gumbel", "normal"} or Noise
         Law of the perturbation.
     kappa : float
-        Subset size κ of the sum-of-gamma law.
+        Subset size κ of the sum-of-gamma law; another value than the default only
+        with ``noise="sum_of_gamma"`` (a ``SumOfGamma`` instance carries its own).
     num_terms : int
-        Terms of the sum-of-gamma series.
+        Terms of the sum-of-gamma series; the same rule.
     sigma : float
         Noise scale (the temperature τ).
     two_sided : bool
@@ -203,8 +204,7 @@ def aimle(
     >>> f.state                              # 2 of 3 entries moved: u < 1, alpha grows
     AdaptiveState(alpha=1.001, u=0.966667)
     """
-    sog = SumOfGamma(kappa, num_terms)
-    law = sog if isinstance(noise, str) and noise == "sum_of_gamma" else get_noise(noise)
+    law = sum_of_gamma_law(noise, kappa=kappa, num_terms=num_terms)
     p = make_perturbation(
         solver, sigma=sigma, num_samples=num_samples, noise=law, multiplicative=False,
         antithetic=False, chunk_size=chunk_size, event_ndim=event_ndim, require_score=False,

@@ -36,6 +36,7 @@ __all__ = [
     "Normal",
     "SumOfGamma",
     "get_noise",
+    "sum_of_gamma_law",
     "gumbel_from_exponential",
 ]
 
@@ -208,3 +209,37 @@ def get_noise(noise: str | Noise) -> Noise:
     if isinstance(noise, str) and noise in NOISES:
         return NOISES[noise]
     raise ValueError(f"noise must be one of {sorted(NOISES)} (or a dopt_core.noise.Noise), got {noise!r}")
+
+
+def sum_of_gamma_law(noise: str | Noise, *, kappa: float = 5.0, num_terms: int = 10) -> Noise:
+    """The perturbation law of the I-MLE family (:func:`dopt_core.imle`,
+    :func:`dopt_core.aimle`).
+
+    Parameters
+    ----------
+    noise : str or Noise
+        ``"sum_of_gamma"`` gives ``SumOfGamma(kappa, num_terms)``; any other name or law
+        is :func:`get_noise`'s.
+    kappa, num_terms : float, int
+        Validated whatever the law. With a law other than ``"sum_of_gamma"`` they must
+        keep their defaults (5 and 10): another value would be silently ignored (a
+        :class:`SumOfGamma` instance carries its own), so it raises ``ValueError``.
+
+    Examples
+    --------
+    >>> from dopt_core.noise import sum_of_gamma_law
+    >>> sum_of_gamma_law("sum_of_gamma", kappa=3.0).kappa
+    3.0
+    """
+    sog = SumOfGamma(kappa, num_terms)  # validates both whatever the law
+    if isinstance(noise, str) and noise == "sum_of_gamma":
+        return sog
+    law = get_noise(noise)
+    pairs = (("kappa", sog.kappa, 5.0), ("num_terms", sog.num_terms, 10))
+    changed = [name for name, value, default in pairs if value != default]
+    if changed:
+        raise ValueError(
+            f"{' and '.join(changed)} apply only to noise='sum_of_gamma', got noise={noise!r}: "
+            "pass SumOfGamma(kappa, num_terms) as noise instead"
+        )
+    return law

@@ -44,16 +44,16 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ._lib._checks import (
+    check_callable_solver,
     check_flag,
     check_nonnegative,
     check_positive,
     check_scores,
-    check_callable_solver,
     instance_solver,
     solver_name,
 )
 from ._lib._random import bind_noise
-from .noise import Noise, SumOfGamma, get_noise
+from .noise import Noise, get_noise, sum_of_gamma_law
 from .op import Bound, Op, OpFunction, op_function
 from .perturbed import Perturbation, make_perturbation
 from .projections import check_projection, project_forward, project_vjp
@@ -366,9 +366,10 @@ def imle(
     noise : {"sum_of_gamma", "gumbel", "normal"} or Noise
         Law of the perturbation.
     kappa : float
-        Subset size κ of the sum-of-gamma law.
+        Subset size κ of the sum-of-gamma law; another value than the default only
+        with ``noise="sum_of_gamma"`` (a ``SumOfGamma`` instance carries its own).
     num_terms : int
-        Terms of the sum-of-gamma series.
+        Terms of the sum-of-gamma series; the same rule.
     sigma : float
         Noise scale (the temperature τ).
     two_sided : bool
@@ -386,8 +387,7 @@ def imle(
     >>> y, vjp(np.array([2.0, -2.0, 0.0]))      # the target moves the mass to item 1
     (array([1., 0., 0.]), array([ 0.1, -0.1,  0. ]))
     """
-    sog = SumOfGamma(kappa, num_terms)  # validates kappa and num_terms whatever the law
-    law = sog if isinstance(noise, str) and noise == "sum_of_gamma" else get_noise(noise)
+    law = sum_of_gamma_law(noise, kappa=kappa, num_terms=num_terms)
     p = make_perturbation(
         solver, sigma=sigma, num_samples=num_samples, noise=law, multiplicative=False,
         antithetic=False, chunk_size=chunk_size, event_ndim=event_ndim, require_score=False,

@@ -315,3 +315,13 @@ def test_straight_through_uses_relaxation_vjp() -> None:
     p = softmax(theta / 0.5, axis=-1)
     expected = p * (g - np.sum(p * g, axis=-1, keepdims=True)) / 0.5  # softmax Jacobian, closed form
     np.testing.assert_allclose(vjp(g), expected, rtol=1e-10)
+
+
+def test_imle_kappa_only_with_the_named_sum_of_gamma_law() -> None:
+    """A kappa next to a SumOfGamma instance was silently dropped (the instance's own
+    kappa was used); now it is refused, and the named law takes it."""
+    with pytest.raises(ValueError, match="kappa apply only to noise='sum_of_gamma'"):
+        dc.imle(S.argmax, noise=dc.noise.SumOfGamma(2.0), kappa=7.0)
+    assert dc.imle(S.argmax, kappa=7.0).perturbation.noise.kappa == 7.0
+    assert dc.imle(S.argmax).perturbation.noise.kappa == 5.0
+    assert dc.aimle(S.argmax, noise=dc.noise.SumOfGamma(2.0)).perturbation.noise.kappa == 2.0
