@@ -231,8 +231,9 @@ def forward_host(
 
     Sorting, PAV and its bookkeeping in one pass. Every row is in ``x``'s (original)
     order except soft sort's output and the rank's sort order: positions in the sorted
-    order (both ops: soft sort's JVP gathers with it), ``order[j]`` = index of the ``j``-th entry, block bounds ``first``/``last``
-    = sorted positions of the first/last entry of the entry's PAV block. The VJP
+    order (both ops: soft sort's JVP gathers with it), ``order[j]`` = index of the
+    ``j``-th entry, block bounds ``first``/``last`` = sorted positions of the first/last
+    entry of the entry's PAV block. The VJP
     weights are ``1/|B|`` (L2) or ``softmax_B(s)`` (KL; ``s`` the sorted values); soft
     rank's VJP scales by ``±1/ε`` last, so that singleton blocks give an exact zero.
     Only the block id of every entry is scattered to the original order; everything
@@ -372,7 +373,7 @@ def _l2_blocks(
     return blocks, xs, shift, base
 
 
-#: The KL PAV runs at ``ε >= max(|x|, 1) · n · 2**-40``: there ``x/ε`` is small enough
+#: The KL PAV of soft rank runs at ``ε >= max(|x|, 1) · n · 2**-40``: there ``x/ε`` is small enough
 #: for float64 to resolve ``log ρ_i - log ρ_{i+1} >= 1/n`` (so exact ties pool, as in the
 #: ε → 0 limit), and the blocks are those of ε → 0 except for entries closer than about
 #: ``1e-12 · n · max|x|`` (treated as ties; float32 inputs are never that close).
@@ -383,14 +384,19 @@ def _kl_blocks(sk: np.ndarray, rho: np.ndarray, *, rank: bool, eps: float) -> np
     """PAV blocks of the KL problem of every row (flat block starts, then ``sk.size``).
 
     Rank: ``v_E(s, log ρ)``, ``s = -sk/ε``; sort: ``v_E(ρ/ε, -sk)``. The PAV is not
-    homogeneous, so ε is floored (:data:`_KL_FLOOR`) for the block decisions only; the
-    outputs use the true ε.
+    homogeneous, so ε is floored for the block decisions only (rank: :data:`_KL_FLOOR`;
+    sort: ``1/(8 max(|x|, 1))``, below which every block is a singleton); the outputs
+    use the true ε.
     """
     ends = np.abs(sk[:, [0, -1]])
-    big = float(ends.max()) if np.isfinite(ends).all() else 0.0
-    e = max(eps, max(big, 1.0) * sk.shape[-1] * _KL_FLOOR)
+    big = max(float(ends.max()) if np.isfinite(ends).all() else 0.0, 1.0)
     if rank:
+        e = max(eps, big * sk.shape[-1] * _KL_FLOOR)
         blocks, _ = _pav_kl_rows(np.multiply(sk, -1.0 / e, dtype=np.float64), np.log(rho))
     else:
+        # sort compares 1/ε with the gaps of x (ties never pool): below ε = 1/(8·max|x|)
+        # 1/ε exceeds every gap (<= 2·max|x|), every block is a singleton, as at that
+        # floor, which only keeps ρ/ε finite (no floor from |x| · n: it pooled)
+        e = max(eps, 0.125 / big)
         blocks, _ = _pav_kl_rows(rho / e, np.negative(sk, dtype=np.float64))
     return blocks
