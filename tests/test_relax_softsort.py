@@ -467,3 +467,46 @@ def test_host_call_batch_capability() -> None:
     per_row = np.stack([soft_rank(r, regularization_strength=0.4) for r in x])
     vm = jax.vmap(lambda r: soft_rank(r, regularization_strength=0.4))(jnp.asarray(x))
     np.testing.assert_allclose(np.asarray(vm), per_row, rtol=1e-12)
+
+
+@pytest.mark.parametrize("descending", [False, True])
+def test_kl_soft_sort_of_large_values_uses_the_true_strength(descending: bool) -> None:
+    """KL soft sort's PAV blocks are those of the true ε, also for |x| ~ 1e6.
+
+    Sort's KL problem compares ρ/ε with the gaps of x: with every gap below 1/ε no block
+    pools and the output is the exact sort; a floor on ε taken from |x| (right for soft
+    rank, whose problem is x/ε against log ρ) pooled here and returned multiples of 1/ε.
+    Against the unfloored PAV where it pools (ε = 1e-6: 1/ε equals the unit gap)."""
+    from dopt_core.relax._pav_host import _kl_pav
+
+    x = np.array([3.0, 0.0, 5.0, 1.0, -2.0, 4.5, 7.0]) * 1e6
+    sign = -1.0 if descending else 1.0
+    exact = sign * np.sort(sign * x)
+    for eps in (1e-30, 1e-7):  # 1/ε above the largest gap (3e6): every block a singleton
+        y = soft_sort(x, regularization_strength=eps, regularization="kl", descending=descending)
+        np.testing.assert_array_equal(y, exact)
+    eps, n = 1e-6, x.size
+    rho = np.arange(n, 0, -1.0) / eps
+    s = -np.sort(sign * x)  # ascending soft sort of sign·x: v_E(ρ/ε, s), s descending
+    val, blocks = _kl_pav(rho, s)
+    assert len(blocks) - 1 < n  # this ε pools
+    ref = sign * -(rho - np.repeat(val, np.diff(blocks)))
+    y = soft_sort(x, regularization_strength=eps, regularization="kl", descending=descending)
+    np.testing.assert_allclose(y, ref, rtol=1e-12, atol=1e-12 * np.abs(x).max())
+
+
+@pytest.mark.parametrize("rank", [False, True], ids=["sort", "rank"])
+def test_a_large_row_does_not_cost_the_other_rows_precision(rank: bool) -> None:
+    """Rows chained into one PAV call are shifted by multiples of the chunk's spread; a
+    row of values ~1e8 in the batch must not round the O(1) rows beside it (it cost them
+    ~1e-5 absolute in float64 at ε >= 1): each row equals its own, to 1e-12 relative."""
+    f = soft_rank if rank else soft_sort
+    rng = np.random.default_rng(12)
+    x = rng.normal(size=(130, 10))
+    x[0] *= 1e8
+    x[129] *= 1e-6
+    for eps in (0.01, 1.0, 3.0):
+        batched = f(x, regularization_strength=eps)
+        for r in (1, 64, 128, 129):
+            own = f(x[r], regularization_strength=eps)
+            np.testing.assert_allclose(batched[r], own, rtol=1e-12, atol=1e-12 * np.abs(own).max())

@@ -98,12 +98,36 @@ def _logsumexp_in_blocks(a: np.ndarray, starts: np.ndarray, bid: np.ndarray) -> 
 
 
 _ROWS_PER_CALL = 128
+_SPREAD_RATIO = 256.0  # largest ratio of row spreads chained in one call
+
+
+def _chunk_starts(spread: np.ndarray) -> np.ndarray:
+    """First row of every chunk (then ``rows``): at most :data:`_ROWS_PER_CALL` rows, and
+    row spreads within a factor :data:`_SPREAD_RATIO` of each other, so that the
+    chunk's offsets (multiples of its largest spread) round every row's values at
+    about ``_ROWS_PER_CALL · _SPREAD_RATIO · eps`` relative to that row's own spread,
+    whatever the other rows hold. One vectorised test in the common case of a batch
+    of similar rows (fixed chunks); a greedy pass over the rows otherwise."""
+    rows = spread.shape[0]
+    fixed = np.arange(0, rows, _ROWS_PER_CALL)
+    sp = np.where(np.isfinite(spread), spread, 0.0)
+    sp = np.maximum(sp, float(sp.max(initial=0.0)) * 2.0**-1000 + 2.0**-1000)
+    if rows == 0 or float(sp.max()) <= _SPREAD_RATIO * float(sp.min()):
+        return np.append(fixed, rows)
+    starts, lo, hi, count = [0], float(sp[0]), float(sp[0]), 1
+    for r, v in enumerate(sp.tolist()[1:], start=1):
+        lo, hi, count = min(lo, v), max(hi, v), count + 1
+        if count > _ROWS_PER_CALL or hi > _SPREAD_RATIO * lo:
+            starts.append(r)
+            lo, hi, count = v, v, 1
+    return np.asarray([*starts, rows])
 
 
 def _chain_offsets(
     lo: np.ndarray, hi: np.ndarray, *, scale: float = 1.0, extra: float = 0.0, unit: int = 0
-) -> np.ndarray:
-    """Offsets that chain rows into one isotonic problem per chunk of rows.
+) -> tuple[np.ndarray, np.ndarray]:
+    """Offsets that chain rows into one isotonic problem per chunk of rows, and the
+    chunks (first rows, then ``rows``; :func:`_chunk_starts`).
 
     Each row's values lie in ``[lo·scale, hi·scale + extra]`` (``lo``, ``hi`` per row;
     ``scale > 0``). Within a chunk row ``r`` is shifted down by ``r · big``, ``big`` a
@@ -115,33 +139,32 @@ def _chain_offsets(
     """
     rows = lo.shape[0]
     shift = np.arange(rows, dtype=np.float64)
-    for c in range(0, rows, _ROWS_PER_CALL):
-        chunk = slice(c, c + _ROWS_PER_CALL)
+    chunks = _chunk_starts((hi - lo) * scale + extra)
+    for c, end in zip(chunks[:-1].tolist(), chunks[1:].tolist()):
+        chunk = slice(c, end)
         spread = (float(hi[chunk].max()) - float(lo[chunk].min())) * scale + extra
         if not math.isfinite(spread):  # NaN/inf with check_finite=False: garbage, no error
             spread = 0.0
         # 2**ceil(log2(2·spread/2**k + 1)) · 2**k, without forming spread/2**k
         e = math.ceil(math.log2(2.0 * spread + math.ldexp(1.0, unit)) - unit)
         big = math.ldexp(1.0, e + unit)
-        if rows <= _ROWS_PER_CALL:
-            shift *= big
-        else:
-            shift[chunk] = (shift[chunk] - c) * big
-    return shift
+        shift[chunk] = (shift[chunk] - c) * big
+    return shift, chunks
 
 
-def _isotonic_chained(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Non-increasing isotonic regression of rows chained by :func:`_chain_offsets`:
-    the block starts (flat positions, then ``y.size``) and the solution, ``(rows, n)``."""
+def _isotonic_chained(y: np.ndarray, chunks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Non-increasing isotonic regression of rows chained by :func:`_chain_offsets`
+    (one call per chunk, ``chunks`` its first rows, then ``rows``): the block starts
+    (flat positions, then ``y.size``) and the solution, ``(rows, n)``."""
     from scipy.optimize import isotonic_regression
 
     rows, n = y.shape
-    if rows <= _ROWS_PER_CALL:
+    if len(chunks) <= 2:
         res = isotonic_regression(y.ravel(), increasing=False)
         return res.blocks, res.x.reshape(rows, n)
     starts, xs = [], []
-    for c in range(0, rows, _ROWS_PER_CALL):
-        res = isotonic_regression(y[c : c + _ROWS_PER_CALL].ravel(), increasing=False)
+    for c, end in zip(chunks[:-1].tolist(), chunks[1:].tolist()):
+        res = isotonic_regression(y[c:end].ravel(), increasing=False)
         starts.append(res.blocks[:-1] + c * n)
         xs.append(res.x)
     return np.concatenate([*starts, [rows * n]]), np.concatenate(xs).reshape(rows, n)
@@ -159,8 +182,8 @@ def _pav_l2_rows(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     another valid subgradient).
     """
     n = y.shape[-1]
-    shift = _chain_offsets(y.min(axis=-1), y.max(axis=-1))
-    blocks, xs = _isotonic_chained(y - shift[:, None])
+    shift, chunks = _chain_offsets(y.min(axis=-1), y.max(axis=-1))
+    blocks, xs = _isotonic_chained(y - shift[:, None], chunks)
     st = blocks[:-1]
     return blocks, xs.ravel().take(st) + shift.take(st // n)
 
@@ -231,8 +254,9 @@ def forward_host(
 
     Sorting, PAV and its bookkeeping in one pass. Every row is in ``x``'s (original)
     order except soft sort's output and the rank's sort order: positions in the sorted
-    order (both ops: soft sort's JVP gathers with it), ``order[j]`` = index of the ``j``-th entry, block bounds ``first``/``last``
-    = sorted positions of the first/last entry of the entry's PAV block. The VJP
+    order (both ops: soft sort's JVP gathers with it), ``order[j]`` = index of the
+    ``j``-th entry, block bounds ``first``/``last`` = sorted positions of the first/last
+    entry of the entry's PAV block. The VJP
     weights are ``1/|B|`` (L2) or ``softmax_B(s)`` (KL; ``s`` the sorted values); soft
     rank's VJP scales by ``±1/ε`` last, so that singleton blocks give an exact zero.
     Only the block id of every entry is scattered to the original order; everything
@@ -359,20 +383,20 @@ def _l2_blocks(
     # c a power of two: the scaled problem rounds exactly like the unscaled one (same
     # blocks, bit for bit, wherever the unscaled one does not overflow)
     if rank:  # c (s - ρ) = -sk·(c/ε) - c ρ
-        shift = _chain_offsets(lo, hi, scale=c / eps, extra=c * (n - 1.0), unit=k)
+        shift, chunks = _chain_offsets(lo, hi, scale=c / eps, extra=c * (n - 1.0), unit=k)
         base = np.add.outer(shift, c * rho)
         y = np.multiply(sk, -c / eps, dtype=np.float64) - base
     else:  # c (sk + ρ/ε) = c sk + (c/ε) ρ
-        shift = _chain_offsets(lo, hi, scale=c, extra=c * (n - 1.0) / eps, unit=k)
+        shift, chunks = _chain_offsets(lo, hi, scale=c, extra=c * (n - 1.0) / eps, unit=k)
         rw = rho / eps * c if eps > 2.0**-900 else rho * (c / eps)
         base = np.subtract.outer(shift, rw)
         scaled = sk if c == 1.0 else np.multiply(sk, c, dtype=np.float64)
         y = np.subtract(scaled, base, dtype=np.float64)
-    blocks, xs = _isotonic_chained(y)
+    blocks, xs = _isotonic_chained(y, chunks)
     return blocks, xs, shift, base
 
 
-#: The KL PAV runs at ``ε >= max(|x|, 1) · n · 2**-40``: there ``x/ε`` is small enough
+#: The KL PAV of soft rank runs at ``ε >= max(|x|, 1) · n · 2**-40``: there ``x/ε`` is small enough
 #: for float64 to resolve ``log ρ_i - log ρ_{i+1} >= 1/n`` (so exact ties pool, as in the
 #: ε → 0 limit), and the blocks are those of ε → 0 except for entries closer than about
 #: ``1e-12 · n · max|x|`` (treated as ties; float32 inputs are never that close).
@@ -383,14 +407,19 @@ def _kl_blocks(sk: np.ndarray, rho: np.ndarray, *, rank: bool, eps: float) -> np
     """PAV blocks of the KL problem of every row (flat block starts, then ``sk.size``).
 
     Rank: ``v_E(s, log ρ)``, ``s = -sk/ε``; sort: ``v_E(ρ/ε, -sk)``. The PAV is not
-    homogeneous, so ε is floored (:data:`_KL_FLOOR`) for the block decisions only; the
-    outputs use the true ε.
+    homogeneous, so ε is floored for the block decisions only (rank: :data:`_KL_FLOOR`;
+    sort: ``1/(8 max(|x|, 1))``, below which every block is a singleton); the outputs
+    use the true ε.
     """
     ends = np.abs(sk[:, [0, -1]])
-    big = float(ends.max()) if np.isfinite(ends).all() else 0.0
-    e = max(eps, max(big, 1.0) * sk.shape[-1] * _KL_FLOOR)
+    big = max(float(ends.max()) if np.isfinite(ends).all() else 0.0, 1.0)
     if rank:
+        e = max(eps, big * sk.shape[-1] * _KL_FLOOR)
         blocks, _ = _pav_kl_rows(np.multiply(sk, -1.0 / e, dtype=np.float64), np.log(rho))
     else:
+        # sort compares 1/ε with the gaps of x (ties never pool): below ε = 1/(8·max|x|)
+        # 1/ε exceeds every gap (<= 2·max|x|), every block is a singleton, as at that
+        # floor, which only keeps ρ/ε finite (no floor from |x| · n: it pooled)
+        e = max(eps, 0.125 / big)
         blocks, _ = _pav_kl_rows(rho / e, np.negative(sk, dtype=np.float64))
     return blocks
