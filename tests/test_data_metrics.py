@@ -102,3 +102,16 @@ def test_metrics_check_an_undeclared_solver_once() -> None:
     del calls[:]
     dc.normalized_regret(my_argmax, a, b)
     assert len(calls) == 3  # the decisions, the optimum, the objective's scale
+
+
+def test_normalized_regret_with_zero_optimal_objectives_raises() -> None:
+    """Every optimum is 0 while the decisions lose 1 and 2: the ratio regret / |opt|
+    is undefined (x/0); it used to come back as 3e12 from a 1e-12 floor."""
+    truth = np.array([[0.0, -1.0], [-2.0, 0.0]])
+    pred = -truth  # picks the losing entry in each row: regrets 1 and 2
+    assert dc.regret(dc.solvers.argmax, pred, truth).tolist() == [1.0, 2.0]
+    with pytest.raises(ValueError, match="theta_true"):
+        dc.normalized_regret(dc.solvers.argmax, pred, truth)
+    # a tiny but non-zero denominator is divided by exactly, not floored at 1e-12
+    tiny = np.array([[1e-13, -1.0]])
+    assert dc.normalized_regret(dc.solvers.argmax, -tiny, tiny) == (1e-13 + 1.0) / 1e-13
