@@ -66,6 +66,13 @@ def _conformance(args: argparse.Namespace) -> int:
     backends = list(args.backend or [])
     for target in args.env or []:
         backends.append(conf.load_env(target))
+    for option, given, known in (("--backend", args.backend or [], conf.backend_names()),
+                                 ("--case", args.case or [], tuple(conf.CASES))):
+        unknown = [n for n in given if n not in known]
+        if unknown:
+            print(f"dopt conformance: unknown {option} {', '.join(map(repr, unknown))}; known: {', '.join(known)}",
+                  file=sys.stderr)
+            raise SystemExit(2)
     results = conf.run(backends=backends or None, cases=args.case or None)
     print(conf.format_table(results))
     if args.markdown:
