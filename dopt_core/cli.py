@@ -70,7 +70,8 @@ def _conformance(args: argparse.Namespace) -> int:
                                  ("--case", args.case or [], tuple(conf.CASES))):
         unknown = [n for n in given if n not in known]
         if unknown:
-            print(f"dopt conformance: unknown {option} {', '.join(map(repr, unknown))}; known: {', '.join(known)}",
+            names = ", ".join(map(repr, unknown))
+            print(f"dopt conformance: unknown {option} {names}; known: {', '.join(known)}",
                   file=sys.stderr)
             raise SystemExit(2)
     results = conf.run(backends=backends or None, cases=args.case or None)

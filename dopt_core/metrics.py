@@ -81,8 +81,9 @@ def normalized_regret(
     """Sum of regrets over the sum of ``|optimal objective|`` (a Python float).
 
     ``ValueError`` for an empty batch (the ratio is 0/0) and when every optimal
-    objective is 0 (nothing to divide by; PyEPO adds 1e-8 to the sum instead), ``TypeError`` for traced
-    arrays or torch ``meta`` tensors (no values to make a float of).
+    objective is 0 (nothing to divide by; PyEPO adds 1e-8 to the sum instead),
+    ``TypeError`` for traced arrays or torch ``meta`` tensors (no values to make a
+    float of).
 
     Parameters
     ----------
