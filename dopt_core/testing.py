@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from ._lib._checks import check_int, check_positive
+from ._lib._checks import check_int, check_positive, check_real
 from .backend import Backend, backend_for
 from .op import OpFunction, value_and_vjp
 from .perturbed import perturbed
@@ -319,7 +319,8 @@ def _generator(rng: Any) -> np.random.Generator:
     return np.random.default_rng(int(rng))
 
 
-def _check_common(inputs: tuple[Any, ...], method: str, num_directions: Any, eps: Any) -> int:
+def _check_common(inputs: tuple[Any, ...], method: str, num_directions: Any, eps: Any,
+                  max_elementwise: Any, atol: Any, rtol: Any) -> int:
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
     if not inputs:
@@ -327,6 +328,10 @@ def _check_common(inputs: tuple[Any, ...], method: str, num_directions: Any, eps
     nd = check_int(num_directions, name="num_directions", low=1)
     if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not 0 < eps < 1:
         raise ValueError(f"eps must be a finite step in (0, 1), got {eps!r}")
+    check_int(max_elementwise, name="max_elementwise", low=0)
+    for name, tol in (("atol", atol), ("rtol", rtol)):
+        if tol is not None and not check_real(tol, name=name) >= 0:
+            raise ValueError(f"{name} must be a non-negative number, got {tol!r}")
     return nd
 
 
@@ -366,7 +371,8 @@ def gradcheck(
         :func:`~dopt_core.fenchel_young_loss`, :func:`~dopt_core.identity`..., or your
         own ``@op_function``), or **any torch or JAX callable** — a
         ``torch.autograd.Function.apply``, a ``jax.custom_vjp`` function, a module —
-        of one or more arrays, returning an array or a tuple of arrays.
+        of one or more arrays, returning an array or a tuple of arrays (outputs that
+        are not floating-point, such as indices, are compared with ``reference`` only).
     *inputs
         The arrays (and, for dopt functions, static positional arguments). For a dopt
         function the gradient is taken with respect to the first; for a torch/JAX
@@ -406,7 +412,8 @@ def gradcheck(
         :math:`J^\top g` is checked too and the report names the worst one.
     max_elementwise : int
         Largest number of entries of θ for which every entry of :math:`J^\top g` is
-        checked (and the worst one named), beside the dot-product test.
+        checked (and the worst one named), beside the dot-product test. ``0``: the
+        dot-product test alone.
     num_batches : int
         Independent noise batches of the statistical checks (their spread gives the
         standard error; ≥ 2).
@@ -439,7 +446,7 @@ def gradcheck(
     >>> report.ok
     True
     """
-    nd = _check_common(inputs, method, num_directions, eps)
+    nd = _check_common(inputs, method, num_directions, eps, max_elementwise, atol, rtol)
     gen = _generator(rng)
     if isinstance(fn, OpFunction):
         report = _gradcheck_dopt(fn, inputs, kwargs, method=method, noise=noise, gen=gen, atol=atol,
@@ -828,6 +835,9 @@ def _gradcheck_native(fn: Callable[..., Any], inputs: tuple[Any, ...], kwargs: d
 
     outs = call(wide)
     multi_out, multi_in = len(outs) > 1, len(arrays) > 1
+    float_outs = [k for k, y in enumerate(outs) if _is_float_array(y)]  # indices etc. have no VJP
+    if not float_outs:
+        raise TypeError(f"gradcheck of {_name(fn)}: fn has no floating-point output to differentiate")
     results: list[GradcheckResult] = []
     ref_out = None
     if reference is not None:
@@ -843,7 +853,7 @@ def _gradcheck_native(fn: Callable[..., Any], inputs: tuple[Any, ...], kwargs: d
             results.append(_compare(f"{_tag(k, None, multi_out, False)}forward vs reference", to_numpy(y),
                                     np.asarray(r), at if atol is None else atol, rt if rtol is None else rtol,
                                     f"dtype policy for {dt}"))
-    for k in range(len(outs)):
+    for k in float_outs:
         g = gen.normal(size=tuple(outs[k].shape))
         for i in arrays:
             def f_i(t: Any, i: int = i, k: int = k, base: list[Any] = wide) -> Any:

@@ -521,3 +521,58 @@ def test_docstring_examples_of_testing() -> None:
 
     result = doctest.testmod(importlib.import_module("dopt_core.testing"), optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted >= 3 and result.failed == 0
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="torch not installed")
+def test_torch_function_with_an_integer_output() -> None:
+    """``torch.topk``-like layers return (values, indices): the integer output has no
+    gradient to check (it used to crash gradcheck with torch's "does not require grad");
+    the float output is still checked, and a wrong backward on it still fails."""
+    import torch
+
+    def top2(x: Any) -> Any:
+        return torch.topk(x, 2)
+
+    x = torch.asarray(_theta((2, 5), 11))
+    report = dc.testing.gradcheck(top2, x, reference=lambda a: (np.sort(a)[..., ::-1][..., :2],
+                                                                np.argsort(-a)[..., :2]))
+    assert report.ok, str(report)
+    assert any(r.method.startswith("output 0: torch VJP vs finite differences") for r in report.results)
+    assert not any(r.method.startswith("output 1: torch VJP") for r in report.results)
+    assert any(r.method == "output 1: forward vs reference" for r in report.results)
+
+    class HalfTop2(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx: Any, t: Any) -> Any:
+            v, i = torch.topk(t, 2)
+            ctx.save_for_backward(i)
+            ctx.shape = t.shape
+            ctx.mark_non_differentiable(i)
+            return v, i
+
+        @staticmethod
+        def backward(ctx: Any, g: Any, _gi: Any) -> Any:
+            (i,) = ctx.saved_tensors
+            return torch.zeros(ctx.shape, dtype=g.dtype).scatter(-1, i, 0.5 * g)  # planted ½
+
+    bad = dc.testing.gradcheck(HalfTop2.apply, x)
+    per_entry = next(r for r in bad.failures if r.method.endswith("per entry"))
+    assert per_entry.max_rel_error == pytest.approx(0.5, rel=1e-4)
+    with pytest.raises(TypeError, match="no floating-point output"):
+        dc.testing.gradcheck(lambda t: torch.argsort(t), x)
+
+
+def test_gradcheck_tolerance_and_size_arguments_are_checked() -> None:
+    """max_elementwise=-1 or "8", rtol=-1, atol=nan were accepted and silently
+    disabled the per-entry check or made every comparison fail."""
+    theta = _theta((2, 3))
+    with pytest.raises(ValueError, match="max_elementwise must be >= 0"):
+        dc.testing.gradcheck(cube_ok, theta, max_elementwise=-1)
+    with pytest.raises(TypeError, match="max_elementwise must be an integer"):
+        dc.testing.gradcheck(cube_ok, theta, max_elementwise="8")
+    for name in ("rtol", "atol"):
+        with pytest.raises(ValueError, match=f"{name} must be"):
+            dc.testing.gradcheck(cube_ok, theta, **{name: -1.0})
+        with pytest.raises(ValueError, match=f"{name} must be"):
+            dc.testing.gradcheck(cube_ok, theta, **{name: float("nan")})
+    assert dc.testing.gradcheck(cube_ok, theta, rtol=1e-5, atol=0.0).ok
