@@ -115,3 +115,15 @@ def test_normalized_regret_with_zero_optimal_objectives_raises() -> None:
     # a tiny but non-zero denominator is divided by exactly, not floored at 1e-12
     tiny = np.array([[1e-13, -1.0]])
     assert dc.normalized_regret(dc.solvers.argmax, -tiny, tiny) == (1e-13 + 1.0) / 1e-13
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32])
+def test_data_seed_outside_randomstate_range(seed: int) -> None:
+    """RandomState takes seeds in [0, 2**32 - 1]; 2**32 ended in NumPy's own message."""
+    for make in (lambda: dc.data.shortest_path(3, 2, seed=seed),
+                 lambda: dc.data.knapsack(3, 2, 4, seed=seed),
+                 lambda: dc.data.tsp(3, 2, 4, seed=seed),
+                 lambda: dc.data.portfolio(3, 2, 4, seed=seed)):
+        with pytest.raises(ValueError, match="seed must be between 0 and 4294967295"):
+            make()
+    assert dc.data.shortest_path(2, 3, seed=2**32 - 1)[1].shape == (2, 40)
