@@ -825,9 +825,12 @@ def _gradcheck_native(fn: Callable[..., Any], inputs: tuple[Any, ...], kwargs: d
     for i in arrays:
         wide[i], ok = _to_float64(backend, inputs[i])
         x64_ok = x64_ok and ok
-    rtol_fd = (1e-5 if x64_ok else 1e-2) if rtol is None else rtol
-    atol_fd = (1e-8 if x64_ok else 1e-4) if atol is None else atol
-    step = eps if x64_ok else 1e-3
+
+    def fd_policy(wide64: bool) -> tuple[float, float, float]:
+        """``(rtol, atol, step)`` of finite differences of a float64 or a lower-precision map."""
+        return ((1e-5 if wide64 else 1e-2) if rtol is None else rtol,
+                (1e-8 if wide64 else 1e-4) if atol is None else atol,
+                eps if wide64 else 1e-3)
 
     def call(args: list[Any]) -> tuple[Any, ...]:
         y = fn(*args, **kwargs)
@@ -855,6 +858,14 @@ def _gradcheck_native(fn: Callable[..., Any], inputs: tuple[Any, ...], kwargs: d
                                     f"dtype policy for {dt}"))
     for k in float_outs:
         g = gen.normal(size=tuple(outs[k].shape))
+        # a function that computes in float32 inside (t.float()) has float32 outputs even
+        # on float64 inputs: its finite differences need the float32 step and tolerance
+        out_dt = to_numpy(outs[k]).dtype
+        wide64 = x64_ok and out_dt == np.float64
+        rtol_fd, atol_fd, step = fd_policy(wide64)
+        precision = ("float64" if wide64 else
+                     f"{out_dt} (fn returns {out_dt} on float64 inputs)" if x64_ok else
+                     f"{out_dt} (this backend holds no float64 here, e.g. jax_enable_x64 off)")
         for i in arrays:
             def f_i(t: Any, i: int = i, k: int = k, base: list[Any] = wide) -> Any:
                 args = list(base)
@@ -872,8 +883,7 @@ def _gradcheck_native(fn: Callable[..., Any], inputs: tuple[Any, ...], kwargs: d
             t64 = to_numpy(wide[i])
             results += _fd_checks(f_np, t64, vjp, g, gen, eps=step, nd=nd, max_elementwise=max_elementwise,
                                   atol=atol_fd, rtol=rtol_fd, label=f"{tag}{backend.name} VJP",
-                                  precision="float64" if x64_ok else
-                                  f"{t64.dtype} (this backend holds no float64 here, e.g. jax_enable_x64 off)")
+                                  precision=precision)
             if ref_out is not None:
                 def ref_np(t: np.ndarray, i: int = i, k: int = k) -> np.ndarray:
                     args = [to_numpy(a).astype(np.float64) if j in arrays else a for j, a in enumerate(inputs)]

@@ -576,3 +576,33 @@ def test_gradcheck_tolerance_and_size_arguments_are_checked() -> None:
         with pytest.raises(ValueError, match=f"{name} must be"):
             dc.testing.gradcheck(cube_ok, theta, **{name: float("nan")})
     assert dc.testing.gradcheck(cube_ok, theta, rtol=1e-5, atol=0.0).ok
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="torch not installed")
+def test_torch_function_computing_in_float32_inside() -> None:
+    """A layer that casts to float32 (``t.float()``) gives float32 outputs even on the
+    float64 copy of its inputs: its right gradient failed (float64 step 1e-6 on a
+    float32 function: rel error 1e-2) under a report saying "in float64". Its finite
+    differences now use the float32 step and tolerance; a halved backward still fails."""
+    import torch
+
+    x = torch.asarray(_theta((2, 3), 12), dtype=torch.float32)
+    report = dc.testing.gradcheck(lambda t: torch.sin(t.float()) * 3, x)
+    assert report.ok, str(report)
+    fd_lines = [r.why for r in report.results if "finite" in r.method]
+    assert fd_lines and all("central differences in float32" in w for w in fd_lines)
+
+    class HalfSin(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx: Any, t: Any) -> Any:
+            ctx.save_for_backward(t)
+            return torch.sin(t.float())
+
+        @staticmethod
+        def backward(ctx: Any, g: Any) -> Any:
+            (t,) = ctx.saved_tensors
+            return (0.5 * g * torch.cos(t.float())).to(t.dtype)  # planted ½
+
+    bad = dc.testing.gradcheck(HalfSin.apply, x)
+    per_entry = next(r for r in bad.failures if r.method.endswith("per entry"))
+    assert per_entry.max_rel_error == pytest.approx(0.5, rel=1e-2)
