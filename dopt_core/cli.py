@@ -155,9 +155,12 @@ def _gradcheck(args: argparse.Namespace) -> int:
         print(report)
         return 0 if report.ok else 1
     solver = fn if isinstance(fn, dc.OpFunction) else dc.solvers.solver(fn)  # type: ignore[arg-type]
+    try:  # the options are checked here, before any check runs
+        layer = dc.perturbed(solver, sigma=args.sigma, num_samples=args.num_samples, noise=args.noise)
+    except (ValueError, TypeError) as exc:
+        raise SystemExit(f"dopt gradcheck: {exc}") from None
     checked = dc.testing.check_solver(solver, theta)
     print(checked)
-    layer = dc.perturbed(solver, sigma=args.sigma, num_samples=args.num_samples, noise=args.noise)
     report = dc.testing.gradcheck(layer, theta, rng=args.seed)
     print(report)
     return 0 if report.ok and checked.ok else 1
