@@ -156,7 +156,8 @@ def _gradcheck(args: argparse.Namespace) -> int:
         return 0 if report.ok else 1
     solver = fn if isinstance(fn, dc.OpFunction) else dc.solvers.solver(fn)  # type: ignore[arg-type]
     try:  # the options are checked here, before any check runs
-        layer = dc.perturbed(solver, sigma=args.sigma, num_samples=args.num_samples, noise=args.noise)
+        layer = dc.perturbed(solver, sigma=args.sigma, num_samples=args.num_samples,
+                             noise=args.noise)
     except (ValueError, TypeError) as exc:
         raise SystemExit(f"dopt gradcheck: {exc}") from None
     checked = dc.testing.check_solver(solver, theta)

@@ -42,9 +42,11 @@ def test_conformance_command_unknown_name(option: str, name: str,
     assert ("sort" if option == "--case" else "numpy") in err  # the known names
 
 
-@pytest.mark.parametrize(("args", "words"), [(["--sigma", "-1"], "sigma must be"),
-                                             (["--sigma", "1", "--noise", "bogus"], "noise must be"),
-                                             (["--sigma", "1", "--num-samples", "0"], "num_samples")])
+@pytest.mark.parametrize(("args", "words"), [
+    (["--sigma", "-1"], "sigma must be"),
+    (["--sigma", "1", "--noise", "bogus"], "noise must be"),
+    (["--sigma", "1", "--num-samples", "0"], "num_samples"),
+])
 def test_gradcheck_command_bad_layer_option(args: list[str], words: str) -> None:
     """A bad --sigma/--noise/--num-samples ended in a traceback after the solver check
     had run; it is now a one-line error from the command, before any check."""
