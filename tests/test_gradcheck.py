@@ -606,3 +606,30 @@ def test_torch_function_computing_in_float32_inside() -> None:
     bad = dc.testing.gradcheck(HalfSin.apply, x)
     per_entry = next(r for r in bad.failures if r.method.endswith("per entry"))
     assert per_entry.max_rel_error == pytest.approx(0.5, rel=1e-2)
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="torch not installed")
+def test_fd_allowance_covers_rounding_of_large_outputs() -> None:
+    """f = t² + 1e6 has gradient 2t ~ 1 but values ~ 1e6: central differences at step
+    1e-6 lose 1e6·2.2e-16/1e-6 ~ 2e-4 to rounding, more than rtol 1e-5, so the right
+    gradient failed. The allowance now adds the rounding of the differenced values;
+    a backward 1 % off still fails."""
+    import torch
+
+    x = torch.asarray(_theta((2, 3), 13))
+    assert dc.testing.gradcheck(lambda t: t * t + 1e6, x).ok
+
+    class Off(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx: Any, t: Any) -> Any:
+            ctx.save_for_backward(t)
+            return t * t + 1e6
+
+        @staticmethod
+        def backward(ctx: Any, g: Any) -> Any:
+            (t,) = ctx.saved_tensors
+            return 1.01 * 2 * t * g  # planted 1 %
+
+    bad = dc.testing.gradcheck(Off.apply, x)
+    assert {r.method for r in bad.failures} == {"torch VJP vs finite differences",
+                                                "torch VJP vs finite differences, per entry"}
