@@ -112,3 +112,22 @@ def test_torch_vmap_skips_only_torch_vmap_limitations() -> None:
         check(env, conformance.Case("planted_shape_bug", shape_bug, make), "float64")
     with pytest.raises(conformance.Skip, match="torch.func.vmap unsupported"):
         check(env, conformance.Case("planted_item", reads_value, make), "float64")
+
+
+def test_plugin_refuses_unknown_backend_names() -> None:
+    """--dopt-case checked its names but --dopt-backend did not: a typo ("toch") made
+    every collected test fail with the same setup error instead of one usage error."""
+    from dopt_conformance.pytest_plugin import selected_backends, selected_cases
+
+    class Config:
+        def __init__(self, **opts: list[str]) -> None:
+            self.opts = opts
+
+        def getoption(self, name: str, default: object = None) -> object:
+            return self.opts.get(name, default)
+
+    with pytest.raises(ValueError, match=r"unknown conformance backend\(s\) \['toch'\].*numpy"):
+        selected_backends(Config(dopt_backend=["toch"]))
+    assert selected_backends(Config(dopt_backend=["numpy"])) == ["numpy"]
+    with pytest.raises(ValueError, match="unknown conformance case"):
+        selected_cases(Config(dopt_case=["nope"]))
