@@ -633,3 +633,14 @@ def test_fd_allowance_covers_rounding_of_large_outputs() -> None:
     bad = dc.testing.gradcheck(Off.apply, x)
     assert {r.method for r in bad.failures} == {"torch VJP vs finite differences",
                                                 "torch VJP vs finite differences, per entry"}
+
+
+def test_reference_line_on_float64_numpy_says_it_compares_nothing() -> None:
+    """On float64 NumPy inputs the "reference" line runs the NumPy reference against
+    itself (error 0 whatever the VJP): for a gradient replacement it was the only line
+    of a PASS report and did not say so. float32 inputs compare two precisions."""
+    theta = _theta((2, 4), 15)
+    line = dc.testing.gradcheck(dc.identity(dc.solvers.argmax), theta).results[-1]
+    assert line.max_error == 0.0 and "compared with itself" in line.detail
+    low = dc.testing.gradcheck(dc.identity(dc.solvers.argmax), theta.astype(np.float32)).results[-1]
+    assert "compared with itself" not in low.detail
