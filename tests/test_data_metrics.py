@@ -50,6 +50,28 @@ def test_data_equal_pyepo() -> None:
     np.testing.assert_allclose(v, vp)
 
 
+@pytest.mark.skipif(importlib.util.find_spec("pyepo") is None, reason="pyepo not installed")
+@pytest.mark.parametrize(("deg", "noise", "seed"), [(1, 0.0, 0), (3, 0.5, 135), (6, 0.99, 2**31)])
+def test_tsp_and_portfolio_equal_pyepo(deg: int, noise: float, seed: int) -> None:
+    """Bit-equal to PyEPO after its float32 cast, odd and even node counts, τ = 0."""
+    from pyepo.data import portfolio, shortestpath, tsp
+
+    for n in (3, 6, 7):
+        x, c = dc.data.tsp(5, 3, n, deg=deg, noise_width=noise, seed=seed)
+        xp_, cp_ = tsp.genData(5, 3, n, deg=deg, noise_width=noise, seed=seed)
+        np.testing.assert_array_equal(x, xp_)
+        np.testing.assert_array_equal(c.astype(np.float32), cp_)
+    for tau in (0.0, 0.5, 2.0):
+        cov, x, r = dc.data.portfolio(6, 3, 4, deg=deg, noise_level=tau, seed=seed)
+        covp, xp_, rp = portfolio.genData(6, 3, 4, deg=deg, noise_level=tau, seed=seed)
+        np.testing.assert_array_equal(cov, covp)
+        np.testing.assert_array_equal(x, xp_)
+        np.testing.assert_array_equal(r.astype(np.float32), rp)
+    x, c = dc.data.shortest_path(7, 3, (3, 4), deg=deg, noise_width=noise, seed=seed)
+    xp_, cp_ = shortestpath.genData(7, 3, (3, 4), deg=deg, noise_width=noise, seed=seed)
+    np.testing.assert_array_equal(c.astype(np.float32), cp_)
+
+
 def test_bad_data_arguments() -> None:
     with pytest.raises(ValueError, match="deg must be >= 1"):
         dc.data.shortest_path(10, 5, deg=0)
