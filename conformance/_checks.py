@@ -18,7 +18,8 @@ apply (with the reason).
 * ``torch_vmap`` — under torch, ``torch.func.vmap`` over the batch gives the batched
   values. Where the installed dopt_torch cannot be vmapped yet (its
   ``autograd.Function`` reads a tensor's value, e.g. a finiteness check calling
-  ``.item()``), the check is a skip with torch's reason, not a failure.
+  ``.item()``), the check is a skip with torch's reason, not a failure; any other
+  error under vmap is a failure.
 * ``jvp_adjoint`` — for an op with a forward-mode derivative (:meth:`Op.jvp
   <dopt_core.op.Op.jvp>`): the framework's own JVP (``jax.jvp``, ``torch.func.jvp``;
   the explicit ``value_and_jvp`` elsewhere) equals the core's NumPy reference, and
@@ -220,6 +221,17 @@ def check_torch_func(env: Env, case: Case, dtype: str) -> float:
                                  err_msg=f"{case.name} torch.func.vjp:"))
 
 
+#: Phrases of torch's own "this cannot be vmapped" errors (a value read with
+#: ``.item()``, data-dependent control flow, an ``autograd.Function`` without a
+#: vmap rule or ``setup_context``): those make ``torch_vmap`` a skip, nothing else.
+_TORCH_VMAP_UNSUPPORTED = (
+    "vmap: It looks like you're",
+    "does not have vmap support",
+    "must override the setup_context staticmethod",
+    "Batching rule not implemented",
+)
+
+
 def check_torch_vmap(env: Env, case: Case, dtype: str) -> float:
     torch = _require_torch(env)
     if not case.vmap:
@@ -232,7 +244,10 @@ def check_torch_vmap(env: Env, case: Case, dtype: str) -> float:
     try:
         y = torch.func.vmap(fn, in_dims=axes)(*args)
     except RuntimeError as exc:  # dopt_torch's Function has no vmap rule at this version
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        text = str(exc)
+        if not any(m in text for m in _TORCH_VMAP_UNSUPPORTED):
+            raise  # any other error (a shape mismatch of a batch rule...) is a failure
+        first = text.splitlines()[0] if text else type(exc).__name__
         raise Skip(f"torch.func.vmap unsupported by this dopt_torch: {first[:120]}") from None
     return assert_close(env.to_numpy(y), p.reference, kind=case.tolerance, err_msg=f"{case.name} torch vmap:")
 

@@ -38,6 +38,10 @@ def selected_backends(config: Any) -> list[str]:
 
     extra = [conformance.load_env(t) for t in config.getoption("dopt_env", default=None) or []]
     names = list(config.getoption("dopt_backend", default=None) or [])
+    unknown = [n for n in names if n not in conformance.backend_names()]
+    if unknown:
+        raise ValueError(f"unknown conformance backend(s) {unknown}; known: "
+                         f"{', '.join(conformance.backend_names())}")
     if not names:
         names = [] if extra else list(conformance.BACKEND_NAMES)
     return list(dict.fromkeys(names + extra))

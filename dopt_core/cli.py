@@ -66,6 +66,14 @@ def _conformance(args: argparse.Namespace) -> int:
     backends = list(args.backend or [])
     for target in args.env or []:
         backends.append(conf.load_env(target))
+    for option, given, known in (("--backend", args.backend or [], conf.backend_names()),
+                                 ("--case", args.case or [], tuple(conf.CASES))):
+        unknown = [n for n in given if n not in known]
+        if unknown:
+            names = ", ".join(map(repr, unknown))
+            print(f"dopt conformance: unknown {option} {names}; known: {', '.join(known)}",
+                  file=sys.stderr)
+            raise SystemExit(2)
     results = conf.run(backends=backends or None, cases=args.case or None)
     print(conf.format_table(results))
     if args.markdown:
@@ -147,9 +155,13 @@ def _gradcheck(args: argparse.Namespace) -> int:
         print(report)
         return 0 if report.ok else 1
     solver = fn if isinstance(fn, dc.OpFunction) else dc.solvers.solver(fn)  # type: ignore[arg-type]
+    try:  # the options are checked here, before any check runs
+        layer = dc.perturbed(solver, sigma=args.sigma, num_samples=args.num_samples,
+                             noise=args.noise)
+    except (ValueError, TypeError) as exc:
+        raise SystemExit(f"dopt gradcheck: {exc}") from None
     checked = dc.testing.check_solver(solver, theta)
     print(checked)
-    layer = dc.perturbed(solver, sigma=args.sigma, num_samples=args.num_samples, noise=args.noise)
     report = dc.testing.gradcheck(layer, theta, rng=args.seed)
     print(report)
     return 0 if report.ok and checked.ok else 1

@@ -17,7 +17,8 @@ Larger ``deg`` makes the feature-to-cost map more non-linear, so a linear model 
 more misspecified — the regime where decision-focused losses beat least squares.
 Random numbers come from ``numpy.random.RandomState(seed)`` drawn in PyEPO's order
 (B, then x, then ε; knapsack weights first), so for the same arguments the arrays
-equal those of PyEPO's ``genData`` (current vectorised version).
+equal those of PyEPO's ``genData`` (current vectorised version), which casts the
+costs to float32 (here they stay float64: equal after ``.astype(np.float32)``).
 
 References
 ----------
@@ -46,7 +47,7 @@ def _check_common(num_data: int, num_feat: int, deg: int, noise_width: float, se
     check_int(num_data, name="num_data", low=1)
     check_int(num_feat, name="num_feat", low=1)
     check_int(deg, name="deg", low=1)
-    check_int(seed, name="seed", low=0)
+    check_int(seed, name="seed", low=0, high=2**32 - 1)
     if not 0 <= check_real(noise_width, name="noise_width") < 1:
         raise ValueError(f"noise_width must be a number in [0, 1), got {noise_width!r}")
 
@@ -312,7 +313,7 @@ def portfolio(
     check_int(num_feat, name="num_feat", low=1)
     m = check_int(num_assets, name="num_assets", low=1)
     check_int(deg, name="deg", low=1)
-    check_int(seed, name="seed", low=0)
+    check_int(seed, name="seed", low=0, high=2**32 - 1)
     tau = check_real(noise_level, name="noise_level")
     if not tau >= 0:
         raise ValueError(f"noise_level must be non-negative, got {noise_level!r}")

@@ -80,8 +80,10 @@ def normalized_regret(
 ) -> float:
     """Sum of regrets over the sum of ``|optimal objective|`` (a Python float).
 
-    ``ValueError`` for an empty batch (the ratio is 0/0), ``TypeError`` for traced
-    arrays or torch ``meta`` tensors (no values to make a float of).
+    ``ValueError`` for an empty batch (the ratio is 0/0) and when every optimal
+    objective is 0 (nothing to divide by; PyEPO adds 1e-8 to the sum instead),
+    ``TypeError`` for traced arrays or torch ``meta`` tensors (no values to make a
+    float of).
 
     Parameters
     ----------
@@ -117,4 +119,10 @@ def normalized_regret(
         )
     r = regret(solver, theta_hat, theta_true, event_ndim=event_ndim)
     opt = xp.sum(theta_true * solver(theta_true), axis=_event_axes(theta_true, event_ndim))
-    return float(xp.sum(r)) / max(float(xp.sum(xp.abs(opt))), 1e-12)
+    scale = float(xp.sum(xp.abs(opt)))
+    if scale == 0.0:
+        raise ValueError(
+            "normalized_regret is undefined when every optimal objective of theta_true is 0 "
+            "(it divides by their sum of magnitudes); report regret(...) instead"
+        )
+    return float(xp.sum(r)) / scale

@@ -15,9 +15,11 @@ Tolerances scale with the dtype: ``"exact"`` ops (solvers, sorting) must agree t
 last bit; ``"float"`` ops to ``4·sqrt(eps)`` relative/absolute, the default of the
 array-API test ecosystem; ``"reduction"`` ops (sums over many terms, whose rounding
 order differs between backends) to ``64·eps·sqrt(n)``-style bounds expressed as a
-multiple of ``sqrt(eps)``. Finite-difference checks in float64 use ``rtol=1e-5``,
-``atol=1e-8`` of the largest expected entry; statistical checks ``4.5`` standard
-errors measured from independent noise batches.
+multiple of ``sqrt(eps)``. Finite-difference checks in float64 use ``rtol=1e-5``
+of the largest expected entry plus ``atol=1e-8`` plus the rounding of the
+differenced values (``8 eps sum|g||f| / 2h``, which matters only where the values
+dwarf the gradient); statistical checks ``4.5`` standard errors measured from
+independent noise batches.
 
 This module imports no framework: torch and JAX inputs are recognised through the
 backend registry (:func:`dopt_core.backend_for`), which loads their plugin only when
@@ -35,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from ._lib._checks import check_int, check_positive
+from ._lib._checks import check_int, check_positive, check_real
 from .backend import Backend, backend_for
 from .op import OpFunction, value_and_vjp
 from .perturbed import perturbed
@@ -319,7 +321,8 @@ def _generator(rng: Any) -> np.random.Generator:
     return np.random.default_rng(int(rng))
 
 
-def _check_common(inputs: tuple[Any, ...], method: str, num_directions: Any, eps: Any) -> int:
+def _check_common(inputs: tuple[Any, ...], method: str, num_directions: Any, eps: Any,
+                  max_elementwise: Any, atol: Any, rtol: Any) -> int:
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
     if not inputs:
@@ -327,6 +330,10 @@ def _check_common(inputs: tuple[Any, ...], method: str, num_directions: Any, eps
     nd = check_int(num_directions, name="num_directions", low=1)
     if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not 0 < eps < 1:
         raise ValueError(f"eps must be a finite step in (0, 1), got {eps!r}")
+    check_int(max_elementwise, name="max_elementwise", low=0)
+    for name, tol in (("atol", atol), ("rtol", rtol)):
+        if tol is not None and not check_real(tol, name=name) >= 0:
+            raise ValueError(f"{name} must be a non-negative number, got {tol!r}")
     return nd
 
 
@@ -366,7 +373,8 @@ def gradcheck(
         :func:`~dopt_core.fenchel_young_loss`, :func:`~dopt_core.identity`..., or your
         own ``@op_function``), or **any torch or JAX callable** — a
         ``torch.autograd.Function.apply``, a ``jax.custom_vjp`` function, a module —
-        of one or more arrays, returning an array or a tuple of arrays.
+        of one or more arrays, returning an array or a tuple of arrays (outputs that
+        are not floating-point, such as indices, are compared with ``reference`` only).
     *inputs
         The arrays (and, for dopt functions, static positional arguments). For a dopt
         function the gradient is taken with respect to the first; for a torch/JAX
@@ -406,7 +414,8 @@ def gradcheck(
         :math:`J^\top g` is checked too and the report names the worst one.
     max_elementwise : int
         Largest number of entries of θ for which every entry of :math:`J^\top g` is
-        checked (and the worst one named), beside the dot-product test.
+        checked (and the worst one named), beside the dot-product test. ``0``: the
+        dot-product test alone.
     num_batches : int
         Independent noise batches of the statistical checks (their spread gives the
         standard error; ≥ 2).
@@ -439,7 +448,7 @@ def gradcheck(
     >>> report.ok
     True
     """
-    nd = _check_common(inputs, method, num_directions, eps)
+    nd = _check_common(inputs, method, num_directions, eps, max_elementwise, atol, rtol)
     gen = _generator(rng)
     if isinstance(fn, OpFunction):
         report = _gradcheck_dopt(fn, inputs, kwargs, method=method, noise=noise, gen=gen, atol=atol,
@@ -548,16 +557,29 @@ def _draw(p: Any, gen: np.random.Generator, shape: tuple[int, ...], *, like: np.
 def _fd_checks(f_np: Callable[[np.ndarray], np.ndarray], t64: np.ndarray, vjp: Callable[[Any], Any],
                g: np.ndarray, gen: np.random.Generator, *, eps: float, nd: int, max_elementwise: int,
                atol: float, rtol: float, label: str, precision: str = "float64") -> list[GradcheckResult]:
-    """The dot-product test in ``nd`` random directions, then every entry of ``J^T g``."""
-    why = f"atol {atol:g} + rtol {rtol:g} x scale: central differences in {precision}, step {eps:g}"
+    r"""The dot-product test in ``nd`` random directions, then every entry of ``J^T g``.
+
+    Beside ``atol + rtol * scale`` each comparison allows the rounding of the
+    differenced values, :math:`8\,\epsilon\,\sum_j |g_j|\,|f_j(\theta)| / (2h)`
+    (ε of the output's dtype): it matters only where the values dwarf the
+    gradient (``f = t**2 + 1e6``), whose central differences are that inaccurate."""
+    y0 = np.asarray(f_np(t64))
+    u = float(np.finfo(y0.dtype).eps) if y0.dtype.kind == "f" else float(np.finfo(np.float64).eps)
+
+    def rounding(gg: np.ndarray) -> float:
+        return 8.0 * u * float(np.sum(np.abs(gg) * np.abs(y0))) / (2 * eps)
+
+    why = (f"atol {atol:g} + rtol {rtol:g} x scale + rounding of the differenced values "
+           f"(8 eps |g|.|f| / 2h = {rounding(g):.1e}): central differences in {precision}, "
+           f"step {eps:g}")
     worst: GradcheckResult | None = None
     for _ in range(nd):
         v = gen.normal(size=t64.shape)
         gd = gen.normal(size=g.shape)
         lhs = float(np.sum(to_numpy(vjp(gd)) * v))
         rhs = float(np.sum(gd * (f_np(t64 + eps * v) - f_np(t64 - eps * v))) / (2 * eps))
-        r = _compare(f"{label} vs finite differences", np.array(lhs), np.array(rhs), atol, rtol, why,
-                     "(random directions)")
+        r = _compare(f"{label} vs finite differences", np.array(lhs), np.array(rhs),
+                     atol + rounding(gd), rtol, why, "(random directions)")
         if worst is None or r.max_error - r.tolerance > worst.max_error - worst.tolerance:
             worst = r
     assert worst is not None
@@ -565,8 +587,8 @@ def _fd_checks(f_np: Callable[[np.ndarray], np.ndarray], t64: np.ndarray, vjp: C
     if t64.size <= max_elementwise:
         grad = to_numpy(vjp(g))
         fd = finite_difference_vjp(f_np, t64, g, eps)
-        out.append(_compare(f"{label} vs finite differences, per entry", grad, fd, atol, rtol, why,
-                            "(worst entry shown)"))
+        out.append(_compare(f"{label} vs finite differences, per entry", grad, fd,
+                            atol + rounding(g), rtol, why, "(worst entry shown)"))
     return out
 
 
@@ -593,8 +615,13 @@ def _reference_checks(f: OpFunction, inputs: tuple[Any, ...], kwargs: dict[str, 
     except NotImplementedError:
         ours = value_and_vjp(f, *inputs, **kwargs)[1](g_b)
         label = f"{backend.name} explicit VJP vs NumPy reference VJP"
-    out.append(_compare(label, to_numpy(ours), reference, a_d, r_d, why,
-                        "(same pre-drawn noise)" if "noise" in kwargs else ""))
+    itself = backend.name == "numpy" and all(
+        a is h or not isinstance(a, np.ndarray) or a.dtype == h.dtype
+        for a, h in zip(inputs, host, strict=True))
+    detail = "(same pre-drawn noise)" if "noise" in kwargs else ""
+    if itself:  # float64 NumPy inputs are the reference's own: nothing independent compared
+        detail = "(float64 NumPy inputs: the reference compared with itself; use torch/JAX/float32)"
+    out.append(_compare(label, to_numpy(ours), reference, a_d, r_d, why, detail))
     return out
 
 
@@ -818,9 +845,12 @@ def _gradcheck_native(fn: Callable[..., Any], inputs: tuple[Any, ...], kwargs: d
     for i in arrays:
         wide[i], ok = _to_float64(backend, inputs[i])
         x64_ok = x64_ok and ok
-    rtol_fd = (1e-5 if x64_ok else 1e-2) if rtol is None else rtol
-    atol_fd = (1e-8 if x64_ok else 1e-4) if atol is None else atol
-    step = eps if x64_ok else 1e-3
+
+    def fd_policy(wide64: bool) -> tuple[float, float, float]:
+        """``(rtol, atol, step)`` of finite differences of a float64 or a lower-precision map."""
+        return ((1e-5 if wide64 else 1e-2) if rtol is None else rtol,
+                (1e-8 if wide64 else 1e-4) if atol is None else atol,
+                eps if wide64 else 1e-3)
 
     def call(args: list[Any]) -> tuple[Any, ...]:
         y = fn(*args, **kwargs)
@@ -828,6 +858,9 @@ def _gradcheck_native(fn: Callable[..., Any], inputs: tuple[Any, ...], kwargs: d
 
     outs = call(wide)
     multi_out, multi_in = len(outs) > 1, len(arrays) > 1
+    float_outs = [k for k, y in enumerate(outs) if _is_float_array(y)]  # indices etc. have no VJP
+    if not float_outs:
+        raise TypeError(f"gradcheck of {_name(fn)}: fn has no floating-point output to differentiate")
     results: list[GradcheckResult] = []
     ref_out = None
     if reference is not None:
@@ -843,8 +876,16 @@ def _gradcheck_native(fn: Callable[..., Any], inputs: tuple[Any, ...], kwargs: d
             results.append(_compare(f"{_tag(k, None, multi_out, False)}forward vs reference", to_numpy(y),
                                     np.asarray(r), at if atol is None else atol, rt if rtol is None else rtol,
                                     f"dtype policy for {dt}"))
-    for k in range(len(outs)):
+    for k in float_outs:
         g = gen.normal(size=tuple(outs[k].shape))
+        # a function that computes in float32 inside (t.float()) has float32 outputs even
+        # on float64 inputs: its finite differences need the float32 step and tolerance
+        out_dt = to_numpy(outs[k]).dtype
+        wide64 = x64_ok and out_dt == np.float64
+        rtol_fd, atol_fd, step = fd_policy(wide64)
+        precision = ("float64" if wide64 else
+                     f"{out_dt} (fn returns {out_dt} on float64 inputs)" if x64_ok else
+                     f"{out_dt} (this backend holds no float64 here, e.g. jax_enable_x64 off)")
         for i in arrays:
             def f_i(t: Any, i: int = i, k: int = k, base: list[Any] = wide) -> Any:
                 args = list(base)
@@ -862,8 +903,7 @@ def _gradcheck_native(fn: Callable[..., Any], inputs: tuple[Any, ...], kwargs: d
             t64 = to_numpy(wide[i])
             results += _fd_checks(f_np, t64, vjp, g, gen, eps=step, nd=nd, max_elementwise=max_elementwise,
                                   atol=atol_fd, rtol=rtol_fd, label=f"{tag}{backend.name} VJP",
-                                  precision="float64" if x64_ok else
-                                  f"{t64.dtype} (this backend holds no float64 here, e.g. jax_enable_x64 off)")
+                                  precision=precision)
             if ref_out is not None:
                 def ref_np(t: np.ndarray, i: int = i, k: int = k) -> np.ndarray:
                     args = [to_numpy(a).astype(np.float64) if j in arrays else a for j, a in enumerate(inputs)]

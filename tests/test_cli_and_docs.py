@@ -26,3 +26,30 @@ def test_conformance_command(capsys: pytest.CaptureFixture[str]) -> None:
 def test_docstring_examples(module: str) -> None:
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.parametrize(("option", "name"), [("--case", "no_such_case"),
+                                              ("--backend", "no_such_backend")])
+def test_conformance_command_unknown_name(option: str, name: str,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """An unknown --case used to end in a KeyError traceback, an unknown --backend in a
+    FAIL row: both are usage errors naming the option, the value and the known names."""
+    with pytest.raises(SystemExit) as exc:
+        main(["conformance", option, name])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert option in err and name in err
+    assert ("sort" if option == "--case" else "numpy") in err  # the known names
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["--sigma", "-1"], "sigma must be"),
+    (["--sigma", "1", "--noise", "bogus"], "noise must be"),
+    (["--sigma", "1", "--num-samples", "0"], "num_samples"),
+])
+def test_gradcheck_command_bad_layer_option(args: list[str], words: str) -> None:
+    """A bad --sigma/--noise/--num-samples ended in a traceback after the solver check
+    had run; it is now a one-line error from the command, before any check."""
+    with pytest.raises(SystemExit) as exc:
+        main(["gradcheck", "dopt_core.solvers:argmax", *args])
+    assert str(exc.value.code).startswith("dopt gradcheck: ") and words in str(exc.value.code)

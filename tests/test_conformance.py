@@ -89,3 +89,45 @@ def _has(name: str) -> bool:
     import importlib.util
 
     return importlib.util.find_spec(name) is not None
+
+
+def test_torch_vmap_skips_only_torch_vmap_limitations() -> None:
+    """torch_vmap turned every RuntimeError into a skip, so a genuine failure under
+    vmap (a shape error of the op) passed the suite unseen; only torch's own
+    "cannot vmap this" errors (here a data-dependent ``.item()``) are skips."""
+    pytest.importorskip("torch")
+    env = conformance.setup("torch")
+
+    def shape_bug(theta):  # the kind of error a broken batch rule raises
+        if theta.ndim < 2:
+            raise RuntimeError("The size of tensor a (3) must match the size of tensor b (7)")
+        return theta * 1.0
+
+    def reads_value(theta):
+        return theta * float(theta.sum().item())
+
+    make = lambda rng, dtype: ((rng.normal(size=(2, 3)).astype(dtype),), {})  # noqa: E731
+    check = conformance.CHECKS["torch_vmap"]
+    with pytest.raises(RuntimeError, match="must match"):
+        check(env, conformance.Case("planted_shape_bug", shape_bug, make), "float64")
+    with pytest.raises(conformance.Skip, match="torch.func.vmap unsupported"):
+        check(env, conformance.Case("planted_item", reads_value, make), "float64")
+
+
+def test_plugin_refuses_unknown_backend_names() -> None:
+    """--dopt-case checked its names but --dopt-backend did not: a typo ("toch") made
+    every collected test fail with the same setup error instead of one usage error."""
+    from dopt_conformance.pytest_plugin import selected_backends, selected_cases
+
+    class Config:
+        def __init__(self, **opts: list[str]) -> None:
+            self.opts = opts
+
+        def getoption(self, name: str, default: object = None) -> object:
+            return self.opts.get(name, default)
+
+    with pytest.raises(ValueError, match=r"unknown conformance backend\(s\) \['toch'\].*numpy"):
+        selected_backends(Config(dopt_backend=["toch"]))
+    assert selected_backends(Config(dopt_backend=["numpy"])) == ["numpy"]
+    with pytest.raises(ValueError, match="unknown conformance case"):
+        selected_cases(Config(dopt_case=["nope"]))

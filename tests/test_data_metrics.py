@@ -50,6 +50,28 @@ def test_data_equal_pyepo() -> None:
     np.testing.assert_allclose(v, vp)
 
 
+@pytest.mark.skipif(importlib.util.find_spec("pyepo") is None, reason="pyepo not installed")
+@pytest.mark.parametrize(("deg", "noise", "seed"), [(1, 0.0, 0), (3, 0.5, 135), (6, 0.99, 2**31)])
+def test_tsp_and_portfolio_equal_pyepo(deg: int, noise: float, seed: int) -> None:
+    """Bit-equal to PyEPO after its float32 cast, odd and even node counts, τ = 0."""
+    from pyepo.data import portfolio, shortestpath, tsp
+
+    for n in (3, 6, 7):
+        x, c = dc.data.tsp(5, 3, n, deg=deg, noise_width=noise, seed=seed)
+        xp_, cp_ = tsp.genData(5, 3, n, deg=deg, noise_width=noise, seed=seed)
+        np.testing.assert_array_equal(x, xp_)
+        np.testing.assert_array_equal(c.astype(np.float32), cp_)
+    for tau in (0.0, 0.5, 2.0):
+        cov, x, r = dc.data.portfolio(6, 3, 4, deg=deg, noise_level=tau, seed=seed)
+        covp, xp_, rp = portfolio.genData(6, 3, 4, deg=deg, noise_level=tau, seed=seed)
+        np.testing.assert_array_equal(cov, covp)
+        np.testing.assert_array_equal(x, xp_)
+        np.testing.assert_array_equal(r.astype(np.float32), rp)
+    x, c = dc.data.shortest_path(7, 3, (3, 4), deg=deg, noise_width=noise, seed=seed)
+    xp_, cp_ = shortestpath.genData(7, 3, (3, 4), deg=deg, noise_width=noise, seed=seed)
+    np.testing.assert_array_equal(c.astype(np.float32), cp_)
+
+
 def test_bad_data_arguments() -> None:
     with pytest.raises(ValueError, match="deg must be >= 1"):
         dc.data.shortest_path(10, 5, deg=0)
@@ -102,3 +124,28 @@ def test_metrics_check_an_undeclared_solver_once() -> None:
     del calls[:]
     dc.normalized_regret(my_argmax, a, b)
     assert len(calls) == 3  # the decisions, the optimum, the objective's scale
+
+
+def test_normalized_regret_with_zero_optimal_objectives_raises() -> None:
+    """Every optimum is 0 while the decisions lose 1 and 2: the ratio regret / |opt|
+    is undefined (x/0); it used to come back as 3e12 from a 1e-12 floor."""
+    truth = np.array([[0.0, -1.0], [-2.0, 0.0]])
+    pred = -truth  # picks the losing entry in each row: regrets 1 and 2
+    assert dc.regret(dc.solvers.argmax, pred, truth).tolist() == [1.0, 2.0]
+    with pytest.raises(ValueError, match="theta_true"):
+        dc.normalized_regret(dc.solvers.argmax, pred, truth)
+    # a tiny but non-zero denominator is divided by exactly, not floored at 1e-12
+    tiny = np.array([[1e-13, -1.0]])
+    assert dc.normalized_regret(dc.solvers.argmax, -tiny, tiny) == (1e-13 + 1.0) / 1e-13
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32])
+def test_data_seed_outside_randomstate_range(seed: int) -> None:
+    """RandomState takes seeds in [0, 2**32 - 1]; 2**32 ended in NumPy's own message."""
+    for make in (lambda: dc.data.shortest_path(3, 2, seed=seed),
+                 lambda: dc.data.knapsack(3, 2, 4, seed=seed),
+                 lambda: dc.data.tsp(3, 2, 4, seed=seed),
+                 lambda: dc.data.portfolio(3, 2, 4, seed=seed)):
+        with pytest.raises(ValueError, match="seed must be between 0 and 4294967295"):
+            make()
+    assert dc.data.shortest_path(2, 3, seed=2**32 - 1)[1].shape == (2, 40)

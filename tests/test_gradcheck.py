@@ -521,3 +521,126 @@ def test_docstring_examples_of_testing() -> None:
 
     result = doctest.testmod(importlib.import_module("dopt_core.testing"), optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted >= 3 and result.failed == 0
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="torch not installed")
+def test_torch_function_with_an_integer_output() -> None:
+    """``torch.topk``-like layers return (values, indices): the integer output has no
+    gradient to check (it used to crash gradcheck with torch's "does not require grad");
+    the float output is still checked, and a wrong backward on it still fails."""
+    import torch
+
+    def top2(x: Any) -> Any:
+        return torch.topk(x, 2)
+
+    x = torch.asarray(_theta((2, 5), 11))
+    report = dc.testing.gradcheck(top2, x, reference=lambda a: (np.sort(a)[..., ::-1][..., :2],
+                                                                np.argsort(-a)[..., :2]))
+    assert report.ok, str(report)
+    assert any(r.method.startswith("output 0: torch VJP vs finite differences") for r in report.results)
+    assert not any(r.method.startswith("output 1: torch VJP") for r in report.results)
+    assert any(r.method == "output 1: forward vs reference" for r in report.results)
+
+    class HalfTop2(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx: Any, t: Any) -> Any:
+            v, i = torch.topk(t, 2)
+            ctx.save_for_backward(i)
+            ctx.shape = t.shape
+            ctx.mark_non_differentiable(i)
+            return v, i
+
+        @staticmethod
+        def backward(ctx: Any, g: Any, _gi: Any) -> Any:
+            (i,) = ctx.saved_tensors
+            return torch.zeros(ctx.shape, dtype=g.dtype).scatter(-1, i, 0.5 * g)  # planted ½
+
+    bad = dc.testing.gradcheck(HalfTop2.apply, x)
+    per_entry = next(r for r in bad.failures if r.method.endswith("per entry"))
+    assert per_entry.max_rel_error == pytest.approx(0.5, rel=1e-4)
+    with pytest.raises(TypeError, match="no floating-point output"):
+        dc.testing.gradcheck(lambda t: torch.argsort(t), x)
+
+
+def test_gradcheck_tolerance_and_size_arguments_are_checked() -> None:
+    """max_elementwise=-1 or "8", rtol=-1, atol=nan were accepted and silently
+    disabled the per-entry check or made every comparison fail."""
+    theta = _theta((2, 3))
+    with pytest.raises(ValueError, match="max_elementwise must be >= 0"):
+        dc.testing.gradcheck(cube_ok, theta, max_elementwise=-1)
+    with pytest.raises(TypeError, match="max_elementwise must be an integer"):
+        dc.testing.gradcheck(cube_ok, theta, max_elementwise="8")
+    for name in ("rtol", "atol"):
+        with pytest.raises(ValueError, match=f"{name} must be"):
+            dc.testing.gradcheck(cube_ok, theta, **{name: -1.0})
+        with pytest.raises(ValueError, match=f"{name} must be"):
+            dc.testing.gradcheck(cube_ok, theta, **{name: float("nan")})
+    assert dc.testing.gradcheck(cube_ok, theta, rtol=1e-5, atol=0.0).ok
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="torch not installed")
+def test_torch_function_computing_in_float32_inside() -> None:
+    """A layer that casts to float32 (``t.float()``) gives float32 outputs even on the
+    float64 copy of its inputs: its right gradient failed (float64 step 1e-6 on a
+    float32 function: rel error 1e-2) under a report saying "in float64". Its finite
+    differences now use the float32 step and tolerance; a halved backward still fails."""
+    import torch
+
+    x = torch.asarray(_theta((2, 3), 12), dtype=torch.float32)
+    report = dc.testing.gradcheck(lambda t: torch.sin(t.float()) * 3, x)
+    assert report.ok, str(report)
+    fd_lines = [r.why for r in report.results if "finite" in r.method]
+    assert fd_lines and all("central differences in float32" in w for w in fd_lines)
+
+    class HalfSin(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx: Any, t: Any) -> Any:
+            ctx.save_for_backward(t)
+            return torch.sin(t.float())
+
+        @staticmethod
+        def backward(ctx: Any, g: Any) -> Any:
+            (t,) = ctx.saved_tensors
+            return (0.5 * g * torch.cos(t.float())).to(t.dtype)  # planted ½
+
+    bad = dc.testing.gradcheck(HalfSin.apply, x)
+    per_entry = next(r for r in bad.failures if r.method.endswith("per entry"))
+    assert per_entry.max_rel_error == pytest.approx(0.5, rel=1e-2)
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="torch not installed")
+def test_fd_allowance_covers_rounding_of_large_outputs() -> None:
+    """f = t² + 1e6 has gradient 2t ~ 1 but values ~ 1e6: central differences at step
+    1e-6 lose 1e6·2.2e-16/1e-6 ~ 2e-4 to rounding, more than rtol 1e-5, so the right
+    gradient failed. The allowance now adds the rounding of the differenced values;
+    a backward 1 % off still fails."""
+    import torch
+
+    x = torch.asarray(_theta((2, 3), 13))
+    assert dc.testing.gradcheck(lambda t: t * t + 1e6, x).ok
+
+    class Off(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx: Any, t: Any) -> Any:
+            ctx.save_for_backward(t)
+            return t * t + 1e6
+
+        @staticmethod
+        def backward(ctx: Any, g: Any) -> Any:
+            (t,) = ctx.saved_tensors
+            return 1.01 * 2 * t * g  # planted 1 %
+
+    bad = dc.testing.gradcheck(Off.apply, x)
+    assert {r.method for r in bad.failures} == {"torch VJP vs finite differences",
+                                                "torch VJP vs finite differences, per entry"}
+
+
+def test_reference_line_on_float64_numpy_says_it_compares_nothing() -> None:
+    """On float64 NumPy inputs the "reference" line runs the NumPy reference against
+    itself (error 0 whatever the VJP): for a gradient replacement it was the only line
+    of a PASS report and did not say so. float32 inputs compare two precisions."""
+    theta = _theta((2, 4), 15)
+    line = dc.testing.gradcheck(dc.identity(dc.solvers.argmax), theta).results[-1]
+    assert line.max_error == 0.0 and "compared with itself" in line.detail
+    low = dc.testing.gradcheck(dc.identity(dc.solvers.argmax), theta.astype(np.float32)).results[-1]
+    assert "compared with itself" not in low.detail
