@@ -419,5 +419,32 @@ def test_float32_gradient_near_edges() -> None:
     w = rng.normal(size=(64, 64))
     kw = dict(distribution="logistic", scale=1 / 64)
     g64 = dc.value_and_vjp(soft_silhouette, tris, 64, **kw)[1](w)
-    g32 = dc.value_and_vjp(soft_silhouette, tris.astype(np.float32), 64, **kw)[1](w.astype(np.float32))
+    t32, w32 = tris.astype(np.float32), w.astype(np.float32)
+    g32 = dc.value_and_vjp(soft_silhouette, t32, 64, **kw)[1](w32)
     assert np.abs(g32 - g64).max() < 1e-4 * np.abs(g64).max()
+
+
+def test_scale_outside_the_dtype_range_raises() -> None:
+    # 1/scale overflows float32 below its smallest normal: the gradient was NaN silently
+    tris = _random_tris(np.random.default_rng(6), 2).astype(np.float32)
+    with pytest.raises(ValueError, match="scale must lie in"):
+        soft_silhouette(tris, 4, distribution="logistic", scale=1e-40)
+    y, vjp = dc.value_and_vjp(soft_silhouette, tris, 4, distribution="logistic", scale=1e-30)
+    assert np.isfinite(y).all() and np.isfinite(vjp(np.ones((4, 4), np.float32))).all()
+
+
+def test_signed_distance_float32_far_from_the_origin() -> None:
+    # points and triangles at ~1000 (pixel or world units): h = e × (p - a) evaluated as
+    # x h_x + y h_y + h_0 cancels terms of size |a|·|e|; float32 against float64
+    rng = np.random.default_rng(7)
+    tris = 1000.0 + _random_tris(rng, 3)
+    P = 1000.0 + rng.uniform(0, 1, (50, 2))
+    ref = triangle_signed_distance(P, tris)
+    got = triangle_signed_distance(P.astype(np.float32), tris.astype(np.float32))
+    np.testing.assert_allclose(got, ref, atol=2e-4)
+    g = rng.normal(size=ref.shape)
+    fn64 = dc.op.op_function(lambda V: triangle_signed_distance.bind(P, V))
+    fn32 = dc.op.op_function(lambda V: triangle_signed_distance.bind(P.astype(np.float32), V))
+    g64 = dc.value_and_vjp(fn64, tris)[1](g)
+    g32 = dc.value_and_vjp(fn32, tris.astype(np.float32))[1](g.astype(np.float32))
+    np.testing.assert_allclose(g32, g64, atol=1e-3 * np.abs(g64).max())
