@@ -448,3 +448,4 @@ def test_signed_distance_float32_far_from_the_origin() -> None:
     g64 = dc.value_and_vjp(fn64, tris)[1](g)
     g32 = dc.value_and_vjp(fn32, tris.astype(np.float32))[1](g.astype(np.float32))
     np.testing.assert_allclose(g32, g64, atol=1e-3 * np.abs(g64).max())
+    assert triangle_signed_distance(np.zeros((0, 2)), tris).shape == (0, 3)  # no points
