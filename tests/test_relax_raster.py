@@ -238,7 +238,7 @@ def test_silhouette_hessian_setup_is_away_from_kinks() -> None:
 
     P = pixel_centers(_H_S)
     rows, E = _rows(P[:, 0], P[:, 1], xp=np), _edges(_H_TRIS[None], xp=np)
-    d2, inside, d2e, _ = _geometry(rows, E, xp=np, grad=True)
+    d2, inside, d2e = _geometry(rows, E, xp=np, grad=True)[:3]
     t = np.stack(_forms(rows, E, xp=np)[1])
     assert np.min(np.minimum(np.abs(t), np.abs(t - 1))) > 1e-2
     gap = np.diff(np.sort(np.stack(d2e), axis=0), axis=0)[0]
@@ -345,3 +345,107 @@ def test_tied_closest_edges_jit_equals_numpy() -> None:
     np.testing.assert_allclose(np.asarray(grad_s), vjp(w), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(np.asarray(grad_d), ref_d, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(np.asarray(fwd_d), ref_d, rtol=1e-12, atol=1e-12)
+
+
+# --- degenerate triangles and pixels on edges (review) -----------------------------------------
+_DEGENERATE = np.array(
+    [
+        [[0.1, 0.2], [0.9, 0.2], [0.5, 0.2]],  # collinear, the third vertex between
+        [[0.2, 0.3], [0.8, 0.7], [0.8, 0.7]],  # a repeated vertex
+        [[0.6, 0.4], [0.6, 0.4], [0.6, 0.4]],  # a point
+    ]
+)
+
+
+def test_degenerate_triangles_are_their_segments() -> None:
+    # zero area covers nothing (never inside), but the distance is still the one to the
+    # (closed) boundary, the segment or point: continuous with a sliver of tiny area
+    rng = np.random.default_rng(11)
+    P = np.concatenate([rng.uniform(0, 1, (40, 2)), [[0.5, 0.2], [0.3, 0.4], [0.6, 0.4]]])
+    D = triangle_signed_distance(P, _DEGENERATE)
+    for t in range(3):
+        ends = [(_DEGENERATE[t, k], _DEGENERATE[t, (k + 1) % 3]) for k in range(3)]
+        d2s = [_seg_dist2(P, a, b) if np.any(a != b) else ((P - a) ** 2).sum(-1) for a, b in ends]
+        d2 = np.min(d2s, axis=0)
+        np.testing.assert_allclose(D[:, t], -np.sqrt(d2), atol=1e-12)
+    sliver = _DEGENERATE[:1].copy()
+    sliver[0, 2, 1] += 1e-12
+    np.testing.assert_allclose(triangle_signed_distance(P, sliver)[:, 0], D[:, 0], atol=1e-11)
+    # pixel centres on the segment (y = 0.125 of an 8 × 8 image) are not covered
+    on_row = np.array([[[0.0, 0.125], [1.0, 0.125], [0.5, 0.125]]])
+    assert soft_silhouette(on_row, 8, distribution="hard").max() == 0.0
+    # the configuration is a kink (edges overlap or coincide): the vertex gradient is one
+    # edge's, but a translation of the whole triangle is smooth, d(p, V + s) = d(p - s, V),
+    # and the gradient summed over the vertices is its derivative
+    Q = rng.uniform(0, 1, (30, 2))
+    g = rng.normal(size=(30, 3))
+    fn = dc.op.op_function(lambda V: triangle_signed_distance.bind(Q, V))
+    grad = dc.value_and_vjp(fn, _DEGENERATE)[1](g).sum(axis=1)
+    for j in range(2):
+        s = np.zeros(2)
+        s[j] = 1e-6
+        up, down = (triangle_signed_distance(Q, _DEGENERATE + sg * s) for sg in (1, -1))
+        dD = up - down
+        fd = np.sum(g * dD, axis=0) / 2e-6
+        np.testing.assert_allclose(grad[:, j], fd, atol=1e-7)
+
+
+def test_gradient_at_pixels_on_an_edge() -> None:
+    # the signed distance is smooth across an edge (away from the vertices): the pixel
+    # centres on it (y = 0.375 of a 4 × 4 image) carry the density's peak f(0)/τ times
+    # the edge's normal, not 0; VJP and JVP against central differences
+    tri = np.array(
+        [[[0.05, 0.375], [0.95, 0.375], [0.45, 0.95]], [[0.3, 0.05], [0.55, 0.3], [0.2, 0.25]]]
+    )
+    rng = np.random.default_rng(12)
+    w = rng.normal(size=(4, 4))
+    U = rng.normal(size=tri.shape)
+    for kw in (dict(distribution="uniform", scale=0.3), dict(distribution="logistic", scale=0.1)):
+        _, vjp = dc.value_and_vjp(soft_silhouette, tri, 4, **kw)
+        fd = _fd(lambda V: soft_silhouette(V, 4, **kw), tri, w)
+        np.testing.assert_allclose(vjp(w), fd, atol=1e-8)
+        h = 1e-6
+        up, down = (soft_silhouette(tri + sg * h * U, 4, **kw) for sg in (1, -1))
+        jfd = (up - down) / (2 * h)
+        jvp = dc.op.value_and_jvp(soft_silhouette, tri, 4, **kw)[1]
+        np.testing.assert_allclose(jvp(U), jfd, atol=1e-8)
+
+
+def test_float32_gradient_near_edges() -> None:
+    # pixels within ~1e-4 of an edge: the gradient of d = |r| is formed from the edge's
+    # linear function, not r/|r| (0/0-like in float32); float32 against float64
+    rng = np.random.default_rng(3)
+    tris = rng.uniform(0.2, 0.8, (20, 1, 2)) + 0.15 * rng.normal(size=(20, 3, 2))
+    w = rng.normal(size=(64, 64))
+    kw = dict(distribution="logistic", scale=1 / 64)
+    g64 = dc.value_and_vjp(soft_silhouette, tris, 64, **kw)[1](w)
+    t32, w32 = tris.astype(np.float32), w.astype(np.float32)
+    g32 = dc.value_and_vjp(soft_silhouette, t32, 64, **kw)[1](w32)
+    assert np.abs(g32 - g64).max() < 1e-4 * np.abs(g64).max()
+
+
+def test_scale_outside_the_dtype_range_raises() -> None:
+    # 1/scale overflows float32 below its smallest normal: the gradient was NaN silently
+    tris = _random_tris(np.random.default_rng(6), 2).astype(np.float32)
+    with pytest.raises(ValueError, match="scale must lie in"):
+        soft_silhouette(tris, 4, distribution="logistic", scale=1e-40)
+    y, vjp = dc.value_and_vjp(soft_silhouette, tris, 4, distribution="logistic", scale=1e-30)
+    assert np.isfinite(y).all() and np.isfinite(vjp(np.ones((4, 4), np.float32))).all()
+
+
+def test_signed_distance_float32_far_from_the_origin() -> None:
+    # points and triangles at ~1000 (pixel or world units): h = e × (p - a) evaluated as
+    # x h_x + y h_y + h_0 cancels terms of size |a|·|e|; float32 against float64
+    rng = np.random.default_rng(7)
+    tris = 1000.0 + _random_tris(rng, 3)
+    P = 1000.0 + rng.uniform(0, 1, (50, 2))
+    ref = triangle_signed_distance(P, tris)
+    got = triangle_signed_distance(P.astype(np.float32), tris.astype(np.float32))
+    np.testing.assert_allclose(got, ref, atol=2e-4)
+    g = rng.normal(size=ref.shape)
+    fn64 = dc.op.op_function(lambda V: triangle_signed_distance.bind(P, V))
+    fn32 = dc.op.op_function(lambda V: triangle_signed_distance.bind(P.astype(np.float32), V))
+    g64 = dc.value_and_vjp(fn64, tris)[1](g)
+    g32 = dc.value_and_vjp(fn32, tris.astype(np.float32))[1](g.astype(np.float32))
+    np.testing.assert_allclose(g32, g64, atol=1e-3 * np.abs(g64).max())
+    assert triangle_signed_distance(np.zeros((0, 2)), tris).shape == (0, 3)  # no points
