@@ -1,4 +1,6 @@
-"""Every dopt training method on the 5×5 shortest-path benchmark, side by side.
+"""Eight dopt training methods on the 5×5 shortest-path benchmark, side by side.
+
+(``examples/pyepo_methods.py`` runs all eighteen, in PyTorch, in PyEPO's setting.)
 
 The same linear model (5 features → 40 arc costs), data (``deg=4``,
 ``noise_width=0.5``; 1000 train / 200 test), optimiser (Adam, learning rate 0.05,

@@ -17,8 +17,9 @@ Gradients of ``E[f(X)]``:
 * the relaxation-based counterpart: the perturbed Fenchel-Young loss of the
   maximum spanning tree solver (``dopt_core.fenchel_young_loss``) with the target.
 
-Prints the per-sample gradient variance of each estimator at the initial θ and the
-expected loss after training (NumPy, plain gradient descent); saves the loss curves to
+Prints the variance of one gradient estimate (built from K samples, summed over the
+coordinates) of each estimator at the initial θ and the expected loss after training
+(NumPy, plain gradient descent); saves the loss curves to
 ``docs/figures/latent_<structure>.png`` when matplotlib is available (not in quick mode).
 """
 

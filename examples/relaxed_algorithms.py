@@ -1,6 +1,6 @@
 """Relaxing your own algorithm with dopt's relaxed control flow (AlgoVision's method).
 
-Two classic algorithms written with :func:`dopt_core.relax.soft_compare`,
+Three classic algorithms written with :func:`dopt_core.relax.soft_compare`,
 :func:`~dopt_core.relax.soft_if` and :func:`~dopt_core.relax.soft_min`, checked against
 the exact answers as the inverse temperature ``beta`` grows:
 
@@ -12,9 +12,11 @@ the exact answers as the inverse temperature ``beta`` grows:
 * Levenshtein (edit) distance: the DP with a softmin over the three moves and
   ``1 - soft_eq`` substitution costs, compared with the exact DP.
 
-The relaxed versions are differentiable in their inputs (values, costs) on every backend.
+The relaxed versions are smooth in their inputs (values, costs): they are built from dopt's
+relaxed ops, which are differentiable on every backend, but the example itself runs them
+in NumPy (``np.stack``, ``np.pad``) and computes no gradients.
 
-    python examples/relaxed_algorithms.py
+    python examples/relaxed_algorithms.py [--quick]
 """
 
 from __future__ import annotations
