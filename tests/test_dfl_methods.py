@@ -195,6 +195,23 @@ def test_pool_dedup_bound_and_update(backend: conformance.Env) -> None:
     np.testing.assert_array_equal(backend.to_numpy(pool.solutions), PATHS[[2, 3, 4, 5]])
 
 
+def test_pool_dedup_is_exact_where_the_expanded_distance_rounds(backend: conformance.Env) -> None:
+    """Re-adding members must not grow the pool, also when |x|² + |y|² - 2<x, y> rounds
+    above ``atol`` (non-integer float32 solutions, large float64 ones); members at a
+    squared distance above ``atol`` stay distinct."""
+    rng = np.random.default_rng(11)
+    for sols in (rng.uniform(0, 3, size=(4, 200)).astype(np.float32),
+                 rng.uniform(0, 1e5, size=(4, 50))):
+        pool = dc.SolutionPool(backend.asarray(np.concatenate([sols, sols[:2]])))
+        assert len(pool) == 4
+        pool.add(backend.asarray(sols[::-1].copy()))
+        assert len(pool) == 4
+        np.testing.assert_array_equal(backend.to_numpy(pool.solutions), sols)
+    near = np.zeros((2, 3))
+    near[1, 0] = 2e-3  # squared distance 4e-6 > atol
+    assert len(dc.SolutionPool(backend.asarray(near))) == 2
+
+
 def test_pool_update_solves_the_ratio() -> None:
     calls: list[int] = []
 
