@@ -506,6 +506,20 @@ def test_cave_exact_projection_with_two_sided_rows_matches_bvls() -> None:
             np.testing.assert_allclose(p, _cone_projection(nm, th), atol=1e-9)
 
 
+def test_empty_batches_give_empty_losses_and_projections() -> None:
+    """A batch of zero instances: ``reduction="none"`` gives shape ``(0,)``, ``"sum"`` 0
+    (CaVE-E, PGD and the Frank-Wolfe optimizer / loss, like the pool losses)."""
+    for method in ("exact", "pgd"):
+        v = dc.cave_loss(np.zeros((0, 3)), np.zeros((0, 2, 3)), method=method, reduction="none")
+        assert v.shape == (0,)
+        total = dc.cave_loss(np.zeros((0, 3)), np.zeros((0, 2, 3)), method=method, reduction="sum")
+        assert float(total) == 0.0
+    mu, vjp = dc.value_and_vjp(dc.regularized_optimizer(S.argmax), np.zeros((0, 4)))
+    assert mu.shape == (0, 4) and vjp(np.zeros((0, 4))).shape == (0, 4)
+    loss = dc.regularized_fenchel_young_loss(S.argmax, reduction="sum")
+    assert float(loss(np.zeros((0, 4)), np.zeros((0, 4)))) == 0.0
+
+
 def test_binding_normals_inequalities_and_errors() -> None:
     y = np.array([[1.0, 0.0, 1.0]])
     A, b = np.array([[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]]), np.array([2.0, 3.0])
