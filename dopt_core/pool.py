@@ -197,6 +197,10 @@ class SolutionPool:
         Returns the new solutions (shape ``(k, *event)``).
         """
         theta, xp, _ = check_scores(theta, name="theta", min_ndim=len(self.event_shape))
+        if tuple(theta.shape[theta.ndim - len(self.event_shape) :]) != self.event_shape:
+            raise ValueError(
+                f"theta must have shape (*batch, *{self.event_shape}), got {tuple(theta.shape)}"
+            )
         check_callable_solver(solver)
         ratio = check_real(solve_ratio, name="solve_ratio")
         if not 0.0 <= ratio <= 1.0:

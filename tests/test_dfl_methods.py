@@ -228,6 +228,10 @@ def test_pool_update_solves_the_ratio() -> None:
         pool.update(np.zeros((2, 12)), SP, solve_ratio=1.5)
     with pytest.raises(ValueError, match="solutions"):
         pool.add(np.zeros((1, 5)))
+    # θ whose trailing axes are not the pool's event, even when its size would reshape
+    for bad in (np.zeros((2, 6)), np.zeros((3, 8)), np.zeros((12, 2))):
+        with pytest.raises(ValueError, match="theta"):
+            pool.update(bad, SP)
 
 
 def _pool_reference(kind, theta_hat, target, pool, tau=1.0):  # type: ignore[no-untyped-def]
