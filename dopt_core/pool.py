@@ -165,20 +165,18 @@ class SolutionPool:
         d_in = sq_new[:, None] + sq_new[None, :] - 2.0 * (f_new @ xp.permute_dims(f_new, (1, 0)))
         idx = xp.arange(n, device=_device(new))
         earlier = idx[:, None] > idx[None, :]
-        d_all = xp.where(earlier, d_in, xp.inf)
-        refs = f_new
+        # the expanded form |x|² + |y|² - 2<x, y> carries rounding of order eps·|x|²,
+        # which exceeds atol for non-integer float32 or large-valued solutions: each
+        # row's nearest candidate's squared distance is also computed directly ((n, D) work)
+        d_in = xp.where(earlier, d_in, xp.inf)
+        dup = xp.any(d_in <= self.atol, axis=1)
+        diff = f_new - xp.take(f_new, xp.argmin(d_in, axis=1), axis=0)
+        dup = dup | (xp.any(earlier, axis=1) & (xp.sum(diff * diff, axis=1) <= self.atol))
         if f_old.shape[0]:
             sq_old = xp.sum(f_old * f_old, axis=1)
             d_out = sq_new[:, None] + sq_old[None, :] - 2.0 * (f_new @ xp.permute_dims(f_old, (1, 0)))
-            d_all, refs = xp.concat([d_all, d_out], axis=1), xp.concat([f_new, f_old], axis=0)
-        # the expanded form |x|² + |y|² - 2<x, y> carries rounding of order eps·|x|²,
-        # which exceeds atol for non-integer float32 or large-valued solutions: the
-        # nearest candidate's squared distance is recomputed directly, (n, D) work
-        nearest = xp.take(refs, xp.argmin(d_all, axis=1), axis=0)
-        diff = f_new - nearest
-        has_ref = xp.any(earlier, axis=1) | (f_old.shape[0] > 0)  # row 0 of a new pool has none
-        d_near = xp.where(has_ref, xp.sum(diff * diff, axis=1), xp.inf)
-        dup = xp.any(d_all <= self.atol, axis=1) | (d_near <= self.atol)
+            diff = f_new - xp.take(f_old, xp.argmin(d_out, axis=1), axis=0)
+            dup = dup | xp.any(d_out <= self.atol, axis=1) | (xp.sum(diff * diff, axis=1) <= self.atol)
         kept = new[~dup]
         pool = xp.concat([self._solutions, kept], axis=0)
         if self.max_size is not None and pool.shape[0] > self.max_size:
