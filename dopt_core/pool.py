@@ -176,7 +176,8 @@ class SolutionPool:
             sq_old = xp.sum(f_old * f_old, axis=1)
             d_out = sq_new[:, None] + sq_old[None, :] - 2.0 * (f_new @ xp.permute_dims(f_old, (1, 0)))
             diff = f_new - xp.take(f_old, xp.argmin(d_out, axis=1), axis=0)
-            dup = dup | xp.any(d_out <= self.atol, axis=1) | (xp.sum(diff * diff, axis=1) <= self.atol)
+            near = xp.sum(diff * diff, axis=1) <= self.atol
+            dup = dup | xp.any(d_out <= self.atol, axis=1) | near
         kept = new[~dup]
         pool = xp.concat([self._solutions, kept], axis=0)
         if self.max_size is not None and pool.shape[0] > self.max_size:
