@@ -90,7 +90,7 @@ def _nnls_block(normals: np.ndarray, theta: np.ndarray) -> np.ndarray:
     paired = two.any(axis=1)
     groups: dict[bytes, list[int]] = {}
     lin = np.where(two[..., None], n, 0.0)
-    if paired.all() and np.all(lin == lin[:1]):  # the same two-sided rows everywhere
+    if t.shape[0] and paired.all() and np.all(lin == lin[:1]):  # the same two-sided rows everywhere
         groups[n[0][two[0]].tobytes()] = list(range(t.shape[0]))
     else:
         for i in range(t.shape[0]):

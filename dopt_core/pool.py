@@ -85,8 +85,9 @@ class SolutionPool:
     array the pool losses take (they also take the pool itself).
 
     Two solutions are the same when their squared distance is at most ``atol``
-    (solutions are 0/1 or integer vectors; the test is a matrix product on the
-    device, no host transfer).
+    (a matrix product on the device, no host transfer; each new solution's nearest
+    candidate is then compared directly, so rounding of the expanded distance in
+    float32 or at large magnitudes does not hide a duplicate).
 
     Parameters
     ----------
@@ -164,11 +165,19 @@ class SolutionPool:
         d_in = sq_new[:, None] + sq_new[None, :] - 2.0 * (f_new @ xp.permute_dims(f_new, (1, 0)))
         idx = xp.arange(n, device=_device(new))
         earlier = idx[:, None] > idx[None, :]
-        dup = xp.any((d_in <= self.atol) & earlier, axis=1)
+        # the expanded form |x|² + |y|² - 2<x, y> carries rounding of order eps·|x|²,
+        # which exceeds atol for non-integer float32 or large-valued solutions: each
+        # row's nearest candidate's squared distance is also computed directly ((n, D) work)
+        d_in = xp.where(earlier, d_in, xp.inf)
+        dup = xp.any(d_in <= self.atol, axis=1)
+        diff = f_new - xp.take(f_new, xp.argmin(d_in, axis=1), axis=0)
+        dup = dup | (xp.any(earlier, axis=1) & (xp.sum(diff * diff, axis=1) <= self.atol))
         if f_old.shape[0]:
             sq_old = xp.sum(f_old * f_old, axis=1)
             d_out = sq_new[:, None] + sq_old[None, :] - 2.0 * (f_new @ xp.permute_dims(f_old, (1, 0)))
-            dup = dup | xp.any(d_out <= self.atol, axis=1)
+            diff = f_new - xp.take(f_old, xp.argmin(d_out, axis=1), axis=0)
+            near = xp.sum(diff * diff, axis=1) <= self.atol
+            dup = dup | xp.any(d_out <= self.atol, axis=1) | near
         kept = new[~dup]
         pool = xp.concat([self._solutions, kept], axis=0)
         if self.max_size is not None and pool.shape[0] > self.max_size:
@@ -187,6 +196,10 @@ class SolutionPool:
         Returns the new solutions (shape ``(k, *event)``).
         """
         theta, xp, _ = check_scores(theta, name="theta", min_ndim=len(self.event_shape))
+        if tuple(theta.shape[theta.ndim - len(self.event_shape) :]) != self.event_shape:
+            raise ValueError(
+                f"theta must have shape (*batch, *{self.event_shape}), got {tuple(theta.shape)}"
+            )
         check_callable_solver(solver)
         ratio = check_real(solve_ratio, name="solve_ratio")
         if not 0.0 <= ratio <= 1.0:

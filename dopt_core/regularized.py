@@ -174,9 +174,9 @@ def _compact(atoms: Any, weights: Any, *, xp: Any) -> tuple[Any, Any]:
     """Keep the atom slots some instance still weighs (concrete arrays only)."""
     # one host read of the (T,) mask (T is small; no data-dependent shapes on the device)
     used = backend_for(weights).to_numpy(xp.any(weights > 0, axis=0))
-    if used.all():
+    if used.all() or not used.any():  # none used: an empty batch (keep the slots)
         return atoms, weights
-    idx = xp.asarray([int(i) for i in used.nonzero()[0]], device=device(atoms))
+    idx = xp.asarray([int(i) for i in used.nonzero()[0]], dtype=xp.int64, device=device(atoms))
     return xp.take(atoms, idx, axis=1), xp.take(weights, idx, axis=1)
 
 

@@ -195,6 +195,28 @@ def test_pool_dedup_bound_and_update(backend: conformance.Env) -> None:
     np.testing.assert_array_equal(backend.to_numpy(pool.solutions), PATHS[[2, 3, 4, 5]])
 
 
+@pytest.mark.parametrize("name", ["numpy", "torch", "array_api_strict"])  # JAX: the test above
+def test_pool_dedup_is_exact_where_the_expanded_distance_rounds(name: str) -> None:
+    """Re-adding members must not grow the pool, also when |x|² + |y|² - 2<x, y> rounds
+    above ``atol`` (non-integer float32 solutions, large float64 ones); members at a
+    squared distance above ``atol`` stay distinct."""
+    try:
+        backend = conformance.setup(name)
+    except conformance.Skip as exc:
+        pytest.skip(str(exc))
+    rng = np.random.default_rng(11)
+    for sols in (rng.uniform(0, 3, size=(4, 200)).astype(np.float32),
+                 rng.uniform(0, 1e5, size=(4, 50))):
+        pool = dc.SolutionPool(backend.asarray(np.concatenate([sols, sols[:2]])))
+        assert len(pool) == 4
+        pool.add(backend.asarray(sols[::-1].copy()))
+        assert len(pool) == 4
+        np.testing.assert_array_equal(backend.to_numpy(pool.solutions), sols)
+    near = np.zeros((2, 3))
+    near[1, 0] = 2e-3  # squared distance 4e-6 > atol
+    assert len(dc.SolutionPool(backend.asarray(near))) == 2
+
+
 def test_pool_update_solves_the_ratio() -> None:
     calls: list[int] = []
 
@@ -211,6 +233,10 @@ def test_pool_update_solves_the_ratio() -> None:
         pool.update(np.zeros((2, 12)), SP, solve_ratio=1.5)
     with pytest.raises(ValueError, match="solutions"):
         pool.add(np.zeros((1, 5)))
+    # θ whose trailing axes are not the pool's event, even when its size would reshape
+    for bad in (np.zeros((2, 6)), np.zeros((3, 8)), np.zeros((12, 2))):
+        with pytest.raises(ValueError, match="theta"):
+            pool.update(bad, SP)
 
 
 def _pool_reference(kind, theta_hat, target, pool, tau=1.0):  # type: ignore[no-untyped-def]
@@ -487,6 +513,20 @@ def test_cave_exact_projection_with_two_sided_rows_matches_bvls() -> None:
         got = _nnls_block(normals, theta)
         for nm, th, p in zip(normals, theta, got, strict=True):
             np.testing.assert_allclose(p, _cone_projection(nm, th), atol=1e-9)
+
+
+def test_empty_batches_give_empty_losses_and_projections() -> None:
+    """A batch of zero instances: ``reduction="none"`` gives shape ``(0,)``, ``"sum"`` 0
+    (CaVE-E, PGD and the Frank-Wolfe optimizer / loss, like the pool losses)."""
+    for method in ("exact", "pgd"):
+        v = dc.cave_loss(np.zeros((0, 3)), np.zeros((0, 2, 3)), method=method, reduction="none")
+        assert v.shape == (0,)
+        total = dc.cave_loss(np.zeros((0, 3)), np.zeros((0, 2, 3)), method=method, reduction="sum")
+        assert float(total) == 0.0
+    mu, vjp = dc.value_and_vjp(dc.regularized_optimizer(S.argmax), np.zeros((0, 4)))
+    assert mu.shape == (0, 4) and vjp(np.zeros((0, 4))).shape == (0, 4)
+    loss = dc.regularized_fenchel_young_loss(S.argmax, reduction="sum")
+    assert float(loss(np.zeros((0, 4)), np.zeros((0, 4)))) == 0.0
 
 
 def test_binding_normals_inequalities_and_errors() -> None:
