@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ._lib._checks import check_flag, check_nonnegative, check_positive, check_real, solver_name
+from ._lib._reduce import scaled_norm
 from .backend import backend_for
 from .noise import Noise, sum_of_gamma_law
 from .op import Bound, Op, OpFunction, op_function
@@ -123,9 +124,8 @@ def _norm(x: Any, *, xp: Any) -> Any:
     """The Euclidean norm of all of ``x``, as ``s‖x/s‖`` with ``s = max|x|``."""
     if 0 in tuple(x.shape):
         return xp.sum(x)  # 0: the norm of nothing
-    s = xp.max(xp.abs(x)) if x.ndim else xp.abs(x)
-    xs = x / xp.where(s > 0, s, 1.0)
-    return s * xp.sqrt(xp.sum(xs * xs))
+    s, r, _ = scaled_norm(x, xp=xp)
+    return xp.reshape(s * r, ())
 
 
 def aimle(

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._lib import _registry
+from ._lib._checks import check_leaf_shapes  # noqa: F401 - re-exported for the plugins
 from ._lib._compat import array_namespace, is_lazy_array
 from ._lib._compat import device as _device
 from ._lib._constants import on_static_table  # noqa: F401 - re-exported for the plugins
@@ -56,6 +57,7 @@ __all__ = [
     "NumPyBackend",
     "apply_op",
     "backend_for",
+    "check_leaf_shapes",
     "host_call",
     "int_seed",
     "numpy_generator",

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ._lib._checks import check_choice, check_flag, check_int, check_scores
+from ._lib._reduce import scaled_norm
 from .op import Bound, Op, op_function
 
 __all__ = ["PROJECTIONS", "project", "project_forward", "project_vjp"]
@@ -78,10 +79,8 @@ def project_forward(
     if projection == "mean":
         return x, ()
     # ‖x‖ = s‖x/s‖ with s = max|x|: the sum of squares neither overflows nor underflows
-    scale = xp.max(xp.abs(x), axis=axes, keepdims=True)
+    scale, norm_s, xs = scaled_norm(x, axes=axes, xp=xp)
     nonzero = scale > 0
-    xs = x / xp.where(nonzero, scale, xp.ones_like(scale))
-    norm_s = xp.sqrt(xp.sum(xs * xs, axis=axes, keepdims=True))  # in [1, √n] where nonzero
     u = xs / xp.where(nonzero, norm_s, xp.ones_like(norm_s))
     safe = xp.where(nonzero, scale * norm_s, xp.ones_like(norm_s))
     return u, (u, safe, xp.astype(nonzero, x.dtype))

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import dopt_core as dc
+from dopt_core.backend import check_leaf_shapes
 from dopt_core.op import OpFunction
 
 from ._backend import as_key
@@ -69,14 +70,8 @@ class _Flat:
                     f"{name} must have the pytree structure of theta ({self.treedef}), "
                     f"got {treedef}"
                 )
-            for i, (x, shape) in enumerate(zip(leaves, self.shapes, strict=True)):
-                got = tuple(jnp.shape(x))
-                if len(got) != lead + len(shape) or got[lead:] != shape:
-                    # equal total sizes with other leaf shapes would cut the flat vector elsewhere
-                    raise ValueError(
-                        f"{name}'s leaf {i} must have shape {(*got[:lead], *shape)} (the "
-                        f"leading axes, then theta's leaf shape {shape}), got {got}"
-                    )
+            got = [tuple(jnp.shape(x)) for x in leaves]
+            check_leaf_shapes(got, self.shapes, lead=lead, name=name)
         return jnp.concatenate(
             [jnp.reshape(x, (*jnp.shape(x)[:lead], -1)) for x in leaves], axis=-1
         )

@@ -30,7 +30,7 @@ import torch
 import torch.utils._pytree as pytree
 
 import dopt_core as dc
-from dopt_core.backend import int_seed
+from dopt_core.backend import check_leaf_shapes, int_seed
 from dopt_core.op import OpFunction
 
 __all__ = ["fenchel_young_loss", "perturbed", "perturbed_max"]
@@ -43,16 +43,6 @@ def _is_single_array(x: Any) -> bool:
 def _cat(leaves: list[Any], lead: int) -> Any:
     return torch.cat([torch.reshape(x, (*x.shape[:lead], -1)) for x in leaves], dim=-1)
 
-
-def _check_leaf_shapes(leaves: list[Any], shapes: list[tuple[int, ...]], lead: int, name: str) -> None:
-    # equal total sizes with other leaf shapes would cut the flat vector elsewhere
-    for i, (x, shape) in enumerate(zip(leaves, shapes, strict=True)):
-        got = tuple(getattr(x, "shape", ()))
-        if len(got) != lead + len(shape) or got[lead:] != shape:
-            raise ValueError(
-                f"{name}'s leaf {i} must have shape {(*got[:lead], *shape)} (the leading "
-                f"axes, then theta's leaf shape {shape}), got {got}"
-            )
 
 
 class _Flat:
@@ -90,7 +80,8 @@ class _Flat:
             raise ValueError(
                 f"{name} must have the pytree structure of theta ({self.spec}), got {spec}"
             )
-        _check_leaf_shapes(leaves, self.shapes, lead, name)
+        got = [tuple(getattr(x, "shape", ())) for x in leaves]
+        check_leaf_shapes(got, self.shapes, lead=lead, name=name)
         return _cat(leaves, lead)
 
     def unravel(self, flat: Any) -> Any:

@@ -21,6 +21,7 @@ __all__ = [
     "check_dtype_kind",
     "check_flag",
     "check_int",
+    "check_leaf_shapes",
     "check_broadcastable",
     "check_exact_integers",
     "check_in_dtype_range",
@@ -605,3 +606,39 @@ def check_in_dtype_range(value: float, *, name: str, dtype: Any, xp: Any) -> flo
             f"its inverse must be normal {dtype} numbers), got {value!r}"
         )
     return value
+
+
+def check_leaf_shapes(
+    got: list[tuple[int, ...]], shapes: list[tuple[int, ...]], *, lead: int, name: str
+) -> None:
+    """A pytree argument's leaf shapes ``got`` are ``lead`` leading axes followed by
+    theta's leaf shapes ``shapes`` (``ValueError`` naming ``name`` and the leaf): equal
+    total sizes with other leaf shapes would cut the flattened vector elsewhere. The one
+    rule of the torch and JAX pytree front ends.
+
+    Parameters
+    ----------
+    got : list of tuples
+        The argument's leaf shapes, in pytree order.
+    shapes : list of tuples
+        theta's leaf shapes.
+    lead : int
+        Leading axes each leaf of the argument has first (1 for noise: the samples).
+    name : str
+        The argument's name in the error message.
+
+    Examples
+    --------
+    >>> from dopt_core.backend import check_leaf_shapes
+    >>> check_leaf_shapes([(4, 2, 3)], [(2, 3)], lead=1, name="noise")  # fine
+    >>> check_leaf_shapes([(4, 3, 2)], [(2, 3)], lead=1, name="noise")
+    Traceback (most recent call last):
+    ...
+    ValueError: noise's leaf 0 must have shape (4, 2, 3) (the leading axes, then theta's leaf shape (2, 3)), got (4, 3, 2)
+    """
+    for i, (have, shape) in enumerate(zip(got, shapes, strict=True)):
+        if len(have) != lead + len(shape) or have[lead:] != tuple(shape):
+            raise ValueError(
+                f"{name}'s leaf {i} must have shape {(*have[:lead], *shape)} (the leading "
+                f"axes, then theta's leaf shape {tuple(shape)}), got {have}"
+            )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["REDUCTIONS", "reduce_batch", "reduced_vjp"]
+__all__ = ["REDUCTIONS", "reduce_batch", "reduced_vjp", "scaled_norm"]
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -28,3 +28,13 @@ def reduced_vjp(grad: Any, g: Any, reduction: str, event_ndim: int, *, xp: Any) 
     if reduction != "none":
         return g * grad
     return xp.reshape(g, (*g.shape, *([1] * event_ndim))) * grad
+
+
+def scaled_norm(x: Any, *, axes: Any = None, xp: Any) -> tuple[Any, Any, Any]:
+    """The Euclidean norm over ``axes`` (all by default) in parts that neither overflow nor
+    underflow: ``‖x‖ = s · r`` with ``s = max|x|`` and ``r = ‖x/s‖`` in ``[1, √n]``,
+    returned as ``(s, r, x/s)`` with the reduced axes kept. Where ``s = 0``: ``r = 0``
+    and ``x/s = 0``."""
+    s = xp.max(xp.abs(x), axis=axes, keepdims=True)
+    xs = x / xp.where(s > 0, s, xp.ones_like(s))
+    return s, xp.sqrt(xp.sum(xs * xs, axis=axes, keepdims=True)), xs
