@@ -44,6 +44,7 @@ with binary linear programs.* CPAIOR 2024. https://arxiv.org/abs/2312.07718
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -123,23 +124,15 @@ def _nnls_block(normals: np.ndarray, theta: np.ndarray) -> np.ndarray:
     return out.reshape(theta.shape).astype(theta.dtype, copy=False)
 
 
-#: orthonormal bases of L⊥ by the bytes of L's rows (the same equality constraints
-#: recur at every training step); a few dozen kept
-_BASES: dict[tuple[bytes, int], np.ndarray] = {}
-
-
+@functools.lru_cache(maxsize=32)  # the same equality constraints recur at every step
 def _complement_basis(key: bytes, k: int) -> np.ndarray:
     """An orthonormal basis (columns) of the orthogonal complement of the row span of
     the rows stored in ``key`` (float64 bytes of an ``(r, k)`` array), by SVD."""
-    basis = _BASES.get((key, k))
-    if basis is None:
-        lin = np.frombuffer(key, dtype=np.float64).reshape(-1, k)
-        _, sv, vt = np.linalg.svd(lin)
-        rank = int(np.sum(sv > sv[0] * max(lin.shape) * np.finfo(np.float64).eps))
-        basis = np.ascontiguousarray(vt[rank:].T)
-        if len(_BASES) >= 32:
-            _BASES.clear()
-        _BASES[(key, k)] = basis
+    lin = np.frombuffer(key, dtype=np.float64).reshape(-1, k)
+    _, sv, vt = np.linalg.svd(lin)
+    rank = int(np.sum(sv > sv[0] * max(lin.shape) * np.finfo(np.float64).eps))
+    basis = np.ascontiguousarray(vt[rank:].T)
+    basis.flags.writeable = False  # shared by the cache's callers
     return basis
 
 
