@@ -48,3 +48,4 @@ from . import cases_subsets  # noqa: E402,F401 - registers the subset-sampling a
 from . import cases_flow  # noqa: E402,F401 - registers the control-flow, fuzzy and raster cases
 from . import cases_logic  # noqa: E402,F401 - registers the logic gate network cases
 from . import cases_dfl  # noqa: E402,F401 - registers the decision-focused-learning cases
+from . import cases_newton  # noqa: E402,F401 - registers the Newton-loss cases

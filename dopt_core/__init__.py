@@ -65,3 +65,9 @@ __all__ += ["binding_normals", "cave_loss", "shortest_path_normals"]
 from .knn import knn_targets  # noqa: E402
 
 __all__ += ["knn_targets"]
+
+# Newton losses (issue 16): also dopt_core.losses.newton_loss
+from . import losses  # noqa: E402
+from .newton import newton_loss, newton_precondition  # noqa: E402
+
+__all__ += ["losses", "newton_loss", "newton_precondition"]

@@ -222,6 +222,24 @@ class Backend:
         """
         raise NotImplementedError(f"{self.name} has no automatic differentiation")
 
+    def native_grad_hessian(
+        self, fn: Callable[[Any], Any], y: Any, *, hessian: bool
+    ) -> tuple[Any, Any, Any]:
+        """``(fn(y), ∇_y Σ fn(y), H)`` by the framework's own autodiff, detached.
+
+        ``fn`` maps ``y (*batch, m)`` to per-sample values; with independent samples the
+        gradient of the sum holds each sample's gradient, and the ``m`` Hessian-vector
+        products with the unit vectors (broadcast over the batch) hold each sample's
+        ``m × m`` Hessian, returned as ``H (*batch, m, m)`` when ``hessian`` (else
+        ``None``). Used by :func:`dopt_core.newton.newton_loss`; raises
+        ``NotImplementedError`` for libraries without autodiff.
+        """
+        raise NotImplementedError(f"{self.name} has no automatic differentiation")
+
+    def stop_gradient(self, x: Any) -> Any:
+        """``x`` cut from the framework's autodiff graph (unchanged without autodiff)."""
+        return x
+
     def host_call(
         self, func: Callable[..., np.ndarray], *inputs: Any, shape: tuple[int, ...], dtype: Any
     ) -> Any:

@@ -51,9 +51,11 @@ from ._lib._reduce import reduce_batch as _reduce
 from ._lib._reduce import reduced_vjp as _reduced_vjp
 from .noise import Noise
 from .op import Bound, Op, OpFunction, op_function
-from .perturbed import Perturbation, make_perturbation
+from .newton import newton_loss, newton_precondition
+from .backend import apply_op
+from .perturbed import Perturbation, SampleMeanOp, make_perturbation
 
-__all__ = ["fenchel_young_loss", "spo_plus_loss"]
+__all__ = ["fenchel_young_loss", "newton_loss", "newton_precondition", "spo_plus_loss"]
 
 _REDUCTIONS = REDUCTIONS
 
@@ -81,10 +83,40 @@ class FenchelYoungOp(Op):
         else:
             per = xp.mean(xp.sum(ys * eta, axis=ev), axis=0) - xp.sum(theta * y, axis=p.event_axes(y.ndim))
             grad = xp.mean(ys * w, axis=0) - y
-        return _reduce(per, grad, self.reduction, xp=xp)
+        value, (grad,) = _reduce(per, grad, self.reduction, xp=xp)
+        # the samples ride along (no copy) for reattach: Hessians by the score identity
+        return value, (grad,) + (() if w is not None else (ys,))
 
     def vjp(self, residuals: tuple[Any, ...], g: Any, *, xp: Any) -> tuple[Any | None, ...]:
         return _reduced_vjp(residuals[0], g, self.reduction, self.p.event_ndim, xp=xp), None, None
+
+    def jvp(self, residuals: tuple[Any, ...], tangents: tuple[Any | None, ...], *, xp: Any) -> Any:
+        # <∇L, u> with the stored (already reduced) gradient y_ε - y
+        u = tangents[0]
+        if u is None:
+            return None
+        per = xp.sum(residuals[0] * u, axis=self.p.event_axes(u.ndim))
+        return per if self.reduction == "none" else xp.sum(per)
+
+    @property
+    def second_order(self) -> bool:  # type: ignore[override]
+        # additive noise: ∇²L = J y_ε by the score identity (reattach), as for perturbed_max
+        return not self.p.multiplicative
+
+    def reattach(self, inputs: tuple[Any, ...], residuals: tuple[Any, ...], *, xp: Any) -> tuple[Any, ...]:
+        # ∇_θ L = y_ε(θ) - y, with y_ε the mean of the samples differentiated in θ by the
+        # perturbed optimizer's score identity over the same noise (no new solves)
+        if self.p.multiplicative:
+            return residuals
+        theta, y, z = inputs
+        ys = residuals[1]
+        grad = apply_op(SampleMeanOp(self.p), theta, z, ys) - y
+        if self.reduction == "mean":
+            count = 1
+            for s in theta.shape[: theta.ndim - self.p.event_ndim]:
+                count *= int(s)
+            grad = grad / count
+        return (grad, ys)
 
 
 def fenchel_young_loss(

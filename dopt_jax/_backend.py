@@ -86,6 +86,27 @@ class JaxBackend(Backend):
         except jax.errors.ConcretizationTypeError:  # fn reads values: differentiate eagerly
             return pulled(theta, cotangent)
 
+    def native_grad_hessian(self, fn: Any, y: Any, *, hessian: bool) -> Any:
+        def gradient(t: Any) -> Any:
+            values, pull = jax.vjp(fn, t)
+            return pull(jnp.ones_like(values))[0], values
+
+        def run(t: Any) -> Any:
+            if not hessian:
+                g, values = gradient(t)
+                return values, g, None
+            # reverse over reverse: works for ops with a custom VJP or a custom JVP
+            g, pull, values = jax.vjp(gradient, t, has_aux=True)
+            eye = jnp.eye(t.shape[-1], dtype=t.dtype)
+            rows = [pull(jnp.broadcast_to(eye[j], t.shape))[0] for j in range(t.shape[-1])]
+            return values, g, jnp.stack(rows, axis=-2)
+
+        out = run(y)  # traced inside the caller's jit; eagerly, fn's own ops are compiled
+        return tuple(None if a is None else jax.lax.stop_gradient(a) for a in out)
+
+    def stop_gradient(self, x: Any) -> Any:
+        return jax.lax.stop_gradient(x)
+
     def apply_op(self, op: Any, *inputs: Any) -> Any:
         return apply_op(op, *inputs)
 

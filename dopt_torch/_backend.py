@@ -143,6 +143,29 @@ class TorchBackend(Backend):
             (grad,) = torch.autograd.grad(y, theta, grad_outputs=cotangent, allow_unused=True)
         return torch.zeros_like(theta) if grad is None else grad
 
+    def native_grad_hessian(self, fn: Any, y: Any, *, hessian: bool) -> Any:
+        # torch.func, not torch.autograd.grad: it also runs inside torch.func transforms
+        def total(t: Any) -> Any:
+            values = fn(t)
+            if not isinstance(values, torch.Tensor):
+                raise TypeError(f"loss_fn must return a tensor, got {type(values).__name__}")
+            return values.sum(), values
+
+        gradient = torch.func.grad(total, has_aux=True)
+        t = y.detach()
+        if not hessian:
+            g, values = gradient(t)
+            return values.detach(), g.detach(), None
+        # reverse over reverse: row j of every sample's Hessian is the VJP of the gradient
+        # with the unit vector e_j (samples are independent)
+        g, pull, values = torch.func.vjp(gradient, t, has_aux=True)
+        eye = torch.eye(t.shape[-1], dtype=t.dtype, device=t.device)
+        rows = [pull(eye[j].expand(t.shape))[0] for j in range(t.shape[-1])]
+        return values.detach(), g.detach(), torch.stack(rows, dim=-2).detach()
+
+    def stop_gradient(self, x: Any) -> Any:
+        return x.detach()
+
     def apply_op(self, op: Any, *inputs: Any) -> Any:
         return apply_op(op, *inputs)
 

@@ -26,11 +26,19 @@ def _clamped_log(p: Any, *, xp: Any) -> Any:
     return xp.maximum(xp.log(xp.maximum(p, xp.full_like(p, 1e-45))), xp.full_like(p, _LOG_FLOOR))
 
 
+def _bce_slope(P: Any, T: Any, *, xp: Any) -> Any:
+    """``d BCE / dP = (P - T) / (P (1 - P))``, with torch's floor 1e-12 on the denominator."""
+    return (P - T) / xp.maximum(P * (1 - P), xp.full_like(P, 1e-12))
+
+
 @dataclass(frozen=True)
 class PermutationLossOp(Op):
     reduction: str
     name: ClassVar[str] = "permutation_loss"
     nondiff: ClassVar[tuple[int, ...]] = (1,)
+    #: the VJP is array code of P: differentiating it again gives the BCE's curvature
+    #: (for Newton losses through a relaxed sort)
+    second_order: ClassVar[bool] = True
 
     def forward(self, P: Any, ranks: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
         T = _target(ranks, P.shape[-1], P.dtype, xp=xp)
@@ -46,8 +54,7 @@ class PermutationLossOp(Op):
     def vjp(self, residuals: tuple[Any, ...], g: Any, *, xp: Any) -> tuple[Any | None, ...]:
         P, T = residuals
         n = P.shape[-1]
-        # d BCE / dP = (P - T) / (P (1 - P)), with torch's floor 1e-12 on the denominator
-        d = (P - T) / xp.maximum(P * (1 - P), xp.full_like(P, 1e-12))
+        d = _bce_slope(P, T, xp=xp)
         if self.reduction == "mean":
             count = 1
             for s in P.shape:
@@ -56,6 +63,18 @@ class PermutationLossOp(Op):
         if self.reduction == "sum":
             return (d * g, None)
         return (d * xp.expand_dims(xp.expand_dims(g, axis=-1), axis=-1) / (n * n), None)
+
+    def jvp(self, residuals: tuple[Any, ...], tangents: tuple[Any | None, ...], *, xp: Any) -> Any:
+        P, T = residuals
+        u = tangents[0]
+        if u is None:
+            return None
+        du = _bce_slope(P, T, xp=xp) * u
+        if self.reduction == "mean":
+            return xp.mean(du)
+        if self.reduction == "sum":
+            return xp.sum(du)
+        return xp.mean(du, axis=(-2, -1))
 
 
 @op_function
