@@ -140,6 +140,23 @@ def test_reference_lists_every_public_name(site: Path) -> None:
     assert missing_from(read_inventory(site / "objects.inv"), names) == []
 
 
+def plugin_names() -> list[str]:
+    """What the plugins add to the core's names: ``dopt_torch.nn``, the backend
+    adapters, and ``dopt_jax.logic``'s functional layers."""
+    import dopt_core
+
+    torch_nn = pytest.importorskip("dopt_torch.nn")
+    jax_logic = pytest.importorskip("dopt_jax.logic")
+    names = [f"dopt_torch.nn.{n}" for n in torch_nn.__all__]
+    names += [f"dopt_jax.logic.{n}" for n in jax_logic.__all__ if n not in dopt_core.logic.__all__]
+    return names + ["dopt_torch.TorchBackend", "dopt_jax.JaxBackend"]
+
+
+def test_reference_lists_the_plugins_names(site: Path) -> None:
+    inventory = read_inventory(site / "objects.inv")
+    assert [n for n in plugin_names() if n not in inventory] == []
+
+
 def test_reference_check_fails_when_a_name_is_removed(site: Path) -> None:
     """The check above is not vacuous: removing one public function from the reference
     (its entries, under the public path and the path of its definition, from the

@@ -50,6 +50,8 @@ def _comment_above(attr: griffe.Object) -> str | None:
 
 
 def _runtime(obj: griffe.Object) -> Any:
+    if obj.package.name != "dopt_core":  # never import a framework for the docs
+        return None
     try:
         mod = importlib.import_module(obj.module.path)
     except ImportError:  # pragma: no cover - the docs build imports dopt_core
