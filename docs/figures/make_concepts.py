@@ -91,13 +91,20 @@ def variance(out: Path) -> None:
     for sigma, extra, style, color in runs + ((1.0, {"antithetic": True}, "--s", "C3"),):
         v = []
         for m in ms:
-            loss = dc.fenchel_young_loss(solver, sigma=sigma, num_samples=int(m),
-                                         reduction="sum", event_ndim=1, **extra)
+            loss = dc.fenchel_young_loss(
+                solver, sigma=sigma, num_samples=int(m), reduction="sum", event_ndim=1, **extra
+            )
             _, vjp = dc.value_and_vjp(loss, theta, targets, rng=int(m))
             g = vjp(np.array(1.0))  # (replicates, d): y_σ(θ) - y per replicate
             v.append(g.var(axis=0, ddof=1).sum())
-        a.loglog(ms, v, style, ms=3, color=color,
-                 label=f"σ = {sigma:g}" + (", antithetic" if extra else ""))
+        a.loglog(
+            ms,
+            v,
+            style,
+            ms=3,
+            color=color,
+            label=f"σ = {sigma:g}" + (", antithetic" if extra else ""),
+        )
     a.loglog(ms, 0.5 / ms, "k:", lw=1, label="∝ 1/M")
     a.set_xlabel("samples M")
     a.set_ylabel("Σ Var")
@@ -110,8 +117,14 @@ def variance(out: Path) -> None:
             _, vjp = dc.value_and_vjp(f, theta, rng=int(m))
             g = vjp(cot)  # the score-function estimate of J_σ(θ)ᵀ g per replicate
             v.append(g.var(axis=0, ddof=1).sum())
-        b.loglog(ms, v, style, ms=3, color=color,
-                 label=f"σ = {sigma:g}" + (", control variate" if extra else ""))
+        b.loglog(
+            ms,
+            v,
+            style,
+            ms=3,
+            color=color,
+            label=f"σ = {sigma:g}" + (", control variate" if extra else ""),
+        )
     b.set_xlabel("samples M")
     b.set_title("Perturbed-optimizer VJP (score function)")
     b.legend(fontsize=8)

@@ -23,8 +23,8 @@ MathJax through ``pymdownx.arithmatex``), and ``:func:`~a.b```, ``:class:``,
 from __future__ import annotations
 
 import functools
-import re
 import importlib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -82,15 +82,17 @@ def markdown_from_rest(text: str) -> str:
         stripped = line.lstrip()
         if stripped.startswith(".. math::"):
             indent = line[: len(line) - len(stripped)]
-            body = [stripped[len(".. math::"):].strip()]
+            body = [stripped[len(".. math::") :].strip()]
             i += 1
-            while i < len(lines) and (not lines[i].strip() or len(lines[i]) - len(lines[i].lstrip()) > len(indent)):
+            while i < len(lines) and (
+                not lines[i].strip() or len(lines[i]) - len(lines[i].lstrip()) > len(indent)
+            ):
                 body.append(lines[i].strip())
                 i += 1
             while body and not body[-1]:
                 body.pop()
             math = "\n".join(b for b in body if b)
-            out += ["", f"{indent}$$", *(f"{indent}{b}" for b in math.splitlines()), f"{indent}$$", ""]
+            out += ["", f"{indent}$$", *(indent + b for b in math.splitlines()), f"{indent}$$", ""]
             continue
         out.append(line)
         i += 1
