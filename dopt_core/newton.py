@@ -326,12 +326,11 @@ How the derivatives are obtained:
   closed form, a Gauss-Newton matrix).
 * Stochastic smoothing (the paper's perturbed baselines): the perturbed
   Fenchel-Young loss (additive noise, fixed ``noise=``) has an exact second-order
-  VJP in torch and JAX, :math:`
-abla^2 L = J y_arepsilon` by the score identity over
+  VJP in torch and JAX, :math:`\nabla^2 L = J y_\varepsilon` by the score identity over
   the same samples, so ``mode="hessian"`` works on it. A squared loss on a
   perturbed optimizer's output has first-order VJPs only (double backward raises, and
   finite differences of a Monte-Carlo gradient with fixed noise are meaningless): use
-  ``mode="fisher"``, or pass ``hessian=`` (e.g. the Gauss-Newton :math:`J^	op J`).
+  ``mode="fisher"``, or pass ``hessian=`` (e.g. the Gauss-Newton :math:`J^\top J`).
 
 Parameters
 ----------
