@@ -185,9 +185,10 @@ def child_peak_kib(factory: str, *args: Any, warm: Sequence[Any] | None = None) 
     """Growth of the peak resident set (KiB) of one call of ``factory(*args)()``, measured
     in a fresh process (imports, inputs and the allocator's baseline cancel).
 
-    ``factory`` is ``"module:function"`` returning the step to measure; ``warm``, when
-    given, are arguments of a small first step that initialises lazy state (torch's)
-    without touching the peak. The child resets the peak (``VmHWM``) to the current
+    ``factory`` is ``"module:function"`` returning the step to measure. Lazy state
+    (torch's, caches) is initialised first by one call of the step itself, or, when
+    ``warm`` is given, of the smaller step ``factory(*warm)`` (so that a cached
+    allocation of the measured size does not hide the peak). The child resets the peak (``VmHWM``) to the current
     resident set after building its inputs, and a low mmap threshold makes freed
     arrays leave the resident set. Linux only (``/proc``); NaN elsewhere.
     """
@@ -211,8 +212,7 @@ def _child(factory: str, payload: str) -> None:
     module, name = factory.split(":")
     make = getattr(importlib.import_module(module), name)
     step = make(*spec["args"])
-    if spec["warm"] is not None:
-        make(*spec["warm"])()
+    (step if spec["warm"] is None else make(*spec["warm"]))()
     # writing 5 to clear_refs resets the peak resident set (VmHWM) to the current one
     with open("/proc/self/clear_refs", "w") as fh:
         fh.write("5")
@@ -305,18 +305,19 @@ class Target:
 
 
 def ratio_target(
-    label: str, target: str, workload: str, cases: Sequence[str], num: str, den: str,
+    label: str, target: str, workload: str, cases: Callable[[str], bool], num: str, den: str,
     op: str, threshold: float, floor: str | None = None,
 ) -> Target:
-    """A target on ``num seconds / den seconds`` over ``cases`` (the worst case counts).
+    """A target on ``num seconds / den seconds`` over the workload's cases selected by
+    ``cases`` (the worst case counts: the smallest for ``">="``, the largest for ``"<="``).
 
-    With ``floor``, the floor value replaces dopt's row (``dopt`` in ``num`` or
-    ``den``) in the worst case.
+    With ``floor``, the floor row's time replaces dopt's (the ``num`` or ``den`` row whose
+    role is ``"dopt"``) in the worst case: the value dopt would reach at the floor.
     """
 
     def measure(rows: Sequence[Row]) -> tuple[float | None, float | None, str]:
         worst: tuple[float, str] | None = None
-        for case in cases:
+        for case in dict.fromkeys(r.case for r in rows if r.workload == workload and cases(r.case)):
             a, b = find(rows, workload, case, num), find(rows, workload, case, den)
             if a is None or b is None:
                 continue
@@ -324,15 +325,15 @@ def ratio_target(
             if worst is None or (v < worst[0] if op == ">=" else v > worst[0]):
                 worst = (v, case)
         if worst is None:
-            reasons = {r.skipped for r in rows if r.workload == workload and r.skipped}
-            return None, None, "; ".join(sorted(reasons)) or "not run"
+            reasons = {r.skipped for r in rows if r.workload == workload and r.skipped and cases(r.case)}
+            return None, None, "; ".join(sorted(reasons)) or "not run (no such case in this run)"
         fl = None
         if floor is not None:
             a, b = find(rows, workload, worst[1], num), find(rows, workload, worst[1], den)
             f = find(rows, workload, worst[1], floor)
             if f is not None and a is not None and b is not None:
                 fl = (f.seconds if a.role == "dopt" else a.seconds) / (f.seconds if b.role == "dopt" else b.seconds)
-        return worst[0], fl, f"worst: {worst[1]}" if len(cases) > 1 else ""
+        return worst[0], fl, f"worst case: {worst[1]}"
 
     return Target(label, target, op, threshold, measure)
 
