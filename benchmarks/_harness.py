@@ -351,13 +351,13 @@ def print_rows(rows: Sequence[Row]) -> None:
         if r.workload != last:
             last = r.workload
             print(f"\n[{r.workload}]")
-            print(f"  {'case':<26} {'impl':<34} {'median ms':>10} {'x dopt':>8} {'memory':>12}  kind")
+            print(f"  {'case':<36} {'impl':<34} {'median ms':>10} {'x dopt':>8} {'memory':>12}  kind")
         if r.skipped:
-            print(f"  {r.case:<26} {r.impl:<34} {'skipped':>10}  ({r.skipped})")
+            print(f"  {r.case:<36} {r.impl:<34} {'skipped':>10}  ({r.skipped})")
             continue
         ratio = "" if math.isnan(r.ratio) else f"{r.ratio:.2f}"
         mem = "" if math.isnan(r.memory_bytes) else f"{r.memory_bytes / 2**20:.3f} MiB"
-        print(f"  {r.case:<26} {r.impl:<34} {r.seconds * 1e3:10.3f} {ratio:>8} {mem:>12}  {r.memory_kind}")
+        print(f"  {r.case:<36} {r.impl:<34} {r.seconds * 1e3:10.3f} {ratio:>8} {mem:>12}  {r.memory_kind}")
 
 
 def print_targets(results: Sequence[dict[str, Any]]) -> None:
