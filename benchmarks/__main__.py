@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.metadata
-import math
 import os
 import platform
 import sys
