@@ -165,9 +165,15 @@ def traced_peak(fn: Callable[[], Any]) -> int:
             tracemalloc.stop()
 
 
-def xla_bytes(jitted: Any, *args: Any) -> int:
-    """Temporary + output bytes of a jitted JAX function's compiled program (XLA's own count)."""
-    stats = jitted.lower(*args).compile().memory_analysis()
+def compiled(jitted: Any, *args: Any) -> Any:
+    """The compiled program of a jitted JAX function for ``args`` (call it like the
+    function; :func:`xla_bytes` reads its memory), compiled once."""
+    return jitted.lower(*args).compile()
+
+
+def xla_bytes(program: Any) -> int:
+    """Temporary + output bytes of a compiled JAX program (XLA's own count)."""
+    stats = program.memory_analysis()
     if stats is None:
         return 0
     return int(stats.temp_size_in_bytes + stats.output_size_in_bytes)

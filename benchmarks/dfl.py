@@ -60,7 +60,6 @@ dopt column is printed. Target (issue 18): ≥ 20× per step.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -165,7 +164,7 @@ def dopt_steps() -> dict[str, Callable[[], None]]:
 
 def pyepo_steps() -> dict[str, Callable[[], None]] | None:
     """PyEPO's modules on the same step (only where PyEPO and Gurobi are installed)."""
-    if importlib.util.find_spec("pyepo") is None or importlib.util.find_spec("gurobipy") is None:
+    if H.missing("pyepo", "gurobipy") is not None:
         return None
     import pyepo  # type: ignore[import-not-found]
     import torch

@@ -36,8 +36,10 @@ REPEAT = 20
 WARMUP = 3
 
 
-def _jax_steps(batch: int, dim: int, samples: int, sigma: float = SIGMA) -> dict[str, Any]:
-    """name -> (jitted function, its arguments); dopt, floor, and the peers installed."""
+def _jax_steps(batch: int, dim: int, samples: int, sigma: float = SIGMA, names: tuple[str, ...] | None = None
+               ) -> dict[str, Any]:
+    """name -> (compiled program, its arguments): ``dopt``, ``floor``, and the peers installed
+    (``jaxopt``, ``optax``); only ``names`` are compiled (default: all)."""
     import jax
     import jax.numpy as jnp
 
@@ -90,7 +92,12 @@ def _jax_steps(batch: int, dim: int, samples: int, sigma: float = SIGMA) -> dict
             return y, pull(g)[0]
 
         out["optax"] = (optax_step, (theta, keys))
-    return out
+    return {k: _compile(*v) for k, v in out.items() if names is None or k in names}
+
+
+def _compile(fn: Any, args: Any) -> tuple[Any, Any]:
+    """(compiled program, its arguments): compiled once, for the timing and XLA's memory count."""
+    return H.compiled(fn, *args), args
 
 
 def _ready(fn: Any, args: Any) -> Any:
@@ -138,7 +145,7 @@ def rows_jax(quick: bool = False, stat: str = "median") -> list[H.Row]:
                  "jaxopt": "jaxopt make_perturbed_argmax (vmap)",
                  "optax": "optax make_perturbed_fun (vmap)"}[n]
         out.append(H.Row("perturbed_jax", case, label, role=role, seconds=t,
-                         memory_bytes=H.xla_bytes(steps[n][0], *steps[n][1]), memory_kind="xla"))
+                         memory_bytes=H.xla_bytes(steps[n][0]), memory_kind="xla"))
     for peer, label in (("jaxopt", "jaxopt make_perturbed_argmax (vmap)"),
                         ("optax", "optax make_perturbed_fun (vmap)")):
         if peer not in steps:
@@ -156,7 +163,7 @@ def rows_torch(quick: bool = False, stat: str = "median") -> list[H.Row]:
     fns, names = [ts["dopt"], ts["floor"]], ["dopt torch", "floor: torch noise + one argmax"]
     peer_why = H.missing("jax", "jaxopt")
     if peer_why is None:
-        js = _jax_steps(batch, dim, samples)
+        js = _jax_steps(batch, dim, samples, names=("jaxopt",))
         fns.append(_ready(*js["jaxopt"]))
         names.append("jaxopt make_perturbed_argmax (jit)")
     times = H.timed(fns, stat=stat, repeat=5 if quick else REPEAT, warmup=WARMUP, min_time=0.005)
@@ -168,7 +175,7 @@ def rows_torch(quick: bool = False, stat: str = "median") -> list[H.Row]:
     ]
     if peer_why is None:
         out.append(H.Row("perturbed_torch", case, names[2], role="peer", seconds=times[2],
-                         memory_bytes=H.xla_bytes(js["jaxopt"][0], *js["jaxopt"][1]), memory_kind="xla"))
+                         memory_bytes=H.xla_bytes(js["jaxopt"][0]), memory_kind="xla"))
     else:
         out.append(H.skipped("perturbed_torch", case, "jaxopt make_perturbed_argmax (jit)", peer_why))
     return out
@@ -262,7 +269,7 @@ def rows_scaling(quick: bool = False, stat: str = "median") -> list[H.Row]:
     shapes = [("samples", 32 if quick else 128, m) for m in Ms]
     shapes += [("batch", b, 10 if quick else 100) for b in Bs]
     have_torch, have_jax = H.missing("torch") is None, H.missing("jax") is None
-    have_jaxopt = have_jax and H.missing("jaxopt") is None
+    have_jaxopt = have_jax and H.missing("jaxopt") is None and not quick  # quick: fewer compilations
     out = []
     for axis, batch, samples in shapes:
         case = f"{axis}: B{batch} M{samples}"
@@ -273,19 +280,20 @@ def rows_scaling(quick: bool = False, stat: str = "median") -> list[H.Row]:
             names.append("dopt torch")
             mems.append((H.saved_bytes(step), "saved"))
         if have_jax:
-            js = _jax_steps(batch, dim, samples)
+            js = _jax_steps(batch, dim, samples, names=("dopt", "jaxopt") if have_jaxopt else ("dopt",))
             keep = ["dopt"] + (["jaxopt"] if have_jaxopt else [])
             for n in keep:
                 fns.append(_ready(*js[n]))
                 names.append("dopt jax (jit)" if n == "dopt" else "jaxopt (jit)")
-                mems.append((H.xla_bytes(js[n][0], *js[n][1]), "xla"))
+                mems.append((H.xla_bytes(js[n][0]), "xla"))
         times = H.timed(fns, stat=stat, repeat=3 if quick else 5, warmup=1)
         for n, t, (m, kind) in zip(names, times, mems, strict=True):
             out.append(H.Row("perturbed_scaling", case, n, role="peer" if n.startswith("jaxopt") else "dopt",
                              seconds=t, memory_bytes=m, memory_kind=kind, ref="dopt jax (jit)" if n.startswith("jaxopt") else None,
                              params={"axis": axis, "batch": batch, "num_samples": samples, "dim": dim}))
         if not have_jaxopt:
-            out.append(H.skipped("perturbed_scaling", case, "jaxopt (jit)", H.missing("jax", "jaxopt") or ""))
+            why = H.missing("jax", "jaxopt") or "not run with --quick (compilation time)"
+            out.append(H.skipped("perturbed_scaling", case, "jaxopt (jit)", why))
     return out
 
 

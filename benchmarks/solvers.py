@@ -98,7 +98,7 @@ def dag_loops(cost: np.ndarray, grid: tuple[int, int]) -> dict[str, Callable[[],
         "scipy csgraph dijkstra": scipy_loop,
         "scipy HiGHS MILP": highs_mip_loop,
     }
-    if importlib.util.find_spec("gurobipy"):
+    if H.missing("gurobipy") is None:
         import gurobipy as gp
 
         model = gp.Model()
@@ -237,7 +237,7 @@ def _solver_call(bname: str, theta_np: np.ndarray, kind: str, method: str = "") 
     if bname == "jax" and not (kind == "grid" and method == "device"):
         import jax
 
-        f = jitted = jax.jit(f)
+        f = jitted = H.compiled(jax.jit(f), theta)
     return (lambda: ready(f(theta))), (jitted, theta)
 
 
@@ -256,7 +256,7 @@ def _memory(bname: str, step: Callable[[], Any], jit: tuple[Any, Any], quick: bo
     if bname == "numpy":
         return float(H.traced_peak(step)), "tracemalloc"
     if bname == "jax" and jit[0] is not None:
-        return float(H.xla_bytes(jit[0], jit[1])), "xla"
+        return float(H.xla_bytes(jit[0])), "xla"
     if quick:  # a child process per row is too slow for a smoke run
         return float("nan"), "rss (not measured with --quick)"
     return 1024 * H.child_peak_kib(factory, bname, *args), "rss"

@@ -116,7 +116,7 @@ def rows(quick: bool = False, stat: str = "median") -> list[H.Row]:
         for s in range(subset):
             networkx_one(e[s], theta, edges, n)
 
-    have_nx = importlib.util.find_spec("networkx") is not None
+    have_nx = H.missing("networkx") is None
     fns = [dopt_run, python_loop] + ([nx_loop] if have_nx else [])
     times = H.timed(fns, stat=stat, repeat=3 if quick else 3, warmup=1)
     case = f"K{n} spanning trees, {num} samples"
