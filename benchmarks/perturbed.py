@@ -286,7 +286,7 @@ def rows_scaling(quick: bool = False, stat: str = "median") -> list[H.Row]:
                 fns.append(_ready(*js[n]))
                 names.append("dopt jax (jit)" if n == "dopt" else "jaxopt (jit)")
                 mems.append((H.xla_bytes(js[n][0]), "xla"))
-        times = H.timed(fns, stat=stat, repeat=3 if quick else 5, warmup=1)
+        times = H.timed(fns, stat=stat, repeat=3, warmup=1)
         for n, t, (m, kind) in zip(names, times, mems, strict=True):
             out.append(H.Row("perturbed_scaling", case, n, role="peer" if n.startswith("jaxopt") else "dopt",
                              seconds=t, memory_bytes=m, memory_kind=kind, ref="dopt jax (jit)" if n.startswith("jaxopt") else None,
