@@ -152,8 +152,17 @@ def print_slopes(cs: Sequence[dict[str, Any]]) -> None:
         print(f"  {c['family']:<42} {c['label']:<34} slope {c['slope']:5.2f}  ({span})")
 
 
+def _log_axes(ax: Any, xs: Sequence[float]) -> None:
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xticks(sorted(set(xs)))
+    ax.set_xticklabels([f"{x:g}" for x in sorted(set(xs))], fontsize=7)
+    ax.minorticks_off()
+    ax.grid(True, which="major", alpha=0.3)
+
+
 def figures(cs: Sequence[dict[str, Any]], directory: Path) -> list[str]:
-    """One PNG per family (time vs size, log-log) plus peak memory vs n; the paths written."""
+    """One PNG per family (time vs size, log-log) plus memory vs n; the paths written."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -165,38 +174,34 @@ def figures(cs: Sequence[dict[str, Any]], directory: Path) -> list[str]:
     groups = {"bench_networks.png": [f for f in fams if f.startswith("networks")],
               "bench_softsort.png": [f for f in fams if f.startswith("soft sort")],
               "bench_perturbed.png": [f for f in fams if f.startswith("perturbed")]}
-    for name, fs in groups.items():
-        if not fs:
-            continue
+    mem_fams = [f for f in fams if f.startswith(("networks", "soft sort"))]
+    plots = [(name, fs, "seconds") for name, fs in groups.items() if fs]
+    if mem_fams:
+        plots.append(("bench_memory.png", mem_fams, "memory_bytes"))
+    for name, fs, key in plots:
         fig, axes = plt.subplots(1, len(fs), figsize=(5.2 * len(fs), 4), squeeze=False)
         for ax, fam in zip(axes[0], fs, strict=True):
+            xs: list[float] = []
             for c in (c for c in cs if c["family"] == fam):
-                ax.loglog(c["x"], [t * 1e3 for t in c["seconds"]], "o-", label=f"{c['label']} (slope {c['slope']:.2f})")
-            ax.set_title(fam, fontsize=9)
+                ys = c[key]
+                if key == "memory_bytes":
+                    if not all(y is not None and y == y and y > 0 for y in ys):
+                        continue
+                    ax.plot(c["x"], [y / 2**20 for y in ys], "o-", label=c["label"])
+                else:
+                    ax.plot(c["x"], [t * 1e3 for t in ys], "o-", label=f"{c['label']} (slope {c['slope']:.2f})")
+                xs += c["x"]
+            title = fam if key == "seconds" else fam.replace("time vs n", "memory vs n")
+            ax.set_title(title, fontsize=9)
             ax.set_xlabel(fam.rsplit(" vs ", 1)[-1])
-            ax.set_ylabel("median ms per call")
+            ax.set_ylabel("median ms per call" if key == "seconds" else "MiB saved for backward")
+            if xs:
+                _log_axes(ax, xs)
             ax.legend(fontsize=7)
-            ax.grid(True, which="both", alpha=0.3)
         fig.tight_layout()
-        fig.savefig(directory / name, dpi=90)
+        fig.savefig(directory / name, dpi=80)
         plt.close(fig)
         written.append(str(directory / name))
-    mem = [c for c in cs if (c["family"].startswith("networks") or c["family"].startswith("soft sort"))
-           and all(m == m and m > 0 for m in c["memory_bytes"])]
-    if mem:
-        fig, ax = plt.subplots(figsize=(6.5, 4.5))
-        for c in mem:
-            tag = "net" if c["family"].startswith("networks") else c["family"][15:17]
-            ax.loglog(c["x"], [m / 2**20 for m in c["memory_bytes"]], "o-", label=f"{tag}: {c['label']}")
-        ax.set_xlabel("n")
-        ax.set_ylabel("MiB saved for backward (batch 128)")
-        ax.set_title("memory vs n: bytes autograd saves for backward", fontsize=9)
-        ax.legend(fontsize=6)
-        ax.grid(True, which="both", alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(directory / "bench_memory.png", dpi=90)
-        plt.close(fig)
-        written.append(str(directory / "bench_memory.png"))
     return written
 
 
