@@ -60,14 +60,21 @@ dopt column is printed. Target (issue 18): ≥ 20× per step.
 from __future__ import annotations
 
 import functools
-import importlib.util
-import time
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-import numpy as np
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks import _harness as H  # noqa: E402
 
-import dopt_core as dc
+if __name__ == "__main__":
+    H.pin_threads()  # before NumPy loads (the runner pins before importing this module)
+
+import numpy as np  # noqa: E402
+
+import dopt_core as dc  # noqa: E402
 
 GRID = (5, 5)
 BATCH = 32
@@ -77,14 +84,8 @@ POOLED = ("NCE", "CMAP", "LTR pointwise", "LTR pairwise", "LTR listwise")
 
 
 def timeit(fn: Callable[[], Any], *, repeat: int = REPEAT, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    """Median of ``repeat`` calls after ``warmup`` calls."""
+    return H.timed([fn], stat="median", repeat=repeat, warmup=warmup)[0]
 
 
 def _data() -> tuple[np.ndarray, np.ndarray]:
@@ -163,7 +164,7 @@ def dopt_steps() -> dict[str, Callable[[], None]]:
 
 def pyepo_steps() -> dict[str, Callable[[], None]] | None:
     """PyEPO's modules on the same step (only where PyEPO and Gurobi are installed)."""
-    if importlib.util.find_spec("pyepo") is None or importlib.util.find_spec("gurobipy") is None:
+    if H.missing("pyepo", "gurobipy") is not None:
         return None
     import pyepo  # type: ignore[import-not-found]
     import torch
@@ -220,6 +221,57 @@ def _amortise(times: dict[str, float]) -> dict[str, float]:
     for name in POOLED:
         if f"{name}/no solve" in times and f"{name}/solve" in times:
             out[name] = (1 - RATIO) * times[f"{name}/no solve"] + RATIO * times[f"{name}/solve"]
+    return out
+
+
+def rows(quick: bool = False, stat: str = "median") -> list[H.Row]:
+    """Every loss's training step: dopt and PyEPO alternating, the pool losses amortised."""
+    if (why := H.missing("torch")) is not None:
+        return [H.skipped("dfl", "-", "dopt", why, role="dopt")]
+    ours = dopt_steps()
+    peer_why = H.missing("pyepo", "gurobipy")
+    peers = pyepo_steps() if peer_why is None else {}
+    t_ours: dict[str, float] = {}
+    t_peer: dict[str, float] = {}
+    mem_ours: dict[str, float] = {}
+    mem_peer: dict[str, float] = {}
+    for name, fn in ours.items():
+        fns = [fn] + ([peers[name]] if peers and name in peers else [])
+        times = H.timed(fns, stat=stat, repeat=3 if quick else REPEAT, warmup=1 if quick else 3)
+        t_ours[name] = times[0]
+        mem_ours[name] = float(H.saved_bytes(fn))
+        if len(times) > 1:
+            t_peer[name] = times[1]
+            mem_peer[name] = float(H.saved_bytes(peers[name]))
+    for name in peers.keys() - ours.keys():  # peer-only floors (PyEPO's solver, its noise)
+        t_peer[name] = H.timed([peers[name]], stat=stat, repeat=3 if quick else REPEAT, warmup=1)[0]
+        mem_peer[name] = float(H.saved_bytes(peers[name]))
+    t_ours, t_peer = _amortise(t_ours), _amortise(t_peer)
+    for mem in (mem_ours, mem_peer):  # an amortised step's memory: the larger of its two kinds
+        for name in POOLED:
+            if f"{name}/solve" in mem:
+                mem[name] = max(mem[f"{name}/no solve"], mem[f"{name}/solve"])
+    order = []
+    for name in t_ours:  # each amortised pool loss first, then its two kinds of step
+        if name.endswith("/no solve"):
+            order.append(name.split("/")[0])
+        if name not in order:
+            order.append(name)
+    out = []
+    for name in order:
+        role = "floor" if name.startswith("floor") else "dopt"
+        case = name.split("/")[0] if name.split("/")[0] in POOLED else name
+        impl = "dopt" + (f" {name.split('/')[1]}" if "/" in name else "")
+        out.append(H.Row("dfl", case, impl, role="dopt" if role == "dopt" else "floor", seconds=t_ours[name],
+                         memory_bytes=mem_ours.get(name, float("nan")), memory_kind="saved",
+                         ref=None if "/" not in name else "dopt"))
+        if name in t_peer:
+            impl = "PyEPO (Gurobi)" + (f" {name.split('/')[1]}" if "/" in name else "")
+            out.append(H.Row("dfl", case, impl, role="peer" if role == "dopt" else "floor",
+                             seconds=t_peer[name], memory_bytes=mem_peer.get(name, float("nan")),
+                             memory_kind="saved", ref=None if role == "floor" else out[-1].impl))
+        elif not name.startswith("floor") and "/" not in name and name != "NCE (dopt native)":
+            out.append(H.skipped("dfl", case, "PyEPO (Gurobi)", peer_why or "no PyEPO counterpart"))
     return out
 
 

@@ -19,16 +19,23 @@ busy shared machine does not distort them.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
-import numpy as np
-import torch
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks import _harness as H  # noqa: E402
 
-import dopt_core as dc
-import dopt_torch as dt
+H.pin_threads()
 
-torch.set_num_threads(1)
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+import dopt_core as dc  # noqa: E402
+import dopt_torch as dt  # noqa: E402
 L = dc.logic
 
 
@@ -43,18 +50,11 @@ def _sixteen_gates(a: torch.Tensor, b: torch.Tensor, p: torch.Tensor) -> torch.T
 
 
 def _median_times(fns: list[Callable[[], None]], repeat: int) -> list[float]:
-    for f in fns:
-        f()
-    times: list[list[float]] = [[] for _ in fns]
-    for _ in range(repeat):
-        for i, f in enumerate(fns):
-            t = time.process_time()
-            f()
-            times[i].append(time.process_time() - t)
-    return [float(np.median(t)) for t in times]
+    """Interleaved medians of this process's CPU time (``time.process_time``)."""
+    return H.timed(fns, stat="median", repeat=repeat, warmup=1, clock=time.process_time)
 
 
-def bench_soft_layer(B: int, n: int, repeat: int) -> None:
+def _soft_layer_steps(B: int, n: int) -> tuple[Callable[[], None], Callable[[], None], float]:
     g = torch.Generator().manual_seed(0)
     ia, ib = L.logic_connections(n, n, rng=0)
     ia_t, ib_t = torch.from_numpy(ia), torch.from_numpy(ib)
@@ -78,12 +78,10 @@ def bench_soft_layer(B: int, n: int, repeat: int) -> None:
     x2, W2 = x0.clone().requires_grad_(True), W0.clone().requires_grad_(True)
     _sixteen_gates(x2[:, ia_t], x2[:, ib_t], torch.softmax(W2, -1)).backward(cot)
     err = max((x.grad - x2.grad).abs().max().item(), (W.grad - W2.grad).abs().max().item())
-    t_dopt, t_ref = _median_times([dopt_step, ref_step], repeat)
-    print(f"soft layer fwd+bwd B={B} {n}->{n} float32: dopt {t_dopt * 1e3:.1f} ms, 16-gate sum "
-          f"{t_ref * 1e3:.1f} ms, ratio {t_ref / t_dopt:.1f}x (max grad difference {err:.1e})")
+    return dopt_step, ref_step, err
 
 
-def bench_inference(N: int, width: int, depth: int, repeat: int) -> None:
+def _inference_steps(N: int, width: int, depth: int) -> tuple[Callable[[], None], Callable[[], None], Any, bool]:
     torch.manual_seed(0)
     mods: list[torch.nn.Module] = []
     d = 192
@@ -105,6 +103,39 @@ def bench_inference(N: int, width: int, depth: int, repeat: int) -> None:
     def packed_run() -> None:
         compiled(Xb)
 
+    return torch_run, packed_run, compiled, same
+
+
+def rows(quick: bool = False, stat: str = "median") -> list[H.Row]:
+    """Soft logic layer fwd+bwd vs the 16-gate sum; bit-packed inference vs float32 torch."""
+    B, n = (32, 512) if quick else (256, 4000)  # the runner's: half the script's width
+    dopt_step, ref_step, _ = _soft_layer_steps(B, n)
+    case = f"soft layer B{B} {n}->{n}"
+    t_d, t_r = H.timed([dopt_step, ref_step], stat=stat, repeat=3 if quick else 5, warmup=1, min_time=0.01)
+    out = [H.Row("logic", case, "dopt logic_layer", seconds=t_d, memory_bytes=float(H.saved_bytes(dopt_step)),
+                 memory_kind="saved"),
+           H.Row("logic", case, "16-gate sum (difflogic python path)", role="peer", seconds=t_r,
+                 memory_bytes=float(H.saved_bytes(ref_step)), memory_kind="saved")]
+    N, width, depth = (512, 250, 2) if quick else (8192, 4000, 4)
+    torch_run, packed_run, _, _ = _inference_steps(N, width, depth)
+    case = f"hard net N{N} {depth}x{width}"
+    t_t, t_p = H.timed([packed_run, torch_run], stat=stat, repeat=3 if quick else 5, warmup=1, min_time=0.01)
+    out += [H.Row("logic", case, "dopt bit-packed NumPy", seconds=t_t, memory_bytes=float(H.traced_peak(packed_run)),
+                  memory_kind="tracemalloc", params={"samples_per_s": N / t_t}),
+            H.Row("logic", case, "dopt LogicLayer, float32 torch (eval)", seconds=t_p, ref="dopt bit-packed NumPy",
+                  memory_bytes=0.0, memory_kind="saved (no_grad)", params={"samples_per_s": N / t_p})]
+    return out
+
+
+def bench_soft_layer(B: int, n: int, repeat: int) -> None:
+    dopt_step, ref_step, err = _soft_layer_steps(B, n)
+    t_dopt, t_ref = _median_times([dopt_step, ref_step], repeat)
+    print(f"soft layer fwd+bwd B={B} {n}->{n} float32: dopt {t_dopt * 1e3:.1f} ms, 16-gate sum "
+          f"{t_ref * 1e3:.1f} ms, ratio {t_ref / t_dopt:.1f}x (max grad difference {err:.1e})")
+
+
+def bench_inference(N: int, width: int, depth: int, repeat: int) -> None:
+    torch_run, packed_run, compiled, same = _inference_steps(N, width, depth)
     t_torch, t_packed = _median_times([torch_run, packed_run], repeat)
     print(f"hard net 192->{depth}x{width}->10 ({compiled.num_gates} gates), N={N}: bit-packed NumPy "
           f"{N / t_packed:,.0f} samples/s, float32 torch {N / t_torch:,.0f} samples/s, ratio "

@@ -8,23 +8,27 @@ batch 16, float32, torch CPU, one thread; ``uniform`` + ``probabilistic`` (GenDR
 default) and ``logistic`` + squared + ``probabilistic`` (SoftRas). The reference
 writes the same formula (signed distance to the closest edge, ``F(d/τ)``,
 ``1 - Π(1 - A)``) with torch operations and lets autograd store what it needs. Peak
-memory: the growth of the peak resident set of a fresh subprocess running one step
-(``VmHWM``), so imports and the allocator's baseline cancel.
+memory: the growth of the peak resident set of a fresh subprocess during one step
+(``VmHWM``, reset after building the inputs and a first step), so imports and the
+allocator's baseline cancel (the harness's ``child_peak_kib``).
 """
 
 from __future__ import annotations
 
 import argparse
-import resource
-import subprocess
 import sys
-import time
+from collections.abc import Callable
+from pathlib import Path
 
-import torch
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks import _harness as H  # noqa: E402
 
-from dopt_core.relax.raster import soft_silhouette
+H.pin_threads()
 
-torch.set_num_threads(1)
+import torch  # noqa: E402
+
+from dopt_core.relax.raster import soft_silhouette  # noqa: E402
 
 
 def reference_silhouette(V: torch.Tensor, S: int, dist: str, scale: float, squared: bool) -> torch.Tensor:
@@ -71,47 +75,47 @@ def _step(impl: str, V: torch.Tensor, S: int, dist: str, squared: bool, chunk: i
     (a * a).sum().backward()
 
 
-def _best(fn, repeat: int) -> float:  # type: ignore[no-untyped-def]
-    fn()
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+def memory_step(impl: str, B: int, T: int, S: int, dist: str, squared: bool, chunk: int | None) -> Callable[[], None]:
+    """One forward + backward on fresh inputs (the factory of the child's peak RSS)."""
+    V = _inputs(B, T)
+    return lambda: _step(impl, V, S, dist, squared, chunk)
 
 
-def _hwm_kb() -> int:
-    """The process's peak resident set (``VmHWM``; unlike ``ru_maxrss`` it does not
-    inherit the parent's peak across ``fork``/``exec``)."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def _peak_mb(impl: str, B: int, T: int, S: int, dist: str, squared: bool, chunk: int | None) -> float:
+    return H.child_peak_kib("benchmarks.raster:memory_step", impl, B, T, S, dist, squared, chunk) / 1024.0
 
 
-def _peak_mb(args: list[str]) -> float:
-    out = subprocess.run(
-        [sys.executable, __file__, "--memory-child", *args], capture_output=True, text=True, check=True
-    )
-    return float(out.stdout.strip().splitlines()[-1])
+SETTINGS = (("uniform", False), ("logistic", True))
+
+
+def rows(quick: bool = False, stat: str = "median") -> list[H.Row]:
+    """soft_silhouette fwd+bwd: dopt (whole image and chunked) vs plain torch autograd."""
+    if (why := H.missing("torch")) is not None:
+        return [H.skipped("raster", "-", "dopt", why, role="dopt")]
+    # the runner's batch is 8, not the script's 16 (the cost is linear in the batch)
+    B, T, S = (4, 30, 32) if quick else (8, 100, 64)
+    V = _inputs(B, T)
+    out: list[H.Row] = []
+    for dist, squared in SETTINGS:
+        case = f"{dist}{'+sq' if squared else ''} B{B} T{T} {S}x{S}"
+        impls = [("dopt", None, "dopt"), ("dopt", 128, "dopt chunk=128"), ("torch", None, "plain torch autograd")]
+        fns = [lambda i=i, c=c: _step(i, V, S, dist, squared, c) for i, c, _ in impls]
+        times = H.timed(fns, stat=stat, repeat=2 if quick else 3, warmup=1)
+        for (impl, chunk, label), fn, t in zip(impls, fns, times, strict=True):
+            if quick:  # a child process per row: not in a smoke run
+                mem, kind = float(H.saved_bytes(fn)), "saved"
+            else:
+                mem, kind = 1024 * H.child_peak_kib("benchmarks.raster:memory_step", impl, B, T, S, dist,
+                                                    squared, chunk), "rss"
+            out.append(H.Row("raster", case, label, role="peer" if impl == "torch" else "dopt", seconds=t,
+                             memory_bytes=mem, memory_kind=kind, ref="dopt"))
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--memory-child", nargs=6, default=None)
     a = parser.parse_args()
-    if a.memory_child:
-        impl, B, T, S, dist, rest = a.memory_child
-        squared, chunk = rest.split(",")
-        V = _inputs(int(B), int(T))
-        chunk_i = None if chunk == "none" else int(chunk)
-        before = _hwm_kb()
-        _step(impl, V, int(S), dist, squared == "1", chunk_i)
-        print((_hwm_kb() - before) / 1024.0)
-        return
     B, T, S = (4, 30, 32) if a.quick else (16, 100, 64)
     repeat = 2 if a.quick else 5
     V = _inputs(B, T)
@@ -119,13 +123,11 @@ def main() -> None:
     print(f"{'setting':34s} {'dopt ms':>8s} {'torch ms':>9s} {'speed-up':>8s} {'dopt MB':>8s} {'torch MB':>9s} {'ratio':>6s}")
     for dist, squared in (("uniform", False), ("logistic", True)):
         for chunk in (None, 128):
-            t_d = _best(lambda: _step("dopt", V, S, dist, squared, chunk), repeat)
-            t_r = _best(lambda: _step("torch", V, S, dist, squared, None), repeat)
+            t_d, t_r = H.timed([lambda: _step("dopt", V, S, dist, squared, chunk),
+                                lambda: _step("torch", V, S, dist, squared, None)], stat="best", repeat=repeat)
             tag = f"{dist}{'+sq' if squared else ''}, chunk={chunk}"
-            common = [str(B), str(T), str(S), dist]
-            flags = f"{int(squared)},{'none' if chunk is None else chunk}"
-            m_d = _peak_mb(["dopt", *common, flags])
-            m_r = _peak_mb(["torch", *common, f"{int(squared)},none"])
+            m_d = _peak_mb("dopt", B, T, S, dist, squared, chunk)
+            m_r = _peak_mb("torch", B, T, S, dist, squared, None)
             print(
                 f"{tag:34s} {1e3 * t_d:8.1f} {1e3 * t_r:9.1f} {t_r / t_d:7.2f}x "
                 f"{m_d:8.1f} {m_r:9.1f} {m_d / max(m_r, 1e-9):6.2f}"

@@ -21,26 +21,26 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import time
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-import numpy as np
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks import _harness as H  # noqa: E402
 
-import dopt_core as dc
+import numpy as np  # noqa: E402
+
+import dopt_core as dc  # noqa: E402
 
 S = dc.solvers
 MIP_REFERENCE_S = 21e-3  # the issue's figure for 320 instances of a commercial MIP solver
 
 
 def best_time(fn: Callable[[], Any], repeat: int) -> float:
-    fn()  # warm-up (jit compilation, caches)
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
+    """Best of ``repeat`` calls after a warm-up call (jit compilation, caches)."""
+    return H.timed([fn], stat="best", repeat=repeat, warmup=1)[0]
 
 
 def backends() -> dict[str, tuple[Callable[[np.ndarray], Any], Callable[[Any], Any]]]:
@@ -98,7 +98,7 @@ def dag_loops(cost: np.ndarray, grid: tuple[int, int]) -> dict[str, Callable[[],
         "scipy csgraph dijkstra": scipy_loop,
         "scipy HiGHS MILP": highs_mip_loop,
     }
-    if importlib.util.find_spec("gurobipy"):
+    if H.missing("gurobipy") is None:
         import gurobipy as gp
 
         model = gp.Model()
@@ -215,6 +215,121 @@ def run_grid(batch: int, repeat: int) -> None:
             )
             ratios = ", ".join(f"{name}: {lt / t:6.1f}x" for name, lt in loops.items())
             print(f"  dopt  {label:<24} {t * 1e3:9.2f} ms | vs {ratios}")
+
+
+# --- the runner's workloads -----------------------------------------------------------------
+def _dag_cost(batch: int) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return rng.uniform(0.1, 2.0, size=(batch, len(S.grid_dag_arcs((5, 5)))))
+
+
+def _solver_call(bname: str, theta_np: np.ndarray, kind: str, method: str = "") -> tuple[Callable[[], Any], Any]:
+    """(step, jitted function or None) of a dopt solver call on backend ``bname``."""
+    conv, ready = backends()[bname]
+    theta = conv(theta_np)
+    if kind == "dag":
+        def f(t: Any) -> Any:
+            return S.shortest_path_dag(t, grid=(5, 5))
+    else:
+        def f(t: Any) -> Any:
+            return S.shortest_path_grid(t, method=method)
+    jitted = None
+    if bname == "jax" and not (kind == "grid" and method == "device"):
+        import jax
+
+        f = jitted = H.compiled(jax.jit(f), theta)
+    return (lambda: ready(f(theta))), (jitted, theta)
+
+
+def dag_step(bname: str, batch: int) -> Callable[[], Any]:
+    """One batched DAG solve on ``bname`` (a factory for :func:`H.child_peak_kib`)."""
+    return _solver_call(bname, -_dag_cost(batch), "dag")[0]
+
+
+def grid_step(bname: str, batch: int, method: str) -> Callable[[], Any]:
+    cost = np.random.default_rng(1).uniform(0.5, 9.0, size=(batch, 12, 12))
+    return _solver_call(bname, -cost, "grid", method)[0]
+
+
+def _memory(bname: str, step: Callable[[], Any], jit: tuple[Any, Any], quick: bool, factory: str,
+            *args: Any) -> tuple[float, str]:
+    if bname == "numpy":
+        return float(H.traced_peak(step)), "tracemalloc"
+    if bname == "jax" and jit[0] is not None:
+        return float(H.xla_bytes(jit[0])), "xla"
+    if quick:  # a child process per row is too slow for a smoke run
+        return float("nan"), "rss (not measured with --quick)"
+    return 1024 * H.child_peak_kib(factory, bname, *args), "rss"
+
+
+def _dag_floor(theta: np.ndarray) -> Callable[[], Any]:
+    """The value-only DP on the grid DAG: one batched ``np.maximum`` per node, no argmax
+    and no path (a floor for any per-node vectorised DP)."""
+    h = w = 5
+
+    def run() -> Any:
+        v = [None] * (h * w)
+        v[0] = np.zeros(theta.shape[0])
+        arcs = S.grid_dag_arcs((h, w))
+        into: dict[int, list[int]] = {}
+        for a, (_, head) in enumerate(arcs):
+            into.setdefault(int(head), []).append(a)
+        for node in range(1, h * w):
+            vals = [v[int(arcs[a, 0])] + theta[:, a] for a in into[node]]
+            v[node] = vals[0] if len(vals) == 1 else np.maximum(vals[0], vals[1])
+        return v[-1]
+
+    return run
+
+
+def rows_dag(quick: bool = False, stat: str = "median") -> list[H.Row]:
+    """320 shortest paths on the 5×5 grid DAG: dopt on every backend, per-instance loops."""
+    batch = 32 if quick else 320
+    case = f"5x5 B{batch}"
+    cost = _dag_cost(batch)
+    loops = dag_loops(cost, (5, 5))
+    bnames = list(backends())
+    steps = [_solver_call(b, -cost, "dag") for b in bnames]
+    fns = [s for s, _ in steps] + [_dag_floor(-cost)] + list(loops.values())
+    times = H.timed(fns, stat=stat, repeat=3 if quick else 5, min_time=0.02)
+    out = []
+    for b, (step, jit), t in zip(bnames, steps, times, strict=False):
+        mem, kind = _memory(b, step, jit, quick, "benchmarks.solvers:dag_step", batch)
+        out.append(H.Row("dag", case, f"dopt {b}", seconds=t, memory_bytes=mem, memory_kind=kind,
+                         ref=None if b == "numpy" else "dopt numpy", role="dopt"))
+    out.append(H.Row("dag", case, "floor: value-only DP (NumPy)", role="floor", seconds=times[len(bnames)],
+                     memory_bytes=float(H.traced_peak(fns[len(bnames)])), memory_kind="tracemalloc"))
+    for (name, fn), t in zip(loops.items(), times[len(bnames) + 1:], strict=True):
+        out.append(H.Row("dag", case, f"{name} loop", role="peer", seconds=t,
+                         memory_bytes=float(H.traced_peak(fn)), memory_kind="tracemalloc"))
+    if "gurobipy MIP" not in loops:
+        out.append(H.skipped("dag", case, "gurobipy MIP loop", H.missing("gurobipy") or ""))
+    return out
+
+
+def rows_grid(quick: bool = False, stat: str = "median") -> list[H.Row]:
+    """Warcraft 12×12 shortest paths: dopt (host Dijkstra, device relaxation), loops."""
+    batch = 16 if quick else 320
+    case = f"12x12 B{batch}"
+    cost = np.random.default_rng(1).uniform(0.5, 9.0, size=(batch, 12, 12))
+    loops = grid_loops(cost)
+    labels, steps = [], []
+    for b in backends():
+        for method in ("dijkstra", "device"):
+            labels.append((b, method))
+            steps.append(_solver_call(b, -cost, "grid", method))
+    fns = [s for s, _ in steps] + list(loops.values())
+    times = H.timed(fns, stat=stat, repeat=3 if quick else 3, min_time=0.02)
+    out = []
+    for (b, method), (step, jit), t in zip(labels, steps, times, strict=False):
+        mem, kind = _memory(b, step, jit, quick, "benchmarks.solvers:grid_step", batch, method)
+        jit_note = " (jit)" if jit[0] is not None else (" (eager)" if b == "jax" else "")
+        out.append(H.Row("grid", case, f"dopt {b} {method}{jit_note}", seconds=t, memory_bytes=mem,
+                         memory_kind=kind, ref=None if (b, method) == ("numpy", "dijkstra") else "dopt numpy dijkstra"))
+    for (name, fn), t in zip(loops.items(), times[len(steps):], strict=True):
+        out.append(H.Row("grid", case, f"{name} loop", role="peer", seconds=t,
+                         memory_bytes=float(H.traced_peak(fn)), memory_kind="tracemalloc"))
+    return out
 
 
 def main() -> None:

@@ -23,16 +23,18 @@ Threads are pinned to 1 so that the numbers do not depend on the machine's load.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
 import sys
-import time
 from collections.abc import Callable
+from pathlib import Path
 
-import numpy as np
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks import _harness as H  # noqa: E402
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+if __name__ == "__main__":
+    H.pin_threads()  # before NumPy loads (the runner pins before importing this module)
+
+import numpy as np  # noqa: E402
 
 
 def _reference(theta, noise, k: int, tau: float):  # type: ignore[no-untyped-def]
@@ -74,91 +76,76 @@ def _step(which: str, B: int, n: int, k: int, tau: float) -> Callable[[], None]:
     return step
 
 
-def _saved_bytes(which: str, B: int, n: int, k: int, tau: float) -> int:
-    import torch
-
-    import dopt_core as dc
-
-    theta = torch.randn(B, n, requires_grad=True)
-    noise = -torch.log(torch.empty(B, n).exponential_())
-    total = [0]
-    seen: set[int] = set()
-
-    def pack(x):  # type: ignore[no-untyped-def]
-        key = x.untyped_storage().data_ptr()
-        if key not in seen:
-            seen.add(key)
-            total[0] += x.untyped_storage().nbytes()
-        return x
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda x: x):
-        if which == "dopt":
-            dc.relax.relaxed_subset(theta, k, tau=tau, noise=noise)
-        else:
-            _reference(theta, noise, k, tau)
-    return total[0]
+def _saved(which: str, B: int, n: int, k: int, tau: float) -> int:
+    """Bytes autograd saves for backward in one step (the harness's rule)."""
+    return H.saved_bytes(_step(which, B, n, k, tau))
 
 
-def _child(which: str, B: int, n: int, k: int, tau: float) -> None:
-    """Peak RSS growth of one forward + backward (fresh process: nothing cached)."""
-    import torch
-
-    torch.set_num_threads(1)
-    step = _step(which, B, n, k, tau)
-    # a small call first initialises torch's lazy state without touching the peak
-    _step(which, 2, 16, 2, tau)()
-    # writing 5 to clear_refs resets the peak resident set (VmHWM) to the current one;
-    # the parent sets a low mmap threshold so that freed arrays leave the resident set
-    with open("/proc/self/clear_refs", "w") as fh:
-        fh.write("5")
-    base = _status_kib("VmRSS")
-    step()
-    peak = _status_kib("VmHWM")
-    print(json.dumps({"peak_kib": peak - base, "saved": _saved_bytes(which, B, n, k, tau)}))
-
-
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(field)
+def _memory(which: str, B: int, n: int, k: int, tau: float) -> dict[str, float]:
+    """Peak RSS growth of one forward + backward in a fresh process (a small call first
+    initialises torch's lazy state without touching the peak), and the saved bytes."""
+    kib = H.child_peak_kib("benchmarks.subsets:_step", which, B, n, k, tau, warm=[which, 2, 16, 2, tau])
+    return {"peak_kib": kib, "saved": _saved(which, B, n, k, tau)}
 
 
 def _time_pair(fns: list[Callable[[], None]], repeat: int) -> list[float]:
-    best = [np.inf] * len(fns)
-    for fn in fns:
-        fn()
-    for _ in range(repeat):
-        for i, fn in enumerate(fns):
-            t0 = time.perf_counter()
-            fn()
-            best[i] = min(best[i], time.perf_counter() - t0)
-    return best
+    return H.timed(fns, stat="best", repeat=repeat, warmup=1)
 
 
-def _memory(which: str, B: int, n: int, k: int, tau: float) -> dict[str, int]:
-    cmd = [sys.executable, __file__, "--child", which, str(B), str(n), str(k), str(tau)]
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0")
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=600, env=env)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+def _marginal_steps(Bm: int, nm: int, km: int) -> tuple[Callable[[], None], Callable[[], None]]:
+    import dopt_core as dc
+
+    rng = np.random.default_rng(0)
+    theta = rng.normal(size=(Bm, nm))
+    ct = rng.normal(size=(Bm, nm))
+    f = dc.relax.k_subset_marginals
+
+    def fwd() -> None:
+        f(theta, km)
+
+    def fwd_vjp() -> None:
+        _, vjp = dc.value_and_vjp(f, theta, km)
+        vjp(ct)
+
+    return fwd, fwd_vjp
+
+
+def rows(quick: bool = False, stat: str = "median") -> list[H.Row]:
+    """relaxed_subset (torch) vs plain autograd and the forward floor; k_subset_marginals (NumPy)."""
+    out: list[H.Row] = []
+    if (why := H.missing("torch")) is not None:
+        out.append(H.skipped("subsets", "relaxed_subset", "dopt", why, role="dopt"))
+    else:
+        B, n, k, tau = (16, 200, 5, 0.5) if quick else (128, 1000, 10, 0.5)
+        case = f"relaxed_subset B{B} n{n} k{k}"
+        names = [("dopt", "dopt", "dopt"), ("ref", "plain torch autograd", "peer"),
+                 ("forward", "floor: forward alone (no autograd)", "floor")]
+        times = H.timed([_step(w, B, n, k, tau) for w, _, _ in names], stat=stat,
+                        repeat=3 if quick else 10, warmup=1, min_time=0.01)
+        for (w, label, role), t in zip(names, times, strict=True):
+            params: dict[str, float] = {}
+            if not quick and w != "forward":  # a child process per row: not in a smoke run
+                params["peak_rss_kib"] = H.child_peak_kib(
+                    "benchmarks.subsets:_step", w, B, n, k, tau, warm=[w, 2, 16, 2, tau])
+            out.append(H.Row("subsets", case, label, role=role, seconds=t, params=params,
+                             memory_bytes=float(_saved(w, B, n, k, tau)) if w != "forward" else 0.0,
+                             memory_kind="saved"))
+    Bm, nm, km = (16, 200, 10) if quick else (128, 1000, 50)
+    case = f"k_subset_marginals B{Bm} n{nm} k{km}"
+    fwd, fwd_vjp = _marginal_steps(Bm, nm, km)
+    t_f, t_fv = H.timed([fwd, fwd_vjp], stat=stat, repeat=3 if quick else 5, warmup=1, min_time=0.01)
+    out.append(H.Row("subsets", case, "dopt numpy forward", seconds=t_f,
+                     memory_bytes=float(H.traced_peak(fwd)), memory_kind="tracemalloc"))
+    out.append(H.Row("subsets", case, "dopt numpy forward + VJP", seconds=t_fv, ref="dopt numpy forward",
+                     memory_bytes=float(H.traced_peak(fwd_vjp)), memory_kind="tracemalloc"))
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--child", nargs=5)
     args = parser.parse_args()
-    if args.child:
-        w, B, n, k, tau = args.child
-        _child(w, int(B), int(n), int(k), float(tau))
-        return
-
-    import torch
-
-    import dopt_core as dc
-
-    torch.set_num_threads(1)
+    H.pin_threads()
     B, n, k, tau = (16, 200, 5, 0.5) if args.quick else (128, 1000, 10, 0.5)
     repeat = 3 if args.quick else 10
     t_dopt, t_ref, t_fwd = _time_pair(
@@ -177,18 +164,7 @@ def main() -> None:
           f"{m_ref['saved'] / 2**20:.2f} MiB, ratio {m_dopt['saved'] / max(m_ref['saved'], 1):.3f}")
 
     Bm, nm, km = (16, 200, 10) if args.quick else (128, 1000, 50)
-    rng = np.random.default_rng(0)
-    theta = rng.normal(size=(Bm, nm))
-    ct = rng.normal(size=(Bm, nm))
-    f = dc.relax.k_subset_marginals
-
-    def fwd() -> None:
-        f(theta, km)
-
-    def fwd_vjp() -> None:
-        _, vjp = dc.value_and_vjp(f, theta, km)
-        vjp(ct)
-
+    fwd, fwd_vjp = _marginal_steps(Bm, nm, km)
     t_f, t_fv = _time_pair([fwd, fwd_vjp], 3 if args.quick else 5)
     print(f"k_subset_marginals numpy float64 B={Bm} n={nm} k={km}")
     print(f"  forward {t_f * 1e3:.1f} ms per batch (target 5 ms: ratio {t_f / 5e-3:.1f}x);"
