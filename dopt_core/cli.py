@@ -50,7 +50,7 @@ def _backend_rows(plugins: Sequence[str] | None = None) -> list[tuple[str, bool,
         if plugins is not None and framework not in plugins:
             try:
                 found = importlib.util.find_spec(framework) is not None
-            except ValueError:  # a module without a spec: not importable either
+            except (ImportError, ValueError):  # a module without a spec: not importable either
                 found = False
             text = "installed, not run (see --backend)" if found else f"not installed; pip install 'dopt[{extra}]'"
             rows.append((framework, False, text))
@@ -111,7 +111,7 @@ def _demo(args: argparse.Namespace) -> int:
             why = {name: text for name, _, text in rows}
             for b in missing:
                 print(f"dopt demo: --backend {b}: {why[b]}", file=sys.stderr)
-            return 2
+            raise SystemExit(2)
         usable = [b for b in demo.FRAMEWORKS if b in wanted]
     print(f"dopt {dopt_core.__version__} demo: learning shortest paths through a solver")
     print(f"  PyEPO's 5x5 shortest-path data (deg 4, noise 0.5), {n_train} train / {n_test} test rows:")
