@@ -52,14 +52,16 @@ def _backend_rows(plugins: Sequence[str] | None = None) -> list[tuple[str, bool,
                 found = importlib.util.find_spec(framework) is not None
             except (ImportError, ValueError):  # a module without a spec: not importable either
                 found = False
-            text = "installed, not run (see --backend)" if found else f"not installed; pip install 'dopt[{extra}]'"
+            text = ("installed, not run (see --backend)" if found
+                    else f"not installed; pip install 'dopt[{extra}]'")
             rows.append((framework, False, text))
             continue
         try:
             importlib.import_module(plugin)
         except Exception as exc:  # noqa: BLE001 - report any import failure (CuPy without CUDA...)
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            rows.append((framework, False, f"not available ({reason}); pip install 'dopt[{extra}]'"))
+            text = f"not available ({reason}); pip install 'dopt[{extra}]'"
+            rows.append((framework, False, text))
             continue
         backend = registered_backends()[framework]
         try:
@@ -68,7 +70,8 @@ def _backend_rows(plugins: Sequence[str] | None = None) -> list[tuple[str, bool,
             rows.append((framework, False, f"installed, but no usable device ({exc})"))
             continue
         extra_info = "" if "x64" not in info else f"  x64={'on' if info['x64'] else 'off'}"
-        rows.append((framework, True, f"{info['version']:<12} devices: {', '.join(info['devices'])}{extra_info}"))
+        devices = ", ".join(info["devices"])
+        rows.append((framework, True, f"{info['version']:<12} devices: {devices}{extra_info}"))
     return rows
 
 
@@ -114,7 +117,8 @@ def _demo(args: argparse.Namespace) -> int:
             raise SystemExit(2)
         usable = [b for b in demo.FRAMEWORKS if b in wanted]
     print(f"dopt {dopt_core.__version__} demo: learning shortest paths through a solver")
-    print(f"  PyEPO's 5x5 shortest-path data (deg 4, noise 0.5), {n_train} train / {n_test} test rows:")
+    print(f"  PyEPO's 5x5 shortest-path data (deg 4, noise 0.5), {n_train} train / {n_test} test"
+          " rows:")
     print("  a linear model (5 features -> 40 arc costs) trained on the true paths only, through")
     print("  the exact DAG solver, with the perturbed Fenchel-Young loss (sigma 1, 10 samples) and")
     print(f"  Adam (lr {lr}, batch {batch_size}); held-out normalized regret after each epoch")
@@ -125,13 +129,15 @@ def _demo(args: argparse.Namespace) -> int:
         trainer = demo.trainer_for(name)
 
         def report(epoch: int, regret: float) -> None:
-            tqdm.write(f"  epoch {epoch:<2}  normalized regret {regret:.4f}" + ("  (untrained)" if epoch == 0 else ""))
+            note = "  (untrained)" if epoch == 0 else ""
+            tqdm.write(f"  epoch {epoch:<2}  normalized regret {regret:.4f}{note}")
 
         _, _, curve, seconds = demo.train(trainer, problem, epochs, lr, batch_size, args.seed,
                                           progress=True, on_epoch=report, desc=f"  {name}")
         curves[name] = (curve, seconds)
     smoke_start = time.perf_counter()
-    results = conf.run(backends=usable, cases=_SMOKE_CASES, dtypes=("float64",), checks=_SMOKE_CHECKS)
+    results = conf.run(backends=usable, cases=_SMOKE_CASES, dtypes=("float64",),
+                       checks=_SMOKE_CHECKS)
     smoke_seconds = time.perf_counter() - smoke_start
     fails = [r for r in results if r.status == "fail"]
     passed = sum(r.status == "pass" for r in results)
@@ -141,14 +147,16 @@ def _demo(args: argparse.Namespace) -> int:
     for i, (name, _, text) in enumerate(rows):
         print(f"  {'backends' if i == 0 else '':<12} {name:<6} {text}")
     for i, (name, (curve, seconds)) in enumerate(curves.items()):
-        print(f"  {'training' if i == 0 else '':<12} {name:<6} regret {curve[0]:.3f} -> {curve[-1]:.3f}"
-              f" in {len(curve) - 1} epochs, {seconds:.1f} s")
+        print(f"  {'training' if i == 0 else '':<12} {name:<6} regret {curve[0]:.3f} ->"
+              f" {curve[-1]:.3f} in {len(curve) - 1} epochs, {seconds:.1f} s")
     print(f"  {'conformance':<12} {len(_SMOKE_CASES)} cases ({', '.join(_SMOKE_CASES)})")
     print(f"  {'':<12} x {'/'.join(_SMOKE_CHECKS)} checks in float64 on {', '.join(usable)}:"
           f" {passed} passed, {len(fails)} failed ({smoke_seconds:.1f} s)")
     for r in fails:
-        print(f"  {'':<12} FAIL {r.backend} {r.case} {r.dtype} {r.check}: {r.message.splitlines()[0]}")
-    print(f"  {'next':<12} dopt conformance   the full suite, every case on every backend (minutes)")
+        first = r.message.splitlines()[0] if r.message else ""
+        print(f"  {'':<12} FAIL {r.backend} {r.case} {r.dtype} {r.check}: {first}")
+    print(f"  {'next':<12} dopt conformance   the full suite: every case on every backend"
+          " (minutes)")
     print(f"  {'':<12} dopt info          versions and devices; pytest -n auto: the test suite")
     print(f"  {'total':<12} {time.perf_counter() - start:.1f} s")
     if not falling:
@@ -277,12 +285,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dopt", description="dopt: differentiable discrete decisions")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="installed backends, versions and devices")
-    dem = sub.add_parser("demo", help="train the shortest-path model, then a conformance smoke run (exit 1 on failure)")
+    dem = sub.add_parser("demo", help="train the shortest-path model, then a conformance smoke run"
+                                      " (exit 1 on failure)")
     dem.add_argument("--backend", action="append", choices=demo.FRAMEWORKS,
                      help="train with this framework (repeatable; default: every installed one)")
     dem.add_argument("--quick", action="store_true", help="small data and 3 epochs (seconds)")
     dem.add_argument("--epochs", type=_epochs, help="epochs of training (default 8, --quick 3)")
-    dem.add_argument("--seed", type=int, default=0, help="seed of the model, batches and noise (default 0)")
+    dem.add_argument("--seed", type=int, default=0,
+                     help="seed of the model, batches and noise (default 0)")
     conf = sub.add_parser("conformance", help="cross-backend conformance table (exit 1 on failure)")
     conf.add_argument("--backend", action="append", help="restrict to a backend (repeatable)")
     conf.add_argument("--case", action="append", help="restrict to a case (repeatable)")

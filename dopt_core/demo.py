@@ -58,8 +58,10 @@ GRID = (5, 5)
 #: frameworks with a trainer: the core's NumPy one and the plugins'
 FRAMEWORKS = ("numpy", "torch", "jax")
 
-Trainer = Callable[..., contextlib.AbstractContextManager[tuple[Callable[[np.ndarray], None],
-                                                                Callable[[], tuple[np.ndarray, np.ndarray]]]]]
+Step = Callable[[np.ndarray], None]
+Params = Callable[[], tuple[np.ndarray, np.ndarray]]
+#: ``trainer(problem, lr, seed, rng)``: a context manager yielding ``(step, params)``
+Trainer = Callable[..., contextlib.AbstractContextManager[tuple[Step, Params]]]
 
 
 @dataclass
@@ -232,7 +234,8 @@ class Adam:
 
 
 @contextlib.contextmanager
-def numpy_trainer(problem: Problem, lr: float, seed: int, rng: np.random.Generator) -> Iterator[Any]:
+def numpy_trainer(problem: Problem, lr: float, seed: int,
+                  rng: np.random.Generator) -> Iterator[tuple[Step, Params]]:
     """The NumPy trainer: the core's explicit VJP of the loss and :class:`Adam`.
 
     Parameters
@@ -305,7 +308,8 @@ def trainer_for(framework: str) -> Trainer:
 
 
 def train(trainer: Trainer, problem: Problem, epochs: int, lr: float = 0.05, batch_size: int = 32,
-          seed: int = 0, progress: bool = False, on_epoch: Callable[[int, float], None] | None = None,
+          seed: int = 0, progress: bool = False,
+          on_epoch: Callable[[int, float], None] | None = None,
           desc: str = "") -> tuple[np.ndarray, np.ndarray, list[float], float]:
     """Train the linear model with ``trainer``; the held-out regret after every epoch.
 
@@ -356,7 +360,7 @@ def train(trainer: Trainer, problem: Problem, epochs: int, lr: float = 0.05, bat
     curve: list[float] = []
     seconds = 0.0
 
-    def record(params: Callable[[], tuple[np.ndarray, np.ndarray]]) -> None:
+    def record(params: Params) -> None:
         curve.append(heldout_regret(problem, *params()))
         if on_epoch is not None:
             on_epoch(len(curve) - 1, curve[-1])

@@ -22,7 +22,6 @@ from dopt_core.demo import GRID, Adam, Problem, init_params
 
 from . import fenchel_young_loss, solvers
 
-
 __all__ = ["trainer"]
 
 

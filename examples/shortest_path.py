@@ -54,7 +54,8 @@ test_regret = heldout_regret  # the name compare_methods.py imports
 def train_framework(name: str, problem: Problem, epochs: int, lr: float, batch_size: int, seed: int,
                     progress: bool) -> tuple[np.ndarray, np.ndarray]:
     """Train with one framework's trainer; returns the model ``(W, b)`` as NumPy arrays."""
-    W, b, _, _ = train(trainer_for(name), problem, epochs, lr, batch_size, seed, progress, desc=name)
+    W, b, _, _ = train(trainer_for(name), problem, epochs, lr, batch_size, seed, progress,
+                       desc=name)
     return W, b
 
 
@@ -64,7 +65,8 @@ def run(frameworks: list[str], epochs: int = 10, lr: float = 0.05, batch_size: i
     results = {}
     for name in frameworks:
         trainer = trainer_for(name)  # imports the plugin: import time is not training time
-        _, _, curve, seconds = train(trainer, problem, epochs, lr, batch_size, seed, progress, desc=name)
+        _, _, curve, seconds = train(trainer, problem, epochs, lr, batch_size, seed, progress,
+                                     desc=name)
         results[name] = (curve[0], curve[-1], seconds)
     return results
 

@@ -3,8 +3,9 @@
 The NumPy-only install is simulated in a subprocess: an import hook first on
 ``sys.meta_path`` makes ``import torch`` (jax, jaxlib, cupy) fail as if the frameworks
 were absent, so the plugins are "not installed". (``sys.modules`` entries set to None
-would not do: array_api_compat looks such entries up and reads attributes off them.) The printed curve is compared with the one
-:func:`dopt_core.demo.train` computes here (the command runs the package's code).
+would not do: array_api_compat looks such entries up and reads attributes off them.)
+The printed curve is compared with the one :func:`dopt_core.demo.train` computes here
+(the command runs the package's code).
 """
 
 from __future__ import annotations
@@ -55,17 +56,19 @@ def test_numpy_only_install() -> None:
             print("USAGE", "none")
         """
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          check=False)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "STATUS 0" in out and "LOADED []" in out
     assert "\ntorch:" not in out and "\njax:" not in out  # trained with numpy only
     for framework in ("torch", "jax", "cupy"):
-        assert re.search(rf"^\s+{framework}\s+not available .*pip install 'dopt\[{framework}\]'", out, re.M), out
+        pattern = rf"^\s+{framework}\s+not available .*pip install 'dopt\[{framework}\]'"
+        assert re.search(pattern, out, re.M), out
     curve = regrets(out, "numpy")
     n_train, n_test, batch_size, epochs, lr = 200, 200, 50, 3, 0.02  # --quick
-    _, _, expected, _ = demo.train(demo.numpy_trainer, demo.make_problem(n_train, n_test), epochs, lr,
-                                   batch_size, seed=0)
+    problem = demo.make_problem(n_train, n_test)
+    _, _, expected, _ = demo.train(demo.numpy_trainer, problem, epochs, lr, batch_size, seed=0)
     assert curve == pytest.approx(expected, abs=5e-5)  # printed with 4 decimals
     assert len(curve) == epochs + 1
     assert curve[1] < curve[0] and curve[-1] < 0.5 * curve[0], curve

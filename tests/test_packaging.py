@@ -63,8 +63,8 @@ def sdist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ignore = shutil.ignore_patterns(".venv", ".git", "build", "dist", "*.egg-info", "__pycache__", ".hypothesis")
     shutil.copytree(ROOT, src, ignore=ignore)
     build = f"from setuptools import build_meta; build_meta.build_sdist({str(tmp / 'dist')!r})"
-    subprocess.run([sys.executable, "-c", build], cwd=src, check=True, capture_output=True, text=True,
-                   timeout=300)
+    subprocess.run([sys.executable, "-c", build], cwd=src, check=True, capture_output=True,
+                   text=True, timeout=300)
     (archive,) = (tmp / "dist").glob("dopt-*.tar.gz")
     return archive
 
@@ -92,11 +92,13 @@ def test_version_is_written_once() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     assert "version" not in project["project"] and "version" in project["project"]["dynamic"]
     assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "dopt_core.__version__"}
-    assert re.fullmatch(r"\d+\.\d+\.\d+((a|b|rc)\d+)?(\.post\d+)?(\.dev\d+)?", dopt_core.__version__)
+    pep440 = r"\d+\.\d+\.\d+((a|b|rc)\d+)?(\.post\d+)?(\.dev\d+)?"
+    assert re.fullmatch(pep440, dopt_core.__version__)
     init = (ROOT / "dopt_core" / "__init__.py").read_text(encoding="utf-8")
     assert init.count(dopt_core.__version__) == 1
     for plugin in ("dopt_torch", "dopt_jax", "dopt_cupy"):  # re-exported, never written again
-        assert dopt_core.__version__ not in (ROOT / plugin / "__init__.py").read_text(encoding="utf-8")
+        text = (ROOT / plugin / "__init__.py").read_text(encoding="utf-8")
+        assert dopt_core.__version__ not in text, plugin
 
 
 def test_sdist_holds_every_source_file_and_reports_the_version(sdist: Path) -> None:
@@ -128,7 +130,8 @@ def test_wheel_holds_every_source_file_and_no_other_top_level(wheel: Path) -> No
     for pkg in PACKAGES.values():
         assert f"{pkg}/py.typed" in names
     assert wheel.name == f"dopt-{dopt_core.__version__}-py3-none-any.whl"
-    metadata = zipfile.ZipFile(wheel).read(f"dopt-{dopt_core.__version__}.dist-info/METADATA").decode()
+    info = f"dopt-{dopt_core.__version__}.dist-info"
+    metadata = zipfile.ZipFile(wheel).read(f"{info}/METADATA").decode()
     assert f"\nVersion: {dopt_core.__version__}\n" in metadata
 
 
@@ -136,11 +139,12 @@ def test_wheel_holds_every_source_file_and_no_other_top_level(wheel: Path) -> No
 def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
     """A fresh venv holding the wheel: ``(its bin directory, the environment to run in)``."""
     venv = tmp_path_factory.mktemp("installed") / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True,
+                   timeout=120)
     bindir = venv / ("Scripts" if os.name == "nt" else "bin")
     subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(bindir / "python"), "install", "--no-deps", "--no-index",
-         "-q", str(wheel)],
+        [sys.executable, "-m", "pip", "--python", str(bindir / "python"), "install", "--no-deps",
+         "--no-index", "-q", str(wheel)],
         check=True, capture_output=True, text=True, timeout=300,
     )
     # this interpreter's site directories (the dependencies), never the source tree
@@ -151,7 +155,8 @@ def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pa
 
 
 @pytest.mark.slow  # ~12 s alone, ~20 s on a loaded machine; `slow` is not deselected: CI runs it
-def test_installed_wheel_imports_every_subpackage(installed: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
+def test_installed_wheel_imports_every_subpackage(installed: tuple[Path, dict[str, str]],
+                                                  tmp_path: Path) -> None:
     bindir, env = installed
     venv = bindir.parent
     wanted = _subpackages()
@@ -168,32 +173,36 @@ def test_installed_wheel_imports_every_subpackage(installed: tuple[Path, dict[st
         "    if name.split('.')[0] not in absent:\n"
         "        mod = importlib.import_module(name)\n"
         "        if '.' not in name and name != 'dopt_conformance':\n"
-        f"            assert mod.__version__ == {dopt_core.__version__!r}, (name, mod.__version__)\n"
+        f"            assert mod.__version__ == {dopt_core.__version__!r}, \\\n"
+        "                (name, mod.__version__)\n"
         "import dopt_conformance, dopt_core\n"
         "assert len(dopt_conformance.CASES) > 50\n"
         "print('imported', len(" + repr(wanted) + "))\n"
     )
-    out = subprocess.run([str(bindir / "python"), "-c", script], cwd=tmp_path, env=env, capture_output=True,
-                         text=True, timeout=300)
+    out = subprocess.run([str(bindir / "python"), "-c", script], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == f"imported {len(wanted)}"
     assert {"dopt_core.solvers", "dopt_core.relax", "dopt_core._lib", "dopt_conformance"} <= set(wanted)
 
 
-@pytest.mark.slow  # ~10 s idle (torch and JAX imports, one JAX compilation), ~40 s on a loaded machine
-def test_installed_wheel_runs_the_demo(installed: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
+@pytest.mark.slow  # ~12 s CPU (torch and JAX imports, JAX compilations); ~40 s on a loaded machine
+def test_installed_wheel_runs_the_demo(installed: tuple[Path, dict[str, str]],
+                                       tmp_path: Path) -> None:
     """``dopt demo --quick`` from the venv's console script, outside the source tree:
     exit 0, and the held-out regret of every framework it trained falls."""
     bindir, env = installed
-    out = subprocess.run([str(bindir / "dopt"), "demo", "--quick"], cwd=tmp_path, env=env, capture_output=True,
-                         text=True, timeout=600)
+    out = subprocess.run([str(bindir / "dopt"), "demo", "--quick"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.startswith(f"dopt {dopt_core.__version__} demo")
     trained = re.findall(r"^(\w+):$", out.stdout, flags=re.M)
-    expected = ["numpy", *(fw for fw in ("torch", "jax") if importlib.util.find_spec(fw) is not None)]
+    installed_fw = [fw for fw in ("torch", "jax") if importlib.util.find_spec(fw) is not None]
+    expected = ["numpy", *installed_fw]
     assert trained == expected, out.stdout
     for framework in trained:
         block = out.stdout.split(f"\n{framework}:\n", 1)[1].split("\n\n", 1)[0]
         curve = [float(r) for r in re.findall(r"normalized regret ([0-9.]+)", block)]
         assert len(curve) == 4 and curve[-1] < 0.5 * curve[0], (framework, curve)
-    assert re.search(r"on " + ", ".join(trained) + r": \d+ passed, 0 failed", out.stdout), out.stdout
+    smoke = r"on " + ", ".join(trained) + r": \d+ passed, 0 failed"
+    assert re.search(smoke, out.stdout), out.stdout
