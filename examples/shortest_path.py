@@ -9,9 +9,14 @@ shortest path, never the costs. The script prints the normalized regret on held-
 data before and after training, for each framework asked for:
 
 * ``numpy`` — the core's explicit VJP (``dopt_core.value_and_vjp``) and Adam written
-  out in NumPy; no framework needed;
-* ``torch`` — ``dopt_torch.nn.FenchelYoungLoss`` with ``torch.optim.Adam``;
-* ``jax`` — ``dopt_jax.fenchel_young_loss`` under ``jax.jit(jax.value_and_grad(...))``.
+  out in NumPy; no framework needed (``dopt_core.demo.numpy_trainer``);
+* ``torch`` — ``dopt_torch.nn.FenchelYoungLoss`` with ``torch.optim.Adam``
+  (``dopt_torch.demo.trainer``);
+* ``jax`` — ``dopt_jax.fenchel_young_loss`` under ``jax.jit(jax.value_and_grad(...))``
+  (``dopt_jax.demo.trainer``).
+
+The training code is the package's (``dopt_core.demo``, also run by ``dopt demo``);
+this script picks the frameworks and prints the table.
 
 Scores are negated costs: the solver maximises ``<θ, y>`` with ``θ = -ĉ``.
 
@@ -24,178 +29,57 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import functools
 import importlib.util
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
-import dopt_core as dc
+# The data, the model, Adam and the three training steps live in the package (dopt
+# demo runs them too): dopt_core.demo, dopt_torch.demo, dopt_jax.demo.
+from dopt_core.demo import (  # noqa: F401 - GRID, Adam, Problem, batches: shared with compare_methods.py
+    FRAMEWORKS,
+    GRID,
+    Adam,
+    Problem,
+    batches,
+    heldout_regret,
+    init_params,
+    make_problem,
+    train,
+    trainer_for,
+)
 
-GRID = (5, 5)
-
-
-@dataclass
-class Problem:
-    x_train: np.ndarray
-    c_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray
-    c_test: np.ndarray
-
-
-def make_problem(num_data: int = 1000, num_test: int = 200, seed: int = 135) -> Problem:
-    x, c = dc.data.shortest_path(num_data + num_test, 5, GRID, deg=4, noise_width=0.5, seed=seed)
-    solver = functools.partial(dc.solvers.shortest_path_dag, grid=GRID)
-    y = solver(-c)
-    return Problem(x[:num_data], c[:num_data], y[:num_data], x[num_data:], c[num_data:])
+test_regret = heldout_regret  # the name compare_methods.py imports
 
 
-def test_regret(problem: Problem, W: np.ndarray, b: np.ndarray) -> float:
-    """Normalized regret of the decisions taken on the predicted costs ``x W + b``."""
-    solver = functools.partial(dc.solvers.shortest_path_dag, grid=GRID)
-    c_hat = problem.x_test @ W + b
-    return dc.normalized_regret(solver, -c_hat, -problem.c_test)
-
-
-def init_params(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    d = (GRID[0] - 1) * GRID[1] + (GRID[1] - 1) * GRID[0]
-    return rng.normal(scale=0.1, size=(5, d)), np.zeros(d)
-
-
-def batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
-    order = rng.permutation(n)
-    return [order[i : i + batch_size] for i in range(0, n, batch_size)]
-
-
-# ---------------------------------------------------------------------------------
-# the three training loops (same model, loss, optimiser settings and batches)
-# ---------------------------------------------------------------------------------
-def train_numpy(problem: Problem, epochs: int, lr: float, batch_size: int, seed: int, progress: bool) -> tuple[np.ndarray, np.ndarray]:
-    solver = functools.partial(dc.solvers.shortest_path_dag, grid=GRID)
-    loss = dc.fenchel_young_loss(solver, sigma=1.0, num_samples=10, noise="normal")
-    params = list(init_params(seed))
-    adam = Adam(params, lr)
-    rng = np.random.default_rng(seed)
-    for _ in tqdm(range(epochs), desc="numpy", disable=not progress):
-        for idx in batches(len(problem.x_train), batch_size, rng):
-            x, y = problem.x_train[idx], problem.y_train[idx]
-            W, b = params
-            _, vjp = dc.value_and_vjp(loss, -(x @ W + b), y, rng=rng)
-            g_theta = vjp(np.array(1.0))  # dL/dθ; θ = -(xW + b)
-            params = adam.step([-(x.T @ g_theta), -g_theta.sum(0)])
-    return params[0], params[1]
-
-
-def train_torch(problem: Problem, epochs: int, lr: float, batch_size: int, seed: int, progress: bool) -> tuple[np.ndarray, np.ndarray]:
-    import torch
-
-    import dopt_torch as dt
-
-    solver = functools.partial(dt.solvers.shortest_path_dag, grid=GRID)
-    loss_fn = dt.nn.FenchelYoungLoss(solver, sigma=1.0, num_samples=10, noise="normal", seed=seed)
-    W0, b0 = init_params(seed)
-    W = torch.tensor(W0, requires_grad=True)
-    b = torch.tensor(b0, requires_grad=True)
-    opt = torch.optim.Adam([W, b], lr=lr)
-    X, Y = torch.tensor(problem.x_train), torch.tensor(problem.y_train)
-    rng = np.random.default_rng(seed)
-    for _ in tqdm(range(epochs), desc="torch", disable=not progress):
-        for idx in batches(len(X), batch_size, rng):
-            idx_t = torch.as_tensor(idx)
-            opt.zero_grad()
-            loss = loss_fn(-(X[idx_t] @ W + b), Y[idx_t])
-            loss.backward()
-            opt.step()
-    return W.detach().numpy(), b.detach().numpy()
-
-
-def train_jax(problem: Problem, epochs: int, lr: float, batch_size: int, seed: int, progress: bool) -> tuple[np.ndarray, np.ndarray]:
-    import jax
-    import jax.numpy as jnp
-
-    import dopt_jax as dj
-
-    solver = functools.partial(dj.solvers.shortest_path_dag, grid=GRID)
-    loss_fn = dj.fenchel_young_loss(solver, sigma=1.0, num_samples=10, noise="normal")
-
-    @jax.jit
-    def value_and_grad(params: tuple[Any, Any], x: Any, y: Any, key: Any) -> Any:
-        def objective(p: tuple[Any, Any]) -> Any:
-            return loss_fn(-(x @ p[0] + p[1]), y, rng=key)
-
-        return jax.value_and_grad(objective)(params)
-
-    W0, b0 = init_params(seed)
-    params = [jnp.asarray(W0), jnp.asarray(b0)]
-    adam = Adam(params, lr, xp=jnp)
-    key = jax.random.key(seed)
-    rng = np.random.default_rng(seed)
-    X, Y = jnp.asarray(problem.x_train), jnp.asarray(problem.y_train)
-    for _ in tqdm(range(epochs), desc="jax", disable=not progress):
-        for idx in batches(len(X), batch_size, rng):
-            key, sub = jax.random.split(key)
-            _, grads = value_and_grad(tuple(params), X[idx], Y[idx], sub)
-            params = adam.step(list(grads))
-    return np.asarray(params[0]), np.asarray(params[1])
-
-
-class Adam:
-    """Adam (Kingma & Ba) over a list of arrays of any namespace with ``sqrt``."""
-
-    def __init__(self, params: list[Any], lr: float, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, xp: Any = np) -> None:
-        self.params, self.lr, self.b1, self.b2, self.eps, self.xp = params, lr, b1, b2, eps, xp
-        self.m = [p * 0 for p in params]
-        self.v = [p * 0 for p in params]
-        self.t = 0
-
-    def step(self, grads: list[Any]) -> list[Any]:
-        self.t += 1
-        c1, c2 = 1 - self.b1**self.t, 1 - self.b2**self.t
-        out = []
-        for i, (p, g) in enumerate(zip(self.params, grads, strict=True)):
-            self.m[i] = self.b1 * self.m[i] + (1 - self.b1) * g
-            self.v[i] = self.b2 * self.v[i] + (1 - self.b2) * g * g
-            out.append(p - self.lr * (self.m[i] / c1) / (self.xp.sqrt(self.v[i] / c2) + self.eps))
-        self.params = out
-        return out
-
-
-TRAINERS: dict[str, Callable[..., tuple[np.ndarray, np.ndarray]]] = {
-    "numpy": train_numpy,
-    "torch": train_torch,
-    "jax": train_jax,
-}
+def train_framework(name: str, problem: Problem, epochs: int, lr: float, batch_size: int, seed: int,
+                    progress: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Train with one framework's trainer; returns the model ``(W, b)`` as NumPy arrays."""
+    W, b, _, _ = train(trainer_for(name), problem, epochs, lr, batch_size, seed, progress,
+                       desc=name)
+    return W, b
 
 
 def run(frameworks: list[str], epochs: int = 10, lr: float = 0.05, batch_size: int = 32, seed: int = 0, progress: bool = True) -> dict[str, tuple[float, float, float]]:
     """Train with each framework; returns ``{framework: (regret_before, regret_after, seconds)}``."""
     problem = make_problem()
-    before = test_regret(problem, *init_params(seed))
     results = {}
     for name in frameworks:
-        if name != "numpy":
-            importlib.import_module(f"dopt_{name}")  # import time is not training time
-        start = time.perf_counter()
-        W, b = TRAINERS[name](problem, epochs, lr, batch_size, seed, progress)
-        results[name] = (before, test_regret(problem, W, b), time.perf_counter() - start)
+        trainer = trainer_for(name)  # imports the plugin: import time is not training time
+        _, _, curve, seconds = train(trainer, problem, epochs, lr, batch_size, seed, progress,
+                                     desc=name)
+        results[name] = (curve[0], curve[-1], seconds)
     return results
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--framework", choices=[*TRAINERS, "all"], default="all")
+    parser.add_argument("--framework", choices=[*FRAMEWORKS, "all"], default="all")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    names = list(TRAINERS) if args.framework == "all" else [args.framework]
+    names = list(FRAMEWORKS) if args.framework == "all" else [args.framework]
     names = [n for n in names if n == "numpy" or importlib.util.find_spec(n) is not None]
     results = run(names, args.epochs, args.lr, args.batch_size, args.seed)
     print(f"\n5x5 shortest path, deg=4, noise 0.5: 1000 train / 200 test, {args.epochs} epochs")
