@@ -44,15 +44,16 @@ from ._lib._checks import (
     check_same_device,
     check_scores,
     instance_solver,
+    solver_failure,
     solver_name,
 )
 from ._lib._reduce import REDUCTIONS
 from ._lib._reduce import reduce_batch as _reduce
 from ._lib._reduce import reduced_vjp as _reduced_vjp
 from .noise import Noise
-from .op import Bound, Op, OpFunction, op_function
-from .newton import newton_loss, newton_precondition
 from .backend import apply_op
+from .newton import newton_loss, newton_precondition
+from .op import Bound, Op, OpFunction, op_function, solver_kernel
 from .perturbed import Perturbation, SampleMeanOp, make_perturbation
 
 __all__ = ["fenchel_young_loss", "newton_loss", "newton_precondition", "spo_plus_loss"]
@@ -72,7 +73,9 @@ class FenchelYoungOp(Op):
     def forward(self, theta: Any, y: Any, z: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
         p = self.p
         eta, w = p.perturb(theta, z, xp=xp)
-        ys = xp.astype(p.solve(eta, xp=xp), theta.dtype)
+        ys = _solve_samples(p, eta, xp=xp)
+        if ys.dtype != theta.dtype:
+            ys = xp.astype(ys, theta.dtype)
         check_linear_output(ys, eta)
         ev = p.event_axes(eta.ndim)
         if w is None:
@@ -117,6 +120,25 @@ class FenchelYoungOp(Op):
                 count *= int(s)
             grad = grad / count
         return (grad, ys)
+
+
+def _solve_samples(p: Perturbation, eta: Any, *, xp: Any) -> Any:
+    """``p.solve(eta)``; a dopt solver's Op runs directly (:func:`dopt_core.op.solver_kernel`:
+    bound, so validated, on ``eta`` itself, without a nested autodiff call: no gradient
+    flows through the solver here), with the errors ``p.solve`` raises."""
+    m = eta.shape[0]
+    if p.chunk_size is not None and p.chunk_size < m:
+        return p.solve(eta, xp=xp)
+    try:
+        kernel = solver_kernel(p.solver, eta, xp=xp)
+        if kernel is not None:
+            return kernel(eta)
+    except Exception as exc:  # named as p.solve names them: theta's shape, not the stacked problems'
+        err = solver_failure(p.solver, exc, eta, start=0, total=m)
+        if err is exc:
+            raise
+        raise err from exc
+    return p.solve(eta, xp=xp)
 
 
 def fenchel_young_loss(
@@ -185,7 +207,9 @@ def fenchel_young_loss(
         if tuple(y.shape) != tuple(theta.shape):
             raise ValueError(f"y_true must have theta's shape {tuple(theta.shape)}, got {tuple(y.shape)}")
         check_same_device({"theta": theta, "y_true": y})
-        return Bound(op, (theta, xp.astype(y, theta.dtype), z), out_dtype)
+        if y.dtype != theta.dtype:
+            y = xp.astype(y, theta.dtype)
+        return Bound(op, (theta, y, z), out_dtype)
 
     f = op_function(
         bind, name=f"fenchel_young_loss({solver_name(solver)})", doc=fenchel_young_loss.__doc__

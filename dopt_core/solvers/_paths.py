@@ -76,7 +76,7 @@ def _check_grid(grid: Any) -> tuple[int, int]:
 
 
 @functools.lru_cache(maxsize=64)
-def _dag_tables(h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _dag_tables(h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Arc list, and for anti-diagonal d and row r the arc entering node (r, d-r)
     from the left (``into_h``) and from above (``into_v``); ``m`` (a padding slot)
     where there is none. Vectorised: ``O(H·W)`` NumPy work, no Python loop per node."""
@@ -97,61 +97,118 @@ def _dag_tables(h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
     c = d - r
     into_h = np.where((c >= 1) & (c <= w - 1), r * stride + c - 1, m)
     into_v = np.where((r >= 1) & (c >= 0) & (c <= w - 1), (r - 1) * stride + (w - 1) + c, m)
-    # position of every arc in the walk-back tables: kind (right, down) × diagonal d
-    # (stored for d = D-1 down to 1) × row
-    arc_slot = np.empty(m, dtype=np.int64)
-    k = (nd - 1 - d) * h + r
-    for into, offset in ((into_h, 0), (into_v, (nd - 1) * h)):
-        ok = into[1:] < m
-        arc_slot[into[1:][ok]] = (k[1:] + offset)[ok]
-    # (left writeable: torch.asarray warns on read-only NumPy arrays; never mutated)
-    return arcs, into_h, into_v, arc_slot
+    return arcs, into_h, into_v
 
 
 #: the grid DAG's index and path tables, converted once per namespace, device and dtype
 _TABLES = DeviceConstants()
 
 #: Largest ``paths × instances`` for which the walk back is one consistency test
-#: against every path (:func:`_dag_paths`); beyond, H + W - 2 vectorised steps.
+#: against every path (:class:`_DagPlan`); beyond, H + W - 2 vectorised steps.
 _PATH_TABLE_LIMIT = 1 << 22
 
-
-@functools.lru_cache(maxsize=64)
-def _dag_index(h: int, w: int) -> np.ndarray:
-    """The arc slots of the left and upper arcs into every (diagonal, row) node."""
-    _, into_h, into_v, _ = _dag_tables(h, w)
-    return np.concatenate([into_h.ravel(), into_v.ravel()])
+#: Most paths of a grid for which the path table is built.
+_MAX_TABLE_PATHS = 4096
 
 
-@functools.lru_cache(maxsize=64)
-def _dag_paths(h: int, w: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """Every monotone path of the H×W grid DAG, for the walk back of :class:`ShortestPathDagOp`.
+@dataclass(frozen=True, eq=False)
+class _DagPlan:
+    """The static schedule of :class:`ShortestPathDagOp` for one grid.
 
-    ``sign`` (shape ``((H+W-2)·H, P)``): for path ``p`` entering node ``(r, d - r)``
-    at diagonal ``d = 1, …, H+W-2``, entry ``((d-1)·H + r, p)`` is +1 if it enters from
-    above, -1 from the left, 0 for the nodes it misses. With ``t`` the 0/1 table of
-    the DP's "entered from above" decisions in the same ``(diagonal, row)`` order,
-    ``t·sign[:, p] = (H - 1)`` (its number of down moves) exactly when every move of
-    ``p`` agrees with ``t``: a down move adds 1 only where ``t`` says down, a right move
-    subtracts 1 where ``t`` says down. ``arcs`` (shape ``(P, m)``): the arc indicators.
-    ``None`` past 4096 paths.
+    **Windows.** Diagonal ``d`` is held as the rows ``lo[d], …, H-1`` of a
+    ``(H - lo[d], n)`` array (row ``r`` is node ``(r, d - r)``). Rows that are not
+    nodes of the grid (``r < 0``, or column ``d - r < 0``) hold -inf: every arc into
+    them is the -inf padding slot. ``lo[d] = max(d - W + 1, -k)``: while it grows by
+    one per diagonal, the left moves into diagonal ``d`` read rows ``1:`` of diagonal
+    ``d - 1`` and the down moves rows ``:-1`` (two slices, no copy); where it stays
+    (``k`` rows of -inf padding above row 0 are used up), a -inf row is put on top
+    for the down moves. ``k = W - 1`` (no such step at all) unless that pads more rows
+    than the grid has (``W - 1 > H``), then ``k = 0``. Every node of the grid gets
+    the same two sums and the same maximum as in a plain per-node recursion, so
+    values and decisions do not depend on the windows.
+
+    **Tables.** ``index``: the arc feeding each row of every window, first the left
+    moves of diagonals ``1, …, D-1`` (block ``d`` at rows ``starts[d-1]:starts[d]``),
+    then the down moves in the same layout (``m``: the padding slot).
+    ``on_grid``: the rows of the
+    stacked decisions that are nodes of the grid.
+
+    **Path table** (at most :data:`_MAX_TABLE_PATHS` paths, else ``None``): ``sign``
+    ``(P, len(on_grid))``, +1 where path ``p`` enters a node from above, -1 from the
+    left, 0 for the nodes it misses. With ``t`` the 0/1 decisions "entered from above"
+    at the nodes, ``sign @ t = H - 1`` (its number of down moves) exactly for the path
+    all of whose moves agree with ``t``, which is the walked-back path, and at most
+    ``H - 2`` for every other path; ``max(sign @ t - (H - 2), 0)`` is its indicator,
+    and ``code @ indicator`` its index (``code``: ``p`` in one row, or ``p // 64`` and
+    ``p % 64`` in two rows past 256 paths, small integers, exact in any matmul
+    precision). ``arcs`` ``(P, m)``: the arc indicators.
+
+    **Walk back by steps** (more paths or instances): ``slot`` is each arc's row in the
+    stacked "left move used" blocks (diagonals ``D-1, …, 1``) followed by the "down
+    move used" blocks.
     """
-    nd = h + w - 1
-    count = math.comb(nd - 1, h - 1)
-    if count > 4096:
-        return None
-    _, into_h, into_v, _ = _dag_tables(h, w)
+
+    lo: tuple[int, ...]
+    starts: tuple[int, ...]
+    index: np.ndarray
+    on_grid: np.ndarray
+    slot: np.ndarray
+    sign: np.ndarray | None
+    code: np.ndarray | None
+    arcs: np.ndarray | None
+
+
+@functools.lru_cache(maxsize=64)
+def _dag_plan(h: int, w: int) -> _DagPlan:
+    _, into_h, into_v = _dag_tables(h, w)
     m = h * (w - 1) + (h - 1) * w
-    sign = np.zeros(((nd - 1) * h, count))
-    arcs = np.zeros((count, m))
-    d = np.arange(1, nd)
-    for p, downs in enumerate(itertools.combinations(range(nd - 1), h - 1)):
-        down = np.zeros(nd - 1, dtype=bool)
-        down[list(downs)] = True
-        rows = np.cumsum(down)  # the row of the node entered at diagonal d
-        sign[(d - 1) * h + rows, p] = np.where(down, 1.0, -1.0)
-        arcs[p, np.where(down, into_v[d, rows], into_h[d, rows])] = 1.0
-    return sign, arcs
+    nd = h + w - 1
+    k = w - 1 if w - 1 <= h else 0
+    lo = tuple(max(d - w + 1, -k) for d in range(nd))
+    sizes = [h - lo[d] for d in range(1, nd)]
+    starts = tuple(int(s) for s in np.concatenate([[0], np.cumsum(sizes)]))
+    total = starts[-1]
+    blocks = []
+    for into in (into_h, into_v):
+        for d in range(1, nd):
+            rows = np.arange(lo[d], h)
+            blocks.append(np.where(rows >= 0, into[d, np.maximum(rows, 0)], m))
+    index = np.concatenate(blocks).astype(np.int64)
+    # position of node (r, d - r) in the stacked decisions, d = 1 .. D-1
+    d_all = np.concatenate([np.full(s, d) for d, s in zip(range(1, nd), sizes, strict=True)])
+    r_all = np.concatenate([np.arange(lo[d], h) for d in range(1, nd)])
+    on_grid = np.flatnonzero((r_all >= 0) & (r_all <= d_all))
+    # slots of the walk back by steps: blocks for d = D-1 .. 1, left moves then down moves
+    offsets = np.concatenate([[0], np.cumsum(sizes[::-1])])
+    rev = dict(zip(range(nd - 1, 0, -1), offsets.tolist(), strict=False))
+    slot = np.empty(m, dtype=np.int64)
+    for d in range(1, nd):
+        rows = np.arange(max(lo[d], 0), h)
+        for into, offset in ((into_h, 0), (into_v, total)):
+            arc = into[d, rows]
+            ok = arc < m
+            slot[arc[ok]] = offset + rev[d] + rows[ok] - lo[d]
+    sign = code = arcs = None
+    count = math.comb(nd - 1, h - 1)
+    if count <= _MAX_TABLE_PATHS:
+        pos = np.full((nd, h), -1)
+        pos[d_all, r_all.clip(0)] = np.where(r_all >= 0, np.arange(total), -1)
+        column = np.full(total, -1)
+        column[on_grid] = np.arange(on_grid.size)
+        sign = np.zeros((count, on_grid.size), dtype=np.float32)
+        arcs = np.zeros((count, m))
+        d = np.arange(1, nd)
+        for p, downs in enumerate(itertools.combinations(range(nd - 1), h - 1)):
+            down = np.zeros(nd - 1, dtype=bool)
+            down[list(downs)] = True
+            rows = np.cumsum(down)  # the row of the node entered at diagonal d
+            sign[p, column[pos[d, rows]]] = np.where(down, 1.0, -1.0)
+            arcs[p, np.where(down, into_v[d, rows], into_h[d, rows])] = 1.0
+        paths = np.arange(count)
+        code = (paths if count <= 256 else np.stack([paths // 64, paths % 64])).reshape(-1, count)
+        code = code.astype(np.float32)
+    # (left writeable: torch.asarray warns on read-only NumPy arrays; never mutated)
+    return _DagPlan(lo, starts, index, on_grid, slot, sign, code, arcs)
 
 
 @dataclass(frozen=True)
@@ -161,59 +218,72 @@ class ShortestPathDagOp(ZeroGradient, Op):
 
     def forward(self, theta: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
         h, w = self.grid
-        arc_slot = _dag_tables(h, w)[3]
+        plan = _dag_plan(h, w)
+        lo, starts = plan.lo, plan.starts
         nd = h + w - 1
         dev = device(theta)
         batch = tuple(theta.shape[:-1])
         m = theta.shape[-1]
         n = math.prod(batch)
         dt = theta.dtype
-        neg = -xp.inf
-        # Layout (row, n): every per-diagonal slice below is contiguous.
-        # θ with a -inf slot at index m, gathered into (kind·diagonal, row, n) tables
-        theta_t = xp.permute_dims(xp.reshape(theta, (n, m)), (1, 0))
-        minus = xp.full((1, n), neg, dtype=dt, device=dev)
-        pad = xp.concat([theta_t, minus], axis=0)
         key = f"{h}x{w}"
-        index = _TABLES.array("index" + key, _dag_index(h, w), xp, dev)
-        tables = xp.reshape(take_nonnegative(pad, index, 0), (2 * nd, h, n))
-        # value[r] = best score of a path from (0, 0) to node (r, d - r); -inf off the grid
-        value = xp.concat([xp.zeros((1, n), dtype=dt, device=dev), xp.full((h - 1, n), neg, dtype=dt, device=dev)],
-                          axis=0)
-        lefts, ups = [], []
-        for d in range(1, nd):
-            left = value + tables[d, ...]
-            up = xp.concat([minus, value[:-1, ...]], axis=0) + tables[nd + d, ...]
+        # Layout (row, n): every window below is contiguous. θ with a -inf slot at
+        # index m, gathered into the left-move and down-move rows of every window.
+        theta_t = xp.permute_dims(xp.reshape(theta, (n, m)), (1, 0))
+        minus = xp.full((1, n), -xp.inf, dtype=dt, device=dev)
+        pad = xp.concat([theta_t, minus], axis=0)
+        tables = take_nonnegative(pad, _TABLES.array("index" + key, plan.index, xp, dev), 0)
+        total = starts[-1]
+        # value = best score of a path from (0, 0) to each row of the window. Diagonal 0
+        # is 0 at the source and -inf elsewhere, so diagonal 1's sums are its arcs'
+        # scores themselves (0 + x is x up to the sign of a zero, which no comparison
+        # below sees).
+        lefts, ups = [tables[: starts[1], ...]], [tables[total : total + starts[1], ...]]
+        value = xp.maximum(lefts[0], ups[0])
+        for d in range(2, nd):
+            a, b = starts[d - 1], starts[d]
+            if lo[d] > lo[d - 1]:  # the window shrinks by its top row
+                left_in, up_in = value[1:, ...], value[:-1, ...]
+            else:
+                left_in, up_in = value, xp.concat([minus, value[:-1, ...]], axis=0)
+            left = left_in + tables[a:b, ...]
+            up = up_in + tables[total + a : total + b, ...]
             lefts.append(left)
             ups.append(up)
             value = xp.maximum(left, up)
-        # took_down[d - 1, r]: node (r, d - r) is entered from above (ties: from the left)
-        took_down = xp.stack(ups, axis=0) > xp.stack(lefts, axis=0)
-        paths = _dag_paths(h, w)
-        if paths is not None and paths[1].shape[0] * n <= _PATH_TABLE_LIMIT:
+        # node entered from above (ties: from the left), in the windows' stacked rows
+        took_down = xp.concat(ups, axis=0) > xp.concat(lefts, axis=0)
+        if plan.sign is not None and plan.sign.shape[0] * n <= _PATH_TABLE_LIMIT:
             # The walk back from (H-1, W-1) follows took_down, so its path is the one
             # path whose every move agrees with took_down: found for all paths at once
-            # by one product with the ±1 table (exact small integers; _dag_paths)
+            # by one product with the ±1 table (exact small integers; _DagPlan)
             # instead of H + W - 2 sequential steps.
-            sign, arcs = paths
-            t = xp.astype(xp.reshape(took_down, ((nd - 1) * h, n)), xp.float32)
-            score = xp.permute_dims(t, (1, 0)) @ _TABLES.array("sign" + key, sign, xp, dev, xp.float32)
-            best = xp.argmax(xp.astype(score == float(h - 1), xp.float32), axis=-1)
-            y = take_nonnegative(_TABLES.array("arcs" + key, arcs, xp, dev, dt), best, 0)
+            on = _TABLES.array("on" + key, plan.on_grid, xp, dev)
+            t = xp.astype(take_nonnegative(took_down, on, 0), xp.float32)
+            score = _TABLES.array("sign" + key, plan.sign, xp, dev) @ t
+            hit = backend_for(score).clamp_min(score - float(h - 2), 0.0)
+            code = _TABLES.array("code" + key, plan.code, xp, dev) @ hit
+            best = code[0, ...] if code.shape[0] == 1 else code[0, ...] * 64.0 + code[1, ...]
+            best = xp.astype(best, xp.int32)
+            y = take_nonnegative(_TABLES.array("arcs" + key, plan.arcs, xp, dev, dt), best, 0)
             return xp.reshape(y, (*batch, m)), ()
         # walk back from (H-1, W-1), diagonal by diagonal: `on` marks the path's node
+        # in diagonal d's window (its last row, H-1, at d = D-1)
         false = xp.zeros((1, n), dtype=xp.bool, device=dev)
-        on = xp.concat([xp.zeros((h - 1, n), dtype=xp.bool, device=dev), ~false], axis=0)
+        on = ~false
         used_h, used_v = [], []
         for d in range(nd - 1, 0, -1):
-            down_d = on & took_down[d - 1, ...]
+            down_d = on & took_down[starts[d - 1] : starts[d], ...]
             left = on ^ down_d
             used_h.append(left)
             used_v.append(down_d)
-            on = left | xp.concat([down_d[1:, ...], false], axis=0)
-        # slots (kind, d, row) for d = D-1, …, 1, then one gather of every arc's slot
+            if lo[d] > lo[d - 1]:  # diagonal d-1's window has one more row, on top
+                on = xp.concat([false, left], axis=0) | xp.concat([down_d, false], axis=0)
+            else:
+                on = left | xp.concat([down_d[1:, ...], false], axis=0)
         used = xp.concat(used_h + used_v, axis=0)
-        y = xp.astype(take_nonnegative(used, _TABLES.array("slot" + key, arc_slot, xp, dev), 0), dt)
+        slot = _TABLES.array("slot" + key, plan.slot, xp, dev)
+        y = xp.astype(take_nonnegative(used, slot, 0), dt)
         return xp.reshape(xp.permute_dims(y, (1, 0)), (*batch, m)), ()
 
 
