@@ -69,7 +69,7 @@ from ._lib._checks import (
     solver_name,
 )
 from ._lib._random import bind_noise
-from ._lib._scatter import one_hot_sum
+from ._lib._scatter import first_argmax, one_hot_sum
 from .backend import apply_op, backend_for, numpy_generator
 from .noise import STANDARD_EXPONENTIAL, Gumbel, Noise, get_noise, gumbel_from_exponential
 from .op import Bound, Op, OpFunction, op_function
@@ -166,7 +166,7 @@ class PerturbedOp(Op):
         if self.indexed and _finite_or_unknown(eta):
             # argmax: the samples are one-hot, so keep their indices (M, *batch) and
             # average them as a histogram (equal to the mean of the one-hot rows)
-            idx = xp.argmax(eta, axis=-1)
+            idx = first_argmax(eta, xp=xp)
             y = one_hot_sum(idx, theta.shape[-1], like=theta, xp=xp) / m
             residuals = (idx, noise)
             residuals += (xp.argmax(theta, axis=-1),) if self.control_variate else ()
@@ -295,7 +295,7 @@ class GumbelArgmaxRaoBlackwellOp(Op):
             eta, _ = p.perturb(theta, x, xp=xp)
             if not _finite_or_unknown(eta):
                 p.solve(eta, xp=xp)  # argmax raises its error on non-finite scores
-            counts = one_hot_sum(xp.argmax(eta, axis=-1), n, like=theta, xp=xp)
+            counts = one_hot_sum(first_argmax(eta, xp=xp), n, like=theta, xp=xp)
         else:
             counts = xp.astype(x, theta.dtype)
         y = counts / m

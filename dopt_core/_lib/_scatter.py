@@ -22,7 +22,7 @@ import numpy as np
 from ._compat import device
 from ._registry import backend_for
 
-__all__ = ["one_hot_sum"]
+__all__ = ["first_argmax", "one_hot_sum"]
 
 
 def one_hot_sum(index: Any, n: int, *, like: Any, weights: Any = None, xp: Any) -> Any:
@@ -64,6 +64,31 @@ def one_hot_sum(index: Any, n: int, *, like: Any, weights: Any = None, xp: Any) 
     if weights is None:
         return xp.astype(xp.sum(xp.astype(hits, xp.int32), axis=0), like.dtype)
     return xp.sum(xp.where(hits, xp.expand_dims(weights, axis=-1), xp.zeros((), dtype=like.dtype, device=device(like))), axis=0)
+
+
+def first_argmax(x: Any, *, xp: Any) -> Any:
+    """``xp.argmax(x, axis=-1)`` (the lowest index among ties, the first NaN if any),
+    through the backend's ``first_argmax(x)`` method when it has one.
+
+    XLA on CPU runs the index-returning arg-max reduction several times slower than
+    a max, a comparison and a min over the same array (which it fuses); the JAX
+    adapter provides that form, with the same result.
+
+    Parameters
+    ----------
+    x : array
+        Scores ``(..., n)``.
+    xp : namespace
+        ``x``'s namespace.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> first_argmax(np.array([[1.0, 3.0, 3.0], [0.0, -1.0, 0.0]]), xp=np)
+    array([1, 0])
+    """
+    native = getattr(backend_for(x), "first_argmax", None)
+    return xp.argmax(x, axis=-1) if native is None else native(x)
 
 
 def _numpy_one_hot_sum(index: np.ndarray, n: int, like: np.ndarray, weights: Any) -> np.ndarray:
