@@ -226,3 +226,21 @@ def test_rao_blackwell_refuses_other_settings() -> None:
         dc.perturbed(S.argmax, noise="normal", rao_blackwell=True)
     with pytest.raises(TypeError, match="rao_blackwell"):
         dc.perturbed(S.argmax, noise="gumbel", rao_blackwell="yes")
+
+
+def test_jax_first_argmax_is_argmax_with_ties_infinities_and_nan() -> None:
+    jax = pytest.importorskip("jax")
+    jnp = jax.numpy
+    import dopt_jax  # noqa: F401
+    from dopt_core._lib._scatter import first_argmax
+
+    x = np.random.default_rng(0).integers(0, 3, size=(40, 7)).astype(np.float32)  # many ties
+    x[3, 2] = np.nan
+    x[4, 5] = np.inf
+    x[5] = -np.inf
+    x[6, [1, 4]] = np.nan
+    xj = jnp.asarray(x)
+    want = np.argmax(x, axis=-1)  # NumPy: lowest index among ties, first NaN
+    np.testing.assert_array_equal(np.asarray(first_argmax(xj, xp=jnp)), want)
+    np.testing.assert_array_equal(np.asarray(jax.jit(lambda a: first_argmax(a, xp=jnp))(xj)), want)
+    np.testing.assert_array_equal(np.asarray(jnp.argmax(xj, axis=-1)), want)
