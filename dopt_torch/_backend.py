@@ -89,7 +89,7 @@ class TorchBackend(Backend):
         return out.scatter_add(-1, idx, src)  # out of place: torch.func.vmap batches it
 
     def categorical_counts(self, rng: Any, prob: Any, num_samples: int, like: Any) -> Any:
-        # the hook of dopt_core.perturbed.gumbel_argmax_counts: num_samples draws per row
+        # the hook of the arg-max counts of dopt_core.perturbed (rao_blackwell): num_samples draws per row
         # of prob (..., n) by torch.multinomial, counted per entry
         n = prob.shape[-1]
         rows = prob.detach().reshape(-1, n)
