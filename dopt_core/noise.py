@@ -31,6 +31,7 @@ from ._lib._checks import check_int, check_positive
 __all__ = [
     "GUMBEL",
     "NOISES",
+    "STANDARD_EXPONENTIAL",
     "Gumbel",
     "Noise",
     "Normal",
@@ -187,6 +188,10 @@ class SumOfGamma(Noise):
 
 
 GUMBEL = Gumbel()
+#: the standard exponential draws ``E`` that :class:`Gumbel` noise ``Z = -log E`` is
+#: built on (not a perturbation law of its own: a perturbed op given ``E`` takes its
+#: score ``1 - e^{-Z}`` as ``1 - E``)
+STANDARD_EXPONENTIAL = Noise(name="exponential", kind="exponential", mean=1.0, has_score=False)
 NOISES: dict[str, Noise] = {"normal": Normal(), "gumbel": GUMBEL, "sum_of_gamma": SumOfGamma()}
 
 

@@ -55,6 +55,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import numpy as np
+
 from ._lib._checks import (
     check_flag,
     check_int,
@@ -67,9 +69,11 @@ from ._lib._checks import (
     solver_name,
 )
 from ._lib._random import bind_noise
-from .backend import apply_op, backend_for
-from .noise import Noise, get_noise
+from ._lib._scatter import first_argmax, one_hot_sum
+from .backend import apply_op, backend_for, numpy_generator
+from .noise import STANDARD_EXPONENTIAL, Gumbel, Noise, get_noise, gumbel_from_exponential
 from .op import Bound, Op, OpFunction, op_function
+from .solvers import argmax
 
 __all__ = ["Perturbation", "perturbed", "perturbed_max"]
 
@@ -122,12 +126,13 @@ class Perturbation:
         return tuple(range(ndim - self.event_ndim, ndim))
 
     # -- inputs -----------------------------------------------------------------------
-    def bind_theta_noise(self, theta: Any, rng: Any, noise: Any) -> tuple[Any, Any, Any]:
-        """Validate θ and draw (or validate) the standard noise ``(M, *θ.shape)``."""
+    def bind_theta_noise(self, theta: Any, rng: Any, noise: Any, *, law: Noise | None = None) -> tuple[Any, Any, Any]:
+        """Validate θ and draw (or validate) the standard noise ``(M, *θ.shape)`` (of
+        ``law`` when given, else of ``self.noise``)."""
         theta, xp, out_dtype = check_scores(theta, min_ndim=self.event_ndim)
         backend = backend_for(theta)
         z = bind_noise(
-            theta, rng, noise, law=self.noise, sample_shape=(self.num_samples,),
+            theta, rng, noise, law=self.noise if law is None else law, sample_shape=(self.num_samples,),
             sample_names=("num_samples",), antithetic=self.antithetic,
         )
         if self.multiplicative and not backend.is_traced(theta):
@@ -146,12 +151,27 @@ class PerturbedOp(Op):
 
     p: Perturbation
     control_variate: bool = False
+    #: the noise input is ``E ~ Exp(1)`` and ``Z = -log E`` is standard Gumbel (draws by
+    #: the backend's own generator): the score ``1 - e^{-Z}`` is then ``1 - E``
+    exponential_noise: bool = False
     name: ClassVar[str] = "perturbed"
     nondiff: ClassVar[tuple[int, ...]] = (1,)
 
     def forward(self, theta: Any, z: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
         p, m = self.p, z.shape[0]
+        noise = z  # the op's input: Z, or E ~ Exp(1) with Z = -log E (exponential_noise)
+        if self.exponential_noise:
+            z = gumbel_from_exponential(noise, backend=backend_for(noise))
         eta, _ = p.perturb(theta, z, xp=xp)
+        if self.indexed and _finite_or_unknown(eta):
+            # argmax: the samples are one-hot, so keep their indices (M, *batch) and
+            # average them as a histogram (equal to the mean of the one-hot rows)
+            idx = first_argmax(eta, xp=xp)
+            y = one_hot_sum(idx, theta.shape[-1], like=theta, xp=xp) / m
+            residuals = (idx, noise)
+            residuals += (xp.argmax(theta, axis=-1),) if self.control_variate else ()
+            residuals += (theta,) if p.multiplicative else ()
+            return y, residuals
         if self.control_variate:  # θ itself rides along as one more problem in the same call
             ys = p.solve(xp.concat([eta, xp.expand_dims(theta, axis=0)], axis=0), xp=xp)
             ys, y0 = ys[:m, ...], ys[m, ...]
@@ -159,23 +179,39 @@ class PerturbedOp(Op):
             ys, y0 = p.solve(eta, xp=xp), None
         ys = xp.astype(ys, theta.dtype)
         _check_solver_output(ys, eta, p.event_ndim)
-        residuals = (ys, z) + ((xp.astype(y0, theta.dtype),) if y0 is not None else ())
+        residuals = (ys, noise) + ((xp.astype(y0, theta.dtype),) if y0 is not None else ())
         residuals += (theta,) if p.multiplicative else ()
         return xp.mean(ys, axis=0), residuals
+
+    @property
+    def indexed(self) -> bool:
+        """Whether the samples are kept as arg-max indices (the solver is ``argmax``)."""
+        return self.p.solver is argmax and self.p.event_ndim == 1
+
+    def score(self, noise: Any, *, xp: Any) -> Any:
+        """:math:`\\nabla\\nu(Z)` (``Z`` itself when multiplicative); from ``E`` directly,
+        :math:`1 - e^{-Z} = 1 - E`, when the input is exponential (no ``exp`` pass)."""
+        if self.exponential_noise:
+            return 1.0 - noise
+        return noise if self.p.multiplicative else self.p.noise.grad_nu(noise, xp=xp)
 
     def vjp(self, residuals: tuple[Any, ...], g: Any, *, xp: Any) -> tuple[Any | None, ...]:
         p = self.p
         ys, z = residuals[0], residuals[1]
         m = ys.shape[0]
-        n_batch = z.ndim - 1 - p.event_ndim
-        out_axes = tuple(range(1 + n_batch, ys.ndim))
-        r = xp.sum(ys * g, axis=out_axes)  # <y*(η_m), g> per sample and instance: (M, *batch)
-        if self.control_variate:
-            y0 = residuals[2]
-            r = r - xp.sum(y0 * g, axis=tuple(a - 1 for a in out_axes))
+        if _is_index(ys, xp):  # <e_i, g> = g[i]: a gather instead of a product and a sum
+            r = xp.take_along_axis(xp.expand_dims(g, axis=0), xp.expand_dims(ys, axis=-1), axis=-1)[..., 0]
+            if self.control_variate:
+                r = r - xp.take_along_axis(g, xp.expand_dims(residuals[2], axis=-1), axis=-1)[..., 0]
+        else:
+            n_batch = z.ndim - 1 - p.event_ndim
+            out_axes = tuple(range(1 + n_batch, ys.ndim))
+            r = xp.sum(ys * g, axis=out_axes)  # <y*(η_m), g> per sample and instance: (M, *batch)
+            if self.control_variate:
+                y0 = residuals[2]
+                r = r - xp.sum(y0 * g, axis=tuple(a - 1 for a in out_axes))
         r = xp.reshape(r, (*r.shape, *([1] * p.event_ndim)))
-        score = z if p.multiplicative else p.noise.grad_nu(z, xp=xp)
-        grad = xp.sum(r * score, axis=0) / (m * p.sigma)
+        grad = xp.sum(r * self.score(z, xp=xp), axis=0) / (m * p.sigma)
         if p.multiplicative:
             grad = grad / residuals[-1]
         return grad, None
@@ -191,13 +227,172 @@ class PerturbedOp(Op):
         m = ys.shape[0]
         if p.multiplicative:
             u = u / residuals[-1]
-        score = z if p.multiplicative else p.noise.grad_nu(z, xp=xp)
-        s = xp.sum(score * u, axis=p.event_axes(z.ndim))  # (M, *batch)
+        s = xp.sum(self.score(z, xp=xp) * u, axis=p.event_axes(z.ndim))  # (M, *batch)
+        if _is_index(ys, xp):  # Σ_m e_{i_m} s_m: a weighted histogram of the indices
+            n = u.shape[-1]
+            out = one_hot_sum(ys, n, like=u, weights=s, xp=xp)
+            if self.control_variate:
+                y0 = one_hot_sum(xp.expand_dims(residuals[2], axis=0), n, like=u, xp=xp)
+                out = out - y0 * xp.expand_dims(xp.sum(s, axis=0), axis=-1)
+            return out / (m * p.sigma)
         n_out = ys.ndim - s.ndim
         s = xp.reshape(s, (*s.shape, *([1] * n_out)))
         if self.control_variate:
             ys = ys - residuals[2]
         return xp.sum(ys * s, axis=0) / (m * p.sigma)
+
+
+def _is_index(ys: Any, xp: Any) -> bool:
+    """Residual samples stored as arg-max indices (solver outputs are floating)."""
+    return not xp.isdtype(ys.dtype, "real floating")
+
+
+def _finite_or_unknown(eta: Any) -> bool:
+    # argmax refuses non-finite scores: let it raise its own error (the solver path);
+    # values that cannot be read now (tracers, meta tensors) are not checked, as there
+    backend = backend_for(eta)
+    return backend.is_traced(eta) or backend.all_finite(eta) is not False
+
+
+@dataclass(frozen=True)
+class GumbelArgmaxRaoBlackwellOp(Op):
+    r"""``(θ, X) -> ŷ``: the perturbed arg-max under Gumbel noise with the Rao-Blackwellised
+    VJP (``perturbed(argmax, noise="gumbel", rao_blackwell=True)``).
+
+    ``X`` is the given standard Gumbel noise ``Z`` (``from_noise``; the samples are
+    ``argmax(θ + εZ_m)``) or the sample counts per entry, drawn from
+    :math:`\operatorname{Multinomial}(M, p)`, :math:`p = \operatorname{softmax}(\theta/\varepsilon)`
+    (the law of the Gumbel arg-max, without its ``M × n`` noise). ``ŷ`` = counts / M.
+
+    The score-function estimator averages :math:`g_{i_m}\nabla\nu(Z_m)/\varepsilon`
+    (:math:`i_m` the sample's arg-max); conditioning each term on :math:`i_m` (Gumbel-max
+    properties: given the arg-max :math:`i`, the maximum is Gumbel with location
+    :math:`\log\sum_j e^{\theta_j/\varepsilon}` and the other entries are Gumbels
+    truncated below it) gives :math:`\mathbb E[1 - e^{-Z_j} \mid i] = [j = i] - p_j`, so
+
+    .. math::
+
+        J^\top g \approx \frac{1}{M\varepsilon}\sum_m (g_{i_m} - b)(e_{i_m} - p)
+            = \frac{1}{\varepsilon}\bigl(\hat y \odot (g - b) - \langle \hat y, g - b\rangle\, p\bigr),
+
+    with the same mean :math:`(\operatorname{diag}(p) - pp^\top)g/\varepsilon` (the
+    exact Jacobian of :math:`y_\varepsilon = p`) and no larger variance (Rao-Blackwell
+    theorem); ``b`` is the control variate :math:`g_{i_0}`, :math:`i_0 = \operatorname{argmax}\theta`
+    (or 0). See Berthet et al. (2020) for the estimator and e.g. G. Papandreou and
+    A. Yuille, *Perturb-and-MAP random fields* (ICCV 2011) and C. Maddison, D. Tarlow,
+    T. Minka, *A* sampling* (NeurIPS 2014) for the Gumbel-max properties used.
+    """
+
+    p: Perturbation
+    control_variate: bool = False
+    from_noise: bool = True
+    name: ClassVar[str] = "perturbed"
+    nondiff: ClassVar[tuple[int, ...]] = (1,)
+
+    def forward(self, theta: Any, x: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
+        p, m, n = self.p, self.p.num_samples, theta.shape[-1]
+        if self.from_noise:
+            eta, _ = p.perturb(theta, x, xp=xp)
+            if not _finite_or_unknown(eta):
+                p.solve(eta, xp=xp)  # argmax raises its error on non-finite scores
+            counts = one_hot_sum(first_argmax(eta, xp=xp), n, like=theta, xp=xp)
+        else:
+            counts = xp.astype(x, theta.dtype)
+        y = counts / m
+        residuals = (y, gumbel_argmax_probabilities(theta, p.sigma, xp=xp))
+        residuals += (xp.argmax(theta, axis=-1),) if self.control_variate else ()
+        return y, residuals
+
+    def vjp(self, residuals: tuple[Any, ...], g: Any, *, xp: Any) -> tuple[Any | None, ...]:
+        y, prob = residuals[0], residuals[1]
+        if self.control_variate:
+            g = g - xp.take_along_axis(g, xp.expand_dims(residuals[2], axis=-1), axis=-1)
+        yg = y * g
+        return (yg - xp.sum(yg, axis=-1, keepdims=True) * prob) / self.p.sigma, None
+
+    def jvp(self, residuals: tuple[Any, ...], tangents: tuple[Any | None, ...], *, xp: Any) -> Any:
+        # the transpose of the VJP: J u = (ŷ ⊙ u - ŷ <p, u>)/ε, then (I - e_{i0} 1ᵀ)
+        u = tangents[0]
+        if u is None:
+            return None
+        y, prob = residuals[0], residuals[1]
+        v = (y * u - y * xp.sum(prob * u, axis=-1, keepdims=True)) / self.p.sigma
+        if self.control_variate:
+            e0 = one_hot_sum(xp.expand_dims(residuals[2], axis=0), u.shape[-1], like=u, xp=xp)
+            v = v - e0 * xp.sum(v, axis=-1, keepdims=True)
+        return v
+
+
+def gumbel_argmax_probabilities(theta: Any, sigma: float, *, xp: Any) -> Any:
+    r""":math:`p = \operatorname{softmax}(\theta/\varepsilon)` over the last axis: the law of
+    :math:`\operatorname{argmax}(\theta + \varepsilon G)` for standard Gumbel :math:`G`.
+
+    Parameters
+    ----------
+    theta : array
+        Scores ``(..., n)``.
+    sigma : float
+        Noise scale ε.
+    xp : namespace
+        ``theta``'s namespace.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> gumbel_argmax_probabilities(np.array([0.0, np.log(3.0)]), 1.0, xp=np).round(3)
+    array([0.25, 0.75])
+    """
+    a = theta / sigma
+    w = xp.exp(a - xp.max(a, axis=-1, keepdims=True))
+    return w / xp.sum(w, axis=-1, keepdims=True)
+
+
+def gumbel_argmax_counts(theta: Any, sigma: float, num_samples: int, rng: Any) -> Any:
+    r"""Counts ``(..., n)`` of :math:`M` arg-max samples of :math:`\theta + \varepsilon G`
+    (standard Gumbel :math:`G`), drawn as :math:`\operatorname{Multinomial}(M, p)` with
+    :func:`gumbel_argmax_probabilities` (the same law; ``M × batch`` uniforms, or one
+    multinomial per instance, instead of ``M × batch × n`` Gumbels). Of ``theta``'s dtype.
+
+    A NumPy ``Generator`` (or NumPy arrays) draws on the host (``Generator.multinomial``);
+    a backend with a ``categorical_counts(rng, prob, num_samples, like)`` method (torch:
+    ``torch.multinomial``) draws natively; otherwise by inversion of the CDF with the
+    backend's uniforms.
+
+    Parameters
+    ----------
+    theta : array
+        Scores ``(..., n)``.
+    sigma : float
+        Noise scale ε.
+    num_samples : int
+        M.
+    rng
+        As for :func:`perturbed`.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> c = gumbel_argmax_counts(np.array([0.0, 1.0, 2.0]), 1.0, 20000, 0)
+    >>> bool(c.sum() == 20000), bool(np.abs(c / 20000 - [0.090, 0.245, 0.665]).max() < 0.01)
+    (True, True)
+    """
+    backend = backend_for(theta)
+    xp = backend.namespace(theta)
+    prob = gumbel_argmax_probabilities(theta, sigma, xp=xp)
+    hook = getattr(backend, "categorical_counts", None)
+    if backend.draws_on_host(rng) or (hook is None and isinstance(theta, np.ndarray)):
+        if backend.is_traced(prob):
+            raise ValueError("rao_blackwell=True draws from a NumPy Generator on the host: under tracing pass the backend's own rng")
+        p64 = np.asarray(backend.to_numpy(prob), dtype=np.float64)
+        counts = numpy_generator(rng).multinomial(num_samples, p64 / p64.sum(axis=-1, keepdims=True))
+        return backend.from_numpy(counts.astype(p64.dtype if theta.dtype == np.float64 else np.float32), like=theta)
+    if hook is not None:
+        return hook(rng, prob, num_samples, theta)
+    u = backend.draw(rng, "uniform", (num_samples, *theta.shape[:-1]), like=theta)
+    cdf = xp.cumulative_sum(prob, axis=-1)
+    below = xp.expand_dims(cdf[..., :-1], axis=0) <= xp.expand_dims(u * cdf[..., -1], axis=-1)
+    idx = xp.sum(xp.astype(below, xp.int32), axis=-1)  # entries of the CDF below u: in [0, n)
+    return one_hot_sum(idx, theta.shape[-1], like=theta, xp=xp)
 
 
 @dataclass(frozen=True)
@@ -259,6 +454,20 @@ class SampleMeanOp(PerturbedOp):
         return (*super().vjp(residuals, g, xp=xp), None)
 
 
+def _draws_exponential(p: Perturbation, theta: Any, rng: Any, noise: Any) -> bool:
+    """Whether a call draws Gumbel noise with the backend's own generator, where the op
+    can take the exponential draws ``E`` themselves (``Z = -log E`` computed inside by
+    the same function as :meth:`Gumbel.draw_with`: the same ``Z``). Host draws (a NumPy
+    ``Generator``, or NumPy arrays) keep the whole law drawn on the host."""
+    if noise is not None or type(p.noise) is not Gumbel or p.antithetic or p.multiplicative:
+        return False
+    try:
+        backend = backend_for(theta)
+    except Exception:  # not an array: bind_theta_noise raises its error
+        return False
+    return not backend.draws_on_host(rng)
+
+
 def _check_solver_output(ys: Any, eta: Any, event_ndim: int) -> None:
     lead = tuple(eta.shape[: eta.ndim - event_ndim])
     if tuple(ys.shape[: len(lead)]) != lead:
@@ -318,6 +527,7 @@ def perturbed(
     antithetic: bool = False,
     chunk_size: int | None = None,
     event_ndim: int | None = None,
+    rao_blackwell: bool = False,
 ) -> OpFunction:
     r"""The perturbed optimizer :math:`\theta \mapsto y_\varepsilon(\theta)` of ``solver``.
 
@@ -347,6 +557,13 @@ def perturbed(
         A solver that declares none (a plain function) is checked on first use to
         solve each row on its own (``ValueError`` otherwise, saying how to pass
         ``event_ndim``).
+    rao_blackwell : bool
+        ``solver=argmax`` with ``noise="gumbel"`` only: the VJP conditional on each
+        sample's arg-max, :math:`(\hat y \odot g - \langle \hat y, g\rangle p)/\varepsilon`
+        with :math:`p = \operatorname{softmax}(\theta/\varepsilon)` (unbiased, lower
+        variance; :class:`GumbelArgmaxRaoBlackwellOp`). Without ``noise=``, the arg-max
+        samples are drawn from their law directly (:func:`gumbel_argmax_counts`): the
+        values follow the same law as without this option, but are other draws.
 
     Returns
     -------
@@ -371,10 +588,38 @@ def perturbed(
         antithetic=antithetic, chunk_size=chunk_size, event_ndim=event_ndim,
     )
     op = PerturbedOp(p, check_flag(control_variate, name="control_variate"))
+    op_e = PerturbedOp(p, op.control_variate, exponential_noise=True)
+    if check_flag(rao_blackwell, name="rao_blackwell"):
+        return _rao_blackwell_function(p, op.control_variate, solver)
 
     def bind(theta: Any, *, rng: Any = None, noise: Any = None) -> Bound:
+        if _draws_exponential(p, theta, rng, noise):  # Z = -log E inside the op (same values)
+            theta, e, out_dtype = p.bind_theta_noise(theta, rng, None, law=STANDARD_EXPONENTIAL)
+            return Bound(op_e, (theta, e), out_dtype)
         theta, z, out_dtype = p.bind_theta_noise(theta, rng, noise)
         return Bound(op, (theta, z), out_dtype)
+
+    f = op_function(bind, name=f"perturbed({solver_name(solver)})", doc=perturbed.__doc__)
+    f.perturbation = p  # type: ignore[attr-defined]
+    return f
+
+
+def _rao_blackwell_function(p: Perturbation, control_variate: bool, solver: Any) -> OpFunction:
+    if p.solver is not argmax or p.event_ndim != 1:
+        raise ValueError(f"rao_blackwell=True needs solver=dopt_core.solvers.argmax, got {solver_name(solver)}")
+    if type(p.noise) is not Gumbel:
+        raise ValueError(f"rao_blackwell=True needs noise='gumbel', got noise={p.noise.name!r}")
+    if p.multiplicative:
+        raise ValueError("rao_blackwell=True does not apply to multiplicative perturbation")
+    from_noise = GumbelArgmaxRaoBlackwellOp(p, control_variate, from_noise=True)
+    from_counts = GumbelArgmaxRaoBlackwellOp(p, control_variate, from_noise=False)
+
+    def bind(theta: Any, *, rng: Any = None, noise: Any = None) -> Bound:
+        if noise is not None:
+            theta, z, out_dtype = p.bind_theta_noise(theta, rng, noise)
+            return Bound(from_noise, (theta, z), out_dtype)
+        theta, _, out_dtype = check_scores(theta, min_ndim=1)
+        return Bound(from_counts, (theta, gumbel_argmax_counts(theta, p.sigma, p.num_samples, rng)), out_dtype)
 
     f = op_function(bind, name=f"perturbed({solver_name(solver)})", doc=perturbed.__doc__)
     f.perturbation = p  # type: ignore[attr-defined]

@@ -61,6 +61,16 @@ class JaxBackend(Backend):
         out = jnp.asarray(a)
         return jax.device_put(out, dev) if dev is not None else out
 
+    def first_argmax(self, x: Any) -> Any:
+        # the hook of dopt_core._lib._scatter.first_argmax: jnp.argmax's variadic
+        # (value, index) reduction is slow in XLA on CPU; a max, a comparison and a min
+        # over the indices fuse, with the same result (lowest index among ties; the
+        # first NaN, where the max is NaN and nothing else compares equal to it)
+        top = jnp.max(x, axis=-1, keepdims=True)
+        hit = (x == top) | jnp.isnan(x)
+        n = x.shape[-1]
+        return jnp.min(jnp.where(hit, jnp.arange(n, dtype=jnp.int32), n), axis=-1)
+
     def draws_on_host(self, rng: Any) -> bool:
         return isinstance(rng, np.random.Generator)
 

@@ -80,6 +80,25 @@ class TorchBackend(Backend):
         # call; the core's static tables are non-negative
         return torch.index_select(x, axis % x.ndim, indices)
 
+    def one_hot_sum(self, index: Any, n: int, weights: Any, like: Any) -> Any:
+        # the hook of dopt_core._lib._scatter.one_hot_sum: a scatter-add into (*batch, n)
+        # instead of an (M, *batch, n) one-hot array (~0.03 ms vs ~10 ms at 100x128x100)
+        idx = index.movedim(0, -1)
+        src = torch.ones(idx.shape, dtype=like.dtype, device=like.device) if weights is None else weights.movedim(0, -1)
+        out = torch.zeros((*idx.shape[:-1], n), dtype=like.dtype, device=like.device)
+        return out.scatter_add(-1, idx, src)  # out of place: torch.func.vmap batches it
+
+    def categorical_counts(self, rng: Any, prob: Any, num_samples: int, like: Any) -> Any:
+        # the hook of the arg-max counts of dopt_core.perturbed (rao_blackwell): num_samples draws per row
+        # of prob (..., n) by torch.multinomial, counted per entry
+        n = prob.shape[-1]
+        rows = prob.detach().reshape(-1, n)
+        gen = _generator(rng, like.device)
+        idx = torch.multinomial(rows, num_samples, replacement=True, generator=gen)
+        out = torch.zeros(rows.shape, dtype=like.dtype, device=like.device)
+        out = out.scatter_add(-1, idx, torch.ones(idx.shape, dtype=like.dtype, device=like.device))
+        return out.reshape(prob.shape)
+
     def clamp_min(self, x: Any, low: float) -> Any:
         return x.clamp_min(low)  # compat's maximum builds a tensor from the scalar per call
 
