@@ -38,8 +38,11 @@ entries, ``2 g²`` for the whole merge. After the last layer the column index is
 column itself.
 
 The VJP runs the block products backwards (two matrix products per block) and the
-layers of each merge backwards from the partial products, merge matrices and layer
-weights kept by the forward, returning ``∂/∂c`` per comparator.
+layers of each merge backwards, returning ``∂/∂c`` per comparator. The forward keeps
+only the products ``P_{b-1}`` the blocks consumed (about ``n²`` entries); the VJP
+rebuilds each merge matrix, its partial products and layer weights from ``c`` when it
+reaches the block (the elementwise part of the forward once more, not its matrix
+products), so at most one block's ``2 n g`` partial products are alive.
 
 Layouts: layers of small bit ``m`` (and the block products of small merges) run with the
 batch axis last, the others with it first, so that elementwise kernels always see long
@@ -354,30 +357,40 @@ def _build(
 
 
 class MergeResiduals(NamedTuple):
-    """What :func:`merges_forward` keeps for :func:`merges_vjp`.
-
-    ``products[b-1]`` and ``merges[b-1]``: the product ``P_{b-1}`` block ``b >= 1``
-    consumed and its merge matrix ``M_b`` (in the layouts of the block product);
-    ``states``/``weights``: every layer's partial product and ``W``, in layer order.
-    At the Op boundary the residuals are one flat tuple of arrays (:meth:`flat`);
-    :meth:`unflatten` rebuilds this from it and the schedule's counts.
+    """What :func:`merges_forward` keeps for :func:`merges_vjp`: ``products[b-1]``, the
+    product ``P_{b-1}`` that block ``b >= 1`` consumed (in the layout of its block
+    product), about ``n²`` entries in all. The merge matrices, the partial products and
+    the layers' ``W`` (``2 n g`` entries per block) are rebuilt by the VJP from the layer
+    weights, block by block, which costs one more build of each merge (the elementwise
+    part of the forward, not its matrix products) and keeps at most one block's in memory.
+    At the Op boundary the residuals are one flat tuple of arrays (:meth:`flat`).
     """
 
     products: list[Any]
-    merges: list[Any]
-    states: list[Any]
-    weights: list[Any]
 
     def flat(self) -> tuple[Any, ...]:
-        return (*self.products, *self.merges, *self.states, *self.weights)
+        return tuple(self.products)
 
     @classmethod
     def unflatten(
         cls, saved: tuple[Any, ...], sched: MergeSchedule, num_layers: int
     ) -> MergeResiduals:
         nb = max(len(sched.blocks) - 1, 0)
-        s = list(saved)
-        return cls(s[:nb], s[nb : 2 * nb], s[2 * nb : 2 * nb + num_layers], s[2 * nb + num_layers :])
+        if len(saved) != nb:
+            raise AssertionError("bitonic merge residuals out of step with the schedule")
+        return cls(list(saved))
+
+
+def _merge_matrix(
+    c_flat: list[Any], block: _Block, block_tables: tuple[Any, ...], B: int, n2: int, like: Any,
+    *, xp: Any
+) -> tuple[Any, list[Any], list[Any]]:
+    """:func:`_build`, with the merge matrix in the layout of the block's product."""
+    M, states, weights = _build(c_flat, block, block_tables, B, n2, like, xp=xp)
+    lay = _product_layout(block.g, B)
+    if _layout_of(block.g // 2, B).last != lay.last:
+        M = _move(M, to_last=lay.last, xp=xp)
+    return M, states, weights
 
 
 def merges_forward(
@@ -393,30 +406,22 @@ def merges_forward(
     c_flat = [xp.reshape(c, (B, c.shape[-1])) for c in c_slots]
     P, P_last = None, True
     products: list[Any] = []
-    merge_mats: list[Any] = []
-    states_all: list[Any] = []
-    weights_all: list[Any] = []
     first = 0
     tables = merge_tables(n, xp, device(like))
     for block, block_tables in zip(sched.blocks, tables, strict=True):
         g, G = block.g, n2 // block.g
         steps = len(block.steps)
-        M, states, weights = _build(
+        M, _, _ = _merge_matrix(
             c_flat[first : first + steps], block, block_tables, B, n2, like, xp=xp
         )
         first += steps
-        states_all.extend(states)
-        weights_all.extend(weights)
         lay = _product_layout(g, B)
-        if _layout_of(g // 2, B).last != lay.last:
-            M = _move(M, to_last=lay.last, xp=xp)
         if P is None:  # P_0 = M_0ᵀ: [group, h, κ = 0, r] -> rows h, columns r
             P, P_last = xp.reshape(M, lay.shape(G, 2, 2)), lay.last
             continue
         if P_last != lay.last:
             P, P_last = _move(P, to_last=lay.last, xp=xp), lay.last
         products.append(P)
-        merge_mats.append(M)
         if lay.last:  # small blocks: Σ_κ P[h, x, κ] M[h, r, κ] as a broadcast product
             Pp = xp.reshape(P, lay.shape(G, 2, g // 2, 1, g // 2))
             Mb = xp.reshape(M, lay.shape(G, 2, 1, g, g // 2))
@@ -426,21 +431,27 @@ def merges_forward(
             P = xp.reshape(xp.matmul(Pp, xp.matrix_transpose(M)), lay.shape(G, g, g))
     if P is None:  # n == 1
         one = xp.ones((*batch, 1, 1), dtype=like.dtype, device=device(like))
-        return one, MergeResiduals([], [], [], [])
+        return one, MergeResiduals([])
     if P_last:
         P = _move(P, to_last=False, xp=xp)
     P = xp.reshape(P, (B, n2, n2))
     if n2 != n:
         P = P[:, :n, :n]
-    res = MergeResiduals(products, merge_mats, states_all, weights_all)
-    return xp.reshape(P, (*batch, n, n)), res
+    return xp.reshape(P, (*batch, n, n)), MergeResiduals(products)
 
 
 def merges_vjp(
-    num_layers: int, saved: MergeResiduals, cotangent: Any, sched: MergeSchedule, *, xp: Any
+    c_slots: list[Any],
+    saved: MergeResiduals,
+    cotangent: Any,
+    sched: MergeSchedule,
+    *,
+    xp: Any,
 ) -> list[Any]:
     """Cotangents of every layer's comparator weights ``(..., C)`` from that of ``P``
-    (``saved``: the residuals of :func:`merges_forward`)."""
+    (``c_slots``: the weights given to :func:`merges_forward`, ``saved``: its residuals;
+    each merge is rebuilt from ``c_slots`` when its block is reached)."""
+    num_layers = len(c_slots)
     batch = tuple(cotangent.shape[:-2])
     B = math.prod(batch)
     n, n2 = sched.n, sched.n2
@@ -449,7 +460,8 @@ def merges_vjp(
     if not sched.blocks:
         return out
     nblocks = len(sched.blocks)
-    products, merges, states_all, weights_all = saved
+    (products,) = saved
+    c_flat = [xp.reshape(c, (B, c.shape[-1])) for c in c_slots]
     H = xp.reshape(cotangent, (B, n, n))
     if n2 != n:
         H = xp.concat([H, xp.zeros((B, n2 - n, n), dtype=H.dtype, device=dev)], axis=1)
@@ -462,14 +474,15 @@ def merges_vjp(
         g, G = block.g, n2 // block.g
         steps = len(block.steps)
         first -= steps
-        states = states_all[first : first + steps]
+        M, states, weights = _merge_matrix(
+            c_flat[first : first + steps], block, tables[bi], B, n2, cotangent, xp=xp
+        )
         lay = _product_layout(g, B)
         if H_last != lay.last:
             H, H_last = _move(H, to_last=lay.last, xp=xp), lay.last
         if bi == 0:  # P_0 = M_0ᵀ
             GM = xp.reshape(H, lay.shape(G, 2, 2, 1))
         else:
-            M = merges[bi - 1]
             Pp = products[bi - 1]
             if lay.last:
                 H5 = xp.reshape(H, lay.shape(G, 2, g // 2, g, 1))
@@ -487,7 +500,7 @@ def merges_vjp(
         for k in range(steps):
             step, R = block.steps[k], states[k]
             m = step.m
-            W, new = weights_all[first + k], _layout_of(m, B)
+            W, new = weights[k], _layout_of(m, B)
             if new.last != lay.last:
                 GM, lay = _move(GM, to_last=new.last, xp=xp), new
             if k:

@@ -37,7 +37,14 @@ from typing import Any
 
 from . import cdfs
 
-__all__ = ["comparator_alpha", "compare", "compare_t", "compare_vjp"]
+__all__ = [
+    "comparator_alpha",
+    "comparator_cdf",
+    "comparator_pdf",
+    "compare",
+    "compare_t",
+    "compare_vjp",
+]
 
 
 def comparator_alpha(
@@ -54,6 +61,25 @@ def comparator_alpha(
         )
     v = cdfs.clip_standardised(delta, xp=xp, scale=steepness)
     return entry.F(v, params, xp), entry.f(v, params, xp) * steepness
+
+
+def comparator_cdf(
+    delta: Any, steepness: float, entry: cdfs.CDF, params: dict[str, Any], *, xp: Any
+) -> Any:
+    """``α = F(β Δ)`` alone, the first output of :func:`comparator_alpha` (same numbers):
+    a network needs α layer by layer but ``dα/dΔ`` only for all layers at once."""
+    if entry.raw:
+        return entry.cdf_steep(delta, steepness, params, xp=xp)
+    return entry.F(cdfs.clip_standardised(delta, xp=xp, scale=steepness), params, xp)
+
+
+def comparator_pdf(
+    delta: Any, steepness: float, entry: cdfs.CDF, params: dict[str, Any], *, xp: Any
+) -> Any:
+    """``dα/dΔ = β f(β Δ)`` alone, the second output of :func:`comparator_alpha`."""
+    if entry.raw:
+        return entry.pdf_steep(delta, steepness, params, xp=xp)
+    return entry.f(cdfs.clip_standardised(delta, xp=xp, scale=steepness), params, xp) * steepness
 
 
 def compare(a: Any, b: Any, alpha: Any, delta: Any = None) -> tuple[Any, Any]:

@@ -173,8 +173,9 @@ def network_permutation(
     time: O(n²) work per layer for odd-even; for bitonic one merge matrix ``M_b`` per
     block and ``P_b = blockdiag(P_{b-1}) M_bᵀ`` as one batched matrix product
     (:mod:`dopt_core.relax._bitonic_merge`). The VJP keeps each block's input product
-    and the merges' partial products (about 3n² entries) and runs the blocks backwards,
-    feeding ∂/∂α into the values network's VJP.
+    (about n² entries), runs the blocks backwards rebuilding each merge from the
+    comparator weights, and feeds ∂/∂α into the values network's VJP. Odd-even layers
+    are runs of neighbour pairs, applied as views of the matrix as pairs of rows.
 
     Parameters
     ----------

@@ -14,8 +14,11 @@ layers). Residuals, JVPs and VJPs are array operations of the input: second orde
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
+
+import numpy as np
 
 from .._lib._compat import device
 from .._lib._constants import static_table
@@ -23,7 +26,14 @@ from ..backend import take_nonnegative as _take
 from ..op import Op
 from . import cdfs
 from ._bitonic_merge import MergeResiduals, merges_forward, merges_vjp
-from ._comparator import compare, compare_t, compare_vjp, comparator_alpha
+from ._comparator import (
+    comparator_alpha,
+    comparator_cdf,
+    comparator_pdf,
+    compare,
+    compare_t,
+    compare_vjp,
+)
 from ._network_tables import Layers, layers, merges
 
 __all__ = ["NetworkPermutationOp", "NetworkSortOp", "SoftTopKOp", "Spec"]
@@ -46,8 +56,8 @@ class _Idx:
         self.ia, self.ib, self.dmn, self.dmx, self.src, self.back, self.partner, self.sel = tables[
             :8
         ]
-        self.asc = tables[8]
-        self.L, self.C, self.n = tables[9]
+        self.asc, self.asc_sign = tables[8], tables[9]  # asc and 1 - 2 asc, per layer
+        self.L, self.C, self.n = tables[10]
 
 
 _ROW_TABLES = ("ia", "ib", "dmn", "dmx", "src", "back", "partner", "sel")
@@ -56,7 +66,9 @@ _ROW_TABLES = ("ia", "ib", "dmn", "dmx", "src", "back", "partner", "sel")
 def _index_rows(lay: Layers, xp: Any, dev: Any, dtype: Any) -> tuple[Any, ...]:
     rows = tuple(tuple(lay.consts.rows(name, getattr(lay, name), xp, dev)) for name in _ROW_TABLES)
     asc = tuple(lay.consts.rows("asc", lay.asc, xp, dev, dtype))
-    return (*rows, asc, (lay.num_layers, lay.width, lay.n))
+    # 1 - 2 asc = ∂c/∂α of the partner weight c = α + asc (1 - 2α)
+    sign = tuple(lay.consts.rows("asc_sign", 1 - 2 * lay.asc, xp, dev, dtype))
+    return (*rows, asc, sign, (lay.num_layers, lay.width, lay.n))
 
 
 @static_table
@@ -73,6 +85,31 @@ def network_asc(network: str, n: int, xp: Any, dev: Any, dtype: Any) -> Any:
     first wire) as one array of ``xp`` on ``dev`` in ``dtype``."""
     lay = layers(network, n)
     return lay.consts.array("asc2d", lay.asc, xp, dev, dtype)
+
+
+@static_table
+def pair_runs(network: str, n: int) -> tuple[tuple[int, int], ...]:
+    """Per layer ``(start, count)`` where the layer's comparators are ``(start + 2i,
+    start + 2i + 1)``, ``i < count`` (every odd-even layer; the bitonic network only on
+    one wire, where it has no layers)."""
+    return _pair_runs(network, n)
+
+
+@functools.lru_cache(maxsize=64)
+def _pair_runs(network: str, n: int) -> tuple[tuple[int, int], ...]:
+    lay = layers(network, n)
+    runs = []
+    for li, count in enumerate(lay.counts):
+        start = int(lay.ia[li, 0])
+        lo = start + 2 * np.arange(count)
+        if not (
+            np.array_equal(lay.ia[li, :count], lo)
+            and np.array_equal(lay.ib[li, :count], lo + 1)
+            and np.array_equal(lay.dmn[li, :count], lo)
+        ):
+            raise AssertionError(f"layer {li} of {network} is not a run of neighbour pairs")
+        runs.append((start, int(count)))
+    return tuple(runs)
 
 
 # ---------------------------------------------------------------------------------
@@ -101,28 +138,59 @@ class Spec:
     sigmoid: str
     art_lambda: float
 
+    @property
+    def _dist(self) -> cdfs.Distribution:
+        # resolved per call, not memoised on the instance: a lock-guarded cache would
+        # stop torch.compile (cdfs.resolve is cheap for a resolved Distribution)
+        return cdfs.resolve(self.sigmoid, art_lambda=self.art_lambda)
+
     def alpha(self, delta: Any, *, xp: Any) -> tuple[Any, Any]:
         """``α = F(β Δ)`` and ``dα/dΔ`` (:func:`._comparator.comparator_alpha`)."""
-        d = cdfs.resolve(self.sigmoid, art_lambda=self.art_lambda)  # a cdfs.Distribution
+        d = self._dist
         return comparator_alpha(delta, self.steepness, d.entry, d.param_dict, xp=xp)
+
+    def cdf(self, delta: Any, *, xp: Any) -> Any:
+        """``α = F(β Δ)`` alone (the same numbers as :meth:`alpha`)."""
+        d = self._dist
+        return comparator_cdf(delta, self.steepness, d.entry, d.param_dict, xp=xp)
+
+    def pdf(self, delta: Any, *, xp: Any) -> Any:
+        """``dα/dΔ`` alone (the same numbers as :meth:`alpha`)."""
+        d = self._dist
+        return comparator_pdf(delta, self.steepness, d.entry, d.param_dict, xp=xp)
 
 
 def _values_forward(
     x: Any, spec: Spec, idx: _Idx, *, xp: Any
 ) -> tuple[Any, list[Any], list[Any], list[Any]]:
+    """The values network layer by layer: ``(y, alphas, dalphas, deltas)`` per layer."""
+    y, alphas, res = _values_forward_res(x, spec, idx, xp=xp)
+    return y, alphas, _unstack(res.dalpha, idx.L), _unstack(res.delta, idx.L)
+
+
+def _values_forward_res(
+    x: Any, spec: Spec, idx: _Idx, *, xp: Any
+) -> tuple[Any, list[Any], Comparators]:
+    """The values network: ``y``, each layer's ``α`` and the stacked :class:`Comparators`.
+
+    Only ``α`` is needed layer by layer; ``dα/dΔ`` is one elementwise call on the
+    stacked ``Δ`` after the loop (the same numbers, fewer array operations)."""
     ax = x.ndim - 1
-    alphas, dalphas, deltas = [], [], []
+    alphas, deltas = [], []
+    d = spec._dist  # resolved once for all layers
     for li in range(idx.L):
         a = _take(x, idx.ia[li], axis=ax)
         b = _take(x, idx.ib[li], axis=ax)
         delta = b - a
-        alpha, dalpha = spec.alpha(delta, xp=xp)
+        alpha = comparator_cdf(delta, spec.steepness, d.entry, d.param_dict, xp=xp)
         mn, mx = compare(a, b, alpha, delta)
         x = _take(xp.concat([x, mn, mx], axis=ax), idx.src[li], axis=ax)
         alphas.append(alpha)
-        dalphas.append(dalpha)
         deltas.append(delta)
-    return x, alphas, dalphas, deltas
+    like = x
+    delta_s = _stack(deltas, like, idx.C, xp=xp)
+    dalpha_s = spec.pdf(delta_s, xp=xp) if deltas else delta_s
+    return x, alphas, Comparators(_stack(alphas, like, idx.C, xp=xp), dalpha_s, delta_s)
 
 
 def _values_backward_step(
@@ -191,8 +259,7 @@ class NetworkSortOp(Op):
 
     def forward(self, x: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
         idx = _Idx.of(self.spec.network, self.n, x, xp)
-        y, alphas, dalphas, deltas = _values_forward(x, self.spec, idx, xp=xp)
-        res = Comparators.stacked(alphas, dalphas, deltas, x, idx.C, xp=xp)
+        y, _, res = _values_forward_res(x, self.spec, idx, xp=xp)
         if idx.L == 0:
             y = y * 1  # a fresh array, not the input
         return y, tuple(res)
@@ -255,6 +322,41 @@ def _per_wire(cp: Any, li: int, idx: _Idx, *, xp: Any) -> Any:
     return _take(xp.concat([zero, cp], axis=cp.ndim - 1), idx.sel[li], axis=cp.ndim - 1)
 
 
+def _pair_coefs(alpha: Any, network: str, n: int, *, xp: Any) -> Any:
+    """Every comparator's partner weight ``c = α + asc (1 - 2α)``, stacked ``(..., L, C)``."""
+    asc = network_asc(network, n, xp, device(alpha), alpha.dtype)
+    return alpha + asc * (1 - 2 * alpha)
+
+
+def _pairs(Q: Any, start: int, count: int, *, xp: Any) -> tuple[Any, Any]:
+    """Rows ``start, start + 2, …`` and ``start + 1, start + 3, …`` of the run of
+    ``2 count`` rows of ``Q`` from ``start`` (views where the backend allows)."""
+    batch, m = tuple(Q.shape[:-2]), Q.shape[-1]
+    pairs = xp.reshape(Q[..., start : start + 2 * count, :], (*batch, count, 2, m))
+    return pairs[..., 0, :], pairs[..., 1, :]
+
+
+def _splice(Q: Any, lo: Any, hi: Any, start: int, count: int, *, xp: Any) -> Any:
+    """``Q`` with the run of :func:`_pairs` replaced by the rows ``lo`` and ``hi``."""
+    batch, n, m = tuple(Q.shape[:-2]), Q.shape[-2], Q.shape[-1]
+    new = xp.reshape(xp.stack([lo, hi], axis=-2), (*batch, 2 * count, m))
+    end = start + 2 * count
+    parts = [Q[..., :start, :]] if start else []
+    parts.append(new)
+    if end < n:
+        parts.append(Q[..., end:, :])
+    return xp.concat(parts, axis=-2) if len(parts) > 1 else new
+
+
+def _pad_slots(v: Any, C: int, *, xp: Any) -> Any:
+    """``v`` ``(..., count)`` padded with zeros to the ``C`` comparator slots."""
+    count = v.shape[-1]
+    if count == C:
+        return v
+    pad = xp.zeros((*v.shape[:-1], C - count), dtype=v.dtype, device=device(v))
+    return xp.concat([v, pad], axis=-1)
+
+
 @dataclass(frozen=True)
 class NetworkPermutationOp(Op):
     """P is built transposed, ``Q = Pᵀ`` (rows = wires), so that every layer is one gather of
@@ -271,8 +373,35 @@ class NetworkPermutationOp(Op):
     def forward(self, x: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
         if self._blocked():
             return self._forward_blocks(x, xp=xp)
+        if not self._paired():
+            return self._forward_layers(x, xp=xp)
+        # odd-even (and the empty bitonic network on one wire): every layer compares the
+        # neighbours of one contiguous run of wires, so a layer is a view of Q as pairs
         idx = _Idx.of(self.spec.network, self.n, x, xp)
-        _, alphas, dalphas, deltas = _values_forward(x, self.spec, idx, xp=xp)
+        _, _, res = _values_forward_res(x, self.spec, idx, xp=xp)
+        Q = _eye_batch(x, self.n, xp=xp)
+        diffs = []
+        if idx.L:
+            c_all = _pair_coefs(res.alpha, self.spec.network, self.n, xp=xp)
+            for li, (start, count) in enumerate(pair_runs(self.spec.network, self.n)):
+                c = xp.expand_dims(c_all[..., li, :count], axis=-1)
+                # Q_new[lo] = Q[lo] + c D, Q_new[hi] = Q[hi] - c D with D = Q[hi] - Q[lo]
+                lo, hi = _pairs(Q, start, count, xp=xp)
+                D = hi - lo
+                cD = c * D
+                Q = _splice(Q, lo + cD, hi - cD, start, count, xp=xp)
+                diffs.append(D)  # one residual per layer (no stacking copy)
+        return xp.matrix_transpose(Q), (*res, *diffs)
+
+    def _paired(self) -> bool:
+        """The pair-view path (every layer a run of neighbour pairs: odd-even networks)."""
+        return self.spec.network == "odd_even" or self.n <= 1
+
+    def _forward_layers(self, x: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
+        """Any layout, layer by layer with row gathers (``Q ← Q + c ⊙ (Q[partner] - Q)``);
+        the reference the faster paths are tested against."""
+        idx = _Idx.of(self.spec.network, self.n, x, xp)
+        _, alphas, res = _values_forward_res(x, self.spec, idx, xp=xp)
         Q = _eye_batch(x, self.n, xp=xp)
         ax = Q.ndim - 2
         diffs = []
@@ -280,36 +409,11 @@ class NetworkPermutationOp(Op):
             E = _take(Q, idx.partner[li], axis=ax) - Q
             diffs.append(_take(E, idx.ia[li], axis=ax))  # Q[b] - Q[a] per comparator
             Q = Q + xp.expand_dims(_partner_coef(alphas[li], li, idx, xp=xp), axis=-1) * E
-        res = Comparators.stacked(alphas, dalphas, deltas, x, idx.C, xp=xp)
-        # one residual per layer (no stacking copy): Q[b] - Q[a] for each comparator
         return xp.matrix_transpose(Q), (*res, *diffs)
 
-    def _forward_blocks(self, x: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
-        """Bitonic: one merge matrix and one batched matrix product per block
-        (:mod:`dopt_core.relax._bitonic_merge`)."""
-        idx = _Idx.of("bitonic", self.n, x, xp)
-        _, alphas, dalphas, deltas = _values_forward(x, self.spec, idx, xp=xp)
-        res = Comparators.stacked(alphas, dalphas, deltas, x, idx.C, xp=xp)
-        asc = network_asc("bitonic", self.n, xp, device(x), x.dtype)
-        c_all = res.alpha + asc * (1 - 2 * res.alpha)  # partner weights: c = α + asc (1 - 2α)
-        c = _unstack(c_all, idx.L)
-        P, saved = merges_forward(c, merges(self.n), x, xp=xp)
-        return P, (*res, *saved.flat())
-
-    def _vjp_blocks(
+    def _vjp_layers(
         self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any
     ) -> tuple[Any | None, ...]:
-        idx = _Idx.of("bitonic", self.n, cotangent, xp)
-        sched = merges(self.n)
-        saved = MergeResiduals.unflatten(residuals[_NCOMP:], sched, idx.L)
-        g_c = merges_vjp(idx.L, saved, cotangent, sched, xp=xp)
-        g_alpha = [g_c[li] * (1 - 2 * idx.asc[li]) for li in range(idx.L)]  # c = α + asc (1 - 2α)
-        g = xp.zeros(cotangent.shape[:-1], dtype=cotangent.dtype, device=device(cotangent))
-        return (_values_vjp(residuals, g, idx, g_alpha, xp=xp),)
-
-    def vjp(self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any) -> tuple[Any | None, ...]:
-        if self._blocked():
-            return self._vjp_blocks(residuals, cotangent, xp=xp)
         idx = _Idx.of(self.spec.network, self.n, cotangent, xp)
         alpha, dalpha, delta = Comparators.of(residuals).layers(idx.L)
         D = residuals[_NCOMP:]  # per layer: Q[b] - Q[a] for each comparator
@@ -326,6 +430,55 @@ class NetworkPermutationOp(Op):
             H = H + cp * E
             g = _values_backward_step(g, li, alpha[li], dalpha[li], delta[li], g_alpha, idx, xp=xp)
         return (g,)
+
+    def _forward_blocks(self, x: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
+        """Bitonic: one merge matrix and one batched matrix product per block
+        (:mod:`dopt_core.relax._bitonic_merge`)."""
+        idx = _Idx.of("bitonic", self.n, x, xp)
+        _, _, res = _values_forward_res(x, self.spec, idx, xp=xp)
+        c = _unstack(_pair_coefs(res.alpha, "bitonic", self.n, xp=xp), idx.L)
+        P, saved = merges_forward(c, merges(self.n), x, xp=xp)
+        return P, (*res, *saved.flat())
+
+    def _vjp_blocks(
+        self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any
+    ) -> tuple[Any | None, ...]:
+        idx = _Idx.of("bitonic", self.n, cotangent, xp)
+        sched = merges(self.n)
+        saved = MergeResiduals.unflatten(residuals[_NCOMP:], sched, idx.L)
+        # the partner weights again (the same numbers as the forward's), to rebuild the merges
+        c = _unstack(_pair_coefs(Comparators.of(residuals).alpha, "bitonic", self.n, xp=xp), idx.L)
+        g_c = merges_vjp(c, saved, cotangent, sched, xp=xp)
+        g_alpha = [g_c[li] * (1 - 2 * idx.asc[li]) for li in range(idx.L)]  # c = α + asc (1 - 2α)
+        g = xp.zeros(cotangent.shape[:-1], dtype=cotangent.dtype, device=device(cotangent))
+        return (_values_vjp(residuals, g, idx, g_alpha, xp=xp),)
+
+    def vjp(self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any) -> tuple[Any | None, ...]:
+        if self._blocked():
+            return self._vjp_blocks(residuals, cotangent, xp=xp)
+        if not self._paired():
+            return self._vjp_layers(residuals, cotangent, xp=xp)
+        idx = _Idx.of(self.spec.network, self.n, cotangent, xp)
+        D = residuals[_NCOMP:]  # per layer: Q[hi] - Q[lo] for each comparator
+        H = xp.matrix_transpose(cotangent)  # cotangent of Q
+        g = xp.zeros(cotangent.shape[:-1], dtype=cotangent.dtype, device=device(cotangent))
+        if not idx.L:
+            return (g,)
+        c_all = _pair_coefs(Comparators.of(residuals).alpha, self.spec.network, self.n, xp=xp)
+        runs = pair_runs(self.spec.network, self.n)
+        g_alpha: list[Any] = [None] * idx.L
+        for li in range(idx.L - 1, -1, -1):
+            start, count = runs[li]
+            c = xp.expand_dims(c_all[..., li, :count], axis=-1)
+            # the transpose: H_prev[lo] = H[lo] - c E, H_prev[hi] = H[hi] + c E with
+            # E = H[lo] - H[hi], and d<H, Q_new>/dc = Σ_j E D (c shared by the two wires)
+            h_lo, h_hi = _pairs(H, start, count, xp=xp)
+            E = h_lo - h_hi
+            g_c = xp.sum(E * D[li], axis=-1)
+            cE = c * E
+            H = _splice(H, h_lo - cE, h_hi + cE, start, count, xp=xp)
+            g_alpha[li] = _pad_slots(g_c * idx.asc_sign[li][:count], idx.C, xp=xp)
+        return (_values_vjp(residuals, g, idx, g_alpha, xp=xp),)
 
     #: the residuals (α, Δ, the saved matrices) are array operations of x, and the JVP
     #: and both VJPs array operations of the residuals
@@ -363,7 +516,7 @@ class SoftTopKOp(Op):
 
     def forward(self, x: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
         idx = _Idx.of(self.spec.network, self.n, x, xp)
-        _, alphas, dalphas, deltas = _values_forward(x, self.spec, idx, xp=xp)
+        _, alphas, res = _values_forward_res(x, self.spec, idx, xp=xp)
         # Y_L = last k columns of I;  Y_{l-1} = M_l Y_l  (rows mixed by the transposed layer)
         Y = _eye_batch(x, self.n, xp=xp)[..., self.n - self.k :]
         ax = Y.ndim - 2
@@ -372,7 +525,6 @@ class SoftTopKOp(Op):
             al = xp.expand_dims(alphas[li], axis=-1)
             Y, Y_mn, Y_mx = _mix_t(Y, al, idx.dmn[li], idx.dmx[li], idx.back[li], ax, xp=xp)
             diffs[li] = Y_mn - Y_mx
-        res = Comparators.stacked(alphas, dalphas, deltas, x, idx.C, xp=xp)
         E = (
             xp.stack(diffs, axis=-3)
             if diffs
