@@ -201,6 +201,110 @@ def _pav_kl_rows(y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([*starts, [rows * n]]), np.concatenate(values)
 
 
+#: Rounds of batched pooling before the blocks still in violation go to the sequential loop.
+_POOL_ROUNDS = 64
+
+
+def _lse_runs(a: np.ndarray, gstarts: np.ndarray, gid: np.ndarray) -> np.ndarray:
+    """``LSE`` of every run of ``a`` (runs start at ``gstarts``; ``gid`` = run of each entry)."""
+    m = np.maximum.reduceat(a, gstarts)
+    return m + np.log(np.add.reduceat(np.exp(a - m.take(gid)), gstarts))
+
+
+def _kl_pav_blocks(ly: list, lw: list, first: list) -> list[int]:
+    """The sequential PAV of :func:`_kl_pav` on blocks (``LSE`` of ``y`` and ``w`` per block),
+    never pooling a block with ``first`` set into the one before it: the indices of the
+    blocks that start the pooled blocks."""
+    starts: list[int] = []
+    la: list[float] = []
+    lb: list[float] = []
+    val: list[float] = []
+    floor = 0
+    log1p, exp = math.log1p, math.exp
+    for i in range(len(ly)):
+        a, b, st = ly[i], lw[i], i
+        if first[i]:
+            floor = len(val)
+        v = a - b
+        while len(val) > floor and val[-1] < v:
+            pa, pb = la.pop(), lb.pop()
+            val.pop()
+            st = starts.pop()
+            a = max(a, pa) + log1p(exp(-abs(a - pa)))
+            b = max(b, pb) + log1p(exp(-abs(b - pb)))
+            v = a - b
+        starts.append(st)
+        la.append(a)
+        lb.append(b)
+        val.append(v)
+    return starts
+
+
+@np.errstate(invalid="ignore", over="ignore")
+def _pav_kl_flat(y: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Block starts (flat positions, then ``y.size``) of the KL PAV of every row of the
+    2-D float64 ``y``, ``w`` (broadcast): the blocks of :func:`_kl_pav` row by row,
+    vectorised over the batch.
+
+    Two exact reductions, then pooling in rounds. (1) A row splits where the smallest
+    ``v = y - w`` before a position exceeds the largest after it: block values are
+    log-mean-exps of the ``v`` they pool, so no block crosses there, and a piece without
+    an adjacent violation ``v_i < v_{i+1}`` is all singletons. (2) On the remaining
+    pieces, every maximal run of adjacent violating blocks (strictly increasing values)
+    pools at once, repeated until no violation is left: sequential PAV pools every such
+    run too (the pooled value of a prefix of the run stays below the next block's), so
+    this is PAV in another order, with the same blocks (pools happen only on strict
+    violations). After :data:`_POOL_ROUNDS` rounds the sequential loop finishes what is left.
+    """
+    y, w = np.broadcast_arrays(y, w)
+    rows, n = y.shape
+    size = rows * n
+    v = y - w  # non-finite input (check_finite=False): garbage, no error or warning
+    viol = v[:, :-1] < v[:, 1:]
+    if size == 0 or not viol.any():
+        return np.arange(size + 1)
+    # (1) split points: min(v[:i+1]) > max(v[i+1:])
+    pmin = np.minimum.accumulate(v[:, :-1], axis=-1)
+    smax = np.maximum.accumulate(v[:, :0:-1], axis=-1)[:, ::-1]
+    piece = np.ones((rows, n), dtype=bool)  # a piece starts here
+    piece[:, 1:] = pmin > smax
+    pid = np.cumsum(piece.ravel()) - 1
+    live = np.zeros(int(pid[-1]) + 1, dtype=bool)
+    live[pid.reshape(rows, n)[:, 1:][viol]] = True
+    idx = np.flatnonzero(live.take(pid))  # entries of pieces with a violation
+    ly, lw = y.ravel().take(idx), w.ravel().take(idx)
+    first = piece.ravel().take(idx)
+    start = idx
+    start = _pool_rounds(ly, lw, start, first)  # (2)
+    is_start = np.ones(size + 1, dtype=bool)
+    is_start[idx] = False
+    is_start[start] = True
+    return np.flatnonzero(is_start)
+
+
+def _pool_rounds(
+    ly: np.ndarray, lw: np.ndarray, start: np.ndarray, first: np.ndarray
+) -> np.ndarray:
+    """Step (2) of :func:`_pav_kl_flat` on blocks (``LSE`` of ``y`` and ``w``, first entry
+    ``start``; ``first``: a piece starts there): the first entry of every final block."""
+    val = ly - lw
+    for _ in range(_POOL_ROUNDS):
+        new = np.empty(val.size, dtype=bool)
+        new[0] = True
+        np.logical_or(~(val[:-1] < val[1:]), first[1:], out=new[1:])  # NaN: no pool
+        if new.all():
+            break
+        gstarts = np.flatnonzero(new)
+        gid = np.cumsum(new) - 1
+        ly, lw = _lse_runs(ly, gstarts, gid), _lse_runs(lw, gstarts, gid)
+        start, first = start.take(gstarts), first.take(gstarts)
+        val = ly - lw
+    else:
+        keep = _kl_pav_blocks(ly.tolist(), lw.tolist(), first.tolist())
+        start = start.take(keep)
+    return start
+
+
 def _stable_order(key: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Stable ascending argsort of every row of the 2-D ``key``: the order, the same as
     flat indices (``row · n`` added) and the sorted rows.
@@ -415,11 +519,11 @@ def _kl_blocks(sk: np.ndarray, rho: np.ndarray, *, rank: bool, eps: float) -> np
     big = max(float(ends.max()) if np.isfinite(ends).all() else 0.0, 1.0)
     if rank:
         e = max(eps, big * sk.shape[-1] * _KL_FLOOR)
-        blocks, _ = _pav_kl_rows(np.multiply(sk, -1.0 / e, dtype=np.float64), np.log(rho))
+        blocks = _pav_kl_flat(np.multiply(sk, -1.0 / e, dtype=np.float64), np.log(rho))
     else:
         # sort compares 1/ε with the gaps of x (ties never pool): below ε = 1/(8·max|x|)
         # 1/ε exceeds every gap (<= 2·max|x|), every block is a singleton, as at that
         # floor, which only keeps ρ/ε finite (no floor from |x| · n: it pooled)
         e = max(eps, 0.125 / big)
-        blocks, _ = _pav_kl_rows(rho / e, np.negative(sk, dtype=np.float64))
+        blocks = _pav_kl_flat(rho / e, np.negative(sk, dtype=np.float64))
     return blocks
