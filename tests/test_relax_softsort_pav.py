@@ -102,3 +102,31 @@ def test_forward_host_kl_is_that_of_the_sequential_blocks(
                 m.setattr(H, "_pav_kl_flat", _sequential)
                 ref = H.forward_host(x, **kw)
             np.testing.assert_array_equal(got, ref)
+
+
+@pytest.mark.parametrize("reg", ["l2", "kl"])
+@pytest.mark.parametrize("rank", [False, True], ids=["sort", "rank"])
+@pytest.mark.parametrize("flat", [False, True])
+def test_all_singleton_shortcut_equals_the_general_formulas(
+    reg: str, rank: bool, flat: bool
+) -> None:
+    """Where every block is a singleton the host writes the result directly; bit for bit
+    (signed zeros included) the rows the general formulas give when another row of the
+    batch pools."""
+    rng = np.random.default_rng(3 + rank + 2 * flat)
+    for dtype in (np.float32, np.float64):
+        spread = np.sort(rng.choice(np.arange(-40, 40), (5, 9), replace=True), axis=-1) * 3.0
+        spread = rng.permuted(spread + np.arange(9) * 0.5, axis=-1)  # distinct, gaps >= 0.5
+        spread[0, 3] = -0.0
+        if rank:  # rank: gaps above ε·log(n), no tie; the pooling row is all ties
+            x, eps, pool = spread, 0.01, np.zeros((1, 9))
+        else:  # sort: gaps below 1/ε; the pooling row has one gap above it
+            x, eps, pool = spread * 1e-3, 0.1, np.array([[0.0] * 8 + [100.0]])
+        for descending in (False, True):
+            kw = dict(rank=rank, reg=reg, eps=eps, descending=descending, flat_positions=flat)
+            alone = H.forward_host(x.astype(dtype), **kw)
+            both = H.forward_host(np.concatenate([x, pool]).astype(dtype), **kw)
+            assert np.all(alone[:, 2] == alone[:, 3])  # every block a singleton
+            assert np.any(both[-1, 2] != both[-1, 3])  # the extra row pools: general path
+            np.testing.assert_array_equal(alone, both[:-1])
+            np.testing.assert_array_equal(np.signbit(alone), np.signbit(both[:-1]))

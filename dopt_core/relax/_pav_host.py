@@ -387,6 +387,11 @@ def forward_host(
             direct = (xs, shift, base)
     else:
         blocks = _kl_blocks(sk, rho, rank=rank, eps=eps)
+    if blocks.size == rows * n + 1 and direct is None and np.isfinite(sk[:, [0, -1]]).all():
+        _singletons(
+            packed, flat, sk, rank=rank, descending=descending, flat_positions=flat_positions
+        )
+        return packed.reshape(*batch, rows_k, n)
     starts, sizes = blocks[:-1], blocks[1:] - blocks[:-1]
     itype = np.int32 if blocks[-1] < 2**31 else np.int64
     bid = np.repeat(np.arange(sizes.size, dtype=itype), sizes)  # block of each sorted entry
@@ -465,6 +470,38 @@ def forward_host(
     if reg == "kl":  # VJP weights: softmax_B(s)
         packed[:, k0 + 2] = soft
     return packed.reshape(*batch, rows_k, n)
+
+
+def _singletons(
+    packed: np.ndarray,
+    flat: np.ndarray,
+    sk: np.ndarray,
+    *,
+    rank: bool,
+    descending: bool,
+    flat_positions: bool,
+) -> None:
+    """:func:`forward_host`'s packed result where every PAV block is a singleton (finite
+    ``x``, ``ε < 1`` for L2), written into ``packed``: the same numbers as the general
+    formulas, which reduce to these exactly — the sorted keys (``0·(1/ε) + s``, so that
+    ``-0.0`` becomes ``0.0`` as there), ranks ``n - position``, weights 1, and each entry's
+    block bounds both its own sorted position."""
+    rows, n = sk.shape
+    size = rows * n
+    itype = np.int32 if size < 2**31 else np.int64
+    inv = np.empty(size, dtype=itype)  # sorted flat position of every entry (block id)
+    inv[flat.ravel()] = np.arange(size, dtype=itype)
+    inv = inv.reshape(rows, n)
+    pos = inv if flat_positions else inv % n
+    if rank:
+        packed[:, 0] = n - (inv % n if flat_positions else pos)
+    else:
+        y = sk + 0.0
+        packed[:, 0] = -y if descending else y
+    packed[:, 1] = flat if flat_positions else flat % n
+    packed[:, 2] = pos
+    packed[:, 3] = pos
+    packed[:, 4] = 1.0
 
 
 def _l2_blocks(
