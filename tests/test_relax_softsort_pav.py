@@ -29,9 +29,14 @@ def _problems(rng: np.random.Generator, rows: int, n: int, eps: float, rank: boo
     return (-sk / eps, np.log(rho)) if rank else (rho / eps, -sk)
 
 
+@pytest.mark.parametrize("rounds", [True, False], ids=["rounds", "loop"])
 @pytest.mark.parametrize("rank", [False, True], ids=["sort", "rank"])
 @pytest.mark.parametrize("eps", [1e-3, 0.05, 0.1, 0.3, 1.0, 3.0, 10.0, 1e3])
-def test_batched_blocks_equal_the_sequential_loop(rank: bool, eps: float) -> None:
+def test_batched_blocks_equal_the_sequential_loop(
+    monkeypatch: pytest.MonkeyPatch, rank: bool, eps: float, rounds: bool
+) -> None:
+    """Both ways of step (2): pooling rounds, and the loop on the mixed pieces only."""
+    monkeypatch.setattr(H, "_SEQUENTIAL_BELOW", 0 if rounds else 10**9)
     rng = np.random.default_rng(int(eps * 1000) + rank)
     for n in (1, 2, 3, 8, 17, 64, 200):
         y, w = _problems(rng, 9, n, eps, rank)
@@ -44,6 +49,7 @@ def test_the_sequential_finish_after_few_rounds_gives_the_same_blocks(
 ) -> None:
     """Generic ``y``, ``w`` (long cascades of pooling); the loop finishes after ``rounds``."""
     monkeypatch.setattr(H, "_POOL_ROUNDS", rounds)
+    monkeypatch.setattr(H, "_SEQUENTIAL_BELOW", 0)
     rng = np.random.default_rng(rounds)
     for n in (2, 5, 16, 40):
         y, w = rng.standard_normal((7, n)), rng.standard_normal((7, n)) * 0.5
@@ -52,10 +58,12 @@ def test_the_sequential_finish_after_few_rounds_gives_the_same_blocks(
         np.testing.assert_array_equal(H._pav_kl_flat(y, w), _sequential(y, w))
 
 
-def test_at_exact_kinks_the_solution_is_the_same() -> None:
+def test_at_exact_kinks_the_solution_is_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
     """Integer data can give adjacent blocks of exactly equal value (a kink, where
-    rounding decides whether they pool, in either order of pooling); the isotonic solution
-    — every block's value ``LSE(y_B) - LSE(w_B)`` — is the same to rounding regardless."""
+    rounding decides whether they pool, in either order of pooling): the loop on the mixed
+    pieces repeats the reference's arithmetic, blocks and all; the rounds may pool such
+    blocks differently, but the isotonic solution — every block's value
+    ``LSE(y_B) - LSE(w_B)`` — is the same to rounding."""
     rng = np.random.default_rng(7)
     y, w = rng.integers(-2, 3, (400, 9)).astype(float), rng.integers(-2, 3, (400, 9)).astype(float)
 
@@ -65,7 +73,12 @@ def test_at_exact_kinks_the_solution_is_the_same() -> None:
         lse = [H._logsumexp_in_blocks(a.ravel(), starts, bid) for a in (y, w)]
         return np.repeat(lse[0] - lse[1], sizes)
 
-    a, b = H._pav_kl_flat(y, w), _sequential(y, w)
+    b = _sequential(y, w)
+    monkeypatch.setattr(H, "_SEQUENTIAL_BELOW", 10**9)
+    np.testing.assert_array_equal(H._pav_kl_flat(y, w), b)  # the loop
+    monkeypatch.setattr(H, "_SEQUENTIAL_BELOW", 0)
+    a = H._pav_kl_flat(y, w)
+    assert not np.array_equal(a, b)  # this data has such kinks
     np.testing.assert_allclose(solution(a), solution(b), rtol=0, atol=1e-13)
     v = solution(a).reshape(y.shape)
     assert np.all(np.diff(v, axis=-1) <= 1e-13)  # feasible: non-increasing along each row

@@ -203,6 +203,9 @@ def _pav_kl_rows(y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 #: Rounds of batched pooling before the blocks still in violation go to the sequential loop.
 _POOL_ROUNDS = 64
+#: Mixed pieces with fewer entries in all than this go straight to the sequential loop
+#: (a Python loop over a few hundred entries costs less than the rounds' NumPy calls).
+_SEQUENTIAL_BELOW = 512
 
 
 def _lse_runs(a: np.ndarray, gstarts: np.ndarray, gid: np.ndarray) -> np.ndarray:
@@ -240,45 +243,60 @@ def _kl_pav_blocks(ly: list, lw: list, first: list) -> list[int]:
     return starts
 
 
-@np.errstate(invalid="ignore", over="ignore")
 def _pav_kl_flat(y: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Block starts (flat positions, then ``y.size``) of the KL PAV of every row of the
-    2-D float64 ``y``, ``w`` (broadcast): the blocks of :func:`_kl_pav` row by row,
-    vectorised over the batch.
+    float64 ``y``, ``w`` (one 2-D, the other 2-D or a 1-D row broadcast): the blocks of
+    :func:`_kl_pav` row by row, vectorised over the batch.
 
-    Two exact reductions, then pooling in rounds. (1) A row splits where the smallest
+    Exact reductions first, then pooling in rounds. (1) A row splits where the smallest
     ``v = y - w`` before a position exceeds the largest after it: block values are
-    log-mean-exps of the ``v`` they pool, so no block crosses there, and a piece without
-    an adjacent violation ``v_i < v_{i+1}`` is all singletons. (2) On the remaining
-    pieces, every maximal run of adjacent violating blocks (strictly increasing values)
-    pools at once, repeated until no violation is left: sequential PAV pools every such
-    run too (the pooled value of a prefix of the run stays below the next block's), so
-    this is PAV in another order, with the same blocks (pools happen only on strict
-    violations). After :data:`_POOL_ROUNDS` rounds the sequential loop finishes what is left.
+    log-mean-exps of the ``v`` they pool, so no block crosses there. A piece without an
+    adjacent violation ``v_i < v_{i+1}`` stays all singletons; a piece that is one run of
+    violations (``v`` strictly increasing) pools into one block, as sequential PAV pools
+    every such run (the pooled value of a prefix of the run stays below the next entry).
+    (2) On the other pieces every maximal run of adjacent violating blocks pools at once,
+    round after round until no violation is left: PAV in another order, with the same
+    blocks (pools happen only on strict violations; where two adjacent pooled blocks have
+    exactly equal values, rounding decides, in either order). After
+    :data:`_POOL_ROUNDS` rounds the sequential loop finishes what is left; below
+    :data:`_SEQUENTIAL_BELOW` entries it does all of (2), with the arithmetic of
+    :func:`_kl_pav` (the same blocks, bit for bit).
     """
-    y, w = np.broadcast_arrays(y, w)
-    rows, n = y.shape
+    rows, n = y.shape if y.ndim == 2 else w.shape
     size = rows * n
     v = y - w  # non-finite input (check_finite=False): garbage, no error or warning
     viol = v[:, :-1] < v[:, 1:]
     if size == 0 or not viol.any():
         return np.arange(size + 1)
-    # (1) split points: min(v[:i+1]) > max(v[i+1:])
-    pmin = np.minimum.accumulate(v[:, :-1], axis=-1)
-    smax = np.maximum.accumulate(v[:, :0:-1], axis=-1)[:, ::-1]
-    piece = np.ones((rows, n), dtype=bool)  # a piece starts here
-    piece[:, 1:] = pmin > smax
+    # (1) split points: min(v[:i+1]) > max(v[i+1:]); a piece starts there
+    piece = np.empty((rows, n), dtype=bool)
+    piece[:, 0] = True
+    np.greater(
+        np.minimum.accumulate(v[:, :-1], axis=-1),
+        np.maximum.accumulate(v[:, :0:-1], axis=-1)[:, ::-1],
+        out=piece[:, 1:],
+    )
     pid = np.cumsum(piece.ravel()) - 1
+    inner = pid.reshape(rows, n)[:, 1:]  # piece of each adjacent pair inside a row
     live = np.zeros(int(pid[-1]) + 1, dtype=bool)
-    live[pid.reshape(rows, n)[:, 1:][viol]] = True
-    idx = np.flatnonzero(live.take(pid))  # entries of pieces with a violation
-    ly, lw = y.ravel().take(idx), w.ravel().take(idx)
-    first = piece.ravel().take(idx)
-    start = idx
-    start = _pool_rounds(ly, lw, start, first)  # (2)
-    is_start = np.ones(size + 1, dtype=bool)
-    is_start[idx] = False
-    is_start[start] = True
+    live[inner[viol]] = True
+    mixed = np.zeros_like(live)  # a piece with a violation and a non-violation inside
+    mixed[inner[~(viol | piece[:, 1:])]] = True
+    mixed &= live
+    # singletons outside live pieces, one block per piece of a single run
+    is_start = np.append(piece.ravel() | ~live.take(pid), True)
+    if mixed.any():
+        idx = np.flatnonzero(mixed.take(pid))  # entries of the mixed pieces
+        ly = y.ravel().take(idx) if y.ndim == 2 else y.take(idx % n)
+        lw = w.ravel().take(idx) if w.ndim == 2 else w.take(idx % n)
+        first = piece.ravel().take(idx)
+        if idx.size <= _SEQUENTIAL_BELOW:  # few entries: the sequential loop is cheaper
+            start = idx.take(_kl_pav_blocks(ly.tolist(), lw.tolist(), first.tolist()))
+        else:
+            with np.errstate(invalid="ignore", over="ignore"):
+                start = _pool_rounds(ly, lw, idx, first)  # (2)
+        is_start[idx] = False
+        is_start[start] = True
     return np.flatnonzero(is_start)
 
 
