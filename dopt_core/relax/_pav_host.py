@@ -434,9 +434,10 @@ def forward_host(
         # softmax_B(s) with s = -key·κ (κ = 1/ε for ranks, 1 for sort): e / Z_B
         kappa = 1.0 / eps if rank else 1.0
         u = np.subtract(sk.ravel(), k_first.take(bid), dtype=np.float64)
-        z = np.add.reduceat(np.exp(u * -kappa), starts)
-        e_orig = np.exp(np.subtract(key, k_first.take(bid_orig), dtype=np.float64) * -kappa)
-        soft = e_orig / z.take(bid_orig)  # softmax_B(s), original order
+        e = np.exp(u * -kappa)
+        z = np.add.reduceat(e, starts)
+        soft = np.empty((rows, n))  # softmax_B(s), formed in sorted order, then scattered
+        soft.ravel()[flat] = (e / z.take(bid)).reshape(rows, n)
     if rank:
         if direct is not None:  # r = θ - v_B, v_B from the PAV solution (ε >= 1: no x/ε blow-up)
             xs, shift, _ = direct
