@@ -143,3 +143,19 @@ def test_all_singleton_shortcut_equals_the_general_formulas(
             assert np.any(both[-1, 2] != both[-1, 3])  # the extra row pools: general path
             np.testing.assert_array_equal(alone, both[:-1])
             np.testing.assert_array_equal(np.signbit(alone), np.signbit(both[:-1]))
+
+
+@pytest.mark.parametrize("flat", [False, True])
+def test_l2_sort_shortcut_keeps_the_pav_where_rounding_pools(flat: bool) -> None:
+    """The L2 sort shortcut (no PAV when every gap is below 1/(2ε)) steps aside where the
+    chained problem's rounding, not the gaps, decides: ties at ±5.6e20 with ε = 6e-6 pool
+    in the chained PAV (ρ/ε is lost next to x and the row offsets), and must pool the
+    same whether or not another row has a gap above 1/ε."""
+    kw = dict(rank=False, reg="l2", eps=6.126e-6, descending=False, flat_positions=flat)
+    x = np.full((40, 2), -5.56766509e20) * np.where(np.arange(40) % 2, 1.0, -1.0)[:, None]
+    alone = H.forward_host(x, **kw)
+    both = H.forward_host(np.concatenate([x, [[0.0, 1e9]]]), **kw)  # a gap above 1/ε
+    np.testing.assert_array_equal(alone, both[:-1])
+    assert np.any(alone[:, 2] != alone[:, 3])  # ties pooled
+    y = np.array([[0.3, -1.0, 2.0, 0.5]])  # small gaps: the shortcut, the exact sort
+    np.testing.assert_array_equal(H.forward_host(y, **kw)[0, 0], np.sort(y[0]))

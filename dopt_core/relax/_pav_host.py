@@ -2,7 +2,7 @@
 
 Everything here runs on NumPy arrays inside the one :func:`dopt_core.backend.host_call`
 of :mod:`dopt_core.relax._softsort`: a stable sort, pool-adjacent-violators (SciPy's
-``isotonic_regression`` for L2 on chunks of chained rows, a Python PAV for KL), the
+``isotonic_regression`` for L2 on chunks of chained rows, a batched PAV for KL), the
 outputs from block means in a cancellation-free form, and the VJP's bookkeeping
 (sort order, block bounds, weights) packed with the output into one array of the
 input's dtype. No framework array reaches this module.
@@ -186,19 +186,6 @@ def _pav_l2_rows(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     blocks, xs = _isotonic_chained(y - shift[:, None], chunks)
     st = blocks[:-1]
     return blocks, xs.ravel().take(st) + shift.take(st // n)
-
-
-def _pav_kl_rows(y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """KL PAV of every row of the 2-D ``y``, ``w``: block starts and block values, as
-    :func:`_pav_l2_rows` (a Python loop over the rows)."""
-    y, w = np.broadcast_arrays(y, w)
-    rows, n = y.shape
-    starts, values = [], []
-    for r in range(rows):
-        val, blocks = _kl_pav(y[r], w[r])
-        starts.append(blocks[:-1] + r * n)
-        values.append(val)
-    return np.concatenate([*starts, [rows * n]]), np.concatenate(values)
 
 
 #: Rounds of batched pooling before the blocks still in violation go to the sequential loop.
@@ -397,6 +384,12 @@ def forward_host(
     # ascending key: rank sorts theta = ±x/ε descending, sort sorts ±x ascending
     key = -x if rank != descending else x
     order, flat, sk = _stable_order(key)
+    finite = bool(np.isfinite(sk[:, [0, -1]]).all())
+    if reg == "l2" and not rank and eps < 1.0 and n > 1 and finite and _l2_sort_unpooled(sk, eps):
+        _singletons(
+            packed, flat, sk, rank=rank, descending=descending, flat_positions=flat_positions
+        )
+        return packed.reshape(*batch, rows_k, n)
     rho = np.arange(n, 0, -1, dtype=np.float64)
     direct = None
     if reg == "l2":
@@ -405,7 +398,7 @@ def forward_host(
             direct = (xs, shift, base)
     else:
         blocks = _kl_blocks(sk, rho, rank=rank, eps=eps)
-    if blocks.size == rows * n + 1 and direct is None and np.isfinite(sk[:, [0, -1]]).all():
+    if blocks.size == rows * n + 1 and direct is None and finite:
         _singletons(
             packed, flat, sk, rank=rank, descending=descending, flat_positions=flat_positions
         )
@@ -489,6 +482,19 @@ def forward_host(
     if reg == "kl":  # VJP weights: softmax_B(s)
         packed[:, k0 + 2] = soft
     return packed.reshape(*batch, rows_k, n)
+
+
+def _l2_sort_unpooled(sk: np.ndarray, eps: float) -> bool:
+    """Whether L2 soft sort's PAV (:func:`_l2_blocks`) leaves every block a singleton, decided
+    without it: it pools only across a gap of ``x`` above 1/ε, and with every gap below half
+    of that the chained problem decreases by at least ``c/(2ε)`` per step, which its
+    rounding (``2**-52`` of about ``c·(max|x| + 600·(spread + n/ε))``, offsets included)
+    cannot undo while ``max|x|·ε < 2**32`` and ``n < 2**30``."""
+    n = sk.shape[-1]
+    big = float(np.abs(sk[:, [0, -1]]).max())
+    if big * eps >= 2.0**32 or n >= 2**30:
+        return False
+    return float(np.subtract(sk[:, 1:], sk[:, :-1], dtype=np.float64).max()) <= 0.5 / eps
 
 
 def _singletons(
