@@ -384,8 +384,16 @@ def forward_host(
     # ascending key: rank sorts theta = ±x/ε descending, sort sorts ±x ascending
     key = -x if rank != descending else x
     order, flat, sk = _stable_order(key)
-    finite = bool(np.isfinite(sk[:, [0, -1]]).all())
-    if reg == "l2" and not rank and eps < 1.0 and n > 1 and finite and _l2_sort_unpooled(sk, eps):
+    big = float(np.abs(sk[:, [0, -1]]).max())  # max |x| (NaN or inf: not finite)
+    finite = math.isfinite(big)
+    if (
+        reg == "l2"
+        and not rank
+        and eps < 1.0
+        and n > 1
+        and finite
+        and _l2_sort_unpooled(sk, big, eps)
+    ):
         _singletons(
             packed, flat, sk, rank=rank, descending=descending, flat_positions=flat_positions
         )
@@ -484,14 +492,13 @@ def forward_host(
     return packed.reshape(*batch, rows_k, n)
 
 
-def _l2_sort_unpooled(sk: np.ndarray, eps: float) -> bool:
+def _l2_sort_unpooled(sk: np.ndarray, big: float, eps: float) -> bool:
     """Whether L2 soft sort's PAV (:func:`_l2_blocks`) leaves every block a singleton, decided
     without it: it pools only across a gap of ``x`` above 1/ε, and with every gap below half
     of that the chained problem decreases by at least ``c/(2ε)`` per step, which its
     rounding (``2**-52`` of about ``c·(max|x| + 600·(spread + n/ε))``, offsets included)
     cannot undo while ``max|x|·ε < 2**32`` and ``n < 2**30``."""
-    n = sk.shape[-1]
-    big = float(np.abs(sk[:, [0, -1]]).max())
+    n = sk.shape[-1]  # big: max|x|
     if big * eps >= 2.0**32 or n >= 2**30:
         return False
     return float(np.subtract(sk[:, 1:], sk[:, :-1], dtype=np.float64).max()) <= 0.5 / eps
