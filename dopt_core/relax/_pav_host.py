@@ -405,7 +405,7 @@ def forward_host(
         if eps >= 1.0:  # the PAV solution itself is accurate here: use it (cheaper)
             direct = (xs, shift, base)
     else:
-        blocks = _kl_blocks(sk, rho, rank=rank, eps=eps)
+        blocks = _kl_blocks(sk, rho, rank=rank, eps=eps, big=big if finite else 0.0)
     if blocks.size == rows * n + 1 and direct is None and finite:
         _singletons(
             packed, flat, sk, rank=rank, descending=descending, flat_positions=flat_positions
@@ -576,7 +576,9 @@ def _l2_blocks(
 _KL_FLOOR = 2.0**-40
 
 
-def _kl_blocks(sk: np.ndarray, rho: np.ndarray, *, rank: bool, eps: float) -> np.ndarray:
+def _kl_blocks(
+    sk: np.ndarray, rho: np.ndarray, *, rank: bool, eps: float, big: float | None = None
+) -> np.ndarray:
     """PAV blocks of the KL problem of every row (flat block starts, then ``sk.size``).
 
     Rank: ``v_E(s, log ρ)``, ``s = -sk/ε``; sort: ``v_E(ρ/ε, -sk)``. The PAV is not
@@ -584,8 +586,10 @@ def _kl_blocks(sk: np.ndarray, rho: np.ndarray, *, rank: bool, eps: float) -> np
     sort: ``1/(8 max(|x|, 1))``, below which every block is a singleton); the outputs
     use the true ε.
     """
-    ends = np.abs(sk[:, [0, -1]])
-    big = max(float(ends.max()) if np.isfinite(ends).all() else 0.0, 1.0)
+    if big is None:  # max|x| over the finite batch (0 if any entry is not finite)
+        ends = np.abs(sk[:, [0, -1]])
+        big = float(ends.max()) if np.isfinite(ends).all() else 0.0
+    big = max(big, 1.0)
     if rank:
         e = max(eps, big * sk.shape[-1] * _KL_FLOOR)
         blocks = _pav_kl_flat(np.multiply(sk, -1.0 / e, dtype=np.float64), np.log(rho))
