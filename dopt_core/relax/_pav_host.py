@@ -2,7 +2,7 @@
 
 Everything here runs on NumPy arrays inside the one :func:`dopt_core.backend.host_call`
 of :mod:`dopt_core.relax._softsort`: a stable sort, pool-adjacent-violators (SciPy's
-``isotonic_regression`` for L2 on chunks of chained rows, a Python PAV for KL), the
+``isotonic_regression`` for L2 on chunks of chained rows, a batched PAV for KL), the
 outputs from block means in a cancellation-free form, and the VJP's bookkeeping
 (sort order, block bounds, weights) packed with the output into one array of the
 input's dtype. No framework array reaches this module.
@@ -188,17 +188,126 @@ def _pav_l2_rows(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return blocks, xs.ravel().take(st) + shift.take(st // n)
 
 
-def _pav_kl_rows(y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """KL PAV of every row of the 2-D ``y``, ``w``: block starts and block values, as
-    :func:`_pav_l2_rows` (a Python loop over the rows)."""
-    y, w = np.broadcast_arrays(y, w)
-    rows, n = y.shape
-    starts, values = [], []
-    for r in range(rows):
-        val, blocks = _kl_pav(y[r], w[r])
-        starts.append(blocks[:-1] + r * n)
-        values.append(val)
-    return np.concatenate([*starts, [rows * n]]), np.concatenate(values)
+#: Rounds of batched pooling before the blocks still in violation go to the sequential loop.
+_POOL_ROUNDS = 64
+#: Mixed pieces with fewer entries in all than this go straight to the sequential loop
+#: (a Python loop over a few hundred entries costs less than the rounds' NumPy calls).
+_SEQUENTIAL_BELOW = 512
+
+
+def _lse_runs(a: np.ndarray, gstarts: np.ndarray, gid: np.ndarray) -> np.ndarray:
+    """``LSE`` of every run of ``a`` (runs start at ``gstarts``; ``gid`` = run of each entry)."""
+    m = np.maximum.reduceat(a, gstarts)
+    return m + np.log(np.add.reduceat(np.exp(a - m.take(gid)), gstarts))
+
+
+def _kl_pav_blocks(ly: list, lw: list, first: list) -> list[int]:
+    """The sequential PAV of :func:`_kl_pav` on blocks (``LSE`` of ``y`` and ``w`` per block),
+    never pooling a block with ``first`` set into the one before it: the indices of the
+    blocks that start the pooled blocks."""
+    starts: list[int] = []
+    la: list[float] = []
+    lb: list[float] = []
+    val: list[float] = []
+    floor = 0
+    log1p, exp = math.log1p, math.exp
+    for i in range(len(ly)):
+        a, b, st = ly[i], lw[i], i
+        if first[i]:
+            floor = len(val)
+        v = a - b
+        while len(val) > floor and val[-1] < v:
+            pa, pb = la.pop(), lb.pop()
+            val.pop()
+            st = starts.pop()
+            a = max(a, pa) + log1p(exp(-abs(a - pa)))
+            b = max(b, pb) + log1p(exp(-abs(b - pb)))
+            v = a - b
+        starts.append(st)
+        la.append(a)
+        lb.append(b)
+        val.append(v)
+    return starts
+
+
+def _pav_kl_flat(y: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Block starts (flat positions, then ``y.size``) of the KL PAV of every row of the
+    float64 ``y``, ``w`` (one 2-D, the other 2-D or a 1-D row broadcast): the blocks of
+    :func:`_kl_pav` row by row, vectorised over the batch.
+
+    Exact reductions first, then pooling in rounds. (1) A row splits where the smallest
+    ``v = y - w`` before a position exceeds the largest after it: block values are
+    log-mean-exps of the ``v`` they pool, so no block crosses there. A piece without an
+    adjacent violation ``v_i < v_{i+1}`` stays all singletons; a piece that is one run of
+    violations (``v`` strictly increasing) pools into one block, as sequential PAV pools
+    every such run (the pooled value of a prefix of the run stays below the next entry).
+    (2) On the other pieces every maximal run of adjacent violating blocks pools at once,
+    round after round until no violation is left: PAV in another order, with the same
+    blocks (pools happen only on strict violations; where two adjacent pooled blocks have
+    exactly equal values, rounding decides, in either order). After
+    :data:`_POOL_ROUNDS` rounds the sequential loop finishes what is left; below
+    :data:`_SEQUENTIAL_BELOW` entries it does all of (2), with the arithmetic of
+    :func:`_kl_pav` (the same blocks, bit for bit).
+    """
+    rows, n = y.shape if y.ndim == 2 else w.shape
+    size = rows * n
+    v = y - w  # non-finite input (check_finite=False): garbage, no error or warning
+    viol = v[:, :-1] < v[:, 1:]
+    if size == 0 or not viol.any():
+        return np.arange(size + 1)
+    # (1) split points: min(v[:i+1]) > max(v[i+1:]); a piece starts there
+    piece = np.empty((rows, n), dtype=bool)
+    piece[:, 0] = True
+    np.greater(
+        np.minimum.accumulate(v[:, :-1], axis=-1),
+        np.maximum.accumulate(v[:, :0:-1], axis=-1)[:, ::-1],
+        out=piece[:, 1:],
+    )
+    pid = np.cumsum(piece.ravel()) - 1
+    inner = pid.reshape(rows, n)[:, 1:]  # piece of each adjacent pair inside a row
+    live = np.zeros(int(pid[-1]) + 1, dtype=bool)
+    live[inner[viol]] = True
+    mixed = np.zeros_like(live)  # a piece with a violation and a non-violation inside
+    mixed[inner[~(viol | piece[:, 1:])]] = True
+    mixed &= live
+    # singletons outside live pieces, one block per piece of a single run
+    is_start = np.append(piece.ravel() | ~live.take(pid), True)
+    if mixed.any():
+        idx = np.flatnonzero(mixed.take(pid))  # entries of the mixed pieces
+        ly = y.ravel().take(idx) if y.ndim == 2 else y.take(idx % n)
+        lw = w.ravel().take(idx) if w.ndim == 2 else w.take(idx % n)
+        first = piece.ravel().take(idx)
+        if idx.size <= _SEQUENTIAL_BELOW:  # few entries: the sequential loop is cheaper
+            start = idx.take(_kl_pav_blocks(ly.tolist(), lw.tolist(), first.tolist()))
+        else:
+            with np.errstate(invalid="ignore", over="ignore"):
+                start = _pool_rounds(ly, lw, idx, first)  # (2)
+        is_start[idx] = False
+        is_start[start] = True
+    return np.flatnonzero(is_start)
+
+
+def _pool_rounds(
+    ly: np.ndarray, lw: np.ndarray, start: np.ndarray, first: np.ndarray
+) -> np.ndarray:
+    """Step (2) of :func:`_pav_kl_flat` on blocks (``LSE`` of ``y`` and ``w``, first entry
+    ``start``; ``first``: a piece starts there): the first entry of every final block."""
+    val = ly - lw
+    for _ in range(_POOL_ROUNDS):
+        new = np.empty(val.size, dtype=bool)
+        new[0] = True
+        np.logical_or(~(val[:-1] < val[1:]), first[1:], out=new[1:])  # NaN: no pool
+        if new.all():
+            break
+        gstarts = np.flatnonzero(new)
+        gid = np.cumsum(new) - 1
+        ly, lw = _lse_runs(ly, gstarts, gid), _lse_runs(lw, gstarts, gid)
+        start, first = start.take(gstarts), first.take(gstarts)
+        val = ly - lw
+    else:
+        keep = _kl_pav_blocks(ly.tolist(), lw.tolist(), first.tolist())
+        start = start.take(keep)
+    return start
 
 
 def _stable_order(key: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -275,6 +384,20 @@ def forward_host(
     # ascending key: rank sorts theta = ±x/ε descending, sort sorts ±x ascending
     key = -x if rank != descending else x
     order, flat, sk = _stable_order(key)
+    big = float(np.abs(sk[:, [0, -1]]).max())  # max |x| (NaN or inf: not finite)
+    finite = math.isfinite(big)
+    if (
+        reg == "l2"
+        and not rank
+        and eps < 1.0
+        and n > 1
+        and finite
+        and _l2_sort_unpooled(sk, big, eps)
+    ):
+        _singletons(
+            packed, flat, sk, rank=rank, descending=descending, flat_positions=flat_positions
+        )
+        return packed.reshape(*batch, rows_k, n)
     rho = np.arange(n, 0, -1, dtype=np.float64)
     direct = None
     if reg == "l2":
@@ -282,7 +405,12 @@ def forward_host(
         if eps >= 1.0:  # the PAV solution itself is accurate here: use it (cheaper)
             direct = (xs, shift, base)
     else:
-        blocks = _kl_blocks(sk, rho, rank=rank, eps=eps)
+        blocks = _kl_blocks(sk, rho, rank=rank, eps=eps, big=big if finite else 0.0)
+    if blocks.size == rows * n + 1 and direct is None and finite:
+        _singletons(
+            packed, flat, sk, rank=rank, descending=descending, flat_positions=flat_positions
+        )
+        return packed.reshape(*batch, rows_k, n)
     starts, sizes = blocks[:-1], blocks[1:] - blocks[:-1]
     itype = np.int32 if blocks[-1] < 2**31 else np.int64
     bid = np.repeat(np.arange(sizes.size, dtype=itype), sizes)  # block of each sorted entry
@@ -307,9 +435,10 @@ def forward_host(
         # softmax_B(s) with s = -key·κ (κ = 1/ε for ranks, 1 for sort): e / Z_B
         kappa = 1.0 / eps if rank else 1.0
         u = np.subtract(sk.ravel(), k_first.take(bid), dtype=np.float64)
-        z = np.add.reduceat(np.exp(u * -kappa), starts)
-        e_orig = np.exp(np.subtract(key, k_first.take(bid_orig), dtype=np.float64) * -kappa)
-        soft = e_orig / z.take(bid_orig)  # softmax_B(s), original order
+        e = np.exp(u * -kappa)
+        z = np.add.reduceat(e, starts)
+        soft = np.empty((rows, n))  # softmax_B(s), formed in sorted order, then scattered
+        soft.ravel()[flat] = (e / z.take(bid)).reshape(rows, n)
     if rank:
         if direct is not None:  # r = θ - v_B, v_B from the PAV solution (ε >= 1: no x/ε blow-up)
             xs, shift, _ = direct
@@ -363,6 +492,50 @@ def forward_host(
     return packed.reshape(*batch, rows_k, n)
 
 
+def _l2_sort_unpooled(sk: np.ndarray, big: float, eps: float) -> bool:
+    """Whether L2 soft sort's PAV (:func:`_l2_blocks`) leaves every block a singleton, decided
+    without it: it pools only across a gap of ``x`` above 1/ε, and with every gap below half
+    of that the chained problem decreases by at least ``c/(2ε)`` per step, which its
+    rounding (``2**-52`` of about ``c·(max|x| + 600·(spread + n/ε))``, offsets included)
+    cannot undo while ``max|x|·ε < 2**32`` and ``n < 2**30``."""
+    n = sk.shape[-1]  # big: max|x|
+    if big * eps >= 2.0**32 or n >= 2**30:
+        return False
+    return float(np.subtract(sk[:, 1:], sk[:, :-1], dtype=np.float64).max()) <= 0.5 / eps
+
+
+def _singletons(
+    packed: np.ndarray,
+    flat: np.ndarray,
+    sk: np.ndarray,
+    *,
+    rank: bool,
+    descending: bool,
+    flat_positions: bool,
+) -> None:
+    """:func:`forward_host`'s packed result where every PAV block is a singleton (finite
+    ``x``, ``ε < 1`` for L2), written into ``packed``: the same numbers as the general
+    formulas, which reduce to these exactly — the sorted keys (``0·(1/ε) + s``, so that
+    ``-0.0`` becomes ``0.0`` as there), ranks ``n - position``, weights 1, and each entry's
+    block bounds both its own sorted position."""
+    rows, n = sk.shape
+    size = rows * n
+    itype = np.int32 if size < 2**31 else np.int64
+    inv = np.empty(size, dtype=itype)  # sorted flat position of every entry (block id)
+    inv[flat.ravel()] = np.arange(size, dtype=itype)
+    inv = inv.reshape(rows, n)
+    pos = inv if flat_positions else inv % n
+    if rank:
+        packed[:, 0] = n - (inv % n if flat_positions else pos)
+    else:
+        y = sk + 0.0
+        packed[:, 0] = -y if descending else y
+    packed[:, 1] = flat if flat_positions else flat % n
+    packed[:, 2] = pos
+    packed[:, 3] = pos
+    packed[:, 4] = 1.0
+
+
 def _l2_blocks(
     sk: np.ndarray, rho: np.ndarray, *, rank: bool, eps: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -403,7 +576,9 @@ def _l2_blocks(
 _KL_FLOOR = 2.0**-40
 
 
-def _kl_blocks(sk: np.ndarray, rho: np.ndarray, *, rank: bool, eps: float) -> np.ndarray:
+def _kl_blocks(
+    sk: np.ndarray, rho: np.ndarray, *, rank: bool, eps: float, big: float | None = None
+) -> np.ndarray:
     """PAV blocks of the KL problem of every row (flat block starts, then ``sk.size``).
 
     Rank: ``v_E(s, log ρ)``, ``s = -sk/ε``; sort: ``v_E(ρ/ε, -sk)``. The PAV is not
@@ -411,15 +586,17 @@ def _kl_blocks(sk: np.ndarray, rho: np.ndarray, *, rank: bool, eps: float) -> np
     sort: ``1/(8 max(|x|, 1))``, below which every block is a singleton); the outputs
     use the true ε.
     """
-    ends = np.abs(sk[:, [0, -1]])
-    big = max(float(ends.max()) if np.isfinite(ends).all() else 0.0, 1.0)
+    if big is None:  # max|x| over the finite batch (0 if any entry is not finite)
+        ends = np.abs(sk[:, [0, -1]])
+        big = float(ends.max()) if np.isfinite(ends).all() else 0.0
+    big = max(big, 1.0)
     if rank:
         e = max(eps, big * sk.shape[-1] * _KL_FLOOR)
-        blocks, _ = _pav_kl_rows(np.multiply(sk, -1.0 / e, dtype=np.float64), np.log(rho))
+        blocks = _pav_kl_flat(np.multiply(sk, -1.0 / e, dtype=np.float64), np.log(rho))
     else:
         # sort compares 1/ε with the gaps of x (ties never pool): below ε = 1/(8·max|x|)
         # 1/ε exceeds every gap (<= 2·max|x|), every block is a singleton, as at that
         # floor, which only keeps ρ/ε finite (no floor from |x| · n: it pooled)
         e = max(eps, 0.125 / big)
-        blocks, _ = _pav_kl_rows(rho / e, np.negative(sk, dtype=np.float64))
+        blocks = _pav_kl_flat(rho / e, np.negative(sk, dtype=np.float64))
     return blocks

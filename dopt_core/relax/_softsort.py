@@ -31,8 +31,10 @@ same cumulative sum and gathers; soft sort's gathers ``w ⊙ u`` and the block b
 sorted order through the sort order, which the host returns for both ops. The forward runs on the host in one
 :func:`dopt_core.backend.host_call` (one transfer each way): a stable sort, PAV (SciPy's
 ``isotonic_regression`` for L2, on chunks of rows chained with separating offsets so
-that a whole batch costs a few calls; a pure-Python PAV for KL, O(n) per row but slow
-for long rows) and its bookkeeping, returned as one array holding the output and the
+that a whole batch costs a few calls; for KL a PAV vectorised over the batch — slack
+split points, runs of violations pooled at once, a Python loop only on the few mixed
+pieces — with the blocks of the sequential one) and its bookkeeping (written directly
+where every block is a singleton), returned as one array holding the output and the
 VJP's residuals — all of it pure NumPy in :mod:`dopt_core.relax._pav_host`; this module
 holds the Ops, their device-side VJPs and the public functions.
 """
