@@ -50,6 +50,11 @@ def _add(name: str, fn: Any, make: Any, **kw: Any) -> None:
 
 
 _add("perturbed[argmax,gumbel]", dc.perturbed(S.argmax, sigma=0.5, num_samples=M, noise="gumbel"), _theta_noise("gumbel"))
+_add(
+    "perturbed[argmax,gumbel,rao_blackwell]",
+    dc.perturbed(S.argmax, sigma=0.5, num_samples=M, noise="gumbel", rao_blackwell=True),
+    _theta_noise("gumbel"),
+)
 _add("perturbed[argmax,normal]", dc.perturbed(S.argmax, sigma=1.0, num_samples=M), _theta_noise("normal"))
 _add(
     "perturbed[top_k,control_variate]",

@@ -236,6 +236,16 @@ class Backend:
         """
         raise NotImplementedError(f"{self.name} has no automatic differentiation")
 
+    #: Optional plugin kernels, ``None`` where the core's array-API reference serves:
+    #: ``one_hot_sum(index, n, weights, like)`` (a scatter-add histogram, see
+    #: ``dopt_core._lib._scatter``), ``first_argmax(x)`` (the lowest-index arg-max along
+    #: the last axis) and ``categorical_counts(rng, prob, num_samples, like)``
+    #: (multinomial counts from the framework's generator, for the Rao-Blackwellised
+    #: perturbed arg-max).
+    one_hot_sum: Callable[..., Any] | None = None
+    first_argmax: Callable[..., Any] | None = None
+    categorical_counts: Callable[..., Any] | None = None
+
     def stop_gradient(self, x: Any) -> Any:
         """``x`` cut from the framework's autodiff graph (unchanged without autodiff)."""
         return x
