@@ -30,23 +30,14 @@ DOCS = ROOT / "docs"
 # ---------------------------------------------------------------------------------
 # the public names
 def public_modules() -> list[types.ModuleType]:
-    """The modules reachable through the ``__all__`` lists from :mod:`dopt_core` (as
-    ``dopt_conformance.capabilities.public_modules`` walks them), plus
-    :mod:`dopt_core.op`, the Op protocol, which the top level re-exports by name."""
-    import dopt_core
+    """The modules reachable through the ``__all__`` lists from :mod:`dopt_core`
+    (``dopt_conformance.capabilities.public_modules``), plus :mod:`dopt_core.op`, the Op
+    protocol, which the top level re-exports by name."""
+    from dopt_conformance.capabilities import public_modules as walk
 
-    out: list[types.ModuleType] = []
-    todo = [dopt_core, importlib.import_module("dopt_core.op")]
-    while todo:
-        mod = todo.pop(0)
-        if mod in out:
-            continue
-        out.append(mod)
-        for n in getattr(mod, "__all__", ()):
-            obj = getattr(mod, n)
-            if isinstance(obj, types.ModuleType) and obj.__name__.startswith("dopt_core."):
-                todo.append(obj)
-    return out
+    mods = walk()
+    op = importlib.import_module("dopt_core.op")
+    return mods if op in mods else [*mods, op]
 
 
 def public_names() -> dict[str, tuple[str, ...]]:
