@@ -256,10 +256,10 @@ def _finite_or_unknown(eta: Any) -> bool:
 
 @dataclass(frozen=True)
 class GumbelArgmaxRaoBlackwellOp(Op):
-    r"""``(θ, X) -> ŷ``: the perturbed arg-max under Gumbel noise with the Rao-Blackwellised
+    r"""``(θ, Z) -> ŷ``: the perturbed arg-max under Gumbel noise with the Rao-Blackwellised
     VJP (``perturbed(argmax, noise="gumbel", rao_blackwell=True)``).
 
-    ``X`` is the given standard Gumbel noise ``Z`` (``from_noise``; the samples are
+    ``Z`` is the given standard Gumbel noise (``from_noise``; the samples are
     ``argmax(θ + εZ_m)``) or the sample counts per entry, drawn from
     :math:`\operatorname{Multinomial}(M, p)`, :math:`p = \operatorname{softmax}(\theta/\varepsilon)`
     (the law of the Gumbel arg-max, without its ``M × n`` noise). ``ŷ`` = counts / M.
@@ -289,15 +289,15 @@ class GumbelArgmaxRaoBlackwellOp(Op):
     name: ClassVar[str] = "perturbed"
     nondiff: ClassVar[tuple[int, ...]] = (1,)
 
-    def forward(self, theta: Any, x: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
+    def forward(self, theta: Any, z: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
         p, m, n = self.p, self.p.num_samples, theta.shape[-1]
         if self.from_noise:
-            eta, _ = p.perturb(theta, x, xp=xp)
+            eta, _ = p.perturb(theta, z, xp=xp)
             if not _finite_or_unknown(eta):
                 p.solve(eta, xp=xp)  # argmax raises its error on non-finite scores
             counts = one_hot_sum(first_argmax(eta, xp=xp), n, like=theta, xp=xp)
         else:
-            counts = xp.astype(x, theta.dtype)
+            counts = xp.astype(z, theta.dtype)
         y = counts / m
         residuals = (y, gumbel_argmax_probabilities(theta, p.sigma, xp=xp))
         residuals += (xp.argmax(theta, axis=-1),) if self.control_variate else ()

@@ -113,7 +113,7 @@ def test_sdist_holds_every_source_file_and_reports_the_version(sdist: Path) -> N
                for path in _source_modules().values() if path.split("/", 1)[0] == dst]
     missing = sorted(p for p in sources if p not in names)
     assert not missing, f"source files missing from the sdist: {missing}"
-    for name in ("pyproject.toml", "setup.py", "README.md"):
+    for name in ("pyproject.toml", "setup.py", "README.md", "CHANGELOG.md"):
         assert f"{top}/{name}" in names
     dirs = {n.split("/")[1] for n in names if n.count("/") >= 2}
     assert dirs == {*PACKAGES, "dopt.egg-info"}, dirs  # no tests, examples, benchmarks, docs
