@@ -74,6 +74,15 @@ def soft_sort(out: Path) -> None:
     plt.close(fig)
 
 
+
+def _variance_curves(ax, ms, runs, estimate, extra_label: str) -> None:
+    """One log-log curve per run: the summed variance over replicates of ``estimate``."""
+    for sigma, extra, style, color in runs:
+        v = [estimate(sigma, extra, int(m)).var(axis=0, ddof=1).sum() for m in ms]
+        label = f"σ = {sigma:g}" + (f", {extra_label}" if extra else "")
+        ax.loglog(ms, v, style, ms=3, color=color, label=label)
+
+
 def variance(out: Path) -> None:
     rng = np.random.default_rng(0)
     d, replicates = 8, 400
@@ -88,43 +97,28 @@ def variance(out: Path) -> None:
     solver = lambda t: dc.solvers.top_k(t, 3)  # noqa: E731 - a row solver
     fig, (a, b) = plt.subplots(1, 2, figsize=(9.6, 3.6))
     runs = ((0.3, {}, "-o", "C0"), (1.0, {}, "-o", "C1"), (3.0, {}, "-o", "C2"))
-    for sigma, extra, style, color in runs + ((1.0, {"antithetic": True}, "--s", "C3"),):
-        v = []
-        for m in ms:
-            loss = dc.fenchel_young_loss(
-                solver, sigma=sigma, num_samples=int(m), reduction="sum", event_ndim=1, **extra
-            )
-            _, vjp = dc.value_and_vjp(loss, theta, targets, rng=int(m))
-            g = vjp(np.array(1.0))  # (replicates, d): y_σ(θ) - y per replicate
-            v.append(g.var(axis=0, ddof=1).sum())
-        a.loglog(
-            ms,
-            v,
-            style,
-            ms=3,
-            color=color,
-            label=f"σ = {sigma:g}" + (", antithetic" if extra else ""),
+
+    def fy_gradient(sigma: float, extra: dict, m: int) -> np.ndarray:
+        loss = dc.fenchel_young_loss(
+            solver, sigma=sigma, num_samples=m, reduction="sum", event_ndim=1, **extra
         )
+        _, vjp = dc.value_and_vjp(loss, theta, targets, rng=m)
+        return vjp(np.array(1.0))  # (replicates, d): y_σ(θ) - y per replicate
+
+    def perturbed_vjp(sigma: float, extra: dict, m: int) -> np.ndarray:
+        f = dc.perturbed(solver, sigma=sigma, num_samples=m, event_ndim=1, **extra)
+        _, vjp = dc.value_and_vjp(f, theta, rng=m)
+        return vjp(cot)  # the score-function estimate of J_σ(θ)ᵀ g per replicate
+
+    _variance_curves(a, ms, runs + ((1.0, {"antithetic": True}, "--s", "C3"),), fy_gradient,
+                     "antithetic")
     a.loglog(ms, 0.5 / ms, "k:", lw=1, label="∝ 1/M")
     a.set_xlabel("samples M")
     a.set_ylabel("Σ Var")
     a.set_title("Fenchel-Young gradient y_σ(θ) − y")
     a.legend(fontsize=8)
-    for sigma, extra, style, color in runs + ((1.0, {"control_variate": True}, "--s", "C3"),):
-        v = []
-        for m in ms:
-            f = dc.perturbed(solver, sigma=sigma, num_samples=int(m), event_ndim=1, **extra)
-            _, vjp = dc.value_and_vjp(f, theta, rng=int(m))
-            g = vjp(cot)  # the score-function estimate of J_σ(θ)ᵀ g per replicate
-            v.append(g.var(axis=0, ddof=1).sum())
-        b.loglog(
-            ms,
-            v,
-            style,
-            ms=3,
-            color=color,
-            label=f"σ = {sigma:g}" + (", control variate" if extra else ""),
-        )
+    _variance_curves(b, ms, runs + ((1.0, {"control_variate": True}, "--s", "C3"),),
+                     perturbed_vjp, "control variate")
     b.set_xlabel("samples M")
     b.set_title("Perturbed-optimizer VJP (score function)")
     b.legend(fontsize=8)
