@@ -336,8 +336,9 @@ def _stable_order(key: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return order, flat, sk
 
 
-# flat positions (row · n + j) are exact in the packed float array up to this many
-# entries in all; beyond, the host writes per-row positions and the device adds row · n
+# flat positions (row · n + j, and up to 2 · rows · n for the second source's row) are
+# exact in the packed float array up to this many; beyond, the host writes per-row
+# positions and the device adds row · n (and rows · n)
 MAX_FLAT = {4: 2**24, 8: 2**53}
 
 
@@ -345,9 +346,12 @@ def flat_on_host(entries: int, itemsize: int) -> bool:
     return entries <= MAX_FLAT[itemsize]
 
 
-# the packed host result, ``(..., K, n)`` per op: the output, then the residuals
-RANK_ROWS = 5  # ranks, sort order, block first, block last, VJP weights
-SORT_ROWS = 5  # sorted values, sort order (for the JVP), block first, block last, VJP weights
+# the packed host result: K rows of ``(..., n)``, the output, then the residuals. Row 4
+# indexes the second half of the VJP's gather source, [cumulative sums, values]: the
+# first entry of the block, in sorted order for soft sort (its cotangent is sorted), in
+# x's order for soft rank (``order[first]``), offset by the batch size ``rows · n``
+RANK_ROWS = 6  # ranks, sort order, block last, block first, order[block first], VJP weights
+SORT_ROWS = 6  # sorted values, sort order (for the JVP), block last, block first, block first, VJP weights
 
 
 def forward_host(
@@ -359,28 +363,38 @@ def forward_host(
     descending: bool,
     flat_positions: bool = False,
 ) -> np.ndarray:
-    """The whole forward on the host, packed as ``(..., K, n)`` in ``x``'s dtype.
+    """The whole forward on the host, packed in ``x``'s dtype: ``(K, ..., n)`` with
+    ``flat_positions`` (each of the K rows contiguous), else ``(..., K, n)``.
 
     Sorting, PAV and its bookkeeping in one pass. Every row is in ``x``'s (original)
     order except soft sort's output and the rank's sort order: positions in the sorted
     order (both ops: soft sort's JVP gathers with it), ``order[j]`` = index of the
     ``j``-th entry, block bounds ``first``/``last`` = sorted positions of the first/last
-    entry of the entry's PAV block. The VJP
+    entry of the entry's PAV block, and row 4 the position of the block's first entry in
+    the second half of the VJP's gather source (``first`` for sort, ``order[first]`` for
+    rank, plus ``rows · n`` where positions are flat). The VJP
     weights are ``1/|B|`` (L2) or ``softmax_B(s)`` (KL; ``s`` the sorted values); soft
     rank's VJP scales by ``±1/ε`` last, so that singleton blocks give an exact zero.
     Only the block id of every entry is scattered to the original order; everything
     else is looked up per block. Sorting runs in ``x``'s dtype, PAV and values in float64.
     Positions are per-row, or flat (``row · n`` added) with ``flat_positions`` (the caller checks
-    that the packed dtype holds them exactly and that ``x`` is the whole batch, which it
-    is not for a JAX ``vmap``-ed callback).
+    that the packed dtype holds them exactly, up to ``2 · rows · n``, and that ``x`` is the
+    whole batch, which it is not for a JAX ``vmap``-ed callback).
     """
     *batch, n = x.shape
     rows_k = RANK_ROWS if rank else SORT_ROWS
     x = np.asarray(x).reshape(-1, n)
     rows, dt = x.shape[0], x.dtype
-    packed = np.empty((rows, rows_k, n), dtype=dt)
+    if flat_positions:  # row k of the result is P[k], (rows, n), contiguous
+        out = np.empty((rows_k, rows, n), dtype=dt)
+        P = out
+        shape = (rows_k, *batch, n)
+    else:
+        out = np.empty((rows, rows_k, n), dtype=dt)
+        P = out.transpose(1, 0, 2)
+        shape = (*batch, rows_k, n)
     if rows == 0:
-        return packed.reshape(*batch, rows_k, n)
+        return out.reshape(shape)
     # ascending key: rank sorts theta = ±x/ε descending, sort sorts ±x ascending
     key = -x if rank != descending else x
     order, flat, sk = _stable_order(key)
@@ -394,10 +408,8 @@ def forward_host(
         and finite
         and _l2_sort_unpooled(sk, big, eps)
     ):
-        _singletons(
-            packed, flat, sk, rank=rank, descending=descending, flat_positions=flat_positions
-        )
-        return packed.reshape(*batch, rows_k, n)
+        _singletons(P, order, flat, sk, rank=rank, descending=descending, flat_positions=flat_positions)
+        return out.reshape(shape)
     rho = np.arange(n, 0, -1, dtype=np.float64)
     direct = None
     if reg == "l2":
@@ -407,10 +419,8 @@ def forward_host(
     else:
         blocks = _kl_blocks(sk, rho, rank=rank, eps=eps, big=big if finite else 0.0)
     if blocks.size == rows * n + 1 and direct is None and finite:
-        _singletons(
-            packed, flat, sk, rank=rank, descending=descending, flat_positions=flat_positions
-        )
-        return packed.reshape(*batch, rows_k, n)
+        _singletons(P, order, flat, sk, rank=rank, descending=descending, flat_positions=flat_positions)
+        return out.reshape(shape)
     starts, sizes = blocks[:-1], blocks[1:] - blocks[:-1]
     itype = np.int32 if blocks[-1] < 2**31 else np.int64
     bid = np.repeat(np.arange(sizes.size, dtype=itype), sizes)  # block of each sorted entry
@@ -452,8 +462,8 @@ def forward_host(
         else:  # r = softmax_B(θ) · Σ_B ρ  (P_E: e^{θ - LSE(θ_B) + log Σ_B ρ})
             sum_rho = sizes * (n - first_row - (sizes - 1) / 2.0)
             r = soft * sum_rho.take(bid_orig)
-        packed[:, 0] = r
-        packed[:, 1] = flat if flat_pos else order
+        P[0] = r
+        P[1] = flat if flat_pos else order
     else:  # no in-place ufunc on the packed view (NumPy 2.4 gets in-place negation of an
         # (rows, 1) strided view wrong)
         pos = np.arange(n, dtype=np.float64)
@@ -469,27 +479,26 @@ def forward_host(
             tab = np.stack([first_row.astype(np.float64), lse_rho + k_first - np.log(z)])
             t = np.take(tab, bid.reshape(rows, n), axis=1, mode="clip")
             y_sorted = (pos - t[0]) * (1.0 / eps) + t[1]
-        packed[:, 0] = -y_sorted if descending else y_sorted
-        packed[:, 1] = flat if flat_pos else order  # the JVP gathers into sorted order
-    # per-block tables in the output dtype, one take for all: first, last (, weight)
+        P[0] = -y_sorted if descending else y_sorted
+        P[1] = flat if flat_pos else order  # the JVP gathers into sorted order
+    # per-block tables in the output dtype, one take for all: last, first, the second
+    # source's first (, weight)
     k0 = 2
-    table = np.empty((3 if reg == "l2" else 2, sizes.size), dtype=dt)
+    table = np.empty((4 if reg == "l2" else 3, sizes.size), dtype=dt)
     first = starts if flat_pos else first_row  # integer arithmetic, then one cast
-    table[0] = first
-    table[1] = first + (sizes - 1)
+    table[0] = first + (sizes - 1)
+    table[1] = first
+    if rank:  # the block's first entry in x's order
+        table[2] = flat.ravel().take(starts) + rows * n if flat_pos else order.ravel().take(starts)
+    else:
+        table[2] = starts + rows * n if flat_pos else first_row
     if reg == "l2":
-        table[2] = 1.0 / sizes
-    # straight into the strided slab; mode="clip" skips the bounds check (bid_orig < #blocks)
-    np.take(
-        table,
-        bid_orig,
-        axis=1,
-        out=packed[:, k0 : k0 + table.shape[0]].transpose(1, 0, 2),
-        mode="clip",
-    )
+        table[3] = 1.0 / sizes
+    # straight into the slab; mode="clip" skips the bounds check (bid_orig < #blocks)
+    np.take(table, bid_orig, axis=1, out=P[k0 : k0 + table.shape[0]], mode="clip")
     if reg == "kl":  # VJP weights: softmax_B(s)
-        packed[:, k0 + 2] = soft
-    return packed.reshape(*batch, rows_k, n)
+        P[k0 + 3] = soft
+    return out.reshape(shape)
 
 
 def _l2_sort_unpooled(sk: np.ndarray, big: float, eps: float) -> bool:
@@ -505,7 +514,8 @@ def _l2_sort_unpooled(sk: np.ndarray, big: float, eps: float) -> bool:
 
 
 def _singletons(
-    packed: np.ndarray,
+    P: np.ndarray,
+    order: np.ndarray,
     flat: np.ndarray,
     sk: np.ndarray,
     *,
@@ -514,26 +524,31 @@ def _singletons(
     flat_positions: bool,
 ) -> None:
     """:func:`forward_host`'s packed result where every PAV block is a singleton (finite
-    ``x``, ``ε < 1`` for L2), written into ``packed``: the same numbers as the general
-    formulas, which reduce to these exactly — the sorted keys (``0·(1/ε) + s``, so that
-    ``-0.0`` becomes ``0.0`` as there), ranks ``n - position``, weights 1, and each entry's
-    block bounds both its own sorted position."""
+    ``x``, ``ε < 1`` for L2), written into its rows ``P`` (``P[k]``: row ``k``, ``(rows, n)``):
+    the same numbers as the general formulas, which reduce to these exactly — the sorted
+    keys (``0·(1/ε) + s``, so that ``-0.0`` becomes ``0.0`` as there), ranks ``n - position``,
+    weights 1, each entry's block bounds both its own sorted position, and the second
+    source's first entry the entry itself (rank) or its sorted position (sort)."""
     rows, n = sk.shape
     size = rows * n
-    itype = np.int32 if size < 2**31 else np.int64
+    itype = np.int32 if 2 * size < 2**31 else np.int64
     inv = np.empty(size, dtype=itype)  # sorted flat position of every entry (block id)
     inv[flat.ravel()] = np.arange(size, dtype=itype)
     inv = inv.reshape(rows, n)
     pos = inv if flat_positions else inv % n
     if rank:
-        packed[:, 0] = n - (inv % n if flat_positions else pos)
+        P[0] = n - (inv % n if flat_positions else pos)
     else:
         y = sk + 0.0
-        packed[:, 0] = -y if descending else y
-    packed[:, 1] = flat if flat_positions else flat % n
-    packed[:, 2] = pos
-    packed[:, 3] = pos
-    packed[:, 4] = 1.0
+        P[0] = -y if descending else y
+    P[1] = flat if flat_positions else order
+    P[2] = pos
+    P[3] = pos
+    if rank:  # the entry itself, in x's order
+        P[4] = np.arange(size, 2 * size, dtype=itype).reshape(rows, n) if flat_positions else np.arange(n)
+    else:
+        P[4] = inv + size if flat_positions else pos
+    P[5] = 1.0
 
 
 def _l2_blocks(

@@ -49,7 +49,7 @@ import numpy as np
 
 from .._lib._checks import check_choice, check_exact_integers, check_flag, check_positive, check_scores
 from .._lib._compat import device, index_dtype
-from ..backend import backend_for, host_call
+from ..backend import backend_for, host_call, take_nonnegative
 from ..op import Bound, Op, op_function
 from ._pav_host import (
     RANK_ROWS,
@@ -71,20 +71,22 @@ _MAX_N_FLOAT32 = 2**24  # the host packs sort positions into float32: exact up t
 # ---------------------------------------------------------------------------------
 def _host_forward(op: Any, x: Any, *, rank: bool, xp: Any) -> tuple[Any, Any, Any]:
     """Run :func:`dopt_core.relax._pav_host.forward_host`; return ``(y, flat indices
-    (..., 3|2, n), weights)``.
+    (4, ..., n), weights)``: the index rows are the sort order, block last, block first
+    and the block's first in the second half of the VJP's gather source (see
+    :data:`dopt_core.relax._pav_host.RANK_ROWS`).
 
-    Indices are flat (``row · n`` added, on the host where exact, else here): the VJP
-    gathers with 1-D integer-array indexing, which is cheaper than ``take_along_axis``
-    through array-api-compat.
+    Indices are flat (``row · n`` added, on the host where exact, else here): the VJPs
+    gather with 1-D takes, which are cheaper than ``take_along_axis`` or integer-array
+    indexing. Where the host sees the whole batch it packs the rows kind by kind
+    (``(K, ..., n)``: each row contiguous, so that the index cast is one dense pass).
     """
     *batch, n = x.shape
     rows_k = RANK_ROWS if rank else SORT_ROWS
-
-    rows = math.prod(batch)
+    size = math.prod(batch) * n
     # flat positions from the host where exact and where the host sees the whole batch
     # (not under a batching transform that splits the callback: per-row positions there)
     flat = (
-        flat_on_host(rows * n, 4 if x.dtype == xp.float32 else 8)
+        flat_on_host(2 * size, 4 if x.dtype == xp.float32 else 8)
         and backend_for(x).host_call_sees_whole_batch
     )
 
@@ -98,28 +100,43 @@ def _host_forward(op: Any, x: Any, *, rank: bool, xp: Any) -> tuple[Any, Any, An
             flat_positions=flat,
         )
 
-    packed = host_call(func, x, shape=(*batch, rows_k, n), dtype=x.dtype)
     itype = index_dtype(xp)
-    idx = xp.astype(packed[..., 1 : rows_k - 1, :], itype)
-    if not flat:
-        base = xp.arange(0, rows * n, n, dtype=itype, device=device(x))
-        idx = idx + xp.reshape(base, (*batch, 1, 1))
+    if flat:
+        packed = host_call(func, x, shape=(rows_k, *batch, n), dtype=x.dtype)
+        idx = xp.astype(packed[1 : rows_k - 1, ...], itype)
+    else:
+        packed = host_call(func, x, shape=(*batch, rows_k, n), dtype=x.dtype)
+        nd = len(batch)
+        packed = xp.permute_dims(packed, (nd, *range(nd), nd + 1))  # (K, ..., n)
+        idx = xp.astype(packed[1 : rows_k - 1, ...], itype)
+        dev = device(x)
+        ones = (1,) * nd
+        base = xp.reshape(xp.arange(0, size, n, dtype=itype, device=dev), (1, *batch, 1))
+        second = xp.reshape(xp.asarray([0, 0, 0, size], dtype=itype, device=dev), (4, *ones, 1))
+        idx = idx + (base + second)
     # a fresh array: torch forbids in-place edits of a custom Function's view outputs
-    y = xp.asarray(packed[..., 0, :], copy=True)
-    return y, idx, packed[..., rows_k - 1, :]
+    y = xp.asarray(packed[0, ...], copy=True)
+    return y, idx, packed[rows_k - 1, ...]
 
 
-def _block_sums(u: Any, ends: Any, *, xp: Any) -> Any:
-    """``Σ_{i ∈ block} u_i``: ``u`` in sorted order, ``ends[..., 0, :]``/``ends[..., 1, :]``
-    the flat sorted positions of each entry's block's first/last entry (a cumulative sum
-    and two gathers).
+def _gather(a: Any, idx: Any, *, xp: Any) -> Any:
+    """``a`` flattened, gathered at the flat positions ``idx`` (any shape): one 1-D take."""
+    got = take_nonnegative(xp.reshape(a, (-1,)), xp.reshape(idx, (-1,)), 0)
+    return xp.reshape(got, tuple(idx.shape))
+
+
+def _block_sums(u: Any, second: Any, ends: Any, *, xp: Any) -> Any:
+    """``Σ_{i ∈ block} u_i``: ``u`` in sorted order, ``ends`` (3, ...) the flat sorted
+    positions of each entry's block's last and first entry, then the position of the
+    block's first entry in ``second`` (``u`` itself, or ``u``'s values in another order),
+    offset by ``u.size``: a cumulative sum and one gather from ``[c, second]``.
 
     Written ``c[last] - c[first] + u[first]``: exact for a singleton block (``u``
     itself), which ``c[last] - (c - u)[first]`` is not — soft rank's VJP multiplies the
     rounding by 1/ε, and as ε → 0 every block is a singleton."""
-    c = xp.reshape(xp.cumulative_sum(u, axis=-1), (-1,))[ends]  # c at (first, last)
-    first = ends[..., 0, :]
-    return (c[..., 1, :] - c[..., 0, :]) + xp.reshape(u, (-1,))[first]
+    c = xp.cumulative_sum(u, axis=-1)
+    t = _gather(xp.concat([xp.reshape(c, (-1,)), xp.reshape(second, (-1,))]), ends, xp=xp)
+    return (t[0, ...] - t[1, ...]) + t[2, ...]
 
 
 @dataclass(frozen=True)
@@ -143,9 +160,9 @@ class SoftRankOp(Op):
         # singleton block gives an exact 0 even where h/ε overflows
         idx, weights, *ranks = residuals  # KL also keeps the ranks r
         h = cotangent * ranks[0] if self.reg == "kl" else cotangent
-        hs = xp.reshape(h, (-1,))[idx[..., 0, :]]  # h in sorted order
+        hs = _gather(h, idx[0, ...], xp=xp)  # h in sorted order
         scale = (-1.0 if self.descending else 1.0) / self.strength
-        return ((h - weights * _block_sums(hs, idx[..., 1:3, :], xp=xp)) * scale,)
+        return ((h - weights * _block_sums(hs, h, idx[1:4, ...], xp=xp)) * scale,)
 
     def jvp(self, residuals: tuple[Any, ...], tangents: tuple[Any | None, ...], *, xp: Any) -> Any:
         # the VJP is Jᵀ = ±1/ε (I - diag(w) M) diag(r) (r = 1 for L2), M the symmetric
@@ -154,9 +171,10 @@ class SoftRankOp(Op):
         if u is None:
             return None
         idx, weights, *ranks = residuals
-        vs = xp.reshape(weights * u, (-1,))[idx[..., 0, :]]  # w ⊙ u in sorted order
+        wu = weights * u
+        vs = _gather(wu, idx[0, ...], xp=xp)  # w ⊙ u in sorted order
         scale = (-1.0 if self.descending else 1.0) / self.strength
-        t = (u - _block_sums(vs, idx[..., 1:3, :], xp=xp)) * scale
+        t = (u - _block_sums(vs, wu, idx[1:4, ...], xp=xp)) * scale
         return t * ranks[0] if self.reg == "kl" else t
 
 
@@ -174,8 +192,8 @@ class SoftSortOp(Op):
 
     def vjp(self, residuals: tuple[Any, ...], cotangent: Any, *, xp: Any) -> tuple[Any | None, ...]:
         # the output is in sorted order: entry i gets its block's cotangent sum, weighted
-        idx, weights = residuals  # idx: sort order, block first, block last
-        return (weights * _block_sums(cotangent, idx[..., 1:3, :], xp=xp),)
+        idx, weights = residuals  # idx: sort order, block last, block first, block first
+        return (weights * _block_sums(cotangent, cotangent, idx[1:4, ...], xp=xp),)
 
     def jvp(self, residuals: tuple[Any, ...], tangents: tuple[Any | None, ...], *, xp: Any) -> Any:
         # the VJP is Jᵀ g = w ⊙ M g (M: same-block indicator from sorted slots to entries),
@@ -185,12 +203,11 @@ class SoftSortOp(Op):
         if u is None:
             return None
         idx, weights = residuals
-        order = idx[..., 0, :]  # flat position of the entry in each sorted slot
-        vs = xp.reshape(weights * u, (-1,))[order]
-        ends = xp.stack(
-            [xp.reshape(idx[..., r, :], (-1,))[order] for r in (1, 2)], axis=-2
-        )  # block first/last of each sorted slot
-        return _block_sums(vs, ends, xp=xp)
+        order = xp.reshape(idx[0, ...], (-1,))  # flat position of the entry in each sorted slot
+        vs = _gather(weights * u, order, xp=xp)
+        # block last/first (twice) of each sorted slot
+        ends = take_nonnegative(xp.reshape(idx[1:4, ...], (3, -1)), order, 1)
+        return xp.reshape(_block_sums(xp.reshape(vs, tuple(u.shape)), vs, ends, xp=xp), tuple(u.shape))
 
 
 def _validate(
