@@ -84,7 +84,7 @@ def targets() -> list[H.Target]:
            "jaxopt make_perturbed_argmax (jit)", "dopt torch", ">=", 1.0, "floor: torch noise + one argmax"),
         rt("JAX perturbed(argmax) jitted, same shape (jaxopt / dopt)", "≥ 1.5× jaxopt", "perturbed_jax",
            lambda c: True, "jaxopt make_perturbed_argmax (vmap)", "dopt jax (jit)", ">=", 1.5,
-           "floor: noise + one argmax"),
+           "floor: noise + one max-reduce"),
         rt("torch PFYL training step, 5×5 DAG, B32, 10 samples (PyEPO / dopt)", "≥ 30× PyEPO + Gurobi",
            "pfyl", lambda c: True, "PyEPO perturbedFenchelYoung (Gurobi)", "dopt (batched DP solver)", ">=",
            30.0, "floor: noise + one batched solve"),
