@@ -31,6 +31,7 @@ __all__ = [
     "check_real",
     "check_same_device",
     "check_scores",
+    "default_float_dtype",
     "check_subset_size",
     "check_callable_solver",
     "solver_event_ndim",
@@ -44,8 +45,13 @@ def check_scores(
     name: str = "theta",
     min_ndim: int = 1,
     check_finite: bool = True,
+    promote_integers: bool = False,
 ) -> tuple[Any, Any, Any]:
     """Validate a floating-point score array.
+
+    With ``promote_integers=True`` (the relaxations' sorts and networks pass it) an
+    integer array is first converted to the framework's default float dtype
+    (:func:`default_float_dtype`); bool arrays still raise ``TypeError``.
 
     Returns ``(theta_compute, xp, out_dtype)``: float16/bfloat16 inputs are promoted to
     float32 for the computation and ``out_dtype`` records the dtype to cast back to
@@ -56,6 +62,9 @@ def check_scores(
     backend = backend_for(theta, name=name)
     xp = backend.namespace(theta)
     dtype = theta.dtype
+    if promote_integers and check_dtype_kind(xp, dtype, "integral", name=name):
+        theta = xp.astype(theta, default_float_dtype(xp, theta))
+        dtype = theta.dtype
     if not check_dtype_kind(xp, dtype, "real floating", name=name):
         raise TypeError(f"{name} must have a real floating dtype (float32 or float64), got {dtype}")
     out_dtype = None
@@ -72,6 +81,25 @@ def check_scores(
     if check_finite and not backend.is_traced(theta) and backend.all_finite(theta) is False:
         raise ValueError(f"{name} contains NaN or infinite values (pass check_finite=False to skip this check)")
     return theta, xp, out_dtype
+
+
+def default_float_dtype(xp: Any, like: Any) -> Any:
+    """The default real floating dtype of ``xp`` on ``like``'s device.
+
+    This is the dtype ``xp.asarray(0.0)`` gets: float64 for NumPy,
+    ``torch.get_default_dtype()`` for PyTorch, float32 or float64 for JAX depending on
+    ``jax_enable_x64``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> default_float_dtype(np, np.arange(3))
+    dtype('float64')
+    """
+    try:
+        return xp.asarray(0.0, device=like.device).dtype
+    except (AttributeError, TypeError):
+        return xp.asarray(0.0).dtype
 
 
 def check_int(value: Any, *, name: str, low: int, high: int | None = None) -> int:

@@ -115,6 +115,7 @@ def network_sort(
     ----------
     x : array, shape ``(..., n)``, float32 or float64
         Values to sort along the last axis (leading axes are batch axes); any ``n >= 1``.
+        Integer arrays are promoted to the framework's default float dtype; bool raises.
     network : {"odd_even", "bitonic"}
         ``odd_even``: n layers of neighbour comparators; ``bitonic``:
         ⌈log₂n⌉(⌈log₂n⌉+1)/2 layers. For ``n`` a power of two the bitonic layout is
@@ -146,7 +147,7 @@ def network_sort(
     >>> np.round(network_sort(np.array([3.0, 1.0, 2.0]), steepness=1e9), 6)
     array([1., 2., 3.])
     """
-    x, _, out_dtype = check_scores(x, name="x", check_finite=check_finite)
+    x, _, out_dtype = check_scores(x, name="x", check_finite=check_finite, promote_integers=True)
     return Bound(
         NetworkSortOp(_spec(network, steepness, sigmoid, art_lambda, x), int(x.shape[-1])),
         (x,),
@@ -181,6 +182,7 @@ def network_permutation(
     ----------
     x : array, shape ``(..., n)``, float32 or float64
         Values to sort along the last axis (leading axes are batch axes); any ``n >= 1``.
+        Integer arrays are promoted to the framework's default float dtype; bool raises.
     network : {"odd_even", "bitonic"}
         ``odd_even``: n layers of neighbour comparators; ``bitonic``:
         ⌈log₂n⌉(⌈log₂n⌉+1)/2 layers. For ``n`` a power of two the bitonic layout is
@@ -213,7 +215,7 @@ def network_permutation(
     array([[0., 1.],
            [1., 0.]])
     """
-    x, _, out_dtype = check_scores(x, name="x", check_finite=check_finite)
+    x, _, out_dtype = check_scores(x, name="x", check_finite=check_finite, promote_integers=True)
     return Bound(
         NetworkPermutationOp(
             _spec(network, steepness, sigmoid, art_lambda, x), int(x.shape[-1])
@@ -264,6 +266,7 @@ def sorting_network(
     ----------
     x : array, shape ``(..., n)``, float32 or float64
         Values to sort along the last axis (leading axes are batch axes); any ``n >= 1``.
+        Integer arrays are promoted to the framework's default float dtype; bool raises.
     network : {"odd_even", "bitonic"}
         ``odd_even``: n layers of neighbour comparators; ``bitonic``:
         ⌈log₂n⌉(⌈log₂n⌉+1)/2 layers. For ``n`` a power of two the bitonic layout is
@@ -352,6 +355,7 @@ def soft_top_k(
     Parameters
     ----------
     x : array ``(..., n)``
+        Integer arrays are promoted to the framework's default float dtype.
     k : int, ``1 <= k <= n``
     network, steepness, sigmoid, art_lambda
         As in :func:`sorting_network` (default network ``"bitonic"``).
@@ -370,7 +374,7 @@ def soft_top_k(
     Petersen, Kuehne, Borgelt, Deussen, "Differentiable top-k classification learning",
     ICML 2022 (arXiv:2206.07290).
     """
-    x, _, out_dtype = check_scores(x, name="x", check_finite=check_finite)
+    x, _, out_dtype = check_scores(x, name="x", check_finite=check_finite, promote_integers=True)
     n = int(x.shape[-1])
     k = check_int(k, name="k", low=1, high=n)
     spec = _spec(network, steepness, sigmoid, art_lambda, x)

@@ -213,7 +213,7 @@ class SoftSortOp(Op):
 def _validate(
     x: Any, strength: Any, reg: Any, descending: Any, check_finite: bool, *, rank: bool
 ) -> tuple[Any, Any, float, str, bool]:
-    x, xp, out_dtype = check_scores(x, name="x", check_finite=check_finite)
+    x, xp, out_dtype = check_scores(x, name="x", check_finite=check_finite, promote_integers=True)
     dtype = x.dtype if out_dtype is None else out_dtype
     if rank:  # ranks up to n in the output dtype (float16: 2048, bfloat16: 256)
         check_exact_integers(x.shape[-1], dtype, name="x", what="ranks", xp=xp)
@@ -267,7 +267,9 @@ def soft_sort(
     Parameters
     ----------
     x : array, shape ``(..., n)``
-        Values; leading axes are batch axes.
+        Values; leading axes are batch axes. Integer arrays are promoted to the
+        framework's default float dtype (NumPy float64, ``torch.get_default_dtype()``,
+        JAX float32 or float64 per ``jax_enable_x64``), as torchsort does; bool raises.
     regularization_strength : float > 0
         ε: small values approach the exact operation, large ones flatten it.
     regularization : {"l2", "kl"}
@@ -326,7 +328,9 @@ def soft_rank(
     Parameters
     ----------
     x : array, shape ``(..., n)``
-        Values; leading axes are batch axes.
+        Values; leading axes are batch axes. Integer arrays are promoted to the
+        framework's default float dtype (NumPy float64, ``torch.get_default_dtype()``,
+        JAX float32 or float64 per ``jax_enable_x64``), as torchsort does; bool raises.
     regularization_strength : float > 0
         ε: small values approach the exact operation, large ones flatten it.
     regularization : {"l2", "kl"}
